@@ -9,5 +9,6 @@ def build():
     """Return the root collection used by both ``tasks.py`` and ``fabfile.py``."""
     ns = Collection()
     # sub-collections are added here, one line each
+    ns.add_task(__import__("hatasks.core_tasks").core_tasks.history)
     ns.configure(DEFAULTS)
     return ns

@@ -15,9 +15,9 @@ Supported (the part of Ansible's INI format a runbook inventory needs)::
     [all:vars]
     ssh_config=lab/ssh_config
 
-Var precedence, lowest first: ``[all:vars]`` < vars of parent groups < vars of the
-host's own groups < inline host vars. Groups of the same depth apply in file order,
-so a later one wins. Values are strings (no type guessing); a value written in
+Var precedence, lowest first: ``[all:vars]`` < group vars < inline host vars. Among the
+groups holding a host, as in Ansible, a child group wins over its parents (groups are
+applied by depth below ``all``, then in file order, so a later one of the same depth wins). Values are strings (no type guessing); a value written in
 quotes is unquoted. A group that sets ``cluster_kind`` in its own ``[g:vars]`` is a
 *cluster* (``db``, ``lb``, ...; a site may have several of one kind).
 
@@ -122,7 +122,7 @@ class Inventory:
         self._build()
 
     # ---- construction -------------------------------------------------------
-    def _depth(self, name, _seen=()):
+    def _depth(self, name):
         """Longest chain of parent groups above ``name`` (Ansible's group depth)."""
         if name in self._depths:
             return self._depths[name]

@@ -1,0 +1,217 @@
+"""Apache on the load balancers: configuration check and where the web VIP is served from.
+
+Runbook 5.1.2 (d): `apachectl` reports `Syntax error on line N of httpd.conf` when httpd cannot
+start; fix it, then `hb.cleanup --resource apache --node lbNN`.
+"""
+
+import re
+import shlex
+
+from hatasks import hb, output, remote
+from hatasks.base import task
+from hatasks.errors import HaError, StateError, UsageError
+
+#: seconds curl waits for the page through the VIP
+HTTP_TIMEOUT = 5
+
+_SYNTAX = re.compile(r"Syntax error on line (\d+) of (.+?):\s*$")
+_HTTP_MARK = "HATASKS_HTTP_CODE:"
+
+
+def check_command(conf):
+    """apache2ctl (Debian) or apachectl (elsewhere) configuration test of CONF."""
+    q = shlex.quote(conf)
+    return (f"if command -v apache2ctl >/dev/null 2>&1; then apache2ctl -t -f {q}; "
+            f"else apachectl -t -f {q}; fi 2>&1")
+
+
+def parse_check(text, rc):
+    """{"ok", "file", "line", "message", "output"} from `apachectl -t` output and exit code."""
+    try:
+        from hatasks import parsers
+    except ImportError:
+        parsers = None
+    parse = getattr(parsers, "parse_apachectl", None)
+    if parse is not None:
+        parsed = dict(parse(text))
+        parsed.setdefault("ok", rc == 0)
+        parsed["ok"] = bool(parsed["ok"]) and rc == 0
+        parsed.setdefault("output", text)
+        return parsed
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    result = {"ok": rc == 0 and any("Syntax OK" in ln for ln in lines), "file": None,
+              "line": None, "message": None, "output": text}
+    for i, ln in enumerate(lines):
+        m = _SYNTAX.search(ln)
+        if m:
+            result["line"] = int(m.group(1))
+            result["file"] = m.group(2)
+            rest = [x.strip() for x in lines[i + 1:] if x.strip()]
+            result["message"] = rest[0] if rest else ln.strip()
+            break
+    if not result["ok"] and result["message"] is None:
+        errors = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("AH00558")
+                  and "Action '" not in ln and "error log may have" not in ln]
+        result["message"] = errors[0] if errors else f"exit {rc}"
+    return result
+
+
+def check_step(ctx, host_name):
+    """Run the Apache configuration test on HOST (read-only)."""
+    host, cluster = hb.node_of(ctx, host_name, option="host")
+    conf = (host.vars or {}).get("apache_conf")
+    if not conf:
+        raise UsageError(f"--host {host.name}: no apache_conf in the inventory for it "
+                         f"(is it a load balancer? cluster {cluster})")
+    res = remote.run(ctx, host, check_command(conf), probe=True, warn=True)
+    data = parse_check(res.stdout or "", res.exited)
+    data.update(host=host.name, conf=conf, rc=res.exited)
+    return data
+
+
+@task(help={"host": "load balancer host (lb01, lb02)", "format": "table or json"})
+def check(ctx, host, format=None):
+    """Test a load balancer's Apache configuration (apachectl -t; 5.1.2 d): exit 3 on an error."""
+    fmt = hb._fmt(ctx, format)
+    data = check_step(ctx, host)
+    if fmt == "json":
+        output.emit(data, "json")
+    elif data["ok"]:
+        print(f"{data['host']}: {data['conf']}: Syntax OK", flush=True)
+    if not data["ok"]:
+        where = (f"{data['file']} line {data['line']}" if data.get("line") is not None
+                 else data["conf"])
+        raise StateError(f"{data['host']}: Apache configuration error in {where}: "
+                         f"{data.get('message')}")
+    return data
+
+
+# --------------------------------------------------------------------------- status
+
+
+def fetch_command(url, timeout=HTTP_TIMEOUT):
+    """Body of URL then a last line `HATASKS_HTTP_CODE:NNN` (curl, else python3)."""
+    q = shlex.quote(url)
+    py = ("import sys,urllib.request as u\n"
+          "try:\n"
+          f" r=u.urlopen(sys.argv[1],timeout={int(timeout)}); b=r.read(); c=r.status\n"
+          "except u.HTTPError as e:\n b=e.read(); c=e.code\n"
+          "except Exception:\n b=b''; c=0\n"
+          f"sys.stdout.write(b.decode('utf-8','replace')+'\\n{_HTTP_MARK}%d\\n'%c)")
+    return (f"if command -v curl >/dev/null 2>&1; then curl -s -m {int(timeout)} "
+            f"-w {shlex.quote(chr(10) + _HTTP_MARK + '%{http_code}' + chr(10))} {q}; "
+            f"else python3 -c {shlex.quote(py)} {q}; fi")
+
+
+def parse_fetch(text):
+    """(http code as int, 0 when nothing answered; body)."""
+    code, body = 0, text
+    idx = text.rfind(_HTTP_MARK)
+    if idx >= 0:
+        body = text[:idx]
+        digits = text[idx + len(_HTTP_MARK):].strip()[:3]
+        code = int(digits) if digits.isdigit() else 0
+    return code, body.rstrip("\n")
+
+
+def page_node(body, names):
+    """The inventory host named in the page (first one found), else None."""
+    text = re.sub(r"<[^>]+>", " ", body or "")
+    found = [(m.start(), n) for n in names for m in [re.search(rf"\b{re.escape(n)}\b", text)] if m]
+    return min(found)[1] if found else None
+
+
+def status_step(ctx, cluster=None):
+    """Which LB node holds the VIP / runs the apache group, and the page served through the VIP."""
+    inv = remote.inventory(ctx)
+    if cluster:
+        lb = hb.cluster_of(ctx, cluster)
+    else:
+        lbs = inv.clusters_of_kind("lb")
+        if not lbs:
+            raise UsageError(f"no load balancer cluster (cluster_kind=lb) in {inv.path}")
+        lb = lbs[0]
+    if lb.kind != "lb":
+        raise UsageError(f"cluster {lb.name} is not a load balancer cluster (kind {lb.kind})")
+    vip = lb.vars.get("vip")
+    if not vip:
+        raise UsageError(f"cluster {lb.name}: no vip in the inventory")
+    state = hb.crm_status(ctx, lb.name)
+    group = lb.vars.get("group")
+    vip_res = lb.vars.get("vip_resource")
+    apache_res = lb.vars.get("apache_resource")
+    by_id = {r["id"]: r for r in state.get("resources", [])}
+
+    def where(res_id):
+        r = by_id.get(res_id) if res_id else None
+        if r is None:
+            return None
+        return r.get("node") if r.get("role") in hb.ACTIVE_ROLES else None
+
+    url = f"http://{vip}/"
+    fetched_from, code, body, problem = None, 0, "", None
+    order = [state["source"]] + [h.name for h in lb.hosts if h.name != state["source"]]
+    for name in order:
+        try:
+            res = remote.run(ctx, inv.host(name), fetch_command(url), probe=True, warn=True,
+                             timeout=HTTP_TIMEOUT + 10)
+        except HaError as exc:
+            problem = exc.message
+            continue
+        fetched_from = name
+        code, body = parse_fetch(res.stdout or "")
+        break
+    names = [h.name for h in lb.hosts]
+    data = {
+        "cluster": lb.name,
+        "vip": vip,
+        "vip_node": where(vip_res),
+        "group": group,
+        "group_node": hb.group_node(state, group) if group else None,
+        "apache_node": where(apache_res),
+        "nodes": state.get("nodes", []),
+        "failed_actions": state.get("failed_actions", []),
+        "url": url,
+        "fetched_from": fetched_from,
+        "http_code": code,
+        "page_node": page_node(body, names),
+        "page": body[:500],
+        "serving": code == 200,
+        "source": state["source"],
+    }
+    if fetched_from is None:
+        data["fetch_error"] = problem
+    return data
+
+
+@task(help={"cluster": "load balancer cluster (default: the inventory's lb cluster)",
+            "format": "table or json"})
+def status(ctx, cluster=None, format=None):
+    """Show which LB node holds the VIP and runs Apache, and the page served through the VIP (5.1)."""
+    fmt = hb._fmt(ctx, format)
+    data = status_step(ctx, cluster)
+    if fmt == "json":
+        output.emit(data, "json")
+    else:
+        from tabulate import tabulate
+
+        nodes = ", ".join(f"{n['name']} {n['state']}" for n in data["nodes"])
+        rows = [
+            ["nodes", nodes],
+            ["VIP " + data["vip"], data["vip_node"] or "NOT RUNNING"],
+            ["group " + str(data["group"]), data["group_node"] or "NOT STARTED (or split)"],
+            ["apache", data["apache_node"] or "NOT RUNNING"],
+            ["HTTP " + data["url"],
+             (f"{data['http_code']} from {data['page_node'] or 'an unnamed page'}"
+              if data["http_code"] else "no answer")
+             + (f" (fetched on {data['fetched_from']})" if data["fetched_from"] else "")],
+        ]
+        for f in data["failed_actions"]:
+            rows.append(["FAILED", f"{f['resource']} {f.get('operation')} on {f['node']}: "
+                                   f"rc={f.get('rc')} {f.get('reason') or ''}".rstrip()])
+        print(f"== web ({data['cluster']} cluster, crm_mon read on {data['source']})")
+        print(tabulate(rows, tablefmt="plain"))
+    if not data["serving"]:
+        why = data.get("fetch_error") or f"HTTP {data['http_code'] or 'no answer'}"
+        raise StateError(f"the web VIP {data['vip']} does not serve a page: {why}")
+    return data

@@ -90,7 +90,7 @@ def _host(ctx, host):
 # values that go into commands
 # ---------------------------------------------------------------------------
 
-_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,:@%+=/-]*$")
+_SAFE = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_.,:@%+=/-]*$")
 
 
 def check_value(name, value):
@@ -568,7 +568,10 @@ class _Tunnel:
     def close(self):
         self._closing.set()
         with contextlib.suppress(Exception):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        with contextlib.suppress(Exception):
             self.listener.close()
+        self._thread.join(timeout=5)
         if self._first is not None:
             with contextlib.suppress(Exception):
                 self._first.close()

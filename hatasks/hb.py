@@ -20,8 +20,10 @@ CRM_MON = "crm_mon -1 --output-as=xml"
 CIB_RESOURCES = "cibadmin --query --scope resources"
 #: how often a step re-reads crm_mon while it waits for an effect (seconds)
 POLL_INTERVAL = 0.2
-#: roles in which a resource counts as running on its node
+#: roles in which a resource counts as started (settled) on its node
 ACTIVE_ROLES = ("Started", "Promoted", "Unpromoted", "Master", "Slave")
+#: roles in which a resource still occupies its node (settled or in transition)
+PRESENT_ROLES = ACTIVE_ROLES + ("Starting", "Stopping", "Migrating", "Promoting", "Demoting")
 #: what `hb.log` looks for: the runbook's ERROR/FATAL plus Pacemaker 2's lower-case levels
 LOG_PATTERN = r"(ERROR|FATAL|CRIT)|[[:space:]](error|crit|alert|emerg):"
 
@@ -107,7 +109,7 @@ def crm_status(ctx, cluster, prefer=None, only=None):
     """Read crm_mon from the first node of CLUSTER that answers (read-only, runs under --dry).
 
     prefer: host names to try first; only: restrict to these host names (e.g. a peer's view).
-    Returns the parsed crm_mon (DESIGN.md hb.status shape) plus "cluster", "source" (the host it
+    Returns the parsed crm_mon (DESIGN.md hb.status shape) plus "cluster", "read_on" (the host it
     was read from) and "unanswered" ({host: reason} for hosts tried before it).
     """
     inv = remote.inventory(ctx)
@@ -135,7 +137,7 @@ def crm_status(ctx, cluster, prefer=None, only=None):
             continue
         state = dict(state)
         state["cluster"] = cluster
-        state["source"] = host.name
+        state["read_on"] = host.name
         state["unanswered"] = problems
         return state
     names = ", ".join(f"{n}: {why}" for n, why in problems.items()) or "no host"
@@ -160,7 +162,7 @@ def group_resources(state, group):
 
 def running_on(state, node):
     return [r for r in state.get("resources", [])
-            if r.get("node") == node and r.get("role") in ACTIVE_ROLES]
+            if node in (r.get("nodes") or [r.get("node")]) and r.get("role") in PRESENT_ROLES]
 
 
 def group_node(state, group):
@@ -187,7 +189,7 @@ def summary(state):
     lines = []
     nodes = ", ".join(f"{n['name']} {n['state'].upper() if n['state'] == 'offline' else n['state']}"
                       for n in state.get("nodes", []))
-    lines.append(f"cluster {state.get('cluster')} (read on {state.get('source')}): {nodes}")
+    lines.append(f"cluster {state.get('cluster')} (read on {state.get('read_on')}): {nodes}")
     groups = {}
     for res in state.get("resources", []):
         groups.setdefault(res.get("group") or res.get("id"), []).append(res)
@@ -248,7 +250,7 @@ def _host(ctx, name):
 def status_step(ctx, cluster=None):
     """Step: crm_mon of one cluster (or all): {"clusters", "nodes", "resources", "failed_actions"}.
 
-    Items carry a "cluster" field; per-cluster "source" (node read) and "dc" are in "views".
+    Items carry a "cluster" field; per-cluster "read_on" (node read) and "dc" are in "views".
     """
     inv = remote.inventory(ctx)
     names = [cluster_of(ctx, cluster).name] if cluster else cluster_names(inv)
@@ -257,7 +259,7 @@ def status_step(ctx, cluster=None):
         state = crm_status(ctx, name)
         for key in ("nodes", "resources", "failed_actions"):
             result[key].extend(dict(item, cluster=name) for item in state.get(key, []))
-        result["views"][name] = {"source": state["source"], "dc": state.get("dc"),
+        result["views"][name] = {"read_on": state["read_on"], "dc": state.get("dc"),
                                  "unanswered": state.get("unanswered") or {}}
     return result
 
@@ -268,7 +270,7 @@ def _status_table(data):
     out = []
     for name in data["clusters"]:
         view = data["views"][name]
-        head = f"== cluster {name}  (read on {view['source']}"
+        head = f"== cluster {name}  (read on {view['read_on']}"
         if view.get("dc"):
             head += f", DC {view['dc']}"
         out.append(head + ")")
@@ -319,7 +321,7 @@ def standby_step(ctx, node, timeout=60, force=False, yes=False):
     print(summary(before))
     if node_state(before, node) is None:
         raise StateError(f"{node} is not a node of the running {cluster} cluster (crm_mon on "
-                         f"{before['source']})")
+                         f"{before['read_on']})")
     others = _others_online(before, node)
     if not others and not force:
         raise StateError(f"refusing standby of {node}: no other {cluster} node is online, the "
@@ -343,13 +345,13 @@ def standby_step(ctx, node, timeout=60, force=False, yes=False):
         if node_state(before, node) == "standby":
             print(f"{node} is already in standby")
         else:
-            _run_action(ctx, _host(ctx, before["source"]), command)
+            _run_action(ctx, _host(ctx, before["read_on"]), command)
         if _dry(ctx):
             return before
         where = " and ".join(others) or "nowhere (forced)"
         after = wait_for(ctx, cluster, converged, timeout,
                          f"{node} standby, {', '.join(moving) or 'its resources'} started on {where}",
-                         prefer=[before["source"]])
+                         prefer=[before["read_on"]])
     print(summary(after))
     return after
 
@@ -376,12 +378,12 @@ def online_step(ctx, node, timeout=60, yes=False):
         if node_state(before, node) == "online":
             print(f"{node} is already online")
         else:
-            _run_action(ctx, _host(ctx, before["source"]), command)
+            _run_action(ctx, _host(ctx, before["read_on"]), command)
         if _dry(ctx):
             return before
         after = wait_for(ctx, cluster, converged, timeout,
                          f"{node} online and {', '.join(groups) or 'groups'} started",
-                         prefer=[before["source"]])
+                         prefer=[before["read_on"]])
     print(summary(after))
     return after
 
@@ -429,7 +431,7 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
     timeout = _positive("timeout", timeout)
     before = crm_status(ctx, cluster)
     print(summary(before))
-    ids = known_resources(ctx, cluster, before["source"])
+    ids = known_resources(ctx, cluster, before["read_on"])
     if resource not in ids:
         raise UsageError(f"unknown resource {resource!r} in the {cluster} cluster "
                          f"(known: {', '.join(sorted(ids))})")
@@ -447,12 +449,12 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
     args = {"resource": resource, "node": node, "timeout": timeout}
     with journal.operation(ctx, cluster, "hb.cleanup", args, yes=yes,
                            summary=f"clean up {resource} on {node}"):
-        _run_action(ctx, _host(ctx, before["source"]), command)
+        _run_action(ctx, _host(ctx, before["read_on"]), command)
         if _dry(ctx):
             return before
         after = wait_for(ctx, cluster, converged, timeout,
                          f"no failed action of {resource} on {node} and {resource} started",
-                         prefer=[before["source"]])
+                         prefer=[before["read_on"]])
     print(summary(after))
     return after
 

@@ -10,5 +10,7 @@ def build():
     ns = Collection()
     # sub-collections are added here, one line each
     ns.add_task(__import__("hatasks.core_tasks").core_tasks.history)
+    ns.add_collection(Collection.from_module(__import__("hatasks.hb").hb))
+    ns.add_collection(Collection.from_module(__import__("hatasks.web").web))
     ns.configure(DEFAULTS)
     return ns

@@ -150,7 +150,7 @@ def status_step(ctx, cluster=None):
 
     url = f"http://{vip}/"
     fetched_from, code, body, problem = None, 0, "", None
-    order = [state["source"]] + [h.name for h in lb.hosts if h.name != state["source"]]
+    order = [state["read_on"]] + [h.name for h in lb.hosts if h.name != state["read_on"]]
     for name in order:
         try:
             res = remote.run(ctx, inv.host(name), fetch_command(url), probe=True, warn=True,
@@ -177,7 +177,7 @@ def status_step(ctx, cluster=None):
         "page_node": page_node(body, names),
         "page": body[:500],
         "serving": code == 200,
-        "source": state["source"],
+        "read_on": state["read_on"],
     }
     if fetched_from is None:
         data["fetch_error"] = problem
@@ -209,7 +209,7 @@ def status(ctx, cluster=None, format=None):
         for f in data["failed_actions"]:
             rows.append(["FAILED", f"{f['resource']} {f.get('operation')} on {f['node']}: "
                                    f"rc={f.get('rc')} {f.get('reason') or ''}".rstrip()])
-        print(f"== web ({data['cluster']} cluster, crm_mon read on {data['source']})")
+        print(f"== web ({data['cluster']} cluster, crm_mon read on {data['read_on']})")
         print(tabulate(rows, tablefmt="plain"))
     if not data["serving"]:
         why = data.get("fetch_error") or f"HTTP {data['http_code'] or 'no answer'}"

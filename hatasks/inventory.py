@@ -17,9 +17,10 @@ Supported (the part of Ansible's INI format a runbook inventory needs)::
 
 Var precedence, lowest first: ``[all:vars]`` < group vars < inline host vars. Among the
 groups holding a host, as in Ansible, a child group wins over its parents (groups are
-applied by depth below ``all``, then in file order, so a later one of the same depth wins). Values are strings (no type guessing); a value written in
-quotes is unquoted. A group that sets ``cluster_kind`` in its own ``[g:vars]`` is a
-*cluster* (``db``, ``lb``, ...; a site may have several of one kind).
+applied by depth below ``all``, then in file order, so a later one of the same depth wins).
+Values are strings (no type guessing); a value written in quotes is unquoted. A group
+that sets ``cluster_kind`` in its own ``[g:vars]`` is a *cluster* (``db``, ``lb``, ...;
+a site may have several of one kind).
 
 Every problem in the file is a :class:`UsageError` whose one-line message starts
 with ``FILE:LINE:``. Nothing here touches the network.
@@ -202,11 +203,7 @@ class Inventory:
             known = ", ".join(self.hosts) or "none"
             raise UsageError(f"unknown host {name!r} in {self.path} (known hosts: {known})")
         if cluster is not None:
-            c = self.cluster(cluster)
-            if h not in c.hosts:
-                raise UsageError(
-                    f"host {name!r} is not in cluster {c.name} (its hosts: {', '.join(c.host_names)})"
-                )
+            return self.cluster(cluster).host(h.name)
         return h
 
     def cluster(self, name):
@@ -260,7 +257,7 @@ class Inventory:
             if h.vars.get("pgpool_node_id") is not None and str(h.vars["pgpool_node_id"]) == value:
                 return h
         known = ", ".join(
-            f"{h.name}" + (f" (id {h.vars['pgpool_node_id']})" if "pgpool_node_id" in h.vars else "")
+            h.name + (f" (id {h.vars['pgpool_node_id']})" if "pgpool_node_id" in h.vars else "")
             for h in c.hosts
         )
         raise UsageError(f"no pgpool node {value!r} in cluster {c.name} (nodes: {known})")

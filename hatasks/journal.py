@@ -327,7 +327,8 @@ def operation(ctx, cluster, action, args=None, yes=False, summary=None):
     args = dict(args or {})
     if _is_dry(ctx):
         detail = f" ({summary})" if summary else ""
-        shown = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items() if v not in (None, False))
+        shown = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items()
+                         if v not in (None, False))
         print(f"[dry] would {action} on cluster {cluster}{(' ' + shown) if shown else ''}{detail}",
               flush=True)
         yield Operation(ctx, cluster, action, args, None, None)

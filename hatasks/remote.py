@@ -27,7 +27,6 @@ import re
 import select
 import shlex
 import socket
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -80,10 +79,13 @@ def inventory(ctx):
 
 
 def _host(ctx, host):
-    """An inventory Host from a name or a Host."""
+    """An inventory Host from a name or a Host (UsageError listing the known hosts)."""
     if isinstance(host, _inventory.Host):
         return host
     return inventory(ctx).host(host)
+
+
+get_host = _host
 
 
 # ---------------------------------------------------------------------------
@@ -364,7 +366,8 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     h = _host(ctx, host)
     if not probe and is_dry(ctx):
         dry_print(h.name, command, user)
-        return invoke.Result(stdout="", stderr="", command=command, exited=0, hide=("stdout", "stderr"))
+        return invoke.Result(stdout="", stderr="", command=command, exited=0,
+                             hide=("stdout", "stderr"))
     conn = connection(ctx, h)
     line = wrap(command, user, conn.user)
     try:

@@ -71,7 +71,8 @@ def test_precedence_all_lt_parent_lt_group_lt_host(inv):
 def test_host_in_several_groups(inv):
     assert inv.host("db01").groups == ["db", "monitored", "site", "everything"]
     assert [h.name for h in inv.group("monitored")] == ["db01", "lb01"]
-    assert [h.name for h in inv.group("everything")] == ["db01", "db02", "db11", "db12", "lb01", "lb02"]
+    assert [h.name for h in inv.group("everything")] == [
+        "db01", "db02", "db11", "db12", "lb01", "lb02"]
 
 
 def test_unknown_host_lists_the_known_ones(inv):
@@ -89,7 +90,8 @@ def test_host_in_cluster(inv):
 
 
 def test_unknown_cluster_lists_clusters(inv):
-    with pytest.raises(UsageError, match=r"unknown cluster 'web'.*db \(db\), db2 \(db\), lb \(lb\)"):
+    with pytest.raises(UsageError,
+                       match=r"unknown cluster 'web'.*db \(db\), db2 \(db\), lb \(lb\)"):
         inv.cluster("web")
 
 
@@ -113,8 +115,9 @@ def test_pgpool_node_by_name_or_id(inv):
     assert inv.pgpool_node("db", "db02").name == "db02"
     assert inv.pgpool_node("db", 1).name == "db02"
     assert inv.pgpool_node("db2", "0").name == "db11"
-    with pytest.raises(UsageError, match=r"no pgpool node '7' in cluster db \(nodes: db01 \(id 0\), db02 \(id 1\)\)"):
+    with pytest.raises(UsageError) as e:
         inv.pgpool_node("db", 7)
+    assert e.value.message == "no pgpool node '7' in cluster db (nodes: db01 (id 0), db02 (id 1))"
 
 
 def test_resolve_path_relative_to_inventory_folder(inv, monkeypatch):
@@ -138,7 +141,8 @@ def test_the_lab_inventory_loads():
     ("bad_port.ini", 3, "bad port '99999' for host db01"),
     ("bad_kv.ini", 2, "bad host var 'pgpool_node_id' for db01"),
     ("bad_child.ini", 6, "child group 'dbx' of site is not defined"),
-    ("bad_conflict.ini", 5, "pgpool_node_id of host db01 set again with another value (first at line 2)"),
+    ("bad_conflict.ini", 5,
+     "pgpool_node_id of host db01 set again with another value (first at line 2)"),
     ("bad_varsline.ini", 3, "expected key=value in [db:vars]"),
 ])
 def test_malformed_files_name_file_line_and_problem(name, line, problem):
@@ -159,7 +163,8 @@ def test_malformed_files_name_file_line_and_problem(name, line, problem):
     ("[db]\n'db01\n", 2, "cannot split host line"),
     ("[db]\ndb01 a=1\ndb01 a=2\n", 3, "a of host db01 set again"),
     ("[db]\ndb01:22\n[x]\ndb01:2222\n", 4, "host db01 given port 2222 but port 22 at line 2"),
-    ("[db:vars]\nk=1\n[db:vars]\nk=2\n", 4, "k of group db set again with another value (first at line 2)"),
+    ("[db:vars]\nk=1\n[db:vars]\nk=2\n", 4,
+     "k of group db set again with another value (first at line 2)"),
     ("[db:vars]\n1k=1\n", 2, "expected key=value"),
     ("[a:children]\nb\n[b:children]\na\n", 4, "cycle"),
     ("[all]\nx\n", 1, "only have a [all:vars]"),

@@ -109,7 +109,8 @@ def test_refused_without_terminal_and_without_yes(ctx, state, no_tty):
     assert journal.lock_held(ctx, "db") is None
 
 
-@pytest.mark.parametrize("answer, proceeds", [("y", True), ("yes", True), ("n", False), ("", False)])
+@pytest.mark.parametrize("answer, proceeds",
+                         [("y", True), ("yes", True), ("n", False), ("", False)])
 def test_confirmation_on_a_terminal(ctx, monkeypatch, capsys, answer, proceeds):
     monkeypatch.setattr(sys, "stdin", FakeStdin(True))
     prompts = []

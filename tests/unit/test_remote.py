@@ -164,7 +164,8 @@ def test_unknown_host_is_refused_before_anything(ctx, mocker):
 
 
 def test_nonzero_exit_raises_command_failed(ctx, mocker):
-    conn = FakeConn(exited=105, stderr="crm_resource: Resource 'x' not found\nError: No such object\n")
+    conn = FakeConn(exited=105,
+                    stderr="crm_resource: Resource 'x' not found\nError: No such object\n")
     mocker.patch.object(remote, "connection", return_value=conn)
     with pytest.raises(remote.CommandFailed) as e:
         remote.run(ctx, "db01", "crm_resource -r x -C")
@@ -317,7 +318,8 @@ def test_pgpass_lookup_libpq_rules(tmp_path):
         "*:*:*:postgres:fallback\n"
     ))
     assert remote.pgpass_lookup(p, {"10.0.0.100"}, 9999, "postgres", "postgres") == "vip-secret"
-    assert remote.pgpass_lookup(p, {"127.0.0.1", "db01"}, 5432, "postgres", "postgres") == "local:secret\\x"
+    got = remote.pgpass_lookup(p, {"127.0.0.1", "db01"}, 5432, "postgres", "postgres")
+    assert got == "local:secret\\x"
     assert remote.pgpass_lookup(p, {"db01"}, 5432, "GYOM_DB", "postgres") == "fallback"
     assert remote.pgpass_lookup(p, {"db01"}, 5432, "GYOM_DB", "app") is None
     assert remote.pgpass_lookup(str(tmp_path / "none"), {"x"}, 1, "d", "u") is None

@@ -80,7 +80,7 @@ def check(ctx, host, format=None):
         print(f"{data['host']}: {data['conf']}: Syntax OK", flush=True)
     if not data["ok"]:
         where = (f"{data['file']} line {data['line']}" if data.get("line") is not None
-                 else data["conf"])
+                 else data.get("file") or data["conf"])
         raise StateError(f"{data['host']}: Apache configuration error in {where}: "
                          f"{data.get('message')}")
     return data

@@ -379,7 +379,7 @@ def test_log_greps_the_inventory_log_with_quoting(lab, ctx, capsys):
         "'(ERROR|FATAL|CRIT)|[[:space:]](error|crit|alert|emerg):' -- "
         "/var/log/pacemaker/pacemaker.log | tail -n 20; }"
     )
-    line = ("Nov 25 16:48:08.123 db02 pacemaker-controld  [123] (log_executor_event)  "
+    line = ("Nov 25 16:48:08.123 db02 pacemaker-controld[123] (log_executor_event) \t"
             "error: Result of monitor operation for pgpool on db02: not running")
     fake = lab(DB_INITIAL, extra={cmd: (line + "\n", "", 0)})
     hb.log(ctx, host="db02", lines=20, format="table")

@@ -72,7 +72,8 @@ def test_parse_check_on_the_2008_manual_sample():
 
 def test_parse_check_missing_config():
     data = web.parse_check((CAPTURES / "apache2_t_missing_config.txt").read_text(), 1)
-    assert not data["ok"] and "Could not open configuration file" in data["message"]
+    assert not data["ok"] and data["file"] == "/tmp/hatest-apache/apache2/nonexist.conf"
+    assert "No such file" in data["message"]
 
 
 def test_check_on_a_db_host_is_refused_before_anything_runs(lab, ctx):

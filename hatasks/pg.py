@@ -1,0 +1,766 @@
+"""PostgreSQL on each DB backend: status, start/stop/restart, dumps, vacuum, row-count comparison.
+
+Runbook: `psql -h db01` / `-h db02` (5.2.2), `pg_ctl [-o "-p PORT"] start|stop` and
+`service postgres start|stop|restart`, `pg_dumpall -c -o -v > dump 2> log`,
+`vacuumdb -a -f -z -v 2> log` (5.2.2.2 B/C and the routine cron jobs), and the per-table
+row-count check that ends a data resync. Every backend is reached directly, never through
+pgpool. `pg.dumpall` and `pg.vacuum` are cron-ready: `--quiet` prints nothing on success,
+a failure is one line on stderr and a non-zero exit.
+"""
+
+import datetime
+import re
+import shlex
+import sys
+import time
+
+from psycopg2 import sql
+
+from hatasks import journal, output, remote
+from hatasks.base import task
+from hatasks.errors import HaError, StateError, UnreachableError, UsageError
+
+MODES = ("smart", "fast", "immediate")
+DEFAULT_DEST = "/var/lib/postgresql/dumps"
+#: file names written by pg.dumpall / pg.vacuum (HOST_dumpall.YYYYMMDD-HHMMSS.sql and .log)
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+POLL_INTERVAL = 0.5
+#: first server version without pg_dumpall -o (WITH OIDS was removed in PostgreSQL 12)
+NO_OIDS_VERSION = 120000
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _fmt(ctx, fmt):
+    return output.resolve_format(ctx, fmt)
+
+
+def db_host(ctx, name, option="host"):
+    """Validate a --host value naming a DB backend: return the inventory Host."""
+    remote.check_value(option, name)
+    inv = remote.inventory(ctx)
+    host = inv.host(name)
+    if not host.cluster or inv.cluster(host.cluster).kind != "db":
+        dbs = [h.name for c in inv.clusters_of_kind("db") for h in c.hosts]
+        raise UsageError(
+            f"--{option} {name}: not a DB backend (it is in cluster {host.cluster}); "
+            f"DB hosts: {', '.join(dbs) or 'none'}"
+        )
+    for key in ("pgdata", "pg_bindir"):
+        if not host.vars.get(key):
+            raise UsageError(f"host {name}: inventory var {key} is not set")
+    return host
+
+
+def check_port(port, option="port"):
+    """None stays None; else an int in 1..65535 or UsageError."""
+    if port is None or port == "":
+        return None
+    try:
+        value = int(str(port))
+    except ValueError:
+        raise UsageError(f"--{option} must be a number, not {port!r}") from None
+    if not 1 <= value <= 65535:
+        raise UsageError(f"--{option} {value} is out of range (1-65535)")
+    return value
+
+
+def check_mode(mode):
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def _positive(name, value, cast=float):
+    try:
+        value = cast(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name} must be a number, not {value!r}") from None
+    if value <= 0:
+        raise UsageError(f"--{name} must be greater than 0, not {value}")
+    return value
+
+
+def check_dest(dest):
+    """An absolute directory path without shell metacharacters."""
+    remote.check_value("dest", dest)
+    if not dest.startswith("/"):
+        raise UsageError(f"--dest {dest!r}: give an absolute directory on the host")
+    if "/../" in dest + "/" or dest.endswith("/.."):
+        raise UsageError(f"--dest {dest!r}: no '..' in the path")
+    return dest.rstrip("/") or "/"
+
+
+def _default_port(host):
+    return int(host.vars.get("pg_port") or 5432)
+
+
+def _bin(host, name):
+    return f"{host.vars['pg_bindir'].rstrip('/')}/{name}"
+
+
+def _q(value):
+    return shlex.quote(str(value))
+
+
+def _dry(ctx):
+    return remote.is_dry(ctx)
+
+
+def _say(quiet, *lines):
+    if not quiet:
+        for line in lines:
+            print(line, flush=True)
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _parsers_fn(name):
+    """A function of hatasks.parsers if that module has it (written by another module owner)."""
+    try:
+        from hatasks import parsers
+    except ImportError:
+        return None
+    return getattr(parsers, name, None)
+
+
+_ERRORISH = re.compile(r"(^|\s)(error|ERROR|FATAL|PANIC)\b:?")
+
+
+def log_errors(text, kind="pg_log"):
+    """Error lines of a PostgreSQL / pg_dumpall / vacuumdb log, as a list of strings.
+
+    Uses hatasks.parsers (parse_pg_log_errors / parse_pg_dumpall_log) when present; else
+    the lines that carry an error level (ERROR, FATAL, PANIC, "error:").
+    """
+    name = {"pg_log": "parse_pg_log_errors", "dumpall": "parse_pg_dumpall_log",
+            "vacuum": "parse_vacuumdb_log"}.get(kind)
+    fn = _parsers_fn(name) if name else None
+    if fn is None and kind == "vacuum":
+        fn = _parsers_fn("parse_pg_dumpall_log")
+    if fn is not None:
+        found = fn(text)
+        if isinstance(found, dict):
+            found = found.get("errors", [])
+        out = []
+        for item in found or []:
+            if isinstance(item, dict):
+                out.append(item.get("line") or item.get("message") or str(item))
+            else:
+                out.append(str(item))
+        return out
+    return [ln.strip() for ln in (text or "").splitlines() if _ERRORISH.search(ln)]
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def server_state(ctx, host):
+    """Is PostgreSQL running on HOST and on which port: {"running", "pid", "port"} (probe).
+
+    Reads `pg_ctl status` and the port line of postmaster.pid."""
+    host = remote._host(ctx, host)
+    pgdata = host.vars["pgdata"]
+    cmd = (
+        f"{_q(_bin(host, 'pg_ctl'))} -D {_q(pgdata)} status >/dev/null 2>&1; "
+        f"rc=$?; echo \"rc=$rc\"; "
+        f"if [ \"$rc\" = 0 ]; then head -n 4 {_q(pgdata + '/postmaster.pid')}; fi"
+    )
+    res = remote.run(ctx, host, cmd, user="postgres", probe=True, warn=True)
+    return parse_server_state(res.stdout)
+
+
+def parse_server_state(text):
+    lines = [ln.strip() for ln in (text or "").splitlines()]
+    rc = None
+    for ln in lines:
+        if ln.startswith("rc="):
+            rc = ln[3:]
+            break
+    state = {"running": rc == "0", "pid": None, "port": None, "pg_ctl_rc": rc}
+    if state["running"]:
+        rest = lines[lines.index(f"rc={rc}") + 1:]
+        if rest and rest[0].isdigit():
+            state["pid"] = int(rest[0])
+        if len(rest) >= 4 and rest[3].isdigit():
+            state["port"] = int(rest[3])
+    return state
+
+
+def backend_info(ctx, host, port=None):
+    """Connect to HOST's own PostgreSQL: version, port, database sizes (raises on failure)."""
+    host = remote._host(ctx, host)
+    port = port or _default_port(host)
+    with remote.pg_connect(ctx, host, port=port, dbname="postgres") as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('server_version'), "
+                        "current_setting('server_version_num')::int, "
+                        "current_setting('port')::int")
+            version, version_num, real_port = cur.fetchone()
+            cur.execute("SELECT datname, pg_database_size(datname) FROM pg_database "
+                        "WHERE NOT datistemplate ORDER BY datname")
+            dbs = [{"name": n, "size": int(s)} for n, s in cur.fetchall()]
+    return {"host": host.name, "status": "up", "port": real_port, "version": version,
+            "version_num": version_num, "databases": dbs, "reason": None}
+
+
+def server_version_num(ctx, host, port=None):
+    host = remote._host(ctx, host)
+    rows = remote.sql_rows(ctx, host, "SELECT current_setting('server_version_num')::int AS v",
+                           port=port or _default_port(host))
+    return int(rows[0]["v"])
+
+
+def connectable(ctx, host, port):
+    """True if a real connection to HOST:PORT works (SELECT 1)."""
+    try:
+        remote.sql_rows(ctx, host, "SELECT 1 AS one", port=port)
+        return True
+    except HaError:
+        return False
+
+
+# --------------------------------------------------------------------------- pg.status
+
+
+def status(ctx, cluster="db"):
+    """Every backend of CLUSTER, directly: {"backends": [...]} (down ones with the reason)."""
+    inv = remote.inventory(ctx)
+    hosts = inv.cluster(cluster).hosts
+    results = remote.probe_many(ctx, hosts, lambda name: backend_info(ctx, name))
+    backends = []
+    for h in hosts:
+        r = results[h.name]
+        if isinstance(r, HaError):
+            backends.append({"host": h.name, "status": "down", "port": _default_port(h),
+                             "version": None, "databases": [], "reason": r.message})
+        else:
+            backends.append(r)
+    return {"cluster": inv.cluster(cluster).name, "backends": backends}
+
+
+def _size(n):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+
+
+def _status_table(data):
+    rows = []
+    for b in data["backends"]:
+        dbs = ", ".join(f"{d['name']} {_size(d['size'])}" for d in b["databases"])
+        rows.append([b["host"], b["status"], b["port"], b["version"] or "",
+                     dbs if b["status"] == "up" else b["reason"]])
+    return (["host", "status", "port", "version", "databases / reason"], rows)
+
+
+def _emit(data, fmt, table):
+    output.emit(data, fmt, table=table)
+
+
+@task(name="status", help={"format": "table or json", "cluster": "the DB cluster (default db)"})
+def status_task(ctx, format=None, cluster="db"):
+    """Show every backend directly: reachable, version, port, database sizes.
+
+    Runbook 5.2.2: "check that psql can connect to both backends directly". Exit 3 when a
+    backend is down (it is listed with the reason).
+    """
+    fmt = _fmt(ctx, format)
+    remote.check_value("cluster", cluster)
+    data = status(ctx, cluster)
+    _emit(data, fmt, _status_table)
+    down = [b["host"] for b in data["backends"] if b["status"] != "up"]
+    if down:
+        raise StateError(f"PostgreSQL down or unreachable on {', '.join(down)}")
+
+
+
+# --------------------------------------------------------------------------- start / stop
+
+
+def _ctl_log(host, port=None):
+    """Where pg_ctl sends the server's early output (before the logging collector):
+    inventory var pg_ctl_log, else Debian's /var/log/postgresql/pg_ctl.log."""
+    return host.vars.get("pg_ctl_log") or "/var/log/postgresql/pg_ctl.log"
+
+
+def start_command(host, port=None, timeout=60):
+    port_opt = f" -o {_q(f'-p {port}')}" if port is not None else ""
+    logfile = _ctl_log(host, port or _default_port(host))
+    return (
+        f"mkdir -p {_q(logfile.rsplit('/', 1)[0])} && "
+        f"{_q(_bin(host, 'pg_ctl'))} -D {_q(host.vars['pgdata'])}{port_opt} "
+        f"-l {_q(logfile)} -w -t {int(timeout)} start"
+    )
+
+
+def stop_command(host, mode="fast", timeout=60):
+    return (f"{_q(_bin(host, 'pg_ctl'))} -D {_q(host.vars['pgdata'])} -m {mode} "
+            f"-w -t {int(timeout)} stop")
+
+
+def recent_log_errors(ctx, host, port=None, lines=200):
+    """Error lines from the end of pg_ctl's log and of today's PGDATA/log file (probe)."""
+    pgdata = host.vars["pgdata"].rstrip("/")
+    today = datetime.date.today().strftime("%Y-%m-%d")
+    files = [_ctl_log(host, port or _default_port(host)), f"{pgdata}/log/postgresql-{today}.log"]
+    found = []
+    for path in files:
+        res = remote.run(ctx, host, f"tail -n {int(lines)} {_q(path)}", user="postgres",
+                         probe=True, warn=True)
+        if res.exited == 0:
+            found.extend(log_errors(res.stdout))
+    seen, out = set(), []
+    for ln in found:
+        if ln not in seen:
+            seen.add(ln)
+            out.append(ln)
+    return out[-10:]
+
+
+def pgpool_backend_status(ctx, host):
+    """This backend's status in SHOW pool_nodes ("up"/"down"), or None when pgpool does not answer."""
+    from hatasks import pgpool
+
+    try:
+        data = pgpool.read_pool_nodes(ctx, host.cluster)
+    except HaError:
+        return None
+    for b in data.get("backends", []):
+        if b.get("host") in (host.name, host.address) or (
+                host.pgpool_node_id is not None and str(b.get("node_id")) == str(host.pgpool_node_id)):
+            return b.get("status")
+    return None
+
+
+def guard_stop(ctx, host, force=False, quiet=False):
+    """Refuse to stop a backend that pgpool still has up (unless force)."""
+    st = pgpool_backend_status(ctx, host)
+    if st == "up":
+        msg = (f"{host.name} is still attached (up) in pgpool: detach it first "
+               f"(inv pgpool.switch --node {host.name}) or pass --force")
+        if not force:
+            raise HaError(msg, HaError.REFUSED)
+        print(f"warning: {msg}; going on (--force)", file=sys.stderr, flush=True)
+    elif st is None and not quiet:
+        print("note: pgpool did not answer; cannot tell whether this backend is attached",
+              file=sys.stderr, flush=True)
+    return st
+
+
+def start(ctx, host, port=None, timeout=60, quiet=False):
+    """Start PostgreSQL on HOST (optionally on another port) and verify a real connection."""
+    host = remote._host(ctx, host)
+    want = port or _default_port(host)
+    before = server_state(ctx, host)
+    if before["running"]:
+        if before["port"] == want and connectable(ctx, host, want):
+            _say(quiet, f"{host.name}: PostgreSQL already running on port {want} (pid {before['pid']})")
+            return {"host": host.name, "port": want, "started": False}
+        raise StateError(f"{host.name}: PostgreSQL already runs on port {before['port']} "
+                         f"(pid {before['pid']}), not {want}: use pg.restart --port {want}")
+    _say(quiet, f"{host.name}: PostgreSQL is stopped; starting on port {want}")
+    res = remote.run(ctx, host, start_command(host, port, timeout), user="postgres",
+                     warn=True, timeout=timeout + 30)
+    if _dry(ctx):
+        return {"host": host.name, "port": want, "started": False, "dry": True}
+    if res.exited != 0:
+        errors = recent_log_errors(ctx, host, port)
+        for ln in errors:
+            print(f"  {host.name} log: {ln}", file=sys.stderr, flush=True)
+        why = errors[-1] if errors else ((res.stderr or res.stdout or "").strip().splitlines() or [""])[-1]
+        raise StateError(f"{host.name}: PostgreSQL did not start on port {want}: {why}")
+    deadline = time.monotonic() + timeout
+    while not connectable(ctx, host, want):
+        if time.monotonic() > deadline:
+            raise HaError(f"{host.name}: pg_ctl said started, but no connection on port {want} "
+                          f"within {timeout}s", HaError.NOT_CONVERGED)
+        time.sleep(POLL_INTERVAL)
+    _say(quiet, f"{host.name}: PostgreSQL accepts connections on port {want}")
+    return {"host": host.name, "port": want, "started": True}
+
+
+def stop(ctx, host, mode="fast", timeout=60, quiet=False):
+    """Stop PostgreSQL on HOST with pg_ctl -m MODE and verify it is down (no guard here)."""
+    host = remote._host(ctx, host)
+    before = server_state(ctx, host)
+    if not before["running"]:
+        _say(quiet, f"{host.name}: PostgreSQL is already stopped")
+        return {"host": host.name, "stopped": False}
+    _say(quiet, f"{host.name}: PostgreSQL running on port {before['port']} (pid {before['pid']}); "
+                f"stopping ({mode})")
+    res = remote.run(ctx, host, stop_command(host, mode, timeout), user="postgres",
+                     warn=True, timeout=timeout + 30)
+    if _dry(ctx):
+        return {"host": host.name, "stopped": False, "dry": True}
+    after = server_state(ctx, host)
+    if after["running"]:
+        why = ((res.stderr or res.stdout or "").strip().splitlines() or [""])[-1]
+        raise HaError(f"{host.name}: PostgreSQL still running after pg_ctl -m {mode} stop: {why}",
+                      HaError.NOT_CONVERGED)
+    if before["port"] and connectable(ctx, host, before["port"]):
+        raise HaError(f"{host.name}: port {before['port']} still accepts connections",
+                      HaError.NOT_CONVERGED)
+    _say(quiet, f"{host.name}: PostgreSQL stopped")
+    return {"host": host.name, "stopped": True, "port": before["port"]}
+
+
+def _args(**kw):
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@task(name="start", help={"host": "DB host (e.g. db01)", "port": "port to start on (e.g. 1234 to keep "
+            "applications out); default pg_port", "timeout": "seconds to wait (default 60)",
+            "yes": "do not ask for confirmation"})
+def start_task(ctx, host, port=None, timeout=60, yes=False):
+    """Start PostgreSQL on a backend (pg_ctl -w start), verified by a real connection.
+
+    Runbook 5.2.2 (PostgreSQL recovery: `service postgres start`) and 5.2.2.2 B/C
+    (`pg_ctl -o "-p 1234" start`). When it does not start, the last errors of the
+    PostgreSQL log are printed.
+    """
+    h = db_host(ctx, host)
+    port = check_port(port)
+    timeout = _positive("timeout", timeout, int)
+    with journal.operation(ctx, h.cluster, "pg.start", _args(host=h.name, port=port), yes=yes):
+        return start(ctx, h, port, timeout)
+
+
+
+@task(name="stop", help={"host": "DB host", "mode": "smart, fast (default) or immediate",
+            "force": "stop even if pgpool still has this backend attached",
+            "timeout": "seconds to wait (default 60)", "yes": "do not ask for confirmation"})
+def stop_task(ctx, host, mode="fast", force=False, timeout=60, yes=False):
+    """Stop PostgreSQL on a backend (pg_ctl -m MODE stop), verified.
+
+    Runbook 5.2.1 table 5-3 (PG restart/stop after the pgpool switch). Refused while
+    pgpool still has the backend up: detach it first (pgpool.switch) or pass --force.
+    """
+    h = db_host(ctx, host)
+    check_mode(mode)
+    timeout = _positive("timeout", timeout, int)
+    guard_stop(ctx, h, force)
+    with journal.operation(ctx, h.cluster, "pg.stop", _args(host=h.name, mode=mode, force=force or None),
+                           yes=yes):
+        return stop(ctx, h, mode, timeout)
+
+
+
+@task(name="restart", help={"host": "DB host", "port": "port to start on (default pg_port)",
+            "mode": "stop mode: smart, fast (default) or immediate",
+            "force": "restart even if pgpool still has this backend attached",
+            "timeout": "seconds to wait for each step (default 60)",
+            "yes": "do not ask for confirmation"})
+def restart_task(ctx, host, port=None, mode="fast", force=False, timeout=60, yes=False):
+    """Restart PostgreSQL on a backend (stop, then start on PORT), verified.
+
+    Runbook `service postgres restart`; 5.2.2.2 B: `pg_ctl stop; pg_ctl -o "-p 1234" start`.
+    """
+    h = db_host(ctx, host)
+    port = check_port(port)
+    check_mode(mode)
+    timeout = _positive("timeout", timeout, int)
+    guard_stop(ctx, h, force)
+    args = _args(host=h.name, port=port, mode=mode, force=force or None)
+    with journal.operation(ctx, h.cluster, "pg.restart", args, yes=yes):
+        stop(ctx, h, mode, timeout)
+        return start(ctx, h, port, timeout)
+
+
+
+# --------------------------------------------------------------------------- dumpall / vacuum
+
+
+def dump_names(host_name, stamp):
+    """(final sql, final log, partial sql, partial log, failed log) file names for one dump."""
+    base = f"{host_name}_dumpall.{stamp}"
+    return {"sql": f"{base}.sql", "log": f"{base}.log", "tmp_sql": f".{base}.sql.partial",
+            "tmp_log": f".{base}.log.partial", "failed_log": f"{base}.FAILED.log"}
+
+
+def dump_pattern(host_name):
+    return re.compile(rf"^{re.escape(host_name)}_dumpall\.(\d{{8}}-\d{{6}})\.sql$")
+
+
+def prune_plan(names, host_name, keep):
+    """Files to delete so that only the KEEP newest complete dumps of HOST_NAME remain.
+
+    Only names that match our own pattern (HOST_dumpall.YYYYMMDD-HHMMSS.sql and its .log)
+    are considered; anything else in the directory is never touched."""
+    if keep is None:
+        return []
+    pat = dump_pattern(host_name)
+    stamps = sorted({m.group(1) for m in map(pat.match, names) if m})
+    old = stamps[:-keep] if keep > 0 else stamps
+    present = set(names)
+    out = []
+    for s in old:
+        for suffix in (".sql", ".log"):
+            name = f"{host_name}_dumpall.{s}{suffix}"
+            if name in present:
+                out.append(name)
+    return out
+
+
+def dumpall_flags(version_num):
+    """pg_dumpall flags by server version: -c -v, plus -o before PostgreSQL 12."""
+    flags = ["-c", "-v"]
+    if version_num < NO_OIDS_VERSION:
+        flags.append("-o")
+    return flags
+
+
+def dumpall_command(host, port, flags, dest, tmp_sql, tmp_log):
+    return (
+        f"umask 077 && cd {_q(dest)} && {_q(_bin(host, 'pg_dumpall'))} -p {int(port)} "
+        f"{' '.join(flags)} -f {_q(tmp_sql)} 2> {_q(tmp_log)}"
+    )
+
+
+def _refuse_if_locked(ctx, cluster):
+    journal.check_unlocked(ctx, cluster)
+
+
+def _stamp():
+    return datetime.datetime.now().strftime(STAMP_FORMAT)
+
+
+def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
+    """Dump every database of HOST into DEST (dated .sql + .log), checked, then pruned.
+
+    Written as .HOST_dumpall.STAMP.sql.partial / .log.partial, renamed to
+    HOST_dumpall.STAMP.sql / .log only when pg_dumpall exited 0 and its log has no errors.
+    On failure the partial dump is deleted and the log kept as HOST_dumpall.STAMP.FAILED.log.
+    """
+    host = remote._host(ctx, host)
+    port = port or _default_port(host)
+    _refuse_if_locked(ctx, host.cluster)
+    try:
+        version = server_version_num(ctx, host, port)
+    except HaError as exc:
+        raise HaError(f"{host.name}: pg_dumpall not started: cannot connect on port {port}: "
+                      f"{exc.message}", HaError.STATE) from None
+    flags = dumpall_flags(version)
+    names = dump_names(host.name, _stamp())
+    remote.run(ctx, host, f"mkdir -p -m 700 {_q(dest)}", user="postgres")
+    cmd = dumpall_command(host, port, flags, dest, names["tmp_sql"], names["tmp_log"])
+    res = remote.run(ctx, host, cmd, user="postgres", warn=True)
+    if _dry(ctx):
+        return {"host": host.name, "dry": True}
+    d = _q(dest)
+    log = remote.run(ctx, host, f"cat {d}/{_q(names['tmp_log'])}", user="postgres", warn=True)
+    errors = log_errors(log.stdout, "dumpall")
+    if res.exited != 0 or errors or log.exited != 0:
+        remote.run(ctx, host,
+                   f"rm -f -- {d}/{_q(names['tmp_sql'])}; "
+                   f"mv -f -- {d}/{_q(names['tmp_log'])} {d}/{_q(names['failed_log'])}",
+                   user="postgres", warn=True)
+        why = errors[-1] if errors else f"pg_dumpall exited {res.exited}"
+        raise HaError(f"{host.name}: pg_dumpall failed: {why} (log: {dest}/{names['failed_log']})",
+                      HaError.STATE)
+    remote.run(ctx, host,
+               f"mv -- {d}/{_q(names['tmp_log'])} {d}/{_q(names['log'])} && "
+               f"mv -- {d}/{_q(names['tmp_sql'])} {d}/{_q(names['sql'])}",
+               user="postgres")
+    removed = prune(ctx, host, dest, keep)
+    size = remote.run(ctx, host, f"stat -c %s {d}/{_q(names['sql'])}", user="postgres",
+                      probe=True, warn=True).stdout.strip()
+    result = {"host": host.name, "port": port, "server_version_num": version, "flags": flags,
+              "dump": f"{dest}/{names['sql']}", "log": f"{dest}/{names['log']}",
+              "bytes": int(size) if size.isdigit() else None, "removed": removed}
+    _say(quiet, f"{host.name}: dump {result['dump']} ({result['bytes']} bytes), log {result['log']}"
+         + (f"; removed {len(removed)} old file(s)" if removed else ""))
+    return result
+
+
+def prune(ctx, host, dest, keep):
+    if keep is None:
+        return []
+    res = remote.run(ctx, host, f"ls -1A {_q(dest)}", user="postgres", probe=True, warn=True)
+    doomed = prune_plan(res.stdout.split(), host.name, keep)
+    if doomed:
+        remote.run(ctx, host, "cd {} && rm -f -- {}".format(_q(dest), " ".join(_q(n) for n in doomed)),
+                   user="postgres")
+    return doomed
+
+
+@task(name="dumpall", help={"host": "DB host to dump", "port": "PostgreSQL port (default pg_port; 1234 in a "
+            "resync)", "dest": f"directory on the host (default {DEFAULT_DEST})",
+            "keep": "keep only the N newest dumps of this host (default: keep all)",
+            "quiet": "print nothing on success (cron)"})
+def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
+    """Dump every database of a backend to a dated file with its log (pg_dumpall -c -v).
+
+    Runbook 5.2.2.2 B/C `pg_dumpall -p PORT -c -o -v > dump 2> log` (no -o on PostgreSQL
+    12+) and the routine cron backup. Files: DEST/HOST_dumpall.YYYYMMDD-HHMMSS.sql and .log,
+    renamed from a hidden .partial name only when pg_dumpall exited 0 and the log has no
+    errors. Refused while another operation holds the cluster lock.
+    """
+    h = db_host(ctx, host)
+    port = check_port(port)
+    dest = check_dest(dest)
+    if keep is not None:
+        keep = _positive("keep", keep, int)
+    return dumpall(ctx, h, port, dest, keep, quiet)
+
+
+
+def vacuum_names(host_name, stamp):
+    base = f"{host_name}_vacuumdb.{stamp}"
+    return {"log": f"{base}.log", "tmp_log": f".{base}.log.partial", "failed_log": f"{base}.FAILED.log"}
+
+
+def vacuum_command(host, port, dest, tmp_log):
+    return (f"umask 077 && cd {_q(dest)} && {_q(_bin(host, 'vacuumdb'))} -p {int(port)} "
+            f"-a -f -z -v > {_q(tmp_log)} 2>&1")
+
+
+def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
+    """vacuumdb -a -f -z -v on HOST, its log in DEST (HOST_vacuumdb.STAMP.log), checked."""
+    host = remote._host(ctx, host)
+    port = port or _default_port(host)
+    _refuse_if_locked(ctx, host.cluster)
+    names = vacuum_names(host.name, _stamp())
+    remote.run(ctx, host, f"mkdir -p -m 700 {_q(dest)}", user="postgres")
+    res = remote.run(ctx, host, vacuum_command(host, port, dest, names["tmp_log"]),
+                     user="postgres", warn=True, timeout=timeout)
+    if _dry(ctx):
+        return {"host": host.name, "dry": True}
+    d = _q(dest)
+    log = remote.run(ctx, host, f"cat {d}/{_q(names['tmp_log'])}", user="postgres", warn=True)
+    errors = log_errors(log.stdout, "vacuum")
+    if res.exited != 0 or errors:
+        remote.run(ctx, host, f"mv -f -- {d}/{_q(names['tmp_log'])} {d}/{_q(names['failed_log'])}",
+                   user="postgres", warn=True)
+        why = errors[-1] if errors else f"vacuumdb exited {res.exited}"
+        raise HaError(f"{host.name}: vacuumdb failed: {why} (log: {dest}/{names['failed_log']})",
+                      HaError.STATE)
+    remote.run(ctx, host, f"mv -- {d}/{_q(names['tmp_log'])} {d}/{_q(names['log'])}",
+               user="postgres")
+    _say(quiet, f"{host.name}: vacuumdb -a -f -z done on port {port}, log {dest}/{names['log']}")
+    return {"host": host.name, "port": port, "log": f"{dest}/{names['log']}"}
+
+
+@task(name="vacuum", help={"host": "DB host", "port": "PostgreSQL port (default pg_port)",
+            "dest": f"directory for the log (default {DEFAULT_DEST})",
+            "quiet": "print nothing on success (cron)"})
+def vacuum_task(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False):
+    """Full vacuum and analyze of every database of a backend (vacuumdb -a -f -z -v).
+
+    Runbook 5.2.2.2 B/C `vacuumdb -p PORT -a -f -z -v 2> log` and the routine cron job; the
+    log goes to DEST/HOST_vacuumdb.YYYYMMDD-HHMMSS.log. Refused while another operation
+    holds the cluster lock.
+    """
+    h = db_host(ctx, host)
+    port = check_port(port)
+    dest = check_dest(dest)
+    return vacuum(ctx, h, port, dest, quiet)
+
+
+
+# --------------------------------------------------------------------------- compare
+
+LIST_DBS = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY 1"
+LIST_TABLES = (
+    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2"
+)
+
+
+def count_query(schema, table):
+    return sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def row_counts(ctx, host, port=None):
+    """{database: {"schema.table": count}} for every non-template database of HOST."""
+    host = remote._host(ctx, host)
+    port = port or _default_port(host)
+    out = {}
+    dbs = [r["datname"] for r in remote.sql_rows(ctx, host, LIST_DBS, port=port)]
+    for db in dbs:
+        counts = {}
+        with remote.pg_connect(ctx, host, port=port, dbname=db) as conn:
+            with conn.cursor() as cur:
+                cur.execute(LIST_TABLES)
+                tables = cur.fetchall()
+                for schema, table in tables:
+                    cur.execute(count_query(schema, table))
+                    counts[f"{schema}.{table}"] = int(cur.fetchone()[0])
+        out[db] = counts
+    return out
+
+
+def diff_counts(per_host):
+    """Pure: per-table comparison of {host: {db: {table: n}}} -> (rows, differences)."""
+    hosts = list(per_host)
+    dbs = sorted({db for counts in per_host.values() for db in counts})
+    rows, diffs = [], []
+    for db in dbs:
+        tables = sorted({t for h in hosts for t in per_host[h].get(db, {})})
+        if not tables:
+            present = {h: db in per_host[h] for h in hosts}
+            if not all(present.values()):
+                row = {"database": db, "table": None, "counts": {h: None for h in hosts},
+                       "equal": False,
+                       "note": "database missing on " + ", ".join(h for h, p in present.items() if not p)}
+                rows.append(row)
+                diffs.append(row)
+            continue
+        for t in tables:
+            counts = {h: per_host[h].get(db, {}).get(t) for h in hosts}
+            equal = len(set(counts.values())) == 1 and None not in counts.values()
+            row = {"database": db, "table": t, "counts": counts, "equal": equal}
+            if None in counts.values():
+                row["note"] = "missing on " + ", ".join(h for h, n in counts.items() if n is None)
+            rows.append(row)
+            if not equal:
+                diffs.append(row)
+    return rows, diffs
+
+
+def compare(ctx, cluster="db", hosts=None, ports=None):
+    """Exact row counts of every table on every backend of CLUSTER, compared.
+
+    Returns {"hosts", "tables": [...], "differences": [...], "equal": bool}. A backend that
+    cannot be read raises (a comparison with a missing side proves nothing)."""
+    inv = remote.inventory(ctx)
+    hosts = hosts or inv.cluster(cluster).hosts
+    ports = ports or {}
+    results = remote.probe_many(ctx, hosts, lambda name: row_counts(ctx, name, ports.get(name)))
+    bad = {n: r for n, r in results.items() if isinstance(r, HaError)}
+    if bad:
+        raise StateError("cannot compare: " + "; ".join(r.message for r in bad.values()))
+    rows, diffs = diff_counts(results)
+    return {"hosts": list(results), "tables": rows, "differences": diffs, "equal": not diffs}
+
+
+def _compare_table(data):
+    hosts = data["hosts"]
+    rows = [[r["database"], r["table"] or "", *[("-" if r["counts"][h] is None else r["counts"][h])
+                                             for h in hosts], "yes" if r["equal"] else "NO"]
+            for r in data["tables"]]
+    return (["database", "table", *hosts, "equal"], rows)
+
+
+@task(name="compare", help={"format": "table or json", "cluster": "the DB cluster (default db)"})
+def compare_task(ctx, format=None, cluster="db"):
+    """Compare exact row counts per table of every database on both backends.
+
+    Runbook 5.2.2.2 C: "row counts per table match the source". Exit 3 on any difference
+    (a table whose counts differ, or that exists on one backend only).
+    """
+    fmt = _fmt(ctx, format)
+    remote.check_value("cluster", cluster)
+    data = compare(ctx, cluster)
+    _emit(data, fmt, _compare_table)
+    if not data["equal"]:
+        first = data["differences"][0]
+        what = f"{first['database']}.{first['table']}" if first["table"] else first["database"]
+        counts = ", ".join(f"{h}={n}" for h, n in first["counts"].items())
+        raise StateError(f"backends differ in {len(data['differences'])} table(s), "
+                         f"first: {what} ({counts})")
+

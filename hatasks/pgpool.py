@@ -1,0 +1,715 @@
+"""pgpool-II: replication status, newest-data record, config check, stop/start, detach/attach/recover.
+
+Runbook: `show pool_status` (now `SHOW pool_nodes`), `pgpool -n` (config check),
+`pgpool -m smart|fast|immediate stop` / start, `pgpool -s master|secondary switch` (now
+`pcp_detach_node`), and online recovery (`pcp_recovery_node`, new since 2008).
+The manual's bold warning is built in: whenever pgpool is seen degenerated, and before
+anything stops it, the backend holding the newest data is journaled with its evidence
+(`inv history`); when pgpool no longer answers, `pgpool.status` shows that record.
+pcp commands run as postgres on a DB host with its ~/.pcppass (`-w`): no password is
+ever on a command line.
+"""
+
+import shlex
+import sys
+import time
+
+from hatasks import journal, output, pool, remote
+from hatasks.base import task
+from hatasks.errors import HaError, StateError, UnreachableError, UsageError
+
+MODES = ("smart", "fast", "immediate")
+SIDES = {"master": 0, "secondary": 1}
+POLL_INTERVAL = 0.5
+#: pgpool binary used for -n checks and manual stop/start
+PGPOOL = "/usr/sbin/pgpool"
+
+
+def _q(value):
+    return shlex.quote(str(value))
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def db_cluster(ctx, cluster="db"):
+    """The inventory Cluster (must be a DB cluster with a vip)."""
+    remote.check_value("cluster", cluster)
+    c = remote.inventory(ctx).cluster(cluster)
+    if c.kind != "db":
+        raise UsageError(f"cluster {c.name} is a {c.kind} cluster; pgpool runs in a db cluster")
+    if not c.vars.get("vip"):
+        raise UsageError(f"cluster {c.name}: inventory var vip is not set")
+    return c
+
+
+def db_host(ctx, name, option="host"):
+    """Validate a --host naming a DB host: (Host, Cluster)."""
+    remote.check_value(option, name)
+    inv = remote.inventory(ctx)
+    host = inv.host(name)
+    if not host.cluster or inv.cluster(host.cluster).kind != "db":
+        dbs = [h.name for c in inv.clusters_of_kind("db") for h in c.hosts]
+        raise UsageError(f"--{option} {name}: not a DB host (cluster {host.cluster}); "
+                         f"DB hosts: {', '.join(dbs) or 'none'}")
+    return host, inv.cluster(host.cluster)
+
+
+def resolve_node(ctx, node=None, side=None, cluster="db"):
+    """--node (host name or pgpool node id) or --side master|secondary -> (Host, node id)."""
+    if (node is None) == (side is None):
+        raise UsageError("give exactly one of --node (host or pgpool node id) or --side")
+    c = db_cluster(ctx, cluster)
+    if side is not None:
+        if side not in SIDES:
+            raise UsageError(f"--side must be master or secondary, not {side!r}")
+        node = SIDES[side]
+    remote.check_value("node", node)
+    host = remote.inventory(ctx).pgpool_node(c.name, node)
+    if host.pgpool_node_id is None:
+        raise UsageError(f"host {host.name}: inventory var pgpool_node_id is not set")
+    return host, host.pgpool_node_id
+
+
+def check_mode(mode):
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def _positive(name, value, cast=float):
+    try:
+        value = cast(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name} must be a number, not {value!r}") from None
+    if value <= 0:
+        raise UsageError(f"--{name} must be greater than 0, not {value}")
+    return value
+
+
+def _port(c, key, default):
+    return int(c.vars.get(key) or default)
+
+
+def _conf(c):
+    return c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
+
+
+# --------------------------------------------------------------------------- SHOW pool_nodes
+
+
+def read_pool_nodes(ctx, cluster="db"):
+    """SHOW pool_nodes through the VIP, asked from the first DB host that can reach it.
+
+    Returns pool.parse_pool_nodes' dict (backends, degenerated, newest) plus "via" and
+    "rows". UnreachableError (naming every host tried) when pgpool does not answer."""
+    c = db_cluster(ctx, cluster)
+    vip, port = c.vars["vip"], _port(c, "pgpool_port", 9999)
+    problems = []
+    for h in c.hosts:
+        try:
+            rows = remote.sql_rows(ctx, h, "SHOW pool_nodes", port=port, target=vip)
+        except HaError as exc:
+            problems.append(exc.message)
+            continue
+        data = dict(pool.parse_pool_nodes(rows))
+        data["via"] = h.name
+        data["rows"] = rows
+        return data
+    raise UnreachableError(f"pgpool does not answer on {vip}:{port} ({'; '.join(problems)})")
+
+
+def _evidence(data):
+    parts = [f"{b.get('host')}(node {b.get('node_id')}) {b.get('status')} {b.get('role') or ''}".strip()
+             for b in data.get("backends", [])]
+    return {"source": f"SHOW pool_nodes via {data.get('via')}", "pool_nodes": "; ".join(parts),
+            "degenerated": bool(data.get("degenerated"))}
+
+
+def _up(data):
+    return [b for b in data.get("backends", []) if b.get("status") == "up"]
+
+
+def status(ctx, cluster="db", record=True):
+    """pgpool's view plus the newest-data record.
+
+    Reachable: the parsed SHOW pool_nodes ("reachable": True); when degenerated, the
+    newest backend is journaled (record=True). Not reachable: {"reachable": False,
+    "error", "recorded": the last newest-data record or None}."""
+    c = db_cluster(ctx, cluster)
+    try:
+        data = read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        return {"cluster": c.name, "reachable": False, "error": exc.message,
+                "backends": [], "degenerated": None, "newest": None,
+                "recorded": journal.newest(ctx, c.name)}
+    data = {k: v for k, v in data.items() if k != "rows"}
+    data["cluster"] = c.name
+    data["reachable"] = True
+    if data.get("degenerated") and data.get("newest") and record:
+        journal.record_newest(ctx, c.name, data["newest"],
+                              dict(_evidence(data), reason="pgpool.status saw pgpool degenerated"))
+    data["recorded"] = journal.newest(ctx, c.name)
+    return data
+
+
+def record_newest(ctx, cluster, reason):
+    """Journal which backend holds the newest data, read from SHOW pool_nodes now.
+
+    Called before anything stops pgpool or the cluster stack (hb.stop, pgpool.stop,
+    scenarios). Degenerated: the backend still up. All up: they are in sync, the record
+    says so (newest = the main backend, evidence in_sync=True). pgpool not answering:
+    nothing new can be known; returns {"recorded": False, "error", "previous"} and the
+    earlier record stays the reference."""
+    c = db_cluster(ctx, cluster)
+    try:
+        data = read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        return {"recorded": False, "error": exc.message, "previous": journal.newest(ctx, c.name)}
+    up = _up(data)
+    evidence = dict(_evidence(data), reason=reason)
+    if not up:
+        return {"recorded": False, "error": "pgpool has no backend up",
+                "previous": journal.newest(ctx, c.name)}
+    if data.get("degenerated"):
+        host = data.get("newest") or up[0].get("host")
+        evidence["in_sync"] = False
+    else:
+        host = data.get("newest") or data.get("main") or up[0].get("host")
+        evidence["in_sync"] = True
+    rec = journal.record_newest(ctx, c.name, host, evidence)
+    return {"recorded": rec is not None, "newest": host, "evidence": evidence, "record": rec}
+
+
+def _status_table(data):
+    if not data.get("reachable"):
+        rec = data.get("recorded")
+        rows = [["pgpool", f"DOWN: {data.get('error')}"]]
+        if rec:
+            rows += [["recorded newest", rec.get("newest")], ["recorded at", rec.get("ts")],
+                     ["evidence", rec.get("evidence")]]
+        else:
+            rows += [["recorded newest", "none: nothing tells which backend holds the newest data"]]
+        return [("pgpool", (["item", "value"], rows))]
+    rows = [[b.get("node_id"), b.get("host"), b.get("port"), b.get("status"), b.get("role")]
+            for b in data.get("backends", [])]
+    summary = [["degenerated", "yes" if data.get("degenerated") else "no"],
+               ["newest data", data.get("newest") or ("all backends in sync"
+                                                      if not data.get("degenerated") else "?")],
+               ["read via", data.get("via")]]
+    return [("backends", (["node_id", "host", "port", "status", "role"], rows)),
+            ("replication", (["item", "value"], summary))]
+
+
+@task(name="status", help={"format": "table or json", "cluster": "DB cluster (default db)"})
+def status_task(ctx, format=None, cluster="db"):
+    """Show pgpool's backends (up/down, role), degenerated or not, and the newest-data backend.
+
+    Runbook 5.2.2 `show pool_status` (now SHOW pool_nodes through the VIP). Degenerated:
+    the newest backend is journaled (the bold warning). pgpool down: the recorded newest
+    backend is shown with its time and evidence, and the exit code is non-zero.
+    """
+    fmt = output.resolve_format(ctx, format)
+    data = status(ctx, cluster)
+    output.emit(data, fmt, table=_status_table)
+    if not data["reachable"]:
+        rec = data.get("recorded")
+        shown = (f"recorded newest backend: {rec.get('newest')} at {rec.get('ts')}" if rec
+                 else "no newest-data record")
+        raise StateError(f"pgpool is down ({data['error']}); {shown}")
+
+
+# --------------------------------------------------------------------------- where pgpool runs
+
+
+def listening(ctx, host, port):
+    """True if something listens on TCP PORT on HOST (ss, probe)."""
+    res = remote.run(ctx, host, f"ss -Hltn {_q(f'sport = :{int(port)}')}", probe=True, warn=True)
+    if res.exited != 0:
+        raise StateError(f"{getattr(host, 'name', host)}: ss failed: {res.stderr.strip()}")
+    return bool(res.stdout.strip())
+
+
+def resource_state(ctx, c):
+    """The pgpool resource in crm_mon: {"node", "role", "managed", "maintenance"} or None
+    when the cluster has no pgpool_resource var. Node None = not running."""
+    rid = c.vars.get("pgpool_resource")
+    if not rid:
+        return None
+    from hatasks import hb
+
+    state = hb.crm_status(ctx, c.name)
+    found = {"id": rid, "node": None, "role": None, "managed": True, "maintenance": False,
+             "seen": False}
+    for r in state.get("resources", []):
+        if r.get("id") == rid:
+            found["seen"] = True
+            found["role"] = r.get("role")
+            if r.get("role") in ("Started", "Promoted", "Unpromoted") and r.get("node"):
+                found["node"] = r.get("node")
+            if r.get("managed") is False:
+                found["managed"] = False
+            if r.get("maintenance"):
+                found["maintenance"] = True
+    return found
+
+
+def running_on(ctx, c):
+    """Host names where pgpool runs: Pacemaker's view plus who listens on pgpool_port."""
+    where = set()
+    rs = resource_state(ctx, c)
+    if rs and rs["node"]:
+        where.add(rs["node"])
+    port = _port(c, "pgpool_port", 9999)
+    for name, res in remote.probe_many(ctx, c.hosts, lambda n: listening(ctx, n, port)).items():
+        if res is True:
+            where.add(name)
+    return sorted(where)
+
+
+# --------------------------------------------------------------------------- pgpool.check
+
+CHECK_SCRIPT = r"""
+conf={conf}; wait_s={wait}; port={port}; pcp_port={pcp_port}
+if [ ! -r "$conf" ]; then echo "@@result missing"; echo "FATAL: cannot read configuration file $conf"; exit 0; fi
+tmp=$(mktemp -d /tmp/hatasks-pgpool-check.XXXXXX) || exit 90
+confdir=$(dirname "$conf")
+cp -p "$confdir"/* "$tmp"/ 2>/dev/null
+busy() {{ [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }}
+n=0; while busy "$port" && [ $n -lt 50 ]; do port=$((port + 1)); n=$((n + 1)); done
+n=0; while busy "$pcp_port" && [ $n -lt 50 ]; do pcp_port=$((pcp_port + 1)); n=$((n + 1)); done
+{{ cat "$conf"; printf '\n# hatasks pgpool.check: test instance settings (last value wins)\n'
+  printf "port = %s\npcp_port = %s\n" "$port" "$pcp_port"
+  printf "listen_addresses = 'localhost'\npcp_listen_addresses = 'localhost'\n"
+  for k in socket_dir pcp_socket_dir wd_ipc_socket_dir logdir; do printf "%s = '%s'\n" "$k" "$tmp"; done
+  printf "pid_file_name = '%s/pgpool.pid'\nmemqcache_oiddir = '%s/oiddir'\n" "$tmp" "$tmp"
+  printf "use_watchdog = off\nhealth_check_period = 0\nlogging_collector = off\nlog_destination = 'stderr'\n"
+  printf "failover_command = ''\nfailback_command = ''\nfollow_primary_command = ''\n"
+}} > "$tmp/pgpool.conf.check"
+set -- -n -D -f "$tmp/pgpool.conf.check"
+[ -e "$tmp/pcp.conf" ] && set -- "$@" -F "$tmp/pcp.conf"
+[ -e "$tmp/pool_hba.conf" ] && set -- "$@" -a "$tmp/pool_hba.conf"
+{pgpool} "$@" </dev/null >"$tmp/out" 2>&1 &
+pid=$!
+n=0; result=exited
+while [ $n -lt $((wait_s * 5)) ]; do
+  if grep -q 'successfully started' "$tmp/out"; then result=started; break; fi
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.2; n=$((n + 1))
+done
+if kill -0 "$pid" 2>/dev/null; then
+  [ "$result" = started ] || result=timeout
+  kill -TERM "$pid" 2>/dev/null
+  n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+fi
+wait "$pid"; rc=$?
+echo "@@result $result"; echo "@@rc $rc"; echo "@@port $port"
+cat "$tmp/out"
+rm -rf "$tmp"
+"""
+
+
+def check_script(c, wait=15):
+    port = _port(c, "pgpool_port", 9999)
+    pcp = _port(c, "pcp_port", 9898)
+    test_port = port + 20000 if port + 20000 <= 65535 else port - 20000
+    test_pcp = pcp + 20000 if pcp + 20000 <= 65535 else pcp - 20000
+    return CHECK_SCRIPT.format(conf=_q(_conf(c)), wait=int(wait), port=test_port,
+                               pcp_port=test_pcp, pgpool=_q(c.vars.get("pgpool_bin") or PGPOOL))
+
+
+def parse_check(text):
+    """Pure: the check script's output -> {"ok", "result", "rc", "errors", "output"}."""
+    result, rc, lines = None, None, []
+    for line in (text or "").splitlines():
+        if line.startswith("@@result "):
+            result = line.split(None, 1)[1].strip()
+        elif line.startswith("@@rc "):
+            rc = line.split(None, 1)[1].strip()
+        elif line.startswith("@@port "):
+            continue
+        else:
+            lines.append(line)
+    errors = [ln.strip() for ln in lines
+              if "FATAL:" in ln or "ERROR:" in ln or "could not open configuration file" in ln]
+    if result == "missing":
+        errors = errors or ["configuration file missing"]
+    ok = result == "started" and not errors
+    if result == "timeout" and not errors:
+        errors = ["pgpool neither started nor failed within the wait"]
+    if result == "exited" and not errors:
+        tail = [ln.strip() for ln in lines if ln.strip()]
+        errors = [tail[-1] if tail else f"pgpool exited with status {rc}"]
+    return {"ok": ok, "result": result, "rc": rc, "errors": errors, "output": "\n".join(lines)}
+
+
+def check(ctx, host, wait=15):
+    """Run pgpool -n on HOST with the real config and temporary ports/pid/sockets/logdir.
+
+    Refused where pgpool runs. Returns parse_check's dict (+ "host")."""
+    h, c = db_host(ctx, host)
+    where = running_on(ctx, c)
+    if h.name in where:
+        others = [x.name for x in c.hosts if x.name not in where]
+        raise HaError(f"pgpool runs on {h.name}: a test instance there would collide with the live "
+                      f"one; check on a node where it does not run ({', '.join(others) or 'none'})",
+                      HaError.REFUSED)
+    res = remote.run(ctx, h, check_script(c, wait), user="postgres", probe=True, warn=True,
+                     timeout=wait + 30)
+    data = parse_check(res.stdout)
+    data["host"] = h.name
+    data["config"] = _conf(c)
+    return data
+
+
+@task(name="check", help={"host": "DB host where pgpool is NOT running",
+                          "wait": "seconds to wait for pgpool to start (default 15)",
+                          "format": "table or json"})
+def check_task(ctx, host, wait=15, format=None):
+    """Check pgpool's configuration by starting it in the foreground (pgpool -n).
+
+    Runbook 5.2.2 pgpool recovery: `pgpool -n` on the failed host shows the config error.
+    The test instance uses the host's real pgpool.conf (and pcp.conf, pool_hba.conf) with
+    its own ports, pid file, sockets and logdir in a temporary directory, no watchdog, no
+    health check and no failover commands, so it never disturbs a live pgpool; it is
+    stopped by its PID once it has started. Refused on the node where pgpool runs.
+    Exit 3 with the configuration error when it does not start.
+    """
+    fmt = output.resolve_format(ctx, format)
+    wait = _positive("wait", wait, int)
+    data = check(ctx, host, wait)
+    output.emit(data, fmt, table=lambda d: (["item", "value"],
+                                            [[k, v] for k, v in d.items() if k != "output"]))
+    if not data["ok"]:
+        raise StateError(f"{data['host']}: pgpool -n failed: {data['errors'][0]}")
+
+
+# --------------------------------------------------------------------------- stop / start
+
+
+def _crm(ctx, host, cmd):
+    return remote.run(ctx, host, cmd, warn=True)
+
+
+def set_maintenance(ctx, host, rid, on):
+    """Resource-level maintenance: Pacemaker neither starts, stops nor monitors RID."""
+    if on:
+        cmd = f"crm_resource --resource {_q(rid)} --meta --set-parameter maintenance --parameter-value true"
+    else:
+        cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter maintenance"
+    res = _crm(ctx, host, cmd)
+    if res.exited != 0 and on:
+        raise StateError(f"{host.name}: {cmd} failed: {(res.stderr or res.stdout).strip()}")
+    return res
+
+
+def wait_listening(ctx, host, port, want, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        now = listening(ctx, host, port)
+        if now == want:
+            return now
+        if time.monotonic() > deadline:
+            raise HaError(f"{host.name}: expected pgpool {'listening' if want else 'not listening'} "
+                          f"on port {port} within {timeout}s; it is "
+                          f"{'listening' if now else 'not listening'}", HaError.NOT_CONVERGED)
+        time.sleep(POLL_INTERVAL)
+
+
+def stop(ctx, host, mode="fast", timeout=60, reason="pgpool.stop"):
+    """Stop pgpool on HOST: record newest, put the resource in maintenance, pgpool -m MODE stop."""
+    h, c = db_host(ctx, host)
+    port = _port(c, "pgpool_port", 9999)
+    rid = c.vars.get("pgpool_resource")
+    if not listening(ctx, h, port):
+        print(f"{h.name}: pgpool is not listening on {port}; nothing to stop", flush=True)
+        return {"host": h.name, "stopped": False}
+    rec = record_newest(ctx, c.name, f"{reason} on {h.name}")
+    print(f"{h.name}: pgpool listening on {port}; newest data: "
+          f"{rec.get('newest') or (rec.get('previous') or {}).get('newest') or 'unknown'}", flush=True)
+    if rid:
+        set_maintenance(ctx, h, rid, True)
+    res = remote.run(ctx, h, f"{_q(c.vars.get('pgpool_bin') or PGPOOL)} -f {_q(_conf(c))} -m {mode} stop",
+                     user="postgres", warn=True, timeout=timeout + 30)
+    if remote.is_dry(ctx):
+        return {"host": h.name, "dry": True}
+    if res.exited != 0:
+        print(f"{h.name}: pgpool -m {mode} stop: {(res.stderr or res.stdout).strip()}",
+              file=sys.stderr, flush=True)
+    wait_listening(ctx, h, port, False, timeout)
+    print(f"{h.name}: pgpool stopped" + (f"; resource {rid} left in maintenance until "
+                                          f"pgpool.start --host {h.name}" if rid else ""), flush=True)
+    return {"host": h.name, "stopped": True, "maintenance": bool(rid)}
+
+
+def start(ctx, host, timeout=60):
+    """Start pgpool on HOST: hand it back to Pacemaker, or run pgpool when unclustered."""
+    h, c = db_host(ctx, host)
+    port = _port(c, "pgpool_port", 9999)
+    rid = c.vars.get("pgpool_resource")
+    if not rid:
+        if listening(ctx, h, port):
+            print(f"{h.name}: pgpool already listening on {port}", flush=True)
+            return {"host": h.name, "started": False}
+        remote.run(ctx, h, f"{_q(c.vars.get('pgpool_bin') or PGPOOL)} -f {_q(_conf(c))}",
+                   user="postgres", timeout=timeout)
+    else:
+        rs = resource_state(ctx, c)
+        maint = maintenance_set(ctx, h, rid)
+        if not maint:
+            if rs["node"] == h.name and listening(ctx, h, port):
+                print(f"{h.name}: pgpool already runs here under Pacemaker", flush=True)
+                return {"host": h.name, "started": False}
+            if rs["node"]:
+                raise StateError(f"Pacemaker runs pgpool on {rs['node']}; a second copy on {h.name} "
+                                 f"would be 'active on 2 nodes' (move it with hb.standby)")
+            raise StateError(f"Pacemaker does not run {rid} (role {rs['role']}); see hb.status "
+                             f"and hb.cleanup")
+        vip_node = _vip_node(ctx, c)
+        if vip_node and vip_node != h.name:
+            raise StateError(f"the group of {rid} (VIP) is on {vip_node}, not {h.name}: "
+                             f"run pgpool.start --host {vip_node}")
+        set_maintenance(ctx, h, rid, False)
+        _crm(ctx, h, f"crm_resource --cleanup --resource {_q(rid)} --node {_q(h.name)}")
+    if remote.is_dry(ctx):
+        return {"host": h.name, "dry": True}
+    wait_listening(ctx, h, port, True, timeout)
+    if rid:
+        deadline = time.monotonic() + timeout
+        while True:
+            rs = resource_state(ctx, c)
+            if rs["node"] == h.name:
+                break
+            if time.monotonic() > deadline:
+                raise HaError(f"{rid} not Started on {h.name} in crm_mon within {timeout}s "
+                              f"(role {rs['role']}, node {rs['node']})", HaError.NOT_CONVERGED)
+            time.sleep(POLL_INTERVAL)
+    print(f"{h.name}: pgpool listening on {port}" + (f", {rid} managed by Pacemaker again" if rid else ""),
+          flush=True)
+    return {"host": h.name, "started": True}
+
+
+def maintenance_set(ctx, host, rid):
+    res = remote.run(ctx, host, f"crm_resource --resource {_q(rid)} --meta --get-parameter maintenance",
+                     probe=True, warn=True)
+    return res.exited == 0 and res.stdout.strip().splitlines()[-1:] == ["true"]
+
+
+def _vip_node(ctx, c):
+    rid = c.vars.get("vip_resource")
+    if not rid:
+        return None
+    from hatasks import hb
+
+    for r in hb.crm_status(ctx, c.name).get("resources", []):
+        if r.get("id") == rid and r.get("role") == "Started":
+            return r.get("node")
+    return None
+
+
+@task(name="stop", help={"host": "DB host where pgpool runs", "mode": "smart, fast (default) or immediate",
+                         "timeout": "seconds to wait (default 60)", "yes": "do not ask for confirmation"})
+def stop_task(ctx, host, mode="fast", timeout=60, yes=False):
+    """Stop pgpool on a host (pgpool -m MODE stop), after recording the newest-data backend.
+
+    Runbook `pgpool -m smart|fast|immediate stop`. In a Pacemaker cluster (pgpool_resource
+    set) the resource is first put in maintenance (crm_resource --meta maintenance=true:
+    Pacemaker neither restarts nor monitors it), then pgpool is stopped with the runbook's
+    command; the VIP stays. `pgpool.start --host H` hands it back to Pacemaker. Verified:
+    nothing listens on pgpool_port any more.
+    """
+    h, c = db_host(ctx, host)
+    check_mode(mode)
+    timeout = _positive("timeout", timeout, int)
+    with journal.operation(ctx, c.name, "pgpool.stop", {"host": h.name, "mode": mode}, yes=yes):
+        return stop(ctx, h.name, mode, timeout)
+
+
+@task(name="start", help={"host": "DB host", "timeout": "seconds to wait (default 60)",
+                          "yes": "do not ask for confirmation"})
+def start_task(ctx, host, timeout=60, yes=False):
+    """Start pgpool on a host, verified listening.
+
+    Runbook pgpool start. In a Pacemaker cluster: after pgpool.stop (resource in
+    maintenance) it removes maintenance and cleans the resource up on HOST, so Pacemaker
+    starts pgpool itself; HOST must be where the group's VIP is. Refused when Pacemaker
+    already runs pgpool on the other node. Without pgpool_resource it runs `pgpool -f CONF`.
+    """
+    h, c = db_host(ctx, host)
+    timeout = _positive("timeout", timeout, int)
+    with journal.operation(ctx, c.name, "pgpool.start", {"host": h.name}, yes=yes):
+        return start(ctx, h.name, timeout)
+
+
+# --------------------------------------------------------------------------- pcp: detach / attach / recover
+
+
+def pcp_command(c, verb, node_id):
+    """pcp_VERB -h VIP -p PCP_PORT -U PCP_USER -w -n ID (password from ~/.pcppass)."""
+    user = c.vars.get("pcp_user") or c.vars.get("pg_user") or "postgres"
+    return (f"pcp_{verb} -h {_q(c.vars['vip'])} -p {_port(c, 'pcp_port', 9898)} "
+            f"-U {_q(user)} -w -n {int(node_id)}")
+
+
+def run_pcp(ctx, c, verb, node_id, timeout=60):
+    """Run a pcp command as postgres on the first DB host that answers."""
+    cmd = pcp_command(c, verb, node_id)
+    problems = []
+    for h in c.hosts:
+        try:
+            res = remote.run(ctx, h, cmd, user="postgres", warn=True, timeout=timeout)
+        except UnreachableError as exc:
+            problems.append(exc.message)
+            continue
+        if res.exited != 0:
+            why = (res.stderr or res.stdout or "").strip().replace("\n", " ")
+            raise StateError(f"{h.name}: {cmd.split()[0]} -n {node_id} failed: {why}")
+        return res
+    raise UnreachableError(f"no DB host to run {cmd.split()[0]} from ({'; '.join(problems)})")
+
+
+def _backend(data, node_id):
+    for b in data.get("backends", []):
+        if str(b.get("node_id")) == str(node_id):
+            return b
+    raise StateError(f"pgpool has no backend {node_id} (backends: "
+                     f"{', '.join(str(b.get('node_id')) for b in data.get('backends', []))})")
+
+
+def wait_backend(ctx, c, node_id, want, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        data = read_pool_nodes(ctx, c.name)
+        b = _backend(data, node_id)
+        if b.get("status") == want:
+            return data
+        if time.monotonic() > deadline:
+            raise HaError(f"pgpool backend {node_id} ({b.get('host')}) expected {want} within "
+                          f"{timeout}s, still {b.get('status')}", HaError.NOT_CONVERGED)
+        time.sleep(POLL_INTERVAL)
+
+
+def _print_nodes(label, data):
+    text = ", ".join(f"{b.get('node_id')}:{b.get('host')} {b.get('status')}" for b in data["backends"])
+    print(f"{label}: {text}; degenerated: {'yes' if data.get('degenerated') else 'no'}", flush=True)
+
+
+def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
+    """pcp_detach_node for NODE_ID (refuses the last up backend); records newest; verified."""
+    c = db_cluster(ctx, host.cluster)
+    before = read_pool_nodes(ctx, c.name)
+    _print_nodes("before", before)
+    b = _backend(before, node_id)
+    if b.get("status") != "up":
+        print(f"backend {node_id} ({host.name}) is already detached", flush=True)
+        record_newest(ctx, c.name, f"{reason}: {host.name} already detached")
+        return before
+    others = [x for x in _up(before) if str(x.get("node_id")) != str(node_id)]
+    if not others:
+        raise HaError(f"refusing to detach {host.name} (node {node_id}): it is the last backend up",
+                      HaError.REFUSED)
+    run_pcp(ctx, c, "detach_node", node_id, timeout)
+    if remote.is_dry(ctx):
+        return before
+    after = wait_backend(ctx, c, node_id, "down", timeout)
+    _print_nodes("after", after)
+    if not after.get("degenerated"):
+        raise HaError("pgpool does not report degenerated after the detach", HaError.NOT_CONVERGED)
+    record_newest(ctx, c.name, f"{reason}: detached {host.name} (node {node_id})")
+    return after
+
+
+def attach(ctx, host, node_id, timeout=30):
+    c = db_cluster(ctx, host.cluster)
+    before = read_pool_nodes(ctx, c.name)
+    _print_nodes("before", before)
+    if _backend(before, node_id).get("status") == "up":
+        print(f"backend {node_id} ({host.name}) is already attached", flush=True)
+        return before
+    run_pcp(ctx, c, "attach_node", node_id, timeout)
+    if remote.is_dry(ctx):
+        return before
+    after = wait_backend(ctx, c, node_id, "up", timeout)
+    _print_nodes("after", after)
+    print(f"note: writes made while {host.name} was detached are NOT on it: check with pg.compare, "
+          f"resync with pgpool.recover --node {host.name}", flush=True)
+    return after
+
+
+def recover(ctx, host, node_id, timeout=300):
+    """Online recovery of NODE_ID from the main backend (pcp_recovery_node), then compare."""
+    from hatasks import pg
+
+    c = db_cluster(ctx, host.cluster)
+    before = read_pool_nodes(ctx, c.name)
+    if _backend(before, node_id).get("status") == "up":
+        print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)", flush=True)
+        detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover")
+    else:
+        _print_nodes("before", before)
+        others = [x for x in _up(before) if str(x.get("node_id")) != str(node_id)]
+        if not others:
+            raise HaError("no backend is up to recover from", HaError.REFUSED)
+    run_pcp(ctx, c, "recovery_node", node_id, timeout)
+    if remote.is_dry(ctx):
+        return before
+    after = wait_backend(ctx, c, node_id, "up", 60)
+    _print_nodes("after", after)
+    cmp = pg.compare(ctx, c.name)
+    if not cmp["equal"]:
+        d = cmp["differences"][0]
+        raise HaError(f"recovered {host.name}, but row counts differ: {d['database']}.{d['table']} "
+                      f"{d['counts']}", HaError.NOT_CONVERGED)
+    print(f"row counts equal on {', '.join(cmp['hosts'])} ({len(cmp['tables'])} tables)", flush=True)
+    return after
+
+
+def _node_args(node, side):
+    return {k: v for k, v in (("node", node), ("side", side)) if v is not None}
+
+
+@task(name="switch", aliases=["detach"],
+      help={"node": "host name or pgpool node id to detach", "side": "master (backend 0) or "
+            "secondary (backend 1)", "timeout": "seconds to wait (default 30)",
+            "yes": "do not ask for confirmation"})
+def switch_task(ctx, node=None, side=None, timeout=30, yes=False):
+    """Detach a backend from pgpool (degenerate), record the newest-data backend.
+
+    Runbook 5.2.1 `pgpool -s master|secondary switch` (the side named is the one stopped),
+    now `pcp_detach_node -n ID`. Refuses to detach the last backend up. Verified:
+    SHOW pool_nodes shows it down and pgpool degenerated. A resync is needed afterwards.
+    """
+    h, node_id = resolve_node(ctx, node, side)
+    timeout = _positive("timeout", timeout, int)
+    with journal.operation(ctx, h.cluster, "pgpool.switch", _node_args(node, side), yes=yes):
+        detach(ctx, h, node_id, timeout)
+
+
+@task(name="attach", help={"node": "host name or pgpool node id", "timeout": "seconds (default 30)",
+                           "yes": "do not ask for confirmation"})
+def attach_task(ctx, node, timeout=30, yes=False):
+    """Attach a detached backend to pgpool again (pcp_attach_node), verified up.
+
+    Data written while it was detached is NOT copied: use pgpool.recover for that.
+    """
+    h, node_id = resolve_node(ctx, node)
+    timeout = _positive("timeout", timeout, int)
+    with journal.operation(ctx, h.cluster, "pgpool.attach", {"node": node}, yes=yes):
+        attach(ctx, h, node_id, timeout)
+
+
+@task(name="recover", help={"node": "host name or pgpool node id to rebuild",
+                            "timeout": "seconds for pcp_recovery_node (default 300)",
+                            "yes": "do not ask for confirmation"})
+def recover_task(ctx, node, timeout=300, yes=False):
+    """Rebuild a backend from the main one by online recovery (pcp_recovery_node), verified.
+
+    New since 2008 (replaces the dump/restore resync when the cluster allows it). If the
+    backend is attached it is detached first. Verified: the backend is up again and the
+    row counts of every table are equal on all backends (pg.compare).
+    """
+    h, node_id = resolve_node(ctx, node)
+    timeout = _positive("timeout", timeout, int)
+    with journal.operation(ctx, h.cluster, "pgpool.recover", {"node": node}, yes=yes):
+        recover(ctx, h, node_id, timeout)

@@ -1,0 +1,345 @@
+"""pg tasks: exact commands (quoting), version-dependent flags, dump rename/keep logic,
+validation before anything is sent. remote.run is replaced by a recorder; nothing reaches a host."""
+
+import pathlib
+
+import invoke
+import pytest
+from invoke import Config, MockContext, Result
+from psycopg2 import sql
+
+from hatasks import journal, pg, remote
+from hatasks.errors import HaError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CAPTURES = ROOT / "tests" / "fixtures" / "captures"
+BIN = "/usr/lib/postgresql/15/bin"
+PGDATA = "/var/lib/postgresql/15/data"
+
+
+class Recorder:
+    """Stands in for remote.run: records (host, user, command, probe); answers by substring."""
+
+    def __init__(self, answers=()):
+        self.answers = list(answers)
+        self.calls = []
+
+    def __call__(self, ctx, host, command, *, user="root", probe=False, hide=True, warn=False,
+                 timeout=None, **kw):
+        name = getattr(host, "name", host)
+        self.calls.append((name, user, command, probe))
+        for needle, (rc, out) in self.answers:
+            if needle in command:
+                res = Result(stdout=out, stderr="", exited=rc, command=command)
+                if rc and not warn:
+                    raise HaError(f"{name}: {command} exited {rc}", HaError.STATE)
+                return res
+        return Result(stdout="", stderr="", exited=0, command=command)
+
+    @property
+    def commands(self):
+        return [c[2] for c in self.calls]
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state"),
+        "format": "table", "connect_timeout": 5}}))
+
+
+@pytest.fixture
+def spaced_ctx(tmp_path):
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(
+        "[db]\ndb01 ansible_host=10.9.9.1 pgpool_node_id=0\n"
+        "[db:vars]\ncluster_kind=db\nvip=10.9.9.100\npg_port=5432\n"
+        "pg_bindir=/opt/pg bin/bin\npgdata=\"/srv/pg data/main\"\n"
+        "pg_ctl_log=/var/log/it's.log\n"
+    )
+    return MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(inv), "state_dir": str(tmp_path / "state"), "format": "table"}}))
+
+
+@pytest.fixture
+def rec(monkeypatch):
+    r = Recorder()
+    monkeypatch.setattr(remote, "run", r)
+    return r
+
+
+def _host(ctx, name="db01"):
+    return remote.inventory(ctx).host(name)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def test_start_command_alternate_port(ctx):
+    assert pg.start_command(_host(ctx), 1234, 60) == (
+        f"mkdir -p /var/log/postgresql && {BIN}/pg_ctl -D {PGDATA} -o '-p 1234' "
+        f"-l /var/log/postgresql/pg_ctl.log -w -t 60 start"
+    )
+
+
+def test_start_command_default_port_has_no_o(ctx):
+    assert pg.start_command(_host(ctx), None, 30) == (
+        f"mkdir -p /var/log/postgresql && {BIN}/pg_ctl -D {PGDATA} "
+        f"-l /var/log/postgresql/pg_ctl.log -w -t 30 start"
+    )
+
+
+def test_commands_quote_paths_with_spaces_and_quotes(spaced_ctx):
+    h = _host(spaced_ctx)
+    assert pg.start_command(h, 1234, 60) == (
+        "mkdir -p /var/log && '/opt/pg bin/bin/pg_ctl' -D '/srv/pg data/main' -o '-p 1234' "
+        "-l '/var/log/it'\"'\"'s.log' -w -t 60 start"
+    )
+    assert pg.stop_command(h, "immediate", 10) == (
+        "'/opt/pg bin/bin/pg_ctl' -D '/srv/pg data/main' -m immediate -w -t 10 stop"
+    )
+    assert pg.dumpall_command(h, 1234, ["-c", "-v"], "/srv/dumps", ".a.partial", ".b.partial") == (
+        "umask 077 && cd /srv/dumps && '/opt/pg bin/bin/pg_dumpall' -p 1234 -c -v "
+        "-f .a.partial 2> .b.partial"
+    )
+
+
+def test_stop_command(ctx):
+    assert pg.stop_command(_host(ctx), "fast", 60) == f"{BIN}/pg_ctl -D {PGDATA} -m fast -w -t 60 stop"
+
+
+def test_vacuum_command(ctx):
+    assert pg.vacuum_command(_host(ctx), 5432, "/var/lib/postgresql/dumps", ".x.partial") == (
+        f"umask 077 && cd /var/lib/postgresql/dumps && {BIN}/vacuumdb -p 5432 -a -f -z -v "
+        f"> .x.partial 2>&1"
+    )
+
+
+@pytest.mark.parametrize("version,flags", [
+    (80204, ["-c", "-v", "-o"]), (110022, ["-c", "-v", "-o"]),
+    (120000, ["-c", "-v"]), (150004, ["-c", "-v"]),
+])
+def test_dumpall_flags_by_version(version, flags):
+    assert pg.dumpall_flags(version) == flags
+
+
+def test_count_query_uses_identifiers():
+    q = pg.count_query('we"ird', "Tab le")
+    assert isinstance(q, sql.Composed)
+    parts = list(q)
+    assert sql.Identifier('we"ird') in parts and sql.Identifier("Tab le") in parts
+
+
+def test_parse_server_state():
+    out = "rc=0\n4242\n/var/lib/postgresql/15/data\n1700000000\n1234\n"
+    assert pg.parse_server_state(out) == {"running": True, "pid": 4242, "port": 1234, "pg_ctl_rc": "0"}
+    assert pg.parse_server_state("rc=3\n")["running"] is False
+
+
+# ------------------------------------------------------------------ dump names and pruning
+
+
+def test_dump_names_partial_never_looks_complete():
+    n = pg.dump_names("db01", "20261125-170000")
+    assert n["sql"] == "db01_dumpall.20261125-170000.sql"
+    assert n["log"] == "db01_dumpall.20261125-170000.log"
+    pat = pg.dump_pattern("db01")
+    assert pat.match(n["sql"])
+    for key in ("tmp_sql", "tmp_log", "failed_log", "log"):
+        assert not pat.match(n[key])
+
+
+def test_prune_plan_keeps_newest_and_touches_only_our_files():
+    names = [
+        "db01_dumpall.20261101-010000.sql", "db01_dumpall.20261101-010000.log",
+        "db01_dumpall.20261102-010000.sql", "db01_dumpall.20261102-010000.log",
+        "db01_dumpall.20261103-010000.sql", "db01_dumpall.20261103-010000.log",
+        "db01_dumpall.20261104-010000.sql",
+        "db02_dumpall.20261001-010000.sql",            # another host's dump
+        "db01_dumpall.20261001-010000.sql.bak",        # not our pattern
+        ".db01_dumpall.20261001-010000.sql.partial",   # in progress / interrupted
+        "db01_dumpall.20261001-010000.FAILED.log",
+        "notes.txt",
+    ]
+    assert pg.prune_plan(names, "db01", 2) == [
+        "db01_dumpall.20261101-010000.sql", "db01_dumpall.20261101-010000.log",
+        "db01_dumpall.20261102-010000.sql", "db01_dumpall.20261102-010000.log",
+    ]
+    assert pg.prune_plan(names, "db01", 10) == []
+    assert pg.prune_plan(names, "db01", None) == []
+
+
+# ------------------------------------------------------------------ dumpall flow
+
+
+@pytest.fixture
+def fixed_time(monkeypatch):
+    monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
+    monkeypatch.setattr(pg, "server_version_num", lambda ctx, host, port=None: 150004)
+
+
+D = "/var/lib/postgresql/dumps"
+TMP_SQL = ".db01_dumpall.20261125-170000.sql.partial"
+TMP_LOG = ".db01_dumpall.20261125-170000.log.partial"
+
+
+def test_dumpall_success_renames_and_prunes(ctx, rec, fixed_time):
+    ok_log = (CAPTURES / "pg_dumpall_v_ok.log").read_text()
+    rec.answers = [
+        ("pg_dumpall -p", (0, "")),
+        (f"cat {D}/{TMP_LOG}", (0, ok_log)),
+        (f"ls -1A {D}", (0, "db01_dumpall.20261101-010000.sql\ndb01_dumpall.20261101-010000.log\n"
+                           "db01_dumpall.20261125-170000.sql\ndb01_dumpall.20261125-170000.log\n")),
+        ("stat -c %s", (0, "77744\n")),
+    ]
+    pg.dumpall_task(ctx, host="db01", keep=1, quiet=True)
+    assert rec.commands == [
+        f"mkdir -p -m 700 {D}",
+        f"umask 077 && cd {D} && {BIN}/pg_dumpall -p 5432 -c -v -f {TMP_SQL} 2> {TMP_LOG}",
+        f"cat {D}/{TMP_LOG}",
+        f"mv -- {D}/{TMP_LOG} {D}/db01_dumpall.20261125-170000.log && "
+        f"mv -- {D}/{TMP_SQL} {D}/db01_dumpall.20261125-170000.sql",
+        f"ls -1A {D}",
+        f"cd {D} && rm -f -- db01_dumpall.20261101-010000.sql db01_dumpall.20261101-010000.log",
+        f"stat -c %s {D}/db01_dumpall.20261125-170000.sql",
+    ]
+    assert all(user == "postgres" for _, user, _, _ in rec.calls)
+
+
+def test_dumpall_old_server_adds_o(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
+    monkeypatch.setattr(pg, "server_version_num", lambda ctx, host, port=None: 80204)
+    rec.answers = [("cat ", (0, "pg_dumpall: dumping database \"x\"\n"))]
+    pg.dumpall_task(ctx, host="db01", port=1234, dest="/tmp/d", quiet=True)
+    assert ("umask 077 && cd /tmp/d && " + BIN + "/pg_dumpall -p 1234 -c -v -o -f "
+            + TMP_SQL + " 2> " + TMP_LOG) in rec.commands
+
+
+@pytest.mark.parametrize("rc,logname", [(1, "pg_dumpall_v_ok.log"), (0, "pg_dumpall_v_pg_dump_failed.log"),
+                                        (143, "pg_dumpall_v_ok.log")])
+def test_dumpall_failure_never_renames_to_final_name(ctx, rec, fixed_time, rc, logname, capsys):
+    rec.answers = [("pg_dumpall -p", (rc, "")),
+                   ("cat ", (0, (CAPTURES / logname).read_text()))]
+    with pytest.raises(invoke.Exit) as exc:
+        pg.dumpall_task(ctx, host="db01", keep=3, quiet=True)
+    assert exc.value.code == HaError.STATE
+    assert rec.commands[-1] == (
+        f"rm -f -- {D}/{TMP_SQL}; mv -f -- {D}/{TMP_LOG} {D}/db01_dumpall.20261125-170000.FAILED.log"
+    )
+    assert not any("db01_dumpall.20261125-170000.sql" in c and c.startswith("mv --") for c in rec.commands)
+    assert not any(c.startswith(f"ls -1A") or "rm -f -- db01_dumpall" in c for c in rec.commands)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pg_dumpall failed" in err[0]
+
+
+def test_dumpall_quiet_prints_nothing_on_success(ctx, rec, fixed_time, capsys):
+    rec.answers = [("cat ", (0, ""))]
+    pg.dumpall_task(ctx, host="db01", quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_dumpall_refused_when_locked(ctx, rec, fixed_time, monkeypatch):
+    def locked(ctx, cluster):
+        raise HaError("cluster db is locked by x running db.failover", HaError.LOCKED)
+
+    monkeypatch.setattr(journal, "check_unlocked", locked)
+    with pytest.raises(invoke.Exit) as exc:
+        pg.dumpall_task(ctx, host="db01", quiet=True)
+    assert exc.value.code == HaError.LOCKED
+    assert rec.calls == []
+
+
+def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
+    rec.answers = [("cat ", (0, (CAPTURES / "vacuumdb_afzv_ok.log").read_text()))]
+    pg.vacuum_task(ctx, host="db02", port=1234, quiet=True)
+    log = ".db02_vacuumdb.20261125-170000.log.partial"
+    assert rec.commands == [
+        f"mkdir -p -m 700 {D}",
+        f"umask 077 && cd {D} && {BIN}/vacuumdb -p 1234 -a -f -z -v > {log} 2>&1",
+        f"cat {D}/{log}",
+        f"mv -- {D}/{log} {D}/db02_vacuumdb.20261125-170000.log",
+    ]
+    rec.calls.clear()
+    rec.answers = [("vacuumdb -p", (1, "")),
+                   ("cat ", (0, (CAPTURES / "vacuumdb_afzv_no_server.log").read_text()))]
+    with pytest.raises(invoke.Exit):
+        pg.vacuum_task(ctx, host="db02", quiet=True)
+    assert rec.commands[-1].endswith("db02_vacuumdb.20261125-170000.FAILED.log")
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: pg.start_task(c, host="db09", yes=True),
+    lambda c: pg.start_task(c, host="lb01", yes=True),
+    lambda c: pg.start_task(c, host="db01", port=0, yes=True),
+    lambda c: pg.start_task(c, host="db01", port=65536, yes=True),
+    lambda c: pg.start_task(c, host="db01", port="12a", yes=True),
+    lambda c: pg.start_task(c, host="db01;reboot", yes=True),
+    lambda c: pg.stop_task(c, host="db01", mode="hard", yes=True),
+    lambda c: pg.restart_task(c, host="db01", mode="fast ", yes=True),
+    lambda c: pg.dumpall_task(c, host="db01", dest="/tmp/x;rm -rf /"),
+    lambda c: pg.dumpall_task(c, host="db01", dest="relative/dir"),
+    lambda c: pg.dumpall_task(c, host="db01", dest="/tmp/../etc"),
+    lambda c: pg.dumpall_task(c, host="db01", keep=0),
+    lambda c: pg.dumpall_task(c, host="db01", keep="x"),
+    lambda c: pg.vacuum_task(c, host="db01", port=-1),
+    lambda c: pg.status_task(c, format="yaml"),
+    lambda c: pg.compare_task(c, format="xml"),
+])
+def test_bad_input_sends_nothing(ctx, rec, call, monkeypatch):
+    monkeypatch.setattr(pg, "server_version_num", lambda *a, **k: pytest.fail("version queried"))
+    with pytest.raises(invoke.Exit) as exc:
+        call(ctx)
+    assert exc.value.code == HaError.USAGE
+    assert rec.calls == []
+
+
+def test_stop_refused_while_backend_attached(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pg, "pgpool_backend_status", lambda ctx, host: "up")
+    with pytest.raises(invoke.Exit) as exc:
+        pg.stop_task(ctx, host="db02", yes=True)
+    assert exc.value.code == HaError.REFUSED
+    assert rec.calls == []
+
+
+def test_stop_detached_backend_runs_pg_ctl(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pg, "pgpool_backend_status", lambda ctx, host: "down")
+    states = iter(["rc=0\n99\n/x\n1\n5432\n", "rc=3\n"])
+    def run(ctx_, host, command, **kw):
+        if "status >/dev/null" in command:
+            rec.calls.append((host.name, kw.get("user"), command, kw.get("probe")))
+            return Result(stdout=next(states), exited=0)
+        return Recorder.__call__(rec, ctx_, host, command, **kw)
+
+    monkeypatch.setattr(remote, "run", run)
+    monkeypatch.setattr(pg, "connectable", lambda *a: False)
+    pg.stop_task(ctx, host="db02", mode="smart", yes=True)
+    assert f"{BIN}/pg_ctl -D {PGDATA} -m smart -w -t 60 stop" in rec.commands
+
+
+# ------------------------------------------------------------------ compare (pure part)
+
+
+def test_diff_counts_finds_mismatch_and_missing():
+    per_host = {
+        "db01": {"GYOM_DB": {"public.a": 10, "public.b": 3}, "postgres": {}},
+        "db02": {"GYOM_DB": {"public.a": 11}, "postgres": {}},
+    }
+    rows, diffs = pg.diff_counts(per_host)
+    assert [(d["table"], d["counts"]) for d in diffs] == [
+        ("public.a", {"db01": 10, "db02": 11}), ("public.b", {"db01": 3, "db02": None})]
+    assert diffs[1]["note"] == "missing on db02"
+
+
+def test_diff_counts_equal():
+    per_host = {"db01": {"GYOM_DB": {"public.a": 5}}, "db02": {"GYOM_DB": {"public.a": 5}}}
+    rows, diffs = pg.diff_counts(per_host)
+    assert diffs == [] and rows[0]["equal"] is True
+
+
+def test_diff_counts_missing_database():
+    rows, diffs = pg.diff_counts({"db01": {"X": {}}, "db02": {}})
+    assert diffs and diffs[0]["note"] == "database missing on db02"

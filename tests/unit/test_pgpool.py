@@ -1,0 +1,313 @@
+"""pgpool tasks: exact pcp/pgpool/crm_resource commands, node resolution, refusals, newest-data
+records, the config-check script. remote.run and SHOW pool_nodes are replaced; nothing reaches a host."""
+
+import json
+import pathlib
+import subprocess
+
+import invoke
+import pytest
+from invoke import Config, MockContext, Result
+
+from hatasks import journal, pgpool, pool, remote
+from hatasks.errors import HaError, UnreachableError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "tests" / "fixtures" / "lab-samples"
+CAPTURES = ROOT / "tests" / "fixtures" / "captures"
+
+BOTH_UP = pool.parse_pool_nodes((SAMPLES / "show_pool_nodes.txt").read_text())
+DB02_DOWN = pool.parse_pool_nodes(
+    "0|db01|5432|up|up|0.500000|main|main|0|true|0|||2026-11-25 16:46:59\n"
+    "1|db02|5432|down|up|0.500000|replica|replica|0|false|0|||2026-11-25 16:47:11\n")
+DB01_DOWN = pool.parse_pool_nodes(
+    "0|db01|5432|down|up|0.500000|replica|replica|0|false|0|||2026-11-25 16:46:59\n"
+    "1|db02|5432|up|up|0.500000|main|main|0|true|0|||2026-11-25 16:47:11\n")
+
+
+class Recorder:
+    def __init__(self, answers=()):
+        self.answers = list(answers)
+        self.calls = []
+
+    def __call__(self, ctx, host, command, *, user="root", probe=False, hide=True, warn=False,
+                 timeout=None, **kw):
+        name = getattr(host, "name", host)
+        self.calls.append((name, user, command))
+        for needle, (rc, out) in self.answers:
+            if needle in command:
+                return Result(stdout=out, stderr="", exited=rc, command=command)
+        return Result(stdout="", stderr="", exited=0, command=command)
+
+    @property
+    def commands(self):
+        return [c[2] for c in self.calls]
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state"),
+        "format": "table"}}))
+
+
+@pytest.fixture
+def rec(monkeypatch):
+    r = Recorder()
+    monkeypatch.setattr(remote, "run", r)
+    return r
+
+
+class PoolView:
+    """Successive SHOW pool_nodes answers (the last one repeats)."""
+
+    def __init__(self, *views):
+        self.views = list(views)
+        self.reads = 0
+
+    def __call__(self, ctx, cluster="db"):
+        self.reads += 1
+        v = self.views.pop(0) if len(self.views) > 1 else self.views[0]
+        if isinstance(v, Exception):
+            raise v
+        return dict(v, via="db01")
+
+
+def use_pool(monkeypatch, *views):
+    pv = PoolView(*views)
+    monkeypatch.setattr(pgpool, "read_pool_nodes", pv)
+    return pv
+
+
+# ------------------------------------------------------------------ commands
+
+
+def test_pcp_command_uses_pcppass_and_no_password(ctx):
+    c = remote.inventory(ctx).cluster("db")
+    assert pgpool.pcp_command(c, "detach_node", 1) == (
+        "pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1")
+    assert pgpool.pcp_command(c, "recovery_node", 0) == (
+        "pcp_recovery_node -h 10.231.0.100 -p 9898 -U postgres -w -n 0")
+
+
+@pytest.mark.parametrize("node,side,host,node_id", [
+    ("db02", None, "db02", 1), ("1", None, "db02", 1), ("0", None, "db01", 0),
+    (None, "master", "db01", 0), (None, "secondary", "db02", 1),
+])
+def test_resolve_node(ctx, node, side, host, node_id):
+    h, nid = pgpool.resolve_node(ctx, node, side)
+    assert (h.name, nid) == (host, node_id)
+
+
+def test_switch_detaches_records_newest_and_verifies(ctx, rec, monkeypatch):
+    pv = use_pool(monkeypatch, BOTH_UP, DB02_DOWN)
+    pgpool.switch_task(ctx, side="secondary", yes=True)
+    assert rec.commands == ["pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
+    assert rec.calls[0][1] == "postgres"
+    newest = journal.newest(ctx, "db")
+    assert newest["newest"] == "db01"
+    assert newest["evidence"]["in_sync"] is False
+    assert "db02(node 1) down" in newest["evidence"]["pool_nodes"]
+    events = [(r["action"], r["event"]) for r in journal.history(ctx)]
+    assert ("pgpool.switch", "start") in events and ("pgpool.switch", "done") in events
+
+
+def test_detach_alias_exists():
+    coll = invoke.Collection.from_module(pgpool)
+    assert coll["detach"] is coll["switch"]
+
+
+def test_switch_refuses_last_up_backend(ctx, rec, monkeypatch):
+    use_pool(monkeypatch, DB02_DOWN)
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.switch_task(ctx, node="db01", yes=True)
+    assert exc.value.code == HaError.REFUSED
+    assert rec.calls == []
+
+
+def test_switch_not_converged_when_backend_stays_up(ctx, rec, monkeypatch):
+    use_pool(monkeypatch, BOTH_UP)
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.switch_task(ctx, node="db02", timeout=1, yes=True)
+    assert exc.value.code == HaError.NOT_CONVERGED
+
+
+def test_attach_runs_pcp_attach_and_waits_up(ctx, rec, monkeypatch, capsys):
+    use_pool(monkeypatch, DB02_DOWN, BOTH_UP)
+    pgpool.attach_task(ctx, node="1", yes=True)
+    assert rec.commands == ["pcp_attach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
+    assert "NOT on it" in capsys.readouterr().out
+
+
+def test_recover_detaches_attached_node_first(ctx, rec, monkeypatch):
+    from hatasks import pg
+
+    use_pool(monkeypatch, BOTH_UP, BOTH_UP, DB02_DOWN, DB02_DOWN, BOTH_UP)
+    monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
+        "equal": True, "hosts": ["db01", "db02"], "tables": [], "differences": []})
+    pgpool.recover_task(ctx, node="db02", yes=True)
+    assert rec.commands == [
+        "pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1",
+        "pcp_recovery_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1",
+    ]
+
+
+def test_recover_fails_when_counts_differ(ctx, rec, monkeypatch):
+    from hatasks import pg
+
+    use_pool(monkeypatch, DB02_DOWN, BOTH_UP)
+    monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
+        "equal": False, "hosts": ["db01", "db02"], "tables": [],
+        "differences": [{"database": "GYOM_DB", "table": "public.t", "counts": {"db01": 2, "db02": 1}}]})
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.recover_task(ctx, node="db02", yes=True)
+    assert exc.value.code == HaError.NOT_CONVERGED
+
+
+# ------------------------------------------------------------------ status and the newest record
+
+
+def test_status_degenerated_records_newest(ctx, monkeypatch, capsys):
+    use_pool(monkeypatch, DB01_DOWN)
+    pgpool.status_task(ctx, format="json")
+    data = json.loads(capsys.readouterr().out)
+    assert data["degenerated"] is True and data["newest"] == "db02"
+    assert data["recorded"]["newest"] == "db02"
+    assert journal.newest(ctx, "db")["evidence"]["degenerated"] is True
+
+
+def test_status_in_sync_records_nothing(ctx, monkeypatch, capsys):
+    use_pool(monkeypatch, BOTH_UP)
+    pgpool.status_task(ctx, format="json")
+    assert json.loads(capsys.readouterr().out)["degenerated"] is False
+    assert journal.newest(ctx, "db") is None
+
+
+def test_status_pgpool_down_shows_recorded_value_and_fails(ctx, monkeypatch, capsys):
+    journal.record_newest(ctx, "db", "db02", {"source": "test"})
+    use_pool(monkeypatch, UnreachableError("pgpool does not answer on 10.231.0.100:9999"))
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.status_task(ctx)
+    assert exc.value.code == HaError.STATE
+    out = capsys.readouterr()
+    assert "recorded newest" in out.out and "db02" in out.out
+    assert "recorded newest backend: db02" in out.err
+
+
+def test_record_newest_in_sync(ctx, monkeypatch):
+    use_pool(monkeypatch, BOTH_UP)
+    res = pgpool.record_newest(ctx, "db", "hb.stop on db01")
+    assert res["newest"] == "db01" and res["evidence"]["in_sync"] is True
+    assert journal.newest(ctx, "db")["evidence"]["reason"] == "hb.stop on db01"
+
+
+def test_record_newest_pgpool_down_keeps_previous(ctx, monkeypatch):
+    journal.record_newest(ctx, "db", "db01", {"source": "earlier"})
+    use_pool(monkeypatch, UnreachableError("down"))
+    res = pgpool.record_newest(ctx, "db", "x")
+    assert res["recorded"] is False and res["previous"]["newest"] == "db01"
+
+
+# ------------------------------------------------------------------ stop / start
+
+
+def test_stop_records_then_maintenance_then_pgpool_stop(ctx, rec, monkeypatch):
+    use_pool(monkeypatch, BOTH_UP)
+    listen = iter([True, False])
+    monkeypatch.setattr(pgpool, "listening", lambda ctx, host, port: next(listen))
+    pgpool.stop_task(ctx, host="db02", mode="immediate", yes=True)
+    assert rec.commands == [
+        "crm_resource --resource pgpool --meta --set-parameter maintenance --parameter-value true",
+        "/usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m immediate stop",
+    ]
+    assert [c[1] for c in rec.calls] == ["root", "postgres"]
+    assert journal.newest(ctx, "db")["evidence"]["reason"] == "pgpool.stop on db02"
+
+
+def test_start_refuses_second_copy(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
+        "node": "db01", "role": "Started", "managed": True})
+    monkeypatch.setattr(pgpool, "maintenance_set", lambda ctx, h, rid: False)
+    monkeypatch.setattr(pgpool, "listening", lambda *a: False)
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.start_task(ctx, host="db02", yes=True)
+    assert exc.value.code == HaError.STATE
+    assert rec.calls == []
+
+
+def test_start_hands_back_to_pacemaker(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
+        "node": "db02", "role": "Started", "managed": False})
+    monkeypatch.setattr(pgpool, "maintenance_set", lambda ctx, h, rid: True)
+    monkeypatch.setattr(pgpool, "_vip_node", lambda ctx, c: "db02")
+    monkeypatch.setattr(pgpool, "listening", lambda *a: True)
+    pgpool.start_task(ctx, host="db02", yes=True)
+    assert rec.commands == [
+        "crm_resource --resource pgpool --meta --delete-parameter maintenance",
+        "crm_resource --cleanup --resource pgpool --node db02",
+    ]
+
+
+# ------------------------------------------------------------------ check
+
+
+def test_check_refused_where_pgpool_runs(ctx, rec, monkeypatch):
+    monkeypatch.setattr(pgpool, "running_on", lambda ctx, c: ["db01"])
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.check_task(ctx, host="db01")
+    assert exc.value.code == HaError.REFUSED
+    assert rec.calls == []
+
+
+def test_check_script_overrides_everything_that_could_collide(ctx):
+    script = pgpool.check_script(remote.inventory(ctx).cluster("db"), 10)
+    assert "conf=/etc/pgpool2/pgpool.conf; wait_s=10; port=29999; pcp_port=29898" in script
+    for key in ("pid_file_name", "socket_dir", "pcp_socket_dir", "logdir", "memqcache_oiddir",
+                "use_watchdog = off", "health_check_period = 0", "failover_command = ''",
+                "listen_addresses = 'localhost'"):
+        assert key in script
+    assert "-n -D -f" in script
+    r = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("fixture,ok,error", [
+    ("pgpool_n_started_sigint.txt", True, None),
+    ("pgpool_n_invalid_port.txt", False, 'FATAL:  invalid value for parameter "port": "abc"'),
+    ("pgpool_n_out_of_range.txt", False, "outside the valid range"),
+    ("pgpool_n_missing_config.txt", False, "could not open configuration file"),
+])
+def test_parse_check(fixture, ok, error):
+    text = (CAPTURES / fixture).read_text()
+    result = "started" if "successfully started" in text else "exited"
+    data = pgpool.parse_check(f"@@result {result}\n@@rc 0\n@@port 29999\n" + text)
+    assert data["ok"] is ok
+    if error:
+        assert error in data["errors"][0]
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: pgpool.switch_task(c, yes=True),
+    lambda c: pgpool.switch_task(c, node="db01", side="master", yes=True),
+    lambda c: pgpool.switch_task(c, side="primary", yes=True),
+    lambda c: pgpool.switch_task(c, node="7", yes=True),
+    lambda c: pgpool.switch_task(c, node="lb01", yes=True),
+    lambda c: pgpool.switch_task(c, node="db01`id`", yes=True),
+    lambda c: pgpool.attach_task(c, node="db3", yes=True),
+    lambda c: pgpool.recover_task(c, node="$(reboot)", yes=True),
+    lambda c: pgpool.stop_task(c, host="db01", mode="kill", yes=True),
+    lambda c: pgpool.stop_task(c, host="lb02", yes=True),
+    lambda c: pgpool.start_task(c, host="nosuch", yes=True),
+    lambda c: pgpool.check_task(c, host="lb01"),
+    lambda c: pgpool.check_task(c, host="db01", wait=0),
+    lambda c: pgpool.status_task(c, format="csv"),
+])
+def test_bad_input_sends_nothing(ctx, rec, call, monkeypatch):
+    monkeypatch.setattr(pgpool, "read_pool_nodes", lambda *a, **k: pytest.fail("pgpool read"))
+    with pytest.raises(invoke.Exit) as exc:
+        call(ctx)
+    assert exc.value.code == HaError.USAGE
+    assert rec.calls == []

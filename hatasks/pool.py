@@ -335,9 +335,10 @@ def parse_pool_status_items(text):
             continue
         if len(cells) < 2 or not cells[0] or cells[0] == "item":
             continue
-        if not re.match(r"^[a-z_][a-z0-9_]*$", cells[0]):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cells[0]):
             continue
-        items[cells[0]] = cells[1]
+        # psql marks a value that continues on the next line with a trailing "+"
+        items[cells[0]] = re.sub(r"\s+\+$", "", cells[1])
     if not items:
         raise ValueError("no show pool_status row found in: %r" % str(text).strip()[:120])
     return items

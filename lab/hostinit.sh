@@ -1,0 +1,57 @@
+#!/bin/bash
+# PID 1 of one lab host (a "server"): started by lab/core.py as
+#   ip netns exec NS unshare --uts --ipc --mount --pid --fork --mount-proc --propagation private \
+#       lab/hostinit.sh HOST HOSTDIR LABDIR BOOT
+# It gives the host its own hostname and its own copies of the directories that hold per-server
+# state, starts sshd, optionally runs the boot sequence (what a real server starts at boot), then
+# sleeps and reaps orphans until it is killed (SIGKILL from the root namespace = power off).
+set -u
+HOST=$1      # db01 ...
+HD=$2        # lab/.state/N/hosts/HOST (absolute)
+LABDIR=$3    # the checkout's lab/ (absolute)
+BOOT=${4:-0} # 1 = run lab/bin/boot (cluster stack, PostgreSQL) after sshd, like a server booting
+
+log() { echo "$(date '+%F %T') hostinit[$HOST]: $*"; }
+die() { log "FATAL: $*"; exit 1; }
+
+hostname "$HOST" || die "hostname"
+
+# per-host directories: the host's own copies live under $HD/fs
+for d in etc/corosync var/lib/pacemaker var/lib/corosync var/log etc/pgpool2 var/lib/postgresql \
+         etc/apache2 var/www root var/tmp; do
+    mount --bind "$HD/fs/$d" "/$d" || die "bind /$d"
+done
+mount --bind "$HD/fs/etc/hosts" /etc/hosts || die "bind /etc/hosts"
+
+# volatile state: /run (= /var/run) and /dev/shm are tmpfs, /tmp is the host's own
+mount -t tmpfs -o mode=0755,size=64m "lab-run-$HOST" /run || die "tmpfs /run"
+mount -t tmpfs -o mode=1777,size=256m "lab-shm-$HOST" /dev/shm || die "tmpfs /dev/shm"
+mount --bind "$HD/tmp" /tmp || die "bind /tmp"
+mkdir -p /run/sshd /run/lock /run/crm /run/corosync /run/apache2 /run/lock/apache2 /run/postgresql
+chmod 0755 /run/sshd
+chown hacluster:haclient /run/crm
+chown postgres:postgres /run/postgresql && chmod 2775 /run/postgresql
+
+# OCF providers: the real heartbeat + pacemaker ones plus the lab's own (pgpool agent)
+OCF=$HD/ocf-rd
+mount --bind /usr/lib/ocf/resource.d/heartbeat "$OCF/heartbeat" || die "bind ocf heartbeat"
+mount --bind /usr/lib/ocf/resource.d/pacemaker "$OCF/pacemaker" || die "bind ocf pacemaker"
+mount --rbind "$OCF" /usr/lib/ocf/resource.d || die "bind ocf resource.d"
+
+# the lab's helper commands (stack, boot) at a fixed path inside every host
+mount --bind "$LABDIR/bin" /opt/hatasks-lab/bin || die "bind /opt/hatasks-lab/bin"
+
+ip link set lo up
+/usr/sbin/sshd -f "$HD/sshd_config" -E /var/log/sshd.log || die "sshd"
+log "up (sshd started, boot=$BOOT)"
+
+if [ "$BOOT" = 1 ]; then
+    ( /opt/hatasks-lab/bin/boot >>/var/log/boot.log 2>&1 </dev/null & )
+fi
+
+# PID 1: reap every orphan (bash's SIGCHLD handling waits for any child), never exit
+trap '' HUP INT TERM
+while :; do
+    sleep 60 &
+    wait
+done

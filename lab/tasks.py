@@ -1,0 +1,63 @@
+"""The lab: four real hosts (db01 db02 lb01 lb02) in namespaces on this machine.
+
+Instance N is chosen with HATASKS_LAB=N (default 0): namespaces hl{N}-HOST, bridge hlbr{N},
+subnet 10.231.N.0/24, state in lab/.state/N (ssh_config, hosts.ini, pgpass). Needs root.
+"""
+
+import json
+
+from hatasks.base import task
+
+from .core import FAULT_KINDS, HOSTS, Lab
+
+
+@task(help={"force": "also replace a LIVE lab of this instance made by another checkout"})
+def up(c, force=False):
+    """Start the lab (idempotent): both clusters formed, VIPs answering, GYOM_DB on both backends."""
+    Lab().up(force=force)
+
+
+@task(help={"force": "also tear down a LIVE lab of this instance made by another checkout"})
+def down(c, force=False):
+    """Stop the lab: kill each host's PID 1, remove namespaces, links and bridge (stale labs too)."""
+    Lab().down(force=force)
+
+
+@task(help={"format": "table (default) or json"})
+def status(c, format="table"):
+    """Show the lab: hosts (power, link, faults), both clusters, pgpool backends."""
+    info = Lab().status()
+    if format == "json":
+        print(json.dumps(info, indent=2))
+        return
+    print(f"lab {info['instance']}  subnet {info['subnet']}  owner {info['owner'] or '-'}")
+    for h, v in info["hosts"].items():
+        faults = ",".join(v["faults"]) or "-"
+        print(f"  {h:5} {v['ip']:14} power={v['power']:3} link={v['link']:6} faults={faults}")
+    for name, cl in info["clusters"].items():
+        if "error" in cl:
+            print(f"  {name} cluster: {cl['error']}")
+            continue
+        nodes = " ".join(f"{n}={s}" for n, s in cl["nodes"].items())
+        res = " ".join(f"{r}@{','.join(w) or 'stopped'}" for r, w in cl["resources"].items())
+        print(f"  {name} cluster (seen from {cl['seen_from']}): {nodes} | {res}")
+        for f in cl["failures"]:
+            print(f"    failed action: {f[0]} on {f[1]} rc={f[2]}")
+    if info["pgpool"] is not None:
+        pool = info["pgpool"]
+        if isinstance(pool, str):
+            print(f"  pgpool: {pool}")
+        else:
+            print("  pgpool: " + " ".join(f"node{i}({h})={s}" for i, h, s in pool))
+
+
+@task(help={"host": "|".join(HOSTS), "kind": "|".join(FAULT_KINDS)})
+def fault(c, host, kind):
+    """Inject a runbook failure into one lab host (power, network, heartbeat, pgpool, postgres, httpd)."""
+    Lab().fault(host, kind)
+
+
+@task(help={"host": "|".join(HOSTS)})
+def heal(c, host):
+    """Undo an injected fault (power on + boot, link up, config restored); does not repair the cluster."""
+    Lab().heal(host)

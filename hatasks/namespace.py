@@ -12,5 +12,6 @@ def build():
     ns.add_task(__import__("hatasks.core_tasks").core_tasks.history)
     ns.add_collection(Collection.from_module(__import__("hatasks.hb").hb))
     ns.add_collection(Collection.from_module(__import__("hatasks.web").web))
+    ns.add_collection(Collection.from_module(__import__("lab.tasks").tasks, name="lab"))
     ns.configure(DEFAULTS)
     return ns

@@ -77,7 +77,7 @@ def _state(online, standby, unclean=False, pending=False):
 
 
 def split_op_key(op_key):
-    """``pgpool_monitor_10000`` -> ("pgpool", "monitor", 10000); unknown shapes -> (key, None, None)."""
+    """``pgpool_monitor_10000`` -> ("pgpool", "monitor", 10000); else (key, None, None)."""
     m = _OP_KEY_RE.match(op_key or "")
     if not m:
         return op_key, None, None
@@ -294,7 +294,8 @@ _SECTION_RE = re.compile(
     re.I)
 # 2008: "Node: db02 (b6587dd4-...): online"; 2.1 --show-detail: "* Node db01 (1): online, ..."
 _NODE_2008_RE = re.compile(r"^Node:\s*(?P<name>\S+)\s+\((?P<uuid>[^)]*)\):\s*(?P<state>.+?)\s*$")
-_NODE_21_RE = re.compile(r"^Node\s+(?P<name>[^\s:]+)(?:\s+\((?P<id>[^)]*)\))?:\s*(?P<state>.+?)\s*$")
+_NODE_21_RE = re.compile(r"^Node\s+(?P<name>[^\s:]+)(?:\s+\((?P<id>[^)]*)\))?:\s*"
+                         r"(?P<state>.+?)\s*$")
 _NODE_LIST_RE = re.compile(
     r"^(?P<kind>Online|OFFLINE|Standby|GuestOnline|RemoteOnline|RemoteOFFLINE|GuestOFFLINE|"
     r"Maintenance|Pending|UNCLEAN)\s*:\s*\[(?P<names>[^\]]*)\]\s*$")
@@ -668,13 +669,14 @@ def group_node(status, group):
 
 
 def node_state(status, name):
-    """``online`` / ``standby`` / ``offline`` for node ``name`` (case-insensitive), None if unknown."""
+    """``online`` / ``standby`` / ``offline`` for node ``name`` (any case); None if unknown."""
     node = _find_node(status, name)
     return node["state"] if node else None
 
 
 def failed_for(status, resource=None, node=None):
-    """Failed actions, optionally only those of ``resource`` (a primitive or a group id) on ``node``."""
+    """Failed actions, optionally only those of ``resource`` (a primitive or a group id)
+    and/or on ``node``."""
     members = None
     if resource is not None:
         members = {r["id"] for r in group_members(status, resource)} or {resource}

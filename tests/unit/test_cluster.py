@@ -502,3 +502,12 @@ def test_split_op_key():
     assert cluster.split_op_key("pgpool_monitor_10000") == ("pgpool", "monitor", 10000)
     assert cluster.split_op_key("db_vip_migrate_to_0") == ("db_vip", "migrate_to", 0)
     assert cluster.split_op_key("weird") == ("weird", None, None)
+
+
+def test_clone_instances_one_per_node():
+    for st in (xml("with_clone.xml"), text("with_clone.txt")):
+        pings = [r for r in st["resources"] if r["id"] == "ping"]
+        assert [(r["node"], r["role"], r["group"]) for r in pings] == [
+            ("db01", "Started", None), ("db02", "Started", None)]
+        assert cluster.group_node(st, "grp-pgpool") == "db01"
+        assert cluster.is_healthy(st, "grp-pgpool") is True

@@ -511,3 +511,27 @@ def test_clone_instances_one_per_node():
             ("db01", "Started", None), ("db02", "Started", None)]
         assert cluster.group_node(st, "grp-pgpool") == "db01"
         assert cluster.is_healthy(st, "grp-pgpool") is True
+
+
+def test_text_21_no_dc_and_no_quorum():
+    screen = read(LAB / "fault_corosync_killed_db01.txt").replace(
+        "Current DC: db02 (version 2.1.5-a3f44794f94) - partition with quorum",
+        "Current DC: db02 (version 2.1.5-a3f44794f94) - partition WITHOUT quorum")
+    st = cluster.parse_crm_mon_text(screen)
+    assert st["dc"] == "db02" and st["quorum"] is False
+    assert "partition without quorum" in cluster.problems(st)
+    screen = read(RUNBOOK / "crm_mon_db01_offline.txt").replace(
+        "Current DC: db02 (b6587dd4-a24a-4759-82d1-8283ed09d2bf)", "Current DC: NONE")
+    st = cluster.parse_crm_mon_text(screen)
+    assert st["dc"] is None
+    assert not any(n["dc"] for n in st["nodes"])
+
+
+def test_text_20_failed_action_form():
+    screen = ("Failed Resource Actions:\n"
+              "* pgpool_monitor_10000 on db02 'not running' (7): call=13, status=complete, "
+              "exitreason='', last-rc-change='Wed Nov 25 16:48:08 2026', queued=0ms, exec=0ms\n")
+    [fa] = cluster.parse_crm_mon_text(screen)["failed_actions"]
+    assert (fa["resource"], fa["operation"], fa["interval"], fa["node"], fa["rc"],
+            fa["status"], fa["reason"], fa["call"]) == \
+        ("pgpool", "monitor", 10000, "db02", 7, "complete", "not running", 13)

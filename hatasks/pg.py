@@ -528,6 +528,18 @@ def _stamp():
     return datetime.datetime.now().strftime(STAMP_FORMAT)
 
 
+def _fresh_stamp(ctx, host, dest, names_of):
+    """A stamp whose file names are not in DEST yet (two runs in one second never collide)."""
+    res = remote.run(ctx, host, f"ls -1A {_q(dest)}", user="postgres", probe=True, warn=True)
+    present = set(res.stdout.split())
+    for _ in range(5):
+        stamp = _stamp()
+        if not present & set(names_of(stamp).values()):
+            return stamp
+        time.sleep(1)
+    raise StateError(f"{host.name}: files for stamp {stamp} already exist in {dest}")
+
+
 def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
     """Dump every database of HOST into DEST (dated .sql + .log), checked, then pruned.
 
@@ -544,8 +556,8 @@ def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
         raise HaError(f"{host.name}: pg_dumpall not started: cannot connect on port {port}: "
                       f"{exc.message}", HaError.STATE) from None
     flags = dumpall_flags(version)
-    names = dump_names(host.name, _stamp())
     remote.run(ctx, host, f"mkdir -p -m 700 {_q(dest)}", user="postgres")
+    names = dump_names(host.name, _fresh_stamp(ctx, host, dest, lambda st: dump_names(host.name, st)))
     cmd = dumpall_command(host, port, flags, dest, names["tmp_sql"], names["tmp_log"])
     res = remote.run(ctx, host, cmd, user="postgres", warn=True)
     if _dry(ctx):
@@ -623,8 +635,8 @@ def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
     host = remote._host(ctx, host)
     port = port or _default_port(host)
     _refuse_if_locked(ctx, host.cluster)
-    names = vacuum_names(host.name, _stamp())
     remote.run(ctx, host, f"mkdir -p -m 700 {_q(dest)}", user="postgres")
+    names = vacuum_names(host.name, _fresh_stamp(ctx, host, dest, lambda st: vacuum_names(host.name, st)))
     res = remote.run(ctx, host, vacuum_command(host, port, dest, names["tmp_log"]),
                      user="postgres", warn=True, timeout=timeout)
     if _dry(ctx):

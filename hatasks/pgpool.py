@@ -281,7 +281,7 @@ n=0; while busy "$pcp_port" && [ $n -lt 50 ]; do pcp_port=$((pcp_port + 1)); n=$
 {{ cat "$conf"; printf '\n# hatasks pgpool.check: test instance settings (last value wins)\n'
   printf "port = %s\npcp_port = %s\n" "$port" "$pcp_port"
   printf "listen_addresses = 'localhost'\npcp_listen_addresses = 'localhost'\n"
-  for k in socket_dir pcp_socket_dir wd_ipc_socket_dir logdir; do printf "%s = '%s'\n" "$k" "$tmp"; done
+  for k in socket_dir unix_socket_directories pcp_socket_dir wd_ipc_socket_dir logdir; do printf "%s = '%s'\n" "$k" "$tmp"; done
   printf "pid_file_name = '%s/pgpool.pid'\nmemqcache_oiddir = '%s/oiddir'\n" "$tmp" "$tmp"
   printf "use_watchdog = off\nhealth_check_period = 0\nlogging_collector = off\nlog_destination = 'stderr'\n"
   printf "failover_command = ''\nfailback_command = ''\nfollow_primary_command = ''\n"
@@ -370,10 +370,13 @@ def check_task(ctx, host, wait=15, format=None):
     """Check pgpool's configuration by starting it in the foreground (pgpool -n).
 
     Runbook 5.2.2 pgpool recovery: `pgpool -n` on the failed host shows the config error.
-    The test instance uses the host's real pgpool.conf (and pcp.conf, pool_hba.conf) with
-    its own ports, pid file, sockets and logdir in a temporary directory, no watchdog, no
-    health check and no failover commands, so it never disturbs a live pgpool; it is
-    stopped by its PID once it has started. Refused on the node where pgpool runs.
+    The test instance uses a copy of the host's real pgpool.conf (and pcp.conf,
+    pool_hba.conf) with settings appended for its own ports, pid file, sockets and logdir in
+    a temporary directory, no watchdog, no health check and no failover commands, so it
+    never disturbs a live pgpool nor its pgpool_status file; it is stopped by its PID once
+    it has started. pgpool reads every line in order, so a bad value anywhere is still
+    reported; only the runtime effect of the replaced settings (e.g. a port already in use)
+    is not tested. Refused on the node where pgpool runs.
     Exit 3 with the configuration error when it does not start.
     """
     fmt = output.resolve_format(ctx, format)

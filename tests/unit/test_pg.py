@@ -28,8 +28,11 @@ class Recorder:
                  timeout=None, **kw):
         name = getattr(host, "name", host)
         self.calls.append((name, user, command, probe))
-        for needle, (rc, out) in self.answers:
+        for needle, answer in self.answers:
             if needle in command:
+                if isinstance(answer, list):   # successive answers, the last one repeats
+                    answer = answer.pop(0) if len(answer) > 1 else answer[0]
+                rc, out = answer
                 res = Result(stdout=out, stderr="", exited=rc, command=command)
                 if rc and not warn:
                     raise HaError(f"{name}: {command} exited {rc}", HaError.STATE)
@@ -188,13 +191,16 @@ def test_dumpall_success_renames_and_prunes(ctx, rec, fixed_time):
     rec.answers = [
         ("pg_dumpall -p", (0, "")),
         (f"cat {D}/{TMP_LOG}", (0, ok_log)),
-        (f"ls -1A {D}", (0, "db01_dumpall.20261101-010000.sql\ndb01_dumpall.20261101-010000.log\n"
-                           "db01_dumpall.20261125-170000.sql\ndb01_dumpall.20261125-170000.log\n")),
+        (f"ls -1A {D}", [
+            (0, "db01_dumpall.20261101-010000.sql\ndb01_dumpall.20261101-010000.log\n"),
+            (0, "db01_dumpall.20261101-010000.sql\ndb01_dumpall.20261101-010000.log\n"
+                "db01_dumpall.20261125-170000.sql\ndb01_dumpall.20261125-170000.log\n")]),
         ("stat -c %s", (0, "77744\n")),
     ]
     pg.dumpall_task(ctx, host="db01", keep=1, quiet=True)
     assert rec.commands == [
         f"mkdir -p -m 700 {D}",
+        f"ls -1A {D}",
         f"umask 077 && cd {D} && {BIN}/pg_dumpall -p 5432 -c -v -f {TMP_SQL} 2> {TMP_LOG}",
         f"cat {D}/{TMP_LOG}",
         f"mv -- {D}/{TMP_LOG} {D}/db01_dumpall.20261125-170000.log && "
@@ -227,7 +233,7 @@ def test_dumpall_failure_never_renames_to_final_name(ctx, rec, fixed_time, rc, l
         f"rm -f -- {D}/{TMP_SQL}; mv -f -- {D}/{TMP_LOG} {D}/db01_dumpall.20261125-170000.FAILED.log"
     )
     assert not any("db01_dumpall.20261125-170000.sql" in c and c.startswith("mv --") for c in rec.commands)
-    assert not any(c.startswith(f"ls -1A") or "rm -f -- db01_dumpall" in c for c in rec.commands)
+    assert not any("rm -f -- db01_dumpall" in c for c in rec.commands)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pg_dumpall failed" in err[0]
 
@@ -249,6 +255,16 @@ def test_dumpall_refused_when_locked(ctx, rec, fixed_time, monkeypatch):
     assert rec.calls == []
 
 
+def test_dumpall_never_reuses_an_existing_stamp(ctx, rec, monkeypatch):
+    stamps = iter(["20261125-170000", "20261125-170001"])
+    monkeypatch.setattr(pg, "_stamp", lambda: next(stamps))
+    monkeypatch.setattr(pg.time, "sleep", lambda s: None)
+    monkeypatch.setattr(pg, "server_version_num", lambda ctx, host, port=None: 150004)
+    rec.answers = [(f"ls -1A {D}", (0, "db01_dumpall.20261125-170000.sql\n")), ("cat ", (0, ""))]
+    pg.dumpall_task(ctx, host="db01", quiet=True)
+    assert any("-f .db01_dumpall.20261125-170001.sql.partial" in c for c in rec.commands)
+
+
 def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
     monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
     rec.answers = [("cat ", (0, (CAPTURES / "vacuumdb_afzv_ok.log").read_text()))]
@@ -256,6 +272,7 @@ def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
     log = ".db02_vacuumdb.20261125-170000.log.partial"
     assert rec.commands == [
         f"mkdir -p -m 700 {D}",
+        f"ls -1A {D}",
         f"umask 077 && cd {D} && {BIN}/vacuumdb -p 1234 -a -f -z -v > {log} 2>&1",
         f"cat {D}/{log}",
         f"mv -- {D}/{log} {D}/db02_vacuumdb.20261125-170000.log",

@@ -20,10 +20,9 @@ INVENTORY = str(ROOT / "hosts.ini") if not INSTANCE else str(
     ROOT / "lab" / ".state" / str(INSTANCE) / "hosts.ini")
 
 
-def make_ctx(inventory=INVENTORY, dry=False, timeout=5, state=None):
+def make_ctx(inventory=INVENTORY, dry=False, timeout=5):
     return Context(Config(overrides={
-        "hatasks": {"inventory": inventory, "connect_timeout": timeout,
-                    "state_dir": str(state or "/nonexistent")},
+        "hatasks": {"inventory": inventory, "connect_timeout": timeout},
         "run": {"dry": dry},
     }))
 

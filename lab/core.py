@@ -861,6 +861,7 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
         text = (ROOT / "hosts.ini").read_text()
         replacements = [("10.231.0.", f"{self.net}."),
                         ("ssh_config=lab/ssh_config", "ssh_config=ssh_config"),
+                        ("pgpass=lab/.state/0/pgpass", "pgpass=pgpass"),
                         ("power_check=lab/bin/power-check {host}", "power_check=bin/power-check {host}")]
         for old, new in replacements:
             if old not in text:

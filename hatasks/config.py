@@ -16,3 +16,21 @@ DEFAULTS = {
         "format": "table",
     }
 }
+
+
+def make_context(**settings):
+    """An ``invoke.Context`` configured as ``inv`` would configure it (defaults, invoke.yaml,
+    ``INVOKE_HATASKS_*`` env vars), for calling step functions from Python (benchmarks, scripts).
+    ``settings`` override ``hatasks.*`` values."""
+    import copy
+
+    from invoke import Config, Context
+    from invoke.config import merge_dicts
+
+    defaults = merge_dicts(Config.global_defaults(), copy.deepcopy(DEFAULTS))
+    config = Config(defaults=defaults, overrides={"hatasks": settings} if settings else None)
+    config.load_system()
+    config.load_user()
+    config.load_project()
+    config.load_shell_env()
+    return Context(config=config)

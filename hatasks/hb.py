@@ -49,7 +49,7 @@ def _positive(name, value, cast=float):
         raise UsageError(f"--{name} must be a number, not {value!r}")
     if value <= 0:
         raise UsageError(f"--{name} must be greater than 0, not {value}")
-    return value
+    return int(value) if float(value).is_integer() else value
 
 
 def cluster_names(inv):
@@ -204,16 +204,36 @@ def summary(state):
     return "\n".join(lines)
 
 
-def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None):
-    """Poll crm_mon until check(state) is true; NOT_CONVERGED naming what was seen otherwise."""
+def dc_idle(ctx, state):
+    """True when the cluster's DC controller is idle (no transition pending or running)."""
+    dc = state.get("dc")
+    if not dc:
+        return False
+    res = remote.run(ctx, _host(ctx, state["read_on"]), f"crmadmin -S {shlex.quote(dc)}",
+                     probe=True, warn=True)
+    return res.exited == 0 and "S_IDLE" in (res.stdout or "") + (res.stderr or "")
+
+
+def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, settle=False):
+    """Poll crm_mon until check(state) is true; NOT_CONVERGED naming what was seen otherwise.
+
+    settle=True: also wait until the DC is idle, seen on two polls in a row with check(state)
+    true (a failback or a re-probe that the scheduler has still to run would not be idle).
+    """
     deadline = time.monotonic() + timeout
-    last, last_error = None, None
+    last, last_error, settled = None, None, 0
     while True:
         try:
             last = crm_status(ctx, cluster, prefer=prefer, only=only)
             last_error = None
             if check(last):
-                return last
+                if not settle:
+                    return last
+                settled = settled + 1 if dc_idle(ctx, last) else 0
+                if settled >= 2:
+                    return last
+            else:
+                settled = 0
         except HaError as exc:
             last_error = exc
         if time.monotonic() >= deadline:
@@ -225,6 +245,8 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None):
         seen = summary(last).replace("\n", ";") if last else "nothing"
         if last_error is not None:
             seen += f"; last read failed: {last_error.message}"
+        elif settle and last is not None and check(last):
+            seen += f"; the DC ({last.get('dc')}) never settled (transition still running)"
     raise HaError(f"not converged after {timeout:g}s: expected {expected}; saw {seen}",
                   HaError.NOT_CONVERGED)
 
@@ -383,7 +405,7 @@ def online_step(ctx, node, timeout=60, yes=False):
             return before
         after = wait_for(ctx, cluster, converged, timeout,
                          f"{node} online and {', '.join(groups) or 'groups'} started",
-                         prefer=[before["read_on"]])
+                         prefer=[before["read_on"]], settle=True)
     print(summary(after))
     return after
 
@@ -454,7 +476,7 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
             return before
         after = wait_for(ctx, cluster, converged, timeout,
                          f"no failed action of {resource} on {node} and {resource} started",
-                         prefer=[before["read_on"]])
+                         prefer=[before["read_on"]], settle=True)
     print(summary(after))
     return after
 
@@ -507,7 +529,7 @@ def start_step(ctx, host_name, timeout=120, yes=False):
         if _dry(ctx):
             return before
         after = wait_for(ctx, cluster, converged, timeout, f"{host.name} online in crm_mon",
-                         prefer=[host.name] + _peers(ctx, cluster, host.name))
+                         prefer=[host.name] + _peers(ctx, cluster, host.name), settle=True)
     print(summary(after))
     return after
 

@@ -200,7 +200,7 @@ def _fault_then_cleanup(inv, cluster, kind, resource):
         failed = wait_crm(cluster, lambda s: any(f[0] == resource for f in s["failures"]),
                           timeout=120)
     finally:
-        inv("lab.heal")
+        inv("lab.heal", "--host", node)
     failures = [f for f in failed["failures"] if f[0] == resource]
     assert failures, f"no failed action of {resource} after lab.fault --kind {kind}: {failed}"
     for failed_node in sorted({f[1] for f in failures}):

@@ -28,7 +28,7 @@ def test_check_reports_the_broken_line_then_ok_after_heal(inv):
         # wait for the cluster to notice: the runbook's "Failed actions: resource_ap_..."
         failed = wait_crm("lb", lambda s: any(f[0] == "apache" for f in s["failures"]), 120)
     finally:
-        inv("lab.heal")
+        inv("lab.heal", "--host", node)
     inv("web.check", "--host", node)
     for failed_node in sorted({f[1] for f in failed["failures"] if f[0] == "apache"}):
         inv("hb.cleanup", "--resource", "apache", "--node", failed_node, "--yes")

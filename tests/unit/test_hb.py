@@ -48,6 +48,7 @@ class FakeCluster:
         self.cib = cib
         self.extra = extra or {}
         self.sent = []
+        self.dc_states = []  # successive answers of crmadmin -S (then S_IDLE)
 
     def answer(self, host, command):
         self.sent.append((host, command))
@@ -55,6 +56,9 @@ class FakeCluster:
             return self.state, "", 0
         if command == hb.CIB_RESOURCES:
             return self.cib, "", 0
+        if command.startswith("crmadmin -S "):
+            dc_state = self.dc_states.pop(0) if self.dc_states else "S_IDLE"
+            return f"Controller on {command.split()[-1]} in state {dc_state}: ok\n", "", 0
         if command in self.after:
             self.state = self.after[command]
             return "", "", 0
@@ -63,7 +67,8 @@ class FakeCluster:
         raise AssertionError(f"unexpected command on {host}: {command}")
 
     def mutating(self):
-        return [(h, c) for h, c in self.sent if c not in (hb.CRM_MON, hb.CIB_RESOURCES)]
+        return [(h, c) for h, c in self.sent
+                if c not in (hb.CRM_MON, hb.CIB_RESOURCES) and not c.startswith("crmadmin -S ")]
 
 
 class FakeConn:
@@ -244,6 +249,15 @@ def test_online_sends_standby_off_and_waits(lab, ctx):
     after = hb.online_step(ctx, "db01", timeout=5, yes=True)
     assert fake.mutating() == [("db01", "crm_standby -N db01 -v off")]
     assert hb.node_state(after, "db01") == "online"
+
+
+def test_online_waits_until_the_dc_is_idle_twice_in_a_row(lab, ctx):
+    fake = lab(DB01_STANDBY, after={"crm_standby -N db01 -v off": PGPOOL_CLEAN})
+    fake.dc_states = ["S_TRANSITION_ENGINE", "S_IDLE", "S_POLICY_ENGINE", "S_IDLE", "S_IDLE"]
+    hb.online_step(ctx, "db01", timeout=5, yes=True)
+    dc_checks = [(h, c) for h, c in fake.sent if c.startswith("crmadmin")]
+    assert dc_checks == [("db01", "crmadmin -S db01")] * 5
+    assert fake.dc_states == []
 
 
 def test_online_of_an_offline_node_is_refused(lab, ctx):

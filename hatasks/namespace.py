@@ -13,5 +13,8 @@ def build():
     ns.add_collection(Collection.from_module(__import__("hatasks.hb").hb))
     ns.add_collection(Collection.from_module(__import__("hatasks.web").web))
     ns.add_collection(Collection.from_module(__import__("lab.tasks").tasks, name="lab"))
+    ns.add_collection(Collection.from_module(__import__("hatasks.pgpool").pgpool))
+    ns.add_collection(Collection.from_module(__import__("hatasks.pg").pg))
+    ns.add_task(__import__("hatasks.status").status.status)
     ns.configure(DEFAULTS)
     return ns

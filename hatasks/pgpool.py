@@ -473,24 +473,48 @@ def start(ctx, host, timeout=60):
         if vip_node and vip_node != h.name:
             raise StateError(f"the group of {rid} (VIP) is on {vip_node}, not {h.name}: "
                              f"run pgpool.start --host {vip_node}")
+        # Leaving maintenance while pgpool is down would make the resumed monitor fail
+        # ("not running"). So: target-role Stopped first, then out of maintenance (Pacemaker
+        # runs a harmless stop), then target-role removed: Pacemaker starts pgpool itself.
+        set_target_stopped(ctx, h, rid, True)
         set_maintenance(ctx, h, rid, False)
-        _crm(ctx, h, f"crm_resource --cleanup --resource {_q(rid)} --node {_q(h.name)}")
+        if not remote.is_dry(ctx):
+            wait_resource(ctx, c, lambda rs: rs["node"] is None and rs["managed"],
+                          "stopped and managed", timeout)
+        set_target_stopped(ctx, h, rid, False)
     if remote.is_dry(ctx):
         return {"host": h.name, "dry": True}
     wait_listening(ctx, h, port, True, timeout)
     if rid:
-        deadline = time.monotonic() + timeout
-        while True:
-            rs = resource_state(ctx, c)
-            if rs["node"] == h.name:
-                break
-            if time.monotonic() > deadline:
-                raise HaError(f"{rid} not Started on {h.name} in crm_mon within {timeout}s "
-                              f"(role {rs['role']}, node {rs['node']})", HaError.NOT_CONVERGED)
-            time.sleep(POLL_INTERVAL)
+        wait_resource(ctx, c, lambda rs: rs["node"] == h.name and rs["managed"],
+                      f"Started on {h.name}", timeout)
     print(f"{h.name}: pgpool listening on {port}" + (f", {rid} managed by Pacemaker again" if rid else ""),
           flush=True)
     return {"host": h.name, "started": True}
+
+
+def set_target_stopped(ctx, host, rid, on):
+    if on:
+        cmd = f"crm_resource --resource {_q(rid)} --meta --set-parameter target-role --parameter-value Stopped"
+    else:
+        cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter target-role"
+    res = _crm(ctx, host, cmd)
+    if res.exited != 0 and on:
+        raise StateError(f"{host.name}: {cmd} failed: {(res.stderr or res.stdout).strip()}")
+    return res
+
+
+def wait_resource(ctx, c, ok, expected, timeout):
+    """Poll crm_mon until ok(resource_state) or NOT_CONVERGED naming what was seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rs = resource_state(ctx, c)
+        if ok(rs):
+            return rs
+        if time.monotonic() > deadline:
+            raise HaError(f"{rs['id']} not {expected} in crm_mon within {timeout}s (role {rs['role']}, "
+                          f"node {rs['node']}, managed {rs['managed']})", HaError.NOT_CONVERGED)
+        time.sleep(POLL_INTERVAL)
 
 
 def maintenance_set(ctx, host, rid):
@@ -534,9 +558,10 @@ def stop_task(ctx, host, mode="fast", timeout=60, yes=False):
 def start_task(ctx, host, timeout=60, yes=False):
     """Start pgpool on a host, verified listening.
 
-    Runbook pgpool start. In a Pacemaker cluster: after pgpool.stop (resource in
-    maintenance) it removes maintenance and cleans the resource up on HOST, so Pacemaker
-    starts pgpool itself; HOST must be where the group's VIP is. Refused when Pacemaker
+    Runbook pgpool start. In a Pacemaker cluster, after pgpool.stop (resource in
+    maintenance): target-role Stopped, maintenance removed (Pacemaker sees it stopped, no
+    failed monitor), target-role removed, so Pacemaker starts pgpool itself through its
+    agent; HOST must be where the group's VIP is. Refused when Pacemaker
     already runs pgpool on the other node. Without pgpool_resource it runs `pgpool -f CONF`.
     """
     h, c = db_host(ctx, host)

@@ -241,10 +241,14 @@ def test_start_hands_back_to_pacemaker(ctx, rec, monkeypatch):
     monkeypatch.setattr(pgpool, "maintenance_set", lambda ctx, h, rid: True)
     monkeypatch.setattr(pgpool, "_vip_node", lambda ctx, c: "db02")
     monkeypatch.setattr(pgpool, "listening", lambda *a: True)
+    states = iter([{"id": "pgpool", "node": None, "role": "Stopped", "managed": True},
+                   {"id": "pgpool", "node": "db02", "role": "Started", "managed": True}])
+    monkeypatch.setattr(pgpool, "wait_resource", lambda ctx, c, ok, what, t: next(states))
     pgpool.start_task(ctx, host="db02", yes=True)
     assert rec.commands == [
+        "crm_resource --resource pgpool --meta --set-parameter target-role --parameter-value Stopped",
         "crm_resource --resource pgpool --meta --delete-parameter maintenance",
-        "crm_resource --cleanup --resource pgpool --node db02",
+        "crm_resource --resource pgpool --meta --delete-parameter target-role",
     ]
 
 

@@ -225,11 +225,30 @@ def connectable(ctx, host, port):
 # --------------------------------------------------------------------------- pg.status
 
 
+def _backend_or_alternate(ctx, name):
+    """backend_info on pg_port; if that fails but PostgreSQL runs on another port (a
+    maintenance start such as 1234), the info from that port with a note."""
+    host = remote._host(ctx, name)
+    try:
+        return backend_info(ctx, host)
+    except HaError as first:
+        try:
+            st = server_state(ctx, host)
+        except HaError:
+            raise first from None
+        if not st["running"] or not st["port"] or st["port"] == _default_port(host):
+            raise
+        info = backend_info(ctx, host, st["port"])
+        info["note"] = (f"running on port {st['port']}, not pg_port {_default_port(host)}: "
+                        f"applications and pgpool cannot reach it")
+        return info
+
+
 def status(ctx, cluster="db"):
     """Every backend of CLUSTER, directly: {"backends": [...]} (down ones with the reason)."""
     inv = remote.inventory(ctx)
     hosts = inv.cluster(cluster).hosts
-    results = remote.probe_many(ctx, hosts, lambda name: backend_info(ctx, name))
+    results = remote.probe_many(ctx, hosts, lambda name: _backend_or_alternate(ctx, name))
     backends = []
     for h in hosts:
         r = results[h.name]
@@ -252,6 +271,8 @@ def _status_table(data):
     rows = []
     for b in data["backends"]:
         dbs = ", ".join(f"{d['name']} {_size(d['size'])}" for d in b["databases"])
+        if b.get("note"):
+            dbs = f"{dbs} ({b['note']})"
         rows.append([b["host"], b["status"], b["port"], b["version"] or "",
                      dbs if b["status"] == "up" else b["reason"]])
     return (["host", "status", "port", "version", "databases / reason"], rows)

@@ -640,10 +640,14 @@ def log_step(ctx, host_name, lines=50):
     except ImportError:
         parsers = None
     parse = getattr(parsers, "parse_ha_log", None)
-    if parse is not None:
-        entries = parse(text)
-    else:
-        entries = [{"line": line} for line in text.splitlines() if line.strip()]
+    parsed = {}
+    for entry in (parse(text) if parse is not None else []):
+        parsed.setdefault(entry.get("line", "").rstrip(), entry)
+    entries = []
+    for line in text.splitlines():  # every line grep found is shown, parsed or not
+        line = line.rstrip()
+        if line:
+            entries.append(parsed.get(line) or {"level": None, "message": line, "line": line})
     return {"host": host.name, "log": path, "entries": entries}
 
 
@@ -660,10 +664,5 @@ def log(ctx, host, lines=50, format=None):
 
 def _log_table(data):
     out = [f"== {data['host']}: {data['log']} ({len(data['entries'])} error lines, newest last)"]
-    for entry in data["entries"]:
-        if "line" in entry and len(entry) == 1:
-            out.append(entry["line"])
-        else:
-            out.append(entry.get("raw") or entry.get("line") or
-                       " ".join(str(v) for v in entry.values() if v is not None))
+    out.extend(entry["line"] for entry in data["entries"])
     return "\n".join(out)

@@ -401,6 +401,18 @@ def test_log_greps_the_inventory_log_with_quoting(lab, ctx, capsys):
     assert "Result of monitor operation for pgpool" in capsys.readouterr().out
 
 
+def test_log_keeps_lines_the_parser_does_not_understand(lab, ctx):
+    cmd = hb.log_command("/var/log/pacemaker/pacemaker.log", 50)
+    padded = ("Nov 25 17:22:27.101 db01 pacemakerd          [67] (pcmk_child_exit) \t"
+              "error: pacemaker-execd[70] exited with status 2")
+    plain = ("Nov 25 16:49:57.974 db01 pacemaker-schedulerd[89] (pcmk__log_transition_summary) \t"
+             "error: Calculated transition 23 (with errors)")
+    lab(DB_INITIAL, extra={cmd: (padded + "\n" + plain + "\n", "", 0)})
+    data = hb.log_step(ctx, "db01")
+    assert [e["line"] for e in data["entries"]] == [padded, plain]
+    assert data["entries"][1]["level"] == "error"
+
+
 def test_log_path_with_a_space_is_quoted():
     assert "'/var/log/my logs/ha.log'" in hb.log_command("/var/log/my logs/ha.log", 5)
 

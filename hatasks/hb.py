@@ -535,22 +535,42 @@ def start_step(ctx, host_name, timeout=120, yes=False):
 
 
 def _record_newest(ctx, cluster, host_name, force):
-    """Journal the newest-data backend before the DB stack stops (the manual's bold warning)."""
-    from hatasks import pgpool  # noqa: the pgpool module owns SHOW pool_nodes
+    """Journal the newest-data backend before the DB stack stops (the manual's bold warning).
+
+    hatasks.pgpool.record_newest reads SHOW pool_nodes; when pgpool cannot tell, an earlier
+    record stays the reference; with no record at all the stop is refused unless --force.
+    """
+    from hatasks import pgpool  # the pgpool module owns SHOW pool_nodes and the record
 
     record = getattr(pgpool, "record_newest", None)
     if record is None:
-        print("hatasks.pgpool.record_newest is not available: newest-data backend NOT recorded",
-              file=sys.stderr)
+        print("warning: hatasks.pgpool.record_newest is not available: newest-data backend "
+              "NOT recorded", file=sys.stderr, flush=True)
         return None
     try:
-        return record(ctx, cluster, f"hb.stop --host {host_name}")
+        result = record(ctx, cluster, f"hb.stop --host {host_name}")
     except HaError as exc:
-        if not force:
-            raise StateError(f"cannot record the newest-data backend before stopping {host_name}: "
-                             f"{exc.message} (--force to stop anyway)")
-        print(f"warning: newest-data backend not recorded: {exc.message}", file=sys.stderr)
-        return None
+        result = {"recorded": False, "error": exc.message, "previous": None}
+    result = result or {}
+    if result.get("recorded"):
+        sync = (result.get("evidence") or {}).get("in_sync")
+        print(f"newest-data backend recorded: {result.get('newest')}"
+              + (" (backends in sync)" if sync else " (pgpool degenerated)" if sync is False else ""),
+              flush=True)
+        return result
+    previous = result.get("previous")
+    why = result.get("error") or "pgpool gave no answer"
+    if previous:
+        print(f"warning: newest-data backend not recorded now ({why}); the earlier record stays "
+              f"the reference: {previous.get('newest')} at {previous.get('ts')}",
+              file=sys.stderr, flush=True)
+        return result
+    if not force:
+        raise StateError(f"cannot record the newest-data backend before stopping {host_name}: "
+                         f"{why}, and no earlier record exists (--force to stop anyway)")
+    print(f"warning: newest-data backend NOT recorded ({why}); stopping anyway (--force)",
+          file=sys.stderr, flush=True)
+    return result
 
 
 def stop_step(ctx, host_name, timeout=120, force=False, yes=False):

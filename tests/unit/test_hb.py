@@ -313,7 +313,8 @@ def test_cleanup_under_dry_sends_no_cleanup(lab, tmp_path):
 def pgpool_module(mocker):
     """A stand-in hatasks.pgpool exposing record_newest (the real one is another module's)."""
     mod = types.ModuleType("hatasks.pgpool")
-    mod.record_newest = mocker.Mock(return_value={"newest": "db01"})
+    mod.record_newest = mocker.Mock(return_value={
+        "recorded": True, "newest": "db01", "evidence": {"in_sync": True}})
     mocker.patch.dict(sys.modules, {"hatasks.pgpool": mod})
     import hatasks
 
@@ -332,12 +333,30 @@ def test_stop_records_newest_then_runs_stack_stop_and_checks_from_the_peer(lab, 
     assert hb.node_state(after, "db01") == "offline"
 
 
-def test_stop_refuses_when_newest_cannot_be_recorded(lab, ctx, pgpool_module):
-    pgpool_module.record_newest.side_effect = StateError("pgpool does not answer")
+def test_stop_refuses_when_newest_cannot_be_recorded_and_none_was(lab, ctx, pgpool_module):
+    pgpool_module.record_newest.return_value = {
+        "recorded": False, "error": "pgpool does not answer", "previous": None}
     fake = lab(DB_INITIAL, after={STOP: DB01_DOWN})
-    with pytest.raises(StateError, match="newest-data backend"):
+    with pytest.raises(StateError, match="newest-data backend.*pgpool does not answer"):
         hb.stop_step(ctx, "db01", timeout=5, yes=True)
     assert fake.mutating() == []
+
+
+def test_stop_goes_on_with_an_earlier_newest_record(lab, ctx, pgpool_module, capsys):
+    pgpool_module.record_newest.return_value = {
+        "recorded": False, "error": "pgpool does not answer",
+        "previous": {"newest": "db02", "ts": "2026-11-25T17:00:00Z"}}
+    fake = lab(DB_INITIAL, after={STOP: DB01_DOWN})
+    hb.stop_step(ctx, "db01", timeout=5, yes=True)
+    assert fake.mutating() == [("db01", STOP)]
+    assert "earlier record stays the reference: db02" in capsys.readouterr().err
+
+
+def test_stop_forced_without_any_newest_record(lab, ctx, pgpool_module):
+    pgpool_module.record_newest.side_effect = StateError("pgpool does not answer")
+    fake = lab(DB_INITIAL, after={STOP: DB01_DOWN})
+    hb.stop_step(ctx, "db01", timeout=5, force=True, yes=True)
+    assert fake.mutating() == [("db01", STOP)]
 
 
 def test_stop_refused_when_it_would_stop_the_service(lab, ctx, pgpool_module):

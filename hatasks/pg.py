@@ -147,7 +147,11 @@ def log_errors(text, kind="pg_log"):
         out = []
         for item in found or []:
             if isinstance(item, dict):
-                out.append(item.get("line") or item.get("message") or str(item))
+                text = item.get("line") or item.get("message") or str(item)
+                for key in ("cause", "detail", "hint"):
+                    if item.get(key):
+                        text += f" ({key}: {item[key]})"
+                out.append(text)
             else:
                 out.append(str(item))
         return out

@@ -257,7 +257,10 @@ def resource_state(ctx, c):
 def running_on(ctx, c):
     """Host names where pgpool runs: Pacemaker's view plus who listens on pgpool_port."""
     where = set()
-    rs = resource_state(ctx, c)
+    try:
+        rs = resource_state(ctx, c)
+    except HaError:   # cluster stack down everywhere (e.g. a resync): the sockets still tell
+        rs = None
     if rs and rs["node"]:
         where.add(rs["node"])
     port = _port(c, "pgpool_port", 9999)
@@ -319,6 +322,17 @@ def check_script(c, wait=15):
                                pcp_port=test_pcp, pgpool=_q(c.vars.get("pgpool_bin") or PGPOOL))
 
 
+def _pgpool_errors(text):
+    """ERROR/FATAL lines of pgpool -n output (hatasks.parsers.parse_pgpool_check when present)."""
+    try:
+        from hatasks.parsers import parse_pgpool_check
+    except ImportError:
+        return [ln.strip() for ln in text.splitlines()
+                if "FATAL:" in ln or "ERROR:" in ln or "could not open configuration file" in ln]
+    return [e for e in parse_pgpool_check(text)["errors"]
+            if not e.startswith("pgpool did not print")]
+
+
 def parse_check(text):
     """Pure: the check script's output -> {"ok", "result", "rc", "errors", "output"}."""
     result, rc, lines = None, None, []
@@ -331,8 +345,7 @@ def parse_check(text):
             continue
         else:
             lines.append(line)
-    errors = [ln.strip() for ln in lines
-              if "FATAL:" in ln or "ERROR:" in ln or "could not open configuration file" in ln]
+    errors = _pgpool_errors("\n".join(lines))
     if result == "missing":
         errors = errors or ["configuration file missing"]
     ok = result == "started" and not errors

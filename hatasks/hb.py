@@ -19,7 +19,7 @@ CRM_MON = "crm_mon -1 --output-as=xml"
 #: the configured resources (to refuse an unknown one before acting)
 CIB_RESOURCES = "cibadmin --query --scope resources"
 #: how often a step re-reads crm_mon while it waits for an effect (seconds)
-POLL_INTERVAL = 0.2
+POLL_INTERVAL = 0.1
 #: roles in which a resource counts as started (settled) on its node
 ACTIVE_ROLES = ("Started", "Promoted", "Unpromoted", "Master", "Slave")
 #: roles in which a resource still occupies its node (settled or in transition)

@@ -299,3 +299,21 @@ def test_log_shows_error_lines_of_the_cluster_log(inv):
 def test_bad_inputs_exit_non_zero_with_one_line(inv, args, code, words):
     line = one_line_error(inv(*args, check=False), code)
     assert words in line
+
+
+def test_a_host_that_does_not_answer_is_named(inv):
+    """Cable pulled on the idle LB node: a task addressed to it fails with UNREACHABLE naming it;
+    hb.status still answers from the other node."""
+    group = group_of("lb")
+    before = assert_healthy("lb")
+    idle = next(n for n in before["nodes"] if n != before["groups"][group])
+    inv("lab.fault", "--host", idle, "--kind", "network")
+    try:
+        line = one_line_error(inv("hb.log", "--host", idle, check=False), 4)
+        assert idle in line and "unreachable" in line
+        data = json.loads(inv("hb.status", "--cluster", "lb", "--format", "json").stdout)
+        assert data["views"]["lb"]["read_on"] != idle
+    finally:
+        inv("lab.heal", "--host", idle)
+    # without fencing the isolated node may have started the group too: Pacemaker recovers
+    assert_healthy("lb")

@@ -18,7 +18,7 @@ from psycopg2 import sql
 
 from hatasks import journal, output, remote
 from hatasks.base import task
-from hatasks.errors import HaError, StateError, UnreachableError, UsageError
+from hatasks.errors import HaError, StateError, UsageError
 
 MODES = ("smart", "fast", "immediate")
 DEFAULT_DEST = "/var/lib/postgresql/dumps"
@@ -347,7 +347,7 @@ def recent_log_errors(ctx, host, port=None, lines=200):
 
 
 def pgpool_backend_status(ctx, host):
-    """This backend's status in SHOW pool_nodes ("up"/"down"), or None when pgpool does not answer."""
+    """This backend's status in SHOW pool_nodes ("up"/"down"); None if pgpool does not answer."""
     from hatasks import pgpool
 
     try:
@@ -355,8 +355,9 @@ def pgpool_backend_status(ctx, host):
     except HaError:
         return None
     for b in data.get("backends", []):
-        if b.get("host") in (host.name, host.address) or (
-                host.pgpool_node_id is not None and str(b.get("node_id")) == str(host.pgpool_node_id)):
+        nid = host.pgpool_node_id
+        same_id = nid is not None and str(b.get("node_id")) == str(nid)
+        if b.get("host") in (host.name, host.address) or same_id:
             return b.get("status")
     return None
 
@@ -383,7 +384,8 @@ def start(ctx, host, port=None, timeout=60, quiet=False):
     before = server_state(ctx, host)
     if before["running"]:
         if before["port"] == want and connectable(ctx, host, want):
-            _say(quiet, f"{host.name}: PostgreSQL already running on port {want} (pid {before['pid']})")
+            _say(quiet, f"{host.name}: PostgreSQL already running on port {want} "
+                        f"(pid {before['pid']})")
             return {"host": host.name, "port": want, "started": False}
         raise StateError(f"{host.name}: PostgreSQL already runs on port {before['port']} "
                          f"(pid {before['pid']}), not {want}: use pg.restart --port {want}")
@@ -396,7 +398,7 @@ def start(ctx, host, port=None, timeout=60, quiet=False):
         errors = recent_log_errors(ctx, host, port)
         for ln in errors:
             print(f"  {host.name} log: {ln}", file=sys.stderr, flush=True)
-        why = errors[-1] if errors else ((res.stderr or res.stdout or "").strip().splitlines() or [""])[-1]
+        why = errors[-1] if errors else _last_line(res)
         raise StateError(f"{host.name}: PostgreSQL did not start on port {want}: {why}")
     deadline = time.monotonic() + timeout
     while not connectable(ctx, host, want):
@@ -423,7 +425,7 @@ def stop(ctx, host, mode="fast", timeout=60, quiet=False):
         return {"host": host.name, "stopped": False, "dry": True}
     after = server_state(ctx, host)
     if after["running"]:
-        why = ((res.stderr or res.stdout or "").strip().splitlines() or [""])[-1]
+        why = _last_line(res)
         raise HaError(f"{host.name}: PostgreSQL still running after pg_ctl -m {mode} stop: {why}",
                       HaError.NOT_CONVERGED)
     if before["port"] and connectable(ctx, host, before["port"]):
@@ -433,13 +435,19 @@ def stop(ctx, host, mode="fast", timeout=60, quiet=False):
     return {"host": host.name, "stopped": True, "port": before["port"]}
 
 
+def _last_line(res):
+    lines = (res.stderr or res.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit {res.exited}"
+
+
 def _args(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
-@task(name="start", help={"host": "DB host (e.g. db01)", "port": "port to start on (e.g. 1234 to keep "
-            "applications out); default pg_port", "timeout": "seconds to wait (default 60)",
-            "yes": "do not ask for confirmation"})
+@task(name="start", help={
+    "host": "DB host (e.g. db01)",
+    "port": "port to start on (e.g. 1234 to keep applications out); default pg_port",
+    "timeout": "seconds to wait (default 60)", "yes": "do not ask for confirmation"})
 def start_task(ctx, host, port=None, timeout=60, yes=False):
     """Start PostgreSQL on a backend (pg_ctl -w start), verified by a real connection.
 
@@ -468,8 +476,8 @@ def stop_task(ctx, host, mode="fast", force=False, timeout=60, yes=False):
     check_mode(mode)
     timeout = _positive("timeout", timeout, int)
     guard_stop(ctx, h, force)
-    with journal.operation(ctx, h.cluster, "pg.stop", _args(host=h.name, mode=mode, force=force or None),
-                           yes=yes):
+    args = _args(host=h.name, mode=mode, force=force or None)
+    with journal.operation(ctx, h.cluster, "pg.stop", args, yes=yes):
         return stop(ctx, h, mode, timeout)
 
 
@@ -582,7 +590,8 @@ def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
                       f"{exc.message}", HaError.STATE) from None
     flags = dumpall_flags(version)
     remote.run(ctx, host, f"mkdir -p -m 700 {_q(dest)}", user="postgres")
-    names = dump_names(host.name, _fresh_stamp(ctx, host, dest, lambda st: dump_names(host.name, st)))
+    stamp = _fresh_stamp(ctx, host, dest, lambda st: dump_names(host.name, st))
+    names = dump_names(host.name, stamp)
     cmd = dumpall_command(host, port, flags, dest, names["tmp_sql"], names["tmp_log"])
     res = remote.run(ctx, host, cmd, user="postgres", warn=True)
     if _dry(ctx):
@@ -619,15 +628,16 @@ def prune(ctx, host, dest, keep):
     res = remote.run(ctx, host, f"ls -1A {_q(dest)}", user="postgres", probe=True, warn=True)
     doomed = prune_plan(res.stdout.split(), host.name, keep)
     if doomed:
-        remote.run(ctx, host, "cd {} && rm -f -- {}".format(_q(dest), " ".join(_q(n) for n in doomed)),
-                   user="postgres")
+        files = " ".join(_q(n) for n in doomed)
+        remote.run(ctx, host, f"cd {_q(dest)} && rm -f -- {files}", user="postgres")
     return doomed
 
 
-@task(name="dumpall", help={"host": "DB host to dump", "port": "PostgreSQL port (default pg_port; 1234 in a "
-            "resync)", "dest": f"directory on the host (default {DEFAULT_DEST})",
-            "keep": "keep only the N newest dumps of this host (default: keep all)",
-            "quiet": "print nothing on success (cron)"})
+@task(name="dumpall", help={
+    "host": "DB host to dump", "port": "PostgreSQL port (default pg_port; 1234 in a resync)",
+    "dest": f"directory on the host (default {DEFAULT_DEST})",
+    "keep": "keep only the N newest dumps of this host (default: keep all)",
+    "quiet": "print nothing on success (cron)"})
 def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
     """Dump every database of a backend to a dated file with its log (pg_dumpall -c -v).
 
@@ -647,7 +657,8 @@ def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False
 
 def vacuum_names(host_name, stamp):
     base = f"{host_name}_vacuumdb.{stamp}"
-    return {"log": f"{base}.log", "tmp_log": f".{base}.log.partial", "failed_log": f"{base}.FAILED.log"}
+    return {"log": f"{base}.log", "tmp_log": f".{base}.log.partial",
+            "failed_log": f"{base}.FAILED.log"}
 
 
 def vacuum_command(host, port, dest, tmp_log):
@@ -661,7 +672,8 @@ def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
     port = port or _default_port(host)
     _refuse_if_locked(ctx, host.cluster)
     remote.run(ctx, host, f"mkdir -p -m 700 {_q(dest)}", user="postgres")
-    names = vacuum_names(host.name, _fresh_stamp(ctx, host, dest, lambda st: vacuum_names(host.name, st)))
+    stamp = _fresh_stamp(ctx, host, dest, lambda st: vacuum_names(host.name, st))
+    names = vacuum_names(host.name, stamp)
     res = remote.run(ctx, host, vacuum_command(host, port, dest, names["tmp_log"]),
                      user="postgres", warn=True, timeout=timeout)
     if _dry(ctx):
@@ -709,7 +721,8 @@ LIST_TABLES = (
 
 
 def count_query(schema, table):
-    return sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    return sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
+                                                        sql.Identifier(table))
 
 
 def row_counts(ctx, host, port=None):
@@ -741,9 +754,9 @@ def diff_counts(per_host):
         if not tables:
             present = {h: db in per_host[h] for h in hosts}
             if not all(present.values()):
+                missing = ", ".join(h for h, p in present.items() if not p)
                 row = {"database": db, "table": None, "counts": {h: None for h in hosts},
-                       "equal": False,
-                       "note": "database missing on " + ", ".join(h for h, p in present.items() if not p)}
+                       "equal": False, "note": f"database missing on {missing}"}
                 rows.append(row)
                 diffs.append(row)
             continue

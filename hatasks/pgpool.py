@@ -1,4 +1,4 @@
-"""pgpool-II: replication status, newest-data record, config check, stop/start, detach/attach/recover.
+"""pgpool-II: replication status, newest-data record, config check, stop/start, switch/recover.
 
 Runbook: `show pool_status` (now `SHOW pool_nodes`), `pgpool -n` (config check),
 `pgpool -m smart|fast|immediate stop` / start, `pgpool -s master|secondary switch` (now
@@ -120,8 +120,8 @@ def read_pool_nodes(ctx, cluster="db"):
 
 
 def _evidence(data):
-    parts = [f"{b.get('host')}(node {b.get('node_id')}) {b.get('status')} {b.get('role') or ''}".strip()
-             for b in data.get("backends", [])]
+    parts = [f"{b.get('host')}(node {b.get('node_id')}) {b.get('status')} {b.get('role') or ''}"
+             .strip() for b in data.get("backends", [])]
     return {"source": f"SHOW pool_nodes via {data.get('via')}", "pool_nodes": "; ".join(parts),
             "degenerated": bool(data.get("degenerated"))}
 
@@ -274,7 +274,9 @@ def running_on(ctx, c):
 
 CHECK_SCRIPT = r"""
 conf={conf}; wait_s={wait}; port={port}; pcp_port={pcp_port}
-if [ ! -r "$conf" ]; then echo "@@result missing"; echo "FATAL: cannot read configuration file $conf"; exit 0; fi
+if [ ! -r "$conf" ]; then
+  echo "@@result missing"; echo "FATAL: cannot read configuration file $conf"; exit 0
+fi
 tmp=$(mktemp -d /tmp/hatasks-pgpool-check.XXXXXX) || exit 90
 confdir=$(dirname "$conf")
 cp -p "$confdir"/* "$tmp"/ 2>/dev/null
@@ -284,9 +286,12 @@ n=0; while busy "$pcp_port" && [ $n -lt 50 ]; do pcp_port=$((pcp_port + 1)); n=$
 {{ cat "$conf"; printf '\n# hatasks pgpool.check: test instance settings (last value wins)\n'
   printf "port = %s\npcp_port = %s\n" "$port" "$pcp_port"
   printf "listen_addresses = 'localhost'\npcp_listen_addresses = 'localhost'\n"
-  for k in socket_dir unix_socket_directories pcp_socket_dir wd_ipc_socket_dir logdir; do printf "%s = '%s'\n" "$k" "$tmp"; done
+  for k in socket_dir unix_socket_directories pcp_socket_dir wd_ipc_socket_dir logdir; do
+    printf "%s = '%s'\n" "$k" "$tmp"
+  done
   printf "pid_file_name = '%s/pgpool.pid'\nmemqcache_oiddir = '%s/oiddir'\n" "$tmp" "$tmp"
-  printf "use_watchdog = off\nhealth_check_period = 0\nlogging_collector = off\nlog_destination = 'stderr'\n"
+  printf "use_watchdog = off\nhealth_check_period = 0\n"
+  printf "logging_collector = off\nlog_destination = 'stderr'\n"
   printf "failover_command = ''\nfailback_command = ''\nfollow_primary_command = ''\n"
 }} > "$tmp/pgpool.conf.check"
 set -- -n -D -f "$tmp/pgpool.conf.check"
@@ -411,7 +416,8 @@ def _crm(ctx, host, cmd):
 def set_maintenance(ctx, host, rid, on):
     """Resource-level maintenance: Pacemaker neither starts, stops nor monitors RID."""
     if on:
-        cmd = f"crm_resource --resource {_q(rid)} --meta --set-parameter maintenance --parameter-value true"
+        cmd = (f"crm_resource --resource {_q(rid)} --meta --set-parameter maintenance "
+               f"--parameter-value true")
     else:
         cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter maintenance"
     res = _crm(ctx, host, cmd)
@@ -427,9 +433,9 @@ def wait_listening(ctx, host, port, want, timeout):
         if now == want:
             return now
         if time.monotonic() > deadline:
-            raise HaError(f"{host.name}: expected pgpool {'listening' if want else 'not listening'} "
-                          f"on port {port} within {timeout}s; it is "
-                          f"{'listening' if now else 'not listening'}", HaError.NOT_CONVERGED)
+            word = {True: "listening", False: "not listening"}
+            raise HaError(f"{host.name}: expected pgpool {word[want]} on port {port} within "
+                          f"{timeout}s; it is {word[now]}", HaError.NOT_CONVERGED)
         time.sleep(POLL_INTERVAL)
 
 
@@ -442,20 +448,20 @@ def stop(ctx, host, mode="fast", timeout=60, reason="pgpool.stop"):
         print(f"{h.name}: pgpool is not listening on {port}; nothing to stop", flush=True)
         return {"host": h.name, "stopped": False}
     rec = record_newest(ctx, c.name, f"{reason} on {h.name}")
-    print(f"{h.name}: pgpool listening on {port}; newest data: "
-          f"{rec.get('newest') or (rec.get('previous') or {}).get('newest') or 'unknown'}", flush=True)
+    newest = rec.get("newest") or (rec.get("previous") or {}).get("newest") or "unknown"
+    print(f"{h.name}: pgpool listening on {port}; newest data: {newest}", flush=True)
     if rid:
         set_maintenance(ctx, h, rid, True)
-    res = remote.run(ctx, h, f"{_q(c.vars.get('pgpool_bin') or PGPOOL)} -f {_q(_conf(c))} -m {mode} stop",
-                     user="postgres", warn=True, timeout=timeout + 30)
+    cmd = f"{_q(c.vars.get('pgpool_bin') or PGPOOL)} -f {_q(_conf(c))} -m {mode} stop"
+    res = remote.run(ctx, h, cmd, user="postgres", warn=True, timeout=timeout + 30)
     if remote.is_dry(ctx):
         return {"host": h.name, "dry": True}
     if res.exited != 0:
         print(f"{h.name}: pgpool -m {mode} stop: {(res.stderr or res.stdout).strip()}",
               file=sys.stderr, flush=True)
     wait_listening(ctx, h, port, False, timeout)
-    print(f"{h.name}: pgpool stopped" + (f"; resource {rid} left in maintenance until "
-                                          f"pgpool.start --host {h.name}" if rid else ""), flush=True)
+    tail = f"; resource {rid} left in maintenance until pgpool.start --host {h.name}" if rid else ""
+    print(f"{h.name}: pgpool stopped{tail}", flush=True)
     return {"host": h.name, "stopped": True, "maintenance": bool(rid)}
 
 
@@ -478,8 +484,8 @@ def start(ctx, host, timeout=60):
                 print(f"{h.name}: pgpool already runs here under Pacemaker", flush=True)
                 return {"host": h.name, "started": False}
             if rs["node"]:
-                raise StateError(f"Pacemaker runs pgpool on {rs['node']}; a second copy on {h.name} "
-                                 f"would be 'active on 2 nodes' (move it with hb.standby)")
+                raise StateError(f"Pacemaker runs pgpool on {rs['node']}; a second copy on "
+                                 f"{h.name} would be 'active on 2 nodes' (move it with hb.standby)")
             raise StateError(f"Pacemaker does not run {rid} (role {rs['role']}); see hb.status "
                              f"and hb.cleanup")
         vip_node = _vip_node(ctx, c)
@@ -501,14 +507,15 @@ def start(ctx, host, timeout=60):
     if rid:
         wait_resource(ctx, c, lambda rs: rs["node"] == h.name and rs["managed"],
                       f"Started on {h.name}", timeout)
-    print(f"{h.name}: pgpool listening on {port}" + (f", {rid} managed by Pacemaker again" if rid else ""),
-          flush=True)
+    tail = f", {rid} managed by Pacemaker again" if rid else ""
+    print(f"{h.name}: pgpool listening on {port}{tail}", flush=True)
     return {"host": h.name, "started": True}
 
 
 def set_target_stopped(ctx, host, rid, on):
     if on:
-        cmd = f"crm_resource --resource {_q(rid)} --meta --set-parameter target-role --parameter-value Stopped"
+        cmd = (f"crm_resource --resource {_q(rid)} --meta --set-parameter target-role "
+               f"--parameter-value Stopped")
     else:
         cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter target-role"
     res = _crm(ctx, host, cmd)
@@ -525,14 +532,15 @@ def wait_resource(ctx, c, ok, expected, timeout):
         if ok(rs):
             return rs
         if time.monotonic() > deadline:
-            raise HaError(f"{rs['id']} not {expected} in crm_mon within {timeout}s (role {rs['role']}, "
-                          f"node {rs['node']}, managed {rs['managed']})", HaError.NOT_CONVERGED)
+            raise HaError(f"{rs['id']} not {expected} in crm_mon within {timeout}s (role "
+                          f"{rs['role']}, node {rs['node']}, managed {rs['managed']})",
+                          HaError.NOT_CONVERGED)
         time.sleep(POLL_INTERVAL)
 
 
 def maintenance_set(ctx, host, rid):
-    res = remote.run(ctx, host, f"crm_resource --resource {_q(rid)} --meta --get-parameter maintenance",
-                     probe=True, warn=True)
+    cmd = f"crm_resource --resource {_q(rid)} --meta --get-parameter maintenance"
+    res = remote.run(ctx, host, cmd, probe=True, warn=True)
     return res.exited == 0 and res.stdout.strip().splitlines()[-1:] == ["true"]
 
 
@@ -548,8 +556,10 @@ def _vip_node(ctx, c):
     return None
 
 
-@task(name="stop", help={"host": "DB host where pgpool runs", "mode": "smart, fast (default) or immediate",
-                         "timeout": "seconds to wait (default 60)", "yes": "do not ask for confirmation"})
+@task(name="stop", help={"host": "DB host where pgpool runs",
+                         "mode": "smart, fast (default) or immediate",
+                         "timeout": "seconds to wait (default 60)",
+                         "yes": "do not ask for confirmation"})
 def stop_task(ctx, host, mode="fast", timeout=60, yes=False):
     """Stop pgpool on a host (pgpool -m MODE stop), after recording the newest-data backend.
 
@@ -583,7 +593,7 @@ def start_task(ctx, host, timeout=60, yes=False):
         return start(ctx, h.name, timeout)
 
 
-# --------------------------------------------------------------------------- pcp: detach / attach / recover
+# ------------------------------------------------------------------ pcp: detach / attach / recover
 
 
 def pcp_command(c, verb, node_id):
@@ -632,7 +642,8 @@ def wait_backend(ctx, c, node_id, want, timeout):
 
 
 def _print_nodes(label, data):
-    text = ", ".join(f"{b.get('node_id')}:{b.get('host')} {b.get('status')}" for b in data["backends"])
+    text = ", ".join(f"{b.get('node_id')}:{b.get('host')} {b.get('status')}"
+                     for b in data["backends"])
     print(f"{label}: {text}; degenerated: {'yes' if data.get('degenerated') else 'no'}", flush=True)
 
 
@@ -685,7 +696,8 @@ def recover(ctx, host, node_id, timeout=300):
     c = db_cluster(ctx, host.cluster)
     before = read_pool_nodes(ctx, c.name)
     if _backend(before, node_id).get("status") == "up":
-        print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)", flush=True)
+        print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)",
+              flush=True)
         detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover")
     else:
         _print_nodes("before", before)
@@ -702,7 +714,9 @@ def recover(ctx, host, node_id, timeout=300):
         d = cmp["differences"][0]
         raise HaError(f"recovered {host.name}, but row counts differ: {d['database']}.{d['table']} "
                       f"{d['counts']}", HaError.NOT_CONVERGED)
-    print(f"row counts equal on {', '.join(cmp['hosts'])} ({len(cmp['tables'])} tables)", flush=True)
+    print(f"row counts equal on {', '.join(cmp['hosts'])} ({len(cmp['tables'])} tables)",
+          flush=True)
+    record_newest(ctx, c.name, f"pgpool.recover: {host.name} rebuilt, row counts equal")
     return after
 
 

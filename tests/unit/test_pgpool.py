@@ -146,6 +146,8 @@ def test_recover_detaches_attached_node_first(ctx, rec, monkeypatch):
     monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
         "equal": True, "hosts": ["db01", "db02"], "tables": [], "differences": []})
     pgpool.recover_task(ctx, node="db02", yes=True)
+    rec_ = journal.newest(ctx, "db")
+    assert rec_["evidence"]["in_sync"] is True and "rebuilt" in rec_["evidence"]["reason"]
     assert rec.commands == [
         "pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1",
         "pcp_recovery_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1",

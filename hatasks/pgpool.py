@@ -112,7 +112,10 @@ def read_pool_nodes(ctx, cluster="db"):
         except HaError as exc:
             problems.append(exc.message)
             continue
-        data = dict(pool.parse_pool_nodes(rows))
+        try:
+            data = dict(pool.parse_pool_nodes(rows))
+        except ValueError as exc:
+            raise StateError(f"SHOW pool_nodes via {h.name} not understood: {exc}") from None
         data["via"] = h.name
         data["rows"] = rows
         return data

@@ -317,3 +317,41 @@ def test_bad_input_sends_nothing(ctx, rec, call, monkeypatch):
         call(ctx)
     assert exc.value.code == HaError.USAGE
     assert rec.calls == []
+
+
+# ------------------------------------------------------------------ --dry
+
+
+@pytest.fixture
+def dry_ctx(tmp_path):
+    return MockContext(config=Config(overrides={"run": {"dry": True}, "hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+
+
+def test_dry_switch_prints_pcp_and_changes_nothing(dry_ctx, monkeypatch, capsys):
+    monkeypatch.setattr(remote, "connection", lambda *a, **k: pytest.fail("ssh under --dry"))
+    pv = use_pool(monkeypatch, BOTH_UP)
+    pgpool.switch_task(dry_ctx, node="db02")
+    out = capsys.readouterr().out
+    assert "[dry] db01 (as postgres): pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1" in out
+    assert pv.reads == 1
+    assert journal.history(dry_ctx) == [] and journal.newest(dry_ctx, "db") is None
+
+
+def test_dry_stop_prints_maintenance_and_stop(dry_ctx, monkeypatch, capsys):
+    monkeypatch.setattr(remote, "connection", lambda *a, **k: pytest.fail("ssh under --dry"))
+    use_pool(monkeypatch, BOTH_UP)
+    monkeypatch.setattr(pgpool, "listening", lambda *a: True)
+    pgpool.stop_task(dry_ctx, host="db01", mode="smart")
+    out = capsys.readouterr().out
+    assert ("[dry] db01 (as root): crm_resource --resource pgpool --meta --set-parameter "
+            "maintenance --parameter-value true") in out
+    assert "[dry] db01 (as postgres): /usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m smart stop" in out
+    assert journal.history(dry_ctx) == []
+
+
+def test_unparsable_pool_nodes_is_a_state_error(ctx, monkeypatch):
+    monkeypatch.setattr(remote, "sql_rows", lambda *a, **k: [])
+    with pytest.raises(HaError) as exc:
+        pgpool.read_pool_nodes(ctx, "db")
+    assert exc.value.code == HaError.STATE and "not understood" in exc.value.message

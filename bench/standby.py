@@ -147,7 +147,8 @@ def run_inv(env, *args):
     proc = subprocess.run([INV, *args], cwd=ROOT, env=env, text=True, capture_output=True)
     t1 = time.time()
     if proc.returncode != 0:
-        raise SystemExit(f"inv {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise SystemExit(f"inv {' '.join(args)} exited {proc.returncode}:\n"
+                         f"{proc.stdout}\n{proc.stderr}")
     return t0, t1
 
 
@@ -197,7 +198,8 @@ def main():
         move_lo = (prev["t1"] if prev else t_start) - t_start
         ret = t_return - t_start
         lag_lo, lag_hi = ret - move_hi, ret - move_lo
-        period = statistics.mean(b["t1"] - a["t1"] for a, b in zip(after, after[1:])) if len(after) > 1 else 0
+        gaps = [b["t1"] - a["t1"] for a, b in zip(after, after[1:])]
+        period = statistics.mean(gaps) if gaps else 0
         results.append({"node": node, "return": ret, "move_lo": move_lo, "move_hi": move_hi,
                         "lag_lo": lag_lo, "lag_hi": lag_hi, "period": period})
         print(f"run {i}: standby {node}: inv returned at {ret:.2f} s; Pacemaker move complete "
@@ -212,7 +214,8 @@ def main():
         print(f"summary over {len(results)} runs: inv return mean "
               f"{statistics.mean(r['return'] for r in results):.2f} s; move complete mean "
               f"{statistics.mean(r['move_hi'] for r in results):.2f} s (upper bound); lag mid mean "
-              f"{statistics.mean(mid):+.2f} s, worst upper bound {max(r['lag_hi'] for r in results):+.2f} s "
+              f"{statistics.mean(mid):+.2f} s, worst upper bound "
+              f"{max(r['lag_hi'] for r in results):+.2f} s "
               f"(target <= +0.50 s)")
 
 

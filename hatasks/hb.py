@@ -1,4 +1,4 @@
-"""Pacemaker (Heartbeat's successor): cluster status, standby/online, cleanup, stack start/stop, log.
+"""Pacemaker (Heartbeat's successor): status, standby/online, cleanup, stack start/stop, log.
 
 Runbook: `crm_mon -i 3`, `crm_standby -U n -v true/false`, `crm_resource -H h -r r -C`,
 `service heartbeat start/stop/status` and `egrep "(ERROR|FATAL)" ha-log` (sections 5.1, 5.2).
@@ -157,7 +157,8 @@ def node_state(state, name):
 
 def group_resources(state, group):
     """The resources of GROUP (or the resource whose id is GROUP)."""
-    return [r for r in state.get("resources", []) if r.get("group") == group or r.get("id") == group]
+    return [r for r in state.get("resources", [])
+            if r.get("group") == group or r.get("id") == group]
 
 
 def running_on(state, node):
@@ -321,7 +322,12 @@ def _status_table(data):
 @task(help={"cluster": "db or lb (default: every cluster of the inventory)",
             "format": "table or json"})
 def status(ctx, cluster=None, format=None):
-    """Show nodes, resources and failed actions of the Pacemaker clusters (crm_mon; 5.1.2/5.2.2)."""
+    """Show nodes, resources and failed actions of the Pacemaker clusters.
+
+    Runbook 5.1.2.1, 5.2.2.1: `crm_mon -i 3` (here `crm_mon -1 --output-as=xml` on the first node
+    that answers): each node online / standby / OFFLINE, where each group is Started, and the
+    `Failed actions` with node, operation, rc and reason.
+    """
     fmt = _fmt(ctx, format)
     data = status_step(ctx, cluster)
     output.emit(data, fmt, table=_status_table)
@@ -332,7 +338,8 @@ def status(ctx, cluster=None, format=None):
 
 
 def _others_online(state, node):
-    return [n["name"] for n in state.get("nodes", []) if n["name"] != node and n["state"] == "online"]
+    return [n["name"] for n in state.get("nodes", [])
+            if n["name"] != node and n["state"] == "online"]
 
 
 def standby_step(ctx, node, timeout=60, force=False, yes=False):
@@ -372,7 +379,8 @@ def standby_step(ctx, node, timeout=60, force=False, yes=False):
             return before
         where = " and ".join(others) or "nowhere (forced)"
         after = wait_for(ctx, cluster, converged, timeout,
-                         f"{node} standby, {', '.join(moving) or 'its resources'} started on {where}",
+                         f"{node} standby, {', '.join(moving) or 'its resources'} "
+                         f"started on {where}",
                          prefer=[before["read_on"]])
     print(summary(after))
     return after
@@ -415,7 +423,11 @@ def online_step(ctx, node, timeout=60, yes=False):
             "force": "even when no other node is online (stops the service)",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 def standby(ctx, node, timeout=60, force=False, yes=False):
-    """Put a node in standby and wait until its resources run on the other node (crm_standby on; 5.1.1, 5.2.1)."""
+    """Put a node in standby; return once its resources run on the other node.
+
+    Runbook 5.1.1 (a), 5.2.1 HB failover: `crm_standby -U node -v true`, then crm_mon shows the
+    node standby and the group Started on the other node. Refused when no other node is online.
+    """
     standby_step(ctx, node, timeout=timeout, force=force, yes=yes)
 
 
@@ -423,7 +435,10 @@ def standby(ctx, node, timeout=60, force=False, yes=False):
             "timeout": "seconds to wait (default 60)",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 def online(ctx, node, timeout=60, yes=False):
-    """Bring a standby node back online and wait until verified (crm_standby off; 5.1.1, 5.2.1, 5.2.2 G)."""
+    """Bring a standby node back online; return once crm_mon shows it online and settled.
+
+    Runbook 5.1.1 recovery, 5.2.1, 5.2.2.2 G: `crm_standby -U node -v false`.
+    """
     online_step(ctx, node, timeout=timeout, yes=yes)
 
 
@@ -447,7 +462,7 @@ def known_resources(ctx, cluster, source):
 
 
 def cleanup_step(ctx, resource, node, timeout=60, yes=False):
-    """Clean up RESOURCE's failure on NODE and wait until the failed action is gone (5.1.2 d, 5.2.2 d)."""
+    """Clean up RESOURCE's failure on NODE; wait until the failed action is gone (5.1.2, 5.2.2)."""
     remote.check_value("resource", resource)
     host, cluster = node_of(ctx, node)
     timeout = _positive("timeout", timeout)
@@ -458,7 +473,8 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
         raise UsageError(f"unknown resource {resource!r} in the {cluster} cluster "
                          f"(known: {', '.join(sorted(ids))})")
     if not failures_of(before, resource, node):
-        print(f"no failed action of {resource} on {node}; cleaning up anyway (resets its fail count)")
+        print(f"no failed action of {resource} on {node}; "
+              "cleaning up anyway (resets its fail count)")
     members = [r["id"] for r in group_resources(before, resource)] or [resource]
     command = f"crm_resource --cleanup -r {shlex.quote(resource)} -N {shlex.quote(node)}"
 
@@ -486,7 +502,11 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
             "timeout": "seconds to wait (default 60)",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 def cleanup(ctx, resource, node, timeout=60, yes=False):
-    """Clear a resource's failed action on a node and verify it is gone (crm_resource --cleanup; 5.1.2 d, 5.2.2 d)."""
+    """Clear a resource's failed action on a node; return once it is gone and the resource runs.
+
+    Runbook 5.1.2.2 (d), 5.2.2 pgpool recovery: `crm_resource -H host -r resource -C`
+    (now `crm_resource --cleanup -r R -N N`), then `Failed actions` must disappear.
+    """
     cleanup_step(ctx, resource, node, timeout=timeout, yes=yes)
 
 
@@ -506,7 +526,7 @@ def _peers(ctx, cluster, name):
 
 
 def start_step(ctx, host_name, timeout=120, yes=False):
-    """Start the cluster stack on HOST and wait until crm_mon shows it online (5.1.2 c, table 5-4)."""
+    """Start the cluster stack on HOST; wait until crm_mon shows it online (5.1.2, table 5-4)."""
     host, cluster = node_of(ctx, host_name, option="host")
     timeout = _positive("timeout", timeout)
     command = _stack_command(host, "stack_start")
@@ -523,8 +543,8 @@ def start_step(ctx, host_name, timeout=120, yes=False):
     def converged(state):
         return node_state(state, host.name) in ("online", "standby")
 
-    with journal.operation(ctx, cluster, "hb.start", {"host": host.name, "timeout": timeout}, yes=yes,
-                           summary=f"start the cluster stack on {host.name}: {command}"):
+    with journal.operation(ctx, cluster, "hb.start", {"host": host.name, "timeout": timeout},
+                           yes=yes, summary=f"start the cluster stack on {host.name}: {command}"):
         _run_action(ctx, host, command, timeout=timeout)
         if _dry(ctx):
             return before
@@ -554,9 +574,8 @@ def _record_newest(ctx, cluster, host_name, force):
     result = result or {}
     if result.get("recorded"):
         sync = (result.get("evidence") or {}).get("in_sync")
-        print(f"newest-data backend recorded: {result.get('newest')}"
-              + (" (backends in sync)" if sync else " (pgpool degenerated)" if sync is False else ""),
-              flush=True)
+        note = {True: " (backends in sync)", False: " (pgpool degenerated)"}.get(sync, "")
+        print(f"newest-data backend recorded: {result.get('newest')}{note}", flush=True)
         return result
     previous = result.get("previous")
     why = result.get("error") or "pgpool gave no answer"
@@ -622,7 +641,11 @@ def stop_step(ctx, host_name, timeout=120, force=False, yes=False):
             "timeout": "seconds to wait for it to be online (default 120)",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 def start(ctx, host, timeout=120, yes=False):
-    """Start the cluster stack on a host and wait until crm_mon shows it online (service heartbeat start)."""
+    """Start the cluster stack on a host; return once crm_mon shows it online.
+
+    Runbook 5.1.2.2 (c), table 5-4 "Heartbeat process down": `service heartbeat start` prints OK
+    even when the start fails, so crm_mon is the proof (inventory var stack_start).
+    """
     start_step(ctx, host, timeout=timeout, yes=yes)
 
 
@@ -631,7 +654,11 @@ def start(ctx, host, timeout=120, yes=False):
             "force": "even when no other node is online (stops the service)",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 def stop(ctx, host, timeout=120, force=False, yes=False):
-    """Stop the cluster stack on a host and verify the peer sees it offline (service heartbeat stop)."""
+    """Stop the cluster stack on a host; return once the peer sees it OFFLINE.
+
+    Runbook 5.2.2.2 (f) A, 5.1.1 (b): `service heartbeat stop` (inventory var stack_stop). On a DB
+    node the newest-data backend is recorded first. Refused when no other node is online.
+    """
     stop_step(ctx, host, timeout=timeout, force=force, yes=yes)
 
 
@@ -675,7 +702,11 @@ def log_step(ctx, host_name, lines=50):
             "lines": "how many matching lines (default 50, newest last)",
             "format": "table or json"})
 def log(ctx, host, lines=50, format=None):
-    """Show the ERROR/FATAL lines of a node's cluster log (egrep "(ERROR|FATAL)" ha-log; 5.1.2 c)."""
+    """Show the error lines of a node's cluster log (inventory var ha_log), newest last.
+
+    Runbook 5.1.2.2 (c): `egrep "(ERROR|FATAL)" ha-log` when Heartbeat will not start; Pacemaker 2
+    also writes lower-case `error:`/`crit:` levels, which are included.
+    """
     fmt = _fmt(ctx, format)
     data = log_step(ctx, host, lines)
     output.emit(data, fmt, table=_log_table)

@@ -71,7 +71,11 @@ def check_step(ctx, host_name):
 
 @task(help={"host": "load balancer host (lb01, lb02)", "format": "table or json"})
 def check(ctx, host, format=None):
-    """Test a load balancer's Apache configuration (apachectl -t; 5.1.2 d): exit 3 on an error."""
+    """Test a load balancer's Apache configuration; exit 3 naming the file and line of an error.
+
+    Runbook 5.1.2.2 (d): `apachectl` reports `Syntax error on line N of httpd.conf` when httpd
+    cannot start (here `apache2ctl -t -f <inventory apache_conf>`, read-only).
+    """
     fmt = hb._fmt(ctx, format)
     data = check_step(ctx, host)
     if fmt == "json":
@@ -187,7 +191,11 @@ def status_step(ctx, cluster=None):
 @task(help={"cluster": "load balancer cluster (default: the inventory's lb cluster)",
             "format": "table or json"})
 def status(ctx, cluster=None, format=None):
-    """Show which LB node holds the VIP and runs Apache, and the page served through the VIP (5.1)."""
+    """Show which LB node holds the VIP and runs Apache, and the page the VIP serves.
+
+    Runbook 5.1: crm_mon (group Started on which LB) plus the page fetched through the VIP from an
+    LB node. Exit 3 when the VIP serves no page.
+    """
     fmt = hb._fmt(ctx, format)
     data = status_step(ctx, cluster)
     if fmt == "json":

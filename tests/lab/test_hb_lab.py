@@ -21,7 +21,8 @@ from .conftest import INSTANCE, ROOT
 
 pytestmark = pytest.mark.lab
 
-INVENTORY = ROOT / "hosts.ini" if INSTANCE == 0 else ROOT / "lab" / ".state" / str(INSTANCE) / "hosts.ini"
+INVENTORY = (ROOT / "hosts.ini" if INSTANCE == 0
+             else ROOT / "lab" / ".state" / str(INSTANCE) / "hosts.ini")
 
 
 def inventory():

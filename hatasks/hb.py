@@ -119,33 +119,33 @@ def crm_status(ctx, cluster, prefer=None, only=None):
     if prefer:
         order = {name: i for i, name in enumerate(prefer)}
         hosts.sort(key=lambda h: order.get(h.name, len(order)))
-    problems = {}
+    problems, unreachable = {}, set()
     for host in hosts:
         try:
             res = remote.run(ctx, host, CRM_MON, probe=True, warn=True)
         except UnreachableError as exc:
             problems[host.name] = exc.message
+            unreachable.add(host.name)
             continue
-        if res.exited != 0 or "<pacemaker-result" not in (res.stdout or ""):
-            why = _first_line(res.stderr) or _first_line(res.stdout) or f"exit {res.exited}"
+        out = res.stdout or ""
+        if "<pacemaker-result" not in out:
+            why = _first_line(res.stderr) or _first_line(out) or f"exit {res.exited}"
             problems[host.name] = f"crm_mon failed: {why}"
             continue
-        try:
-            state = crm.parse_crm_mon_xml(res.stdout)
-        except Exception as exc:  # a half-started stack can print XML without a cluster in it
-            problems[host.name] = f"crm_mon output not understood: {exc}"
+        try:  # a stopped stack answers with <status code="102" message="Not connected">
+            state = crm.parse_crm_mon_xml(out)
+        except ValueError as exc:
+            problems[host.name] = str(exc)
             continue
         state = dict(state)
         state["cluster"] = cluster
         state["read_on"] = host.name
         state["unanswered"] = problems
         return state
-    names = ", ".join(f"{n}: {why}" for n, why in problems.items()) or "no host"
-    if problems and all(n in problems for n in (h.name for h in hosts)) and all(
-        not why.startswith("crm_mon") for why in problems.values()
-    ):
+    names = "; ".join(f"{n}: {why}" for n, why in problems.items()) or "no host"
+    if hosts and len(unreachable) == len(hosts):
         raise UnreachableError(f"cluster {cluster}: no node answered ({names})")
-    raise StateError(f"cluster {cluster}: crm_mon gave no answer ({names})")
+    raise StateError(f"cluster {cluster}: no node gave a crm_mon status ({names})")
 
 
 def node_state(state, name):

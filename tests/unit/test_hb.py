@@ -167,6 +167,16 @@ def test_status_unknown_cluster_sends_nothing(lab, ctx):
     assert fake.sent == []
 
 
+def test_status_with_the_stack_stopped_everywhere_says_why(lab, ctx):
+    fake = lab((CAPTURES / "not_connected.xml").read_text())
+    fake.answer = (lambda orig: lambda host, cmd: (
+        (fake.sent.append((host, cmd)) or (fake.state, "", 102)) if cmd == hb.CRM_MON
+        else orig(host, cmd)))(fake.answer)
+    with pytest.raises(StateError, match="db01: crm_mon failed .code 102, Not connected.*db02"):
+        hb.status_step(ctx, "db")
+    assert fake.sent == [("db01", hb.CRM_MON), ("db02", hb.CRM_MON)]
+
+
 def test_status_all_nodes_unreachable_names_them(lab, ctx):
     lab(DB_INITIAL, down={"db01", "db02"})
     with pytest.raises(UnreachableError, match="db01.*db02"):

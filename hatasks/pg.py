@@ -328,14 +328,15 @@ def stop_command(host, mode="fast", timeout=60):
 
 
 def recent_log_errors(ctx, host, port=None, lines=200):
-    """Error lines from the end of pg_ctl's log and of today's PGDATA/log file (probe)."""
+    """Error lines from the end of pg_ctl's log and of the newest PGDATA/log/postgresql-*.log
+    (the logging collector's daily file), probes."""
     pgdata = host.vars["pgdata"].rstrip("/")
-    today = datetime.date.today().strftime("%Y-%m-%d")
-    files = [_ctl_log(host, port or _default_port(host)), f"{pgdata}/log/postgresql-{today}.log"]
+    newest = (f"f=$(ls -1t {_q(pgdata + '/log')}/postgresql-*.log 2>/dev/null | head -n 1); "
+              f"[ -n \"$f\" ] && tail -n {int(lines)} \"$f\"")
+    commands = [f"tail -n {int(lines)} {_q(_ctl_log(host, port))}", newest]
     found = []
-    for path in files:
-        res = remote.run(ctx, host, f"tail -n {int(lines)} {_q(path)}", user="postgres",
-                         probe=True, warn=True)
+    for cmd in commands:
+        res = remote.run(ctx, host, cmd, user="postgres", probe=True, warn=True)
         if res.exited == 0:
             found.extend(log_errors(res.stdout))
     seen, out = set(), []
@@ -383,7 +384,10 @@ def start(ctx, host, port=None, timeout=60, quiet=False):
     want = port or _default_port(host)
     before = server_state(ctx, host)
     if before["running"]:
-        if before["port"] == want and connectable(ctx, host, want):
+        if before["port"] == want:
+            if not connectable(ctx, host, want):
+                raise StateError(f"{host.name}: PostgreSQL runs (pid {before['pid']}) on port "
+                                 f"{want} but refuses connections (starting up or shutting down?)")
             _say(quiet, f"{host.name}: PostgreSQL already running on port {want} "
                         f"(pid {before['pid']})")
             return {"host": host.name, "port": want, "started": False}

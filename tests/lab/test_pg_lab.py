@@ -114,6 +114,19 @@ def test_stop_start_on_maintenance_port_with_backend_detached(inv, hctx):
         inv("pg.stop", "--host", "db02", "--mode", "fast", "--yes")
         st = pg_status(inv)["db02"]
         assert st["status"] == "down"
+
+        # a start that fails shows the PostgreSQL log's error
+        auto = remote.inventory(hctx).host("db02").vars["pgdata"] + "/postgresql.auto.conf"
+        sh(hctx, "db02", f"cp -p {auto} {auto}.hatasks-test && "
+                         f"echo \"shared_buffers = 'lots'\" >> {auto}")
+        try:
+            bad = inv("pg.start", "--host", "db02", "--port", "1234", "--yes", check=False)
+        finally:
+            sh(hctx, "db02", f"mv -f {auto}.hatasks-test {auto}")
+        assert bad.returncode == 3, bad.stdout + bad.stderr
+        assert 'invalid value for parameter "shared_buffers"' in bad.stderr
+        assert pg_status(inv)["db02"]["status"] == "down"
+
         inv("pg.start", "--host", "db02", "--port", "1234", "--yes")
         st = pg_status(inv)["db02"]
         assert (st["status"], st["port"]) == ("up", 1234)

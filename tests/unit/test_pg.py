@@ -360,3 +360,26 @@ def test_diff_counts_equal():
 def test_diff_counts_missing_database():
     rows, diffs = pg.diff_counts({"db01": {"X": {}}, "db02": {}})
     assert diffs and diffs[0]["note"] == "database missing on db02"
+
+
+def test_failed_start_shows_the_log_errors(ctx, rec, monkeypatch, capsys):
+    monkeypatch.setattr(pg, "server_state", lambda ctx, host: {"running": False, "pid": None,
+                                                               "port": None})
+    rec.answers = [
+        ("-w -t 60 start", (1, (CAPTURES / "pg_ctl_start_bad_config.txt").read_text())),
+        ("ls -1t /var/lib/postgresql/15/data/log/postgresql-*.log",
+         (0, (CAPTURES / "pg_startup_invalid_value.log").read_text())),
+    ]
+    with pytest.raises(invoke.Exit) as exc:
+        pg.start_task(ctx, host="db01", port=1234, yes=True)
+    assert exc.value.code == HaError.STATE
+    assert rec.commands == [
+        f"mkdir -p /var/log/postgresql && {BIN}/pg_ctl -D {PGDATA} -o '-p 1234' "
+        f"-l /var/log/postgresql/pg_ctl.log -w -t 60 start",
+        "tail -n 200 /var/log/postgresql/pg_ctl.log",
+        f"f=$(ls -1t {PGDATA}/log/postgresql-*.log 2>/dev/null | head -n 1); "
+        f"[ -n \"$f\" ] && tail -n 200 \"$f\"",
+    ]
+    err = capsys.readouterr().err
+    assert 'invalid value for parameter "shared_buffers": "lots"' in err
+    assert "did not start on port 1234" in err

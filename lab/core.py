@@ -12,7 +12,9 @@ depend on hatasks' own inventory or remote modules (it is what they are tested o
 """
 
 import concurrent.futures
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -171,6 +173,18 @@ class Lab:
 
     def progress(self, msg):
         self.out(f"[{time.monotonic() - self.t0:6.1f}s] lab {self.n}: {msg}", flush=True)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """One lab operation at a time per instance (two `inv lab.up` at once would collide)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.progress("another lab operation on this instance is running: waiting for it")
+                fcntl.flock(f, fcntl.LOCK_EX)
+            yield
 
     # ---- discovery ---------------------------------------------------------------------------
     def netns_present(self):
@@ -760,6 +774,22 @@ Subsystem sftp /usr/lib/openssh/sftp-server
     def wait_host(self, host, timeout=20):
         wait_until(f"{host} to boot (PID 1 + sshd)", lambda: self.pid1(host) and self.sshd_ready(host), timeout, 0.1)
 
+    def booted(self, host):
+        return self.hrun(host, "test -e /run/hatasks-lab/booted", check=False, timeout=10).returncode == 0
+
+    def reboot(self, host):
+        """An orderly reboot of one host: hostinit.sh stops the stack and PostgreSQL, kills the rest,
+        clears volatile state, boots again (PostgreSQL + stack start at boot). Waits for the boot."""
+        self.check_host(host)
+        if self.pid1(host) is None:
+            raise StateError(f"{host} is powered off (heal it to power it on)")
+        wait_until(f"{host} to finish its current boot", lambda: self.booted(host), 60)
+        self.hrun(host, "kill -USR1 1")
+        self.progress(f"{host}: rebooting (stack stop, PostgreSQL stop, boot)")
+        wait_until(f"{host} to shut down", lambda: not self.booted(host), 240, 0.2)
+        wait_until(f"{host} to boot", lambda: self.booted(host) and self.sshd_ready(host), 120, 0.2)
+        self.progress(f"{host}: rebooted (PostgreSQL and the cluster stack started at boot)")
+
     # ---- build: services ----------------------------------------------------------------------
     def pg_start(self, host):
         self.hrun(host, f"rm -f {PGDATA}/postmaster.pid; {PG_BIN}/pg_ctl -D {PGDATA} -w -t 60 "
@@ -1041,6 +1071,7 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             boot = self.read_json("running.json", {}).get("boot_services", True)
             self.start_init(host, boot=boot)
             self.wait_host(host)
+            wait_until(f"{host} to finish booting", lambda: self.booted(host), 120, 0.2)
             done.append("powered on (boot: PostgreSQL + cluster stack start)" if boot else "powered on")
         if self.link_state(host) == "absent":
             self.make_link(host)
@@ -1066,7 +1097,16 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
     def status(self):
         """A dict describing the instance (hosts, clusters, pgpool)."""
         faults = self.faults()
-        info = {"instance": self.n, "subnet": self.subnet, "owner": self.owner(),
+        live = self.live_hosts()
+        if not self.has_objects():
+            state = "down"
+        elif not live:
+            state = "stale (namespaces/links left, no process: lab.up or lab.down clears it)"
+        elif len(live) < len(HOSTS):
+            state = "up, some hosts powered off"
+        else:
+            state = "up"
+        info = {"instance": self.n, "state": state, "subnet": self.subnet, "owner": self.owner(),
                 "state_dir": str(self.state), "hosts": {}, "clusters": {}, "pgpool": None}
         for h in HOSTS:
             pid = self.pid1(h)

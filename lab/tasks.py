@@ -14,13 +14,17 @@ from .core import FAULT_KINDS, HOSTS, Lab
 @task(help={"force": "also replace a LIVE lab of this instance made by another checkout"})
 def up(c, force=False):
     """Start the lab (idempotent): both clusters formed, VIPs answering, GYOM_DB on both backends."""
-    Lab().up(force=force)
+    lab = Lab()
+    with lab.locked():
+        lab.up(force=force)
 
 
 @task(help={"force": "also tear down a LIVE lab of this instance made by another checkout"})
 def down(c, force=False):
     """Stop the lab: kill each host's PID 1, remove namespaces, links and bridge (stale labs too)."""
-    Lab().down(force=force)
+    lab = Lab()
+    with lab.locked():
+        lab.down(force=force)
 
 
 @task(help={"format": "table (default) or json"})
@@ -30,7 +34,7 @@ def status(c, format="table"):
     if format == "json":
         print(json.dumps(info, indent=2))
         return
-    print(f"lab {info['instance']}  subnet {info['subnet']}  owner {info['owner'] or '-'}")
+    print(f"lab {info['instance']}: {info['state']}  subnet {info['subnet']}  owner {info['owner'] or '-'}")
     for h, v in info["hosts"].items():
         faults = ",".join(v["faults"]) or "-"
         print(f"  {h:5} {v['ip']:14} power={v['power']:3} link={v['link']:6} faults={faults}")
@@ -54,10 +58,22 @@ def status(c, format="table"):
 @task(help={"host": "|".join(HOSTS), "kind": "|".join(FAULT_KINDS)})
 def fault(c, host, kind):
     """Inject a runbook failure into one lab host (power, network, heartbeat, pgpool, postgres, httpd)."""
-    Lab().fault(host, kind)
+    lab = Lab()
+    with lab.locked():
+        lab.fault(host, kind)
 
 
 @task(help={"host": "|".join(HOSTS)})
 def heal(c, host):
     """Undo an injected fault (power on + boot, link up, config restored); does not repair the cluster."""
-    Lab().heal(host)
+    lab = Lab()
+    with lab.locked():
+        lab.heal(host)
+
+
+@task(help={"host": "|".join(HOSTS)})
+def reboot(c, host):
+    """Reboot one lab host in order (stack stop, PostgreSQL stop, boot) and wait until it is back."""
+    lab = Lab()
+    with lab.locked():
+        lab.reboot(host)

@@ -209,6 +209,29 @@ def test_online_recovery_brings_node_1_back_with_identical_data(inv):
     assert kept, "the old data directory was not kept"
 
 
+def test_reboot_task_restarts_the_stack_at_boot(inv):
+    before = ssh("lb02", "cat /proc/1/stat").stdout  # PID 1 survives a reboot; its children do not
+    old_sshd = ssh("lb02", "cat /run/sshd.pid").stdout.strip()
+    inv("lab.reboot", "--host", "lb02", timeout=300)
+    assert ssh("lb02", "cat /run/sshd.pid").stdout.strip() != old_sshd
+    assert ssh("lb02", "cat /proc/1/stat").stdout.split()[:2] == before.split()[:2]
+    wait_for("lb02 online after its reboot", lambda: crm("lb01")["nodes"].get("lb02") == "online", 60)
+    restore_health(inv)
+
+
+def test_reboot_from_inside_a_db_host_starts_postgresql_at_boot(inv):
+    old_pm = ssh("db02", f"head -n 1 {PGDATA}/postmaster.pid").stdout.strip()
+    ssh("db02", "/opt/hatasks-lab/bin/reboot", check=False)
+    wait_for("db02 PostgreSQL restarted by the boot",
+             lambda: ssh("db02", f"head -n 1 {PGDATA}/postmaster.pid", check=False, timeout=10).stdout.strip()
+             not in ("", old_pm), 120)
+    wait_for("db02 online after its reboot", lambda: crm("db01")["nodes"].get("db02") == "online", 60)
+    if pool_nodes().get("db02") != "up":
+        ssh(group_node("db01", "pgpool"), "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
+            user="postgres", timeout=180)
+    restore_health(inv)
+
+
 # --------------------------------------------------------------------------- faults
 
 

@@ -689,7 +689,28 @@ def attach(ctx, host, node_id, timeout=30):
     _print_nodes("after", after)
     print(f"note: writes made while {host.name} was detached are NOT on it: check with pg.compare, "
           f"resync with pgpool.recover --node {host.name}", flush=True)
+    _warn_if_different(ctx, c, host)
     return after
+
+
+def _warn_if_different(ctx, c, host):
+    """After an attach: say (stderr) whether row counts already show the backends differ."""
+    from hatasks import pg
+
+    try:
+        cmp = pg.compare(ctx, c.name)
+    except HaError as exc:
+        print(f"warning: could not compare the backends: {exc.message}", file=sys.stderr, flush=True)
+        return None
+    if cmp["equal"]:
+        print(f"row counts equal on {', '.join(cmp['hosts'])} ({len(cmp['tables'])} tables)",
+              flush=True)
+    else:
+        d = cmp["differences"][0]
+        print(f"warning: backends differ in {len(cmp['differences'])} table(s), first "
+              f"{d['database']}.{d['table']} {d['counts']}: run pgpool.recover --node {host.name}",
+              file=sys.stderr, flush=True)
+    return cmp
 
 
 def recover(ctx, host, node_id, timeout=300):

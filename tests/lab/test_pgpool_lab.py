@@ -102,7 +102,8 @@ def test_switch_status_attach_recover(inv, hctx):
         # written while degenerated: only db01 gets it
         via_pgpool(hctx, "INSERT INTO customers VALUES (%s, 'while degenerated', %s, 'Osaka', now())",
                    (row, f"degenerated{row}@example.invalid"))
-        inv("pgpool.attach", "--node", "1", "--yes")
+        attached = inv("pgpool.attach", "--node", "1", "--yes")
+        assert "backends differ in 1 table(s), first GYOM_DB.public.customers" in attached.stderr
         assert [b["status"] for b in pool(inv)["backends"]] == ["up", "up"]
         cmp = inv("pg.compare", "--format", "json", check=False)
         assert cmp.returncode == 3, cmp.stderr

@@ -133,10 +133,17 @@ def test_switch_not_converged_when_backend_stays_up(ctx, rec, monkeypatch):
 
 
 def test_attach_runs_pcp_attach_and_waits_up(ctx, rec, monkeypatch, capsys):
+    from hatasks import pg
+
     use_pool(monkeypatch, DB02_DOWN, BOTH_UP)
+    monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
+        "equal": False, "hosts": ["db01", "db02"], "tables": [],
+        "differences": [{"database": "GYOM_DB", "table": "public.t", "counts": {"db01": 2, "db02": 1}}]})
     pgpool.attach_task(ctx, node="1", yes=True)
     assert rec.commands == ["pcp_attach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
-    assert "NOT on it" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "NOT on it" in out.out
+    assert "backends differ in 1 table(s)" in out.err and "pgpool.recover --node db02" in out.err
 
 
 def test_recover_detaches_attached_node_first(ctx, rec, monkeypatch):

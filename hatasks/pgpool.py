@@ -281,6 +281,8 @@ if [ ! -r "$conf" ]; then
   echo "@@result missing"; echo "FATAL: cannot read configuration file $conf"; exit 0
 fi
 tmp=$(mktemp -d /tmp/hatasks-pgpool-check.XXXXXX) || exit 90
+pid=
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT HUP INT TERM
 confdir=$(dirname "$conf")
 cp -p "$confdir"/* "$tmp"/ 2>/dev/null
 busy() {{ [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }}
@@ -314,10 +316,9 @@ if kill -0 "$pid" 2>/dev/null; then
   n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
 fi
-wait "$pid"; rc=$?
+wait "$pid"; rc=$?; pid=
 echo "@@result $result"; echo "@@rc $rc"; echo "@@port $port"
 cat "$tmp/out"
-rm -rf "$tmp"
 """
 
 

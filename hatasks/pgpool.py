@@ -451,6 +451,13 @@ def stop(ctx, host, mode="fast", timeout=60, reason="pgpool.stop"):
     if not listening(ctx, h, port):
         print(f"{h.name}: pgpool is not listening on {port}; nothing to stop", flush=True)
         return {"host": h.name, "stopped": False}
+    if rid:
+        rs = resource_state(ctx, c)
+        if rs["node"] != h.name:
+            # not Pacemaker's copy (it runs elsewhere or nowhere): leave the resource alone
+            print(f"{h.name}: pgpool listens here but Pacemaker runs {rid} on "
+                  f"{rs['node'] or 'no node'}: stopping this copy only", flush=True)
+            rid = None
     rec = record_newest(ctx, c.name, f"{reason} on {h.name}")
     newest = rec.get("newest") or (rec.get("previous") or {}).get("newest") or "unknown"
     print(f"{h.name}: pgpool listening on {port}; newest data: {newest}", flush=True)

@@ -224,6 +224,8 @@ def test_stop_records_then_maintenance_then_pgpool_stop(ctx, rec, monkeypatch):
     use_pool(monkeypatch, BOTH_UP)
     listen = iter([True, False])
     monkeypatch.setattr(pgpool, "listening", lambda ctx, host, port: next(listen))
+    monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
+        "id": "pgpool", "node": "db02", "role": "Started", "managed": True})
     pgpool.stop_task(ctx, host="db02", mode="immediate", yes=True)
     assert rec.commands == [
         "crm_resource --resource pgpool --meta --set-parameter maintenance --parameter-value true",
@@ -231,6 +233,16 @@ def test_stop_records_then_maintenance_then_pgpool_stop(ctx, rec, monkeypatch):
     ]
     assert [c[1] for c in rec.calls] == ["root", "postgres"]
     assert journal.newest(ctx, "db")["evidence"]["reason"] == "pgpool.stop on db02"
+
+
+def test_stop_of_a_stray_copy_leaves_the_resource_alone(ctx, rec, monkeypatch):
+    use_pool(monkeypatch, BOTH_UP)
+    listen = iter([True, False])
+    monkeypatch.setattr(pgpool, "listening", lambda ctx, host, port: next(listen))
+    monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
+        "id": "pgpool", "node": "db01", "role": "Started", "managed": True})
+    pgpool.stop_task(ctx, host="db02", yes=True)
+    assert rec.commands == ["/usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m fast stop"]
 
 
 def test_start_refuses_second_copy(ctx, rec, monkeypatch):
@@ -349,6 +361,8 @@ def test_dry_stop_prints_maintenance_and_stop(dry_ctx, monkeypatch, capsys):
     monkeypatch.setattr(remote, "connection", lambda *a, **k: pytest.fail("ssh under --dry"))
     use_pool(monkeypatch, BOTH_UP)
     monkeypatch.setattr(pgpool, "listening", lambda *a: True)
+    monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
+        "id": "pgpool", "node": "db01", "role": "Started", "managed": True})
     pgpool.stop_task(dry_ctx, host="db01", mode="smart")
     out = capsys.readouterr().out
     assert ("[dry] db01 (as root): crm_resource --resource pgpool --meta --set-parameter "

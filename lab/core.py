@@ -560,6 +560,10 @@ pid_file_name = '/var/run/postgresql/pgpool.pid'
 logdir = '/var/log/postgresql'
 log_destination = 'stderr'
 log_line_prefix = '%m: %a pid %p: '
+# pgpool's own log files (a daemon-mode start has no stderr): /var/log/pgpool/pgpool-YYYY-MM-DD.log
+logging_collector = on
+log_directory = '/var/log/pgpool'
+log_filename = 'pgpool-%Y-%m-%d.log'
 load_balance_mode = on
 replication_stop_on_mismatch = off
 failover_on_backend_error = on

@@ -230,8 +230,9 @@ _HB_RE = re.compile(r"^(?:(?P<host>\S+)\s+)?(?P<daemon>[\w.-]+)\[(?P<pid>\d+)\]:
                     r"(?P<time>\d{4}/\d\d/\d\d_\d\d:\d\d:\d\d)\s+(?P<level>[A-Za-z]+):\s*"
                     r"(?P<msg>.*)$")
 # Pacemaker 2.x: "Nov 25 16:49:57.974 db01 pacemaker-schedulerd[89] (fn) \terror: ..."
+# (pacemakerd pads its name: "db01 pacemakerd          [67] (fn) \terror: ...")
 _PCMK_RE = re.compile(r"^(?P<time>[A-Z][a-z]{2}\s+\d+\s+\d\d:\d\d:\d\d(?:\.\d+)?)\s+"
-                      r"(?P<host>\S+)\s+(?P<daemon>[\w.-]+)\[(?P<pid>\d+)\]\s+"
+                      r"(?P<host>\S+)\s+(?P<daemon>[\w.-]+)\s*\[(?P<pid>\d+)\]\s+"
                       r"(?:\((?P<function>[^)]*)\)\s+)?(?P<level>[a-z]+):\s*(?P<msg>.*)$")
 _HA_BAD = ("error", "fatal", "crit", "critical", "emerg", "alert")
 

@@ -376,3 +376,16 @@ def test_psql_import_real_error():
     r = parsers.parse_psql_errors(log)
     assert r["ok"] is False
     assert r["errors"] == ['psql:<stdin>:120: ERROR:  relation "public.t1" does not exist']
+
+
+def test_ha_log_reads_pacemakerd_lines_with_a_padded_daemon_name():
+    from hatasks.parsers import parse_ha_log
+
+    line = ("Nov 25 17:20:01.123 db01 pacemakerd          [67] (pcmk_child_exit) \terror: "
+            "pacemaker-controld[71] exited with status 1")
+    found = parse_ha_log(line)
+    assert len(found) == 1
+    assert found[0]["daemon"] == "pacemakerd"
+    assert found[0]["pid"] == 67
+    assert found[0]["level"] == "error"
+    assert found[0]["message"].startswith("pacemaker-controld[71] exited")

@@ -22,6 +22,7 @@ Every task that talks to a cluster host goes through this module:
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import select
@@ -36,6 +37,11 @@ import paramiko
 
 from . import inventory as _inventory
 from .errors import HaError, UnreachableError, UsageError
+
+# paramiko logs failures we already report as one line (e.g. "Secsh channel 3 open FAILED:
+# Connection refused" when a tunnel's target is down); without a handler of its own, Python's
+# last-resort handler would print them to the operator's terminal.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 # ---------------------------------------------------------------------------
 # inventory

@@ -22,11 +22,14 @@ dumps and logs (runbook step E). Kept data directories are only removed by name.
 
 import base64
 import concurrent.futures
+import contextlib
 import datetime
 import pathlib
 import re
 import shlex
+import signal
 import sys
+import threading
 import time
 
 from psycopg2 import sql
@@ -302,6 +305,18 @@ def import_command(src_addr, dump_path, pgbin, port, superuser, log_path):
              f"| awk -v su={_q(role)} {_q(awk)} "
              f"| {_q(pgbin + '/psql')} -X -q -v ON_ERROR_STOP=1 -p {int(port)} -d postgres -f - "
              f">{_q(log_path)} 2>&1")
+    return f"bash -c {_q(inner)}"
+
+
+def guarded(cmd):
+    """CMD run so that it dies with our ssh session: in its own process group, killed (TERM to the
+    group) as soon as a watchdog can no longer write to the session (a newline every 2 s on
+    stdout: hatasks was interrupted or lost the connection). Without it a long pg_dumpall / import / pg_basebackup would go on alone and
+    race with the resume."""
+    watch = "while printf '\\n'; do sleep 2; done 2>/dev/null; kill -TERM -- \"-$1\""
+    inner = (f"setsid bash -c {_q(cmd)} </dev/null & p=$!; "
+             f"setsid bash -c {_q(watch)} watchdog \"$p\" </dev/null 2>/dev/null & w=$!; "
+             "wait $p; rc=$?; kill -TERM -- -$w 2>/dev/null; exit $rc")
     return f"bash -c {_q(inner)}"
 
 
@@ -654,8 +669,8 @@ def dump_source(ctx, p):
     stamp = datetime.datetime.now().strftime(pg.STAMP_FORMAT)
     names = pg.dump_names(s.name, stamp)
     t0 = time.monotonic()
-    res = _run(ctx, s, dump_command(_pgbin(s), p["maint_port"], flags, dest, names["tmp_sql"],
-                                    names["tmp_log"]), warn=True)
+    res = _run(ctx, s, guarded(dump_command(_pgbin(s), p["maint_port"], flags, dest, names["tmp_sql"],
+                                            names["tmp_log"])), warn=True)
     d = _q(dest)
     log = _run(ctx, s, f"cat {d}/{_q(names['tmp_log'])}", warn=True)
     tail = _run(ctx, s, f"tail -c 300 {d}/{_q(names['tmp_sql'])}", warn=True)
@@ -754,8 +769,8 @@ def step_basebackup(ctx, p, st):
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
     t0 = time.monotonic()
-    _run(ctx, t, basebackup_command(_pgbin(t), s.address, p["maint_port"], p["settings"]["superuser"],
-                                    p["pgdata"]))
+    _run(ctx, t, guarded(basebackup_command(_pgbin(t), s.address, p["maint_port"],
+                                            p["settings"]["superuser"], p["pgdata"])))
     _run(ctx, t, f"echo {_q(p['op'])} > {_q(p['pgdata'] + '/' + MARKER)}")
     _say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s")
     return {}
@@ -783,8 +798,8 @@ def step_import(ctx, p, st):
     log = f"{_workdir(p)}/{t.name}_import.{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
     _run(ctx, t, f"mkdir -p -m 700 {_q(_workdir(p))}")
     t0 = time.monotonic()
-    res = _run(ctx, t, import_command(s.address, dump, _pgbin(t), p["maint_port"],
-                                      p["settings"]["superuser"], log), warn=True)
+    res = _run(ctx, t, guarded(import_command(s.address, dump, _pgbin(t), p["maint_port"],
+                                              p["settings"]["superuser"], log)), warn=True)
     text = _run(ctx, t, f"tail -n 50 {_q(log)}", warn=True).stdout
     errors = pg.log_errors(text)
     if res.exited != 0 or errors:
@@ -1049,6 +1064,27 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
     return p, make_plan(p)
 
 
+@contextlib.contextmanager
+def interruptible():
+    """Ctrl-C (SIGINT) stops at once: fabric would otherwise wait for the running remote command
+    to end. The handler closes every ssh connection (the guarded remote commands then die with
+    their session) and raises KeyboardInterrupt; the journal records the interruption and
+    sync.resume continues from the last checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        threading.Thread(target=remote.close_all, daemon=True).start()
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def run_steps(ctx, op, p, done, st):
     todo, redo = steps_to_run(p["method"], p["vacuum"], done)
     if redo:
@@ -1094,7 +1130,8 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
                            summary=f"{method} resync {p['source']} -> {p['target']}") as op:
         p["op"] = op.id
         op.checkpoint("plan", params=p, preflight=info)
-        st = run_steps(ctx, op, p, [], {})
+        with interruptible():
+            st = run_steps(ctx, op, p, [], {})
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
     _say(f"resync done in {result['seconds']}s: {p['target']} rebuilt from {p['source']} ({method}); "
@@ -1131,7 +1168,8 @@ def resume(ctx, yes=False, cluster=None):
         p = dict(p, op=op.id)
         st = dict(s["data"])
         st.pop("params", None)
-        run_steps(ctx, op, p, list(s["done"]), st)
+        with interruptible():
+            run_steps(ctx, op, p, list(s["done"]), st)
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
     _say(f"resync resumed and done: {p['target']} rebuilt from {p['source']}")

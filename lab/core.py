@@ -45,10 +45,31 @@ APP_DB = "GYOM_DB"
 HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 MARK = "hatasks-lab"
 # directories every host gets its own copy of (bind-mounted by hostinit.sh)
-HOST_DIRS = ("etc/corosync", "var/lib/pacemaker", "var/lib/corosync", "var/log", "etc/pgpool2",
-             "var/lib/postgresql", "etc/apache2", "var/www", "root", "var/tmp")
-NEEDED = ("ip", "nsenter", "unshare", "corosync", "pacemakerd", "crm_mon", "pgpool", "sshd",
-          "ssh-keygen", "apache2", "psql")
+HOST_DIRS = (
+    "etc/corosync",
+    "var/lib/pacemaker",
+    "var/lib/corosync",
+    "var/log",
+    "etc/pgpool2",
+    "var/lib/postgresql",
+    "etc/apache2",
+    "var/www",
+    "root",
+    "var/tmp",
+)
+NEEDED = (
+    "ip",
+    "nsenter",
+    "unshare",
+    "corosync",
+    "pacemakerd",
+    "crm_mon",
+    "pgpool",
+    "sshd",
+    "ssh-keygen",
+    "apache2",
+    "psql",
+)
 
 
 class LabError(HaError):
@@ -65,13 +86,16 @@ def instance_from_env():
 def sh(argv, check=True, input=None, timeout=60, env=None, cwd="/"):
     """Run a command on the operator machine; return CompletedProcess (text)."""
     try:
-        proc = subprocess.run(argv, input=input, text=True, capture_output=True, timeout=timeout,
-                              env=env, cwd=cwd)
+        proc = subprocess.run(
+            argv, input=input, text=True, capture_output=True, timeout=timeout, env=env, cwd=cwd
+        )
     except subprocess.TimeoutExpired:
         raise LabError(f"timed out after {timeout}s: {' '.join(argv)}")
     if check and proc.returncode != 0:
-        raise LabError(f"command failed (rc={proc.returncode}): {' '.join(argv)}\n"
-                       f"{(proc.stdout + proc.stderr).strip()}")
+        raise LabError(
+            f"command failed (rc={proc.returncode}): {' '.join(argv)}\n"
+            f"{(proc.stdout + proc.stderr).strip()}"
+        )
     return proc
 
 
@@ -103,7 +127,9 @@ def wait_until(what, fn, timeout, interval=0.5):
             return last
         if time.monotonic() > deadline:
             detail = f": {err.message}" if err else ""
-            raise LabError(f"timed out after {timeout}s waiting for {what}{detail}", HaError.NOT_CONVERGED)
+            raise LabError(
+                f"timed out after {timeout}s waiting for {what}{detail}", HaError.NOT_CONVERGED
+            )
         time.sleep(interval)
 
 
@@ -240,29 +266,62 @@ class Lab:
         if user == "root":
             return argv + env + ["HOME=/root", "USER=root", "bash", "-c", script]
         home = PG_HOME if user == "postgres" else "/"
-        return argv + ["runuser", "-u", user, "--"] + env + [f"HOME={home}", f"USER={user}",
-                                                              "bash", "-c", script]
+        return (
+            argv
+            + ["runuser", "-u", user, "--"]
+            + env
+            + [f"HOME={home}", f"USER={user}", "bash", "-c", script]
+        )
 
     def hrun(self, host, script, user="root", check=True, input=None, timeout=60):
         """Run a bash script inside a lab host (as root or another user); CompletedProcess."""
         proc = sh(self.hargv(host, script, user), check=False, input=input, timeout=timeout)
         if check and proc.returncode != 0:
-            raise LabError(f"{host}: command failed (rc={proc.returncode}): {script}\n"
-                           f"{(proc.stdout + proc.stderr).strip()}")
+            raise LabError(
+                f"{host}: command failed (rc={proc.returncode}): {script}\n"
+                f"{(proc.stdout + proc.stderr).strip()}"
+            )
         return proc
 
     def crm_mon(self, host):
         proc = self.hrun(host, "crm_mon -1 --output-as=xml", check=False, timeout=20)
         if not proc.stdout.strip().startswith("<"):
-            raise LabError(f"{host}: crm_mon gave no XML: {(proc.stdout + proc.stderr).strip()[:200]}")
+            raise LabError(
+                f"{host}: crm_mon gave no XML: {(proc.stdout + proc.stderr).strip()[:200]}"
+            )
         return parse_crm_mon(proc.stdout)
 
     def psql(self, host_ip, port, sql, db="postgres", check=True, timeout=30):
         """psql from the operator machine to a lab address (trusted from the lab subnet)."""
-        env = {"PATH": HOST_PATH, "PGCONNECT_TIMEOUT": "5", "LANG": "C.UTF-8",
-               "PGPASSFILE": str(self.pgpass)}
-        return sh(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host_ip, "-p", str(port),
-                   "-U", "postgres", "-d", db], input=sql, check=check, env=env, timeout=timeout)
+        env = {
+            "PATH": HOST_PATH,
+            "PGCONNECT_TIMEOUT": "5",
+            "LANG": "C.UTF-8",
+            "PGPASSFILE": str(self.pgpass),
+        }
+        return sh(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                host_ip,
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+            ],
+            input=sql,
+            check=check,
+            env=env,
+            timeout=timeout,
+        )
 
     def pool_nodes(self):
         """SHOW pool_nodes through the DB VIP: [(node_id, host, status)]."""
@@ -308,7 +367,10 @@ class Lab:
             out.append(f"link not up: {', '.join(down)}")
         faults = self.faults()
         if faults:
-            out.append("faults recorded: " + ", ".join(f"{h}:{f['kind']}" for h, fl in faults.items() for f in fl))
+            out.append(
+                "faults recorded: "
+                + ", ".join(f"{h}:{f['kind']}" for h, fl in faults.items() for f in fl)
+            )
         for hosts, group in ((DB_HOSTS, ("db-vip", "pgpool")), (LB_HOSTS, ("lb-vip", "apache"))):
             try:
                 mon = self.crm_mon(hosts[0])
@@ -320,8 +382,10 @@ class Lab:
                     out.append(f"{h} is {mon['nodes'].get(h, 'unknown')} (seen from {hosts[0]})")
             placed = {tuple(mon["resources"].get(r, [])) for r in group}
             if len(placed) != 1 or len(next(iter(placed))) != 1:
-                out.append(f"group of {hosts[0][:2]} cluster not started on one node: "
-                           + ", ".join(f"{r}={mon['resources'].get(r)}" for r in group))
+                out.append(
+                    f"group of {hosts[0][:2]} cluster not started on one node: "
+                    + ", ".join(f"{r}={mon['resources'].get(r)}" for r in group)
+                )
             if mon["failures"]:
                 out.append(f"failed actions in the {hosts[0][:2]} cluster: {mon['failures']}")
         try:
@@ -343,8 +407,10 @@ class Lab:
         if os.geteuid() != 0:
             raise StateError("the lab needs root (namespaces, bridges, mounts)")
         if pathlib.Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "0":
-            raise StateError("net.ipv4.ip_forward is not 0 on this machine: the lab refuses to start "
-                             "(nothing may route out of the lab)")
+            raise StateError(
+                "net.ipv4.ip_forward is not 0 on this machine: the lab refuses to start "
+                "(nothing may route out of the lab)"
+            )
         missing = [c for c in NEEDED if shutil.which(c, path=HOST_PATH) is None]
         if missing:
             raise StateError(f"missing commands: {', '.join(missing)} (install the lab packages)")
@@ -359,7 +425,9 @@ class Lab:
         for line in sh(["ip", "-4", "route", "show"]).stdout.splitlines():
             f = line.split()
             if f and f[0].startswith(self.net + ".") and f"dev {self.bridge}" not in line:
-                raise StateError(f"subnet {self.subnet} is routed elsewhere ({line.strip()}): refusing")
+                raise StateError(
+                    f"subnet {self.subnet} is routed elsewhere ({line.strip()}): refusing"
+                )
         if self.n == 0 and pathlib.Path("/sys/class/net/lpbr0").exists():
             raise StateError("bridge lpbr0 (the feasibility lab) holds 10.231.0.0/24: refusing")
 
@@ -380,10 +448,16 @@ class Lab:
         live = self.live_hosts()
         if live and owner != str(ROOT) and not force:
             who = f"checkout {owner}" if owner else "an unknown owner (no marker)"
-            raise HaError(f"lab {self.n} is live ({', '.join(live)} running) and belongs to {who}; "
-                          f"use --force to tear it down anyway", HaError.REFUSED)
+            raise HaError(
+                f"lab {self.n} is live ({', '.join(live)} running) and belongs to {who}; "
+                f"use --force to tear it down anyway",
+                HaError.REFUSED,
+            )
         if not live and not quiet:
-            self.progress(f"stale lab found (namespaces/links, no processes; owner {owner or 'unknown'}): clearing")
+            self.progress(
+                f"stale lab found (namespaces/links, no processes; "
+                f"owner {owner or 'unknown'}): clearing"
+            )
         for h in HOSTS:
             pid = self.pid1(h)
             if pid:
@@ -455,8 +529,12 @@ class Lab:
         self._mkdir(self.state, mode=0o755)
         self._mkdir(self.keys, mode=0o700)
         self.lab_pub = self._keygen(self.keys / "id_ed25519", f"hatasks-lab-{self.n}")
-        self.pg_pub = self._keygen(self.keys / "postgres_id_ed25519", f"postgres@hatasks-lab-{self.n}")
-        self.host_pub = {h: self._keygen(self.keys / f"ssh_host_{h}_ed25519_key", f"root@{h}") for h in HOSTS}
+        self.pg_pub = self._keygen(
+            self.keys / "postgres_id_ed25519", f"postgres@hatasks-lab-{self.n}"
+        )
+        self.host_pub = {
+            h: self._keygen(self.keys / f"ssh_host_{h}_ed25519_key", f"root@{h}") for h in HOSTS
+        }
         lines = []
         for h in HOSTS:
             key = " ".join(self.host_pub[h].split()[:2])
@@ -474,75 +552,110 @@ class Lab:
     def etc_hosts(self):
         rows = ["127.0.0.1\tlocalhost", f"{self.gw}\tlabgw"]
         rows += [f"{self.ip(h)}\t{h}" for h in HOSTS]
-        rows += [f"{self.db_vip}\tdb-vip", f"{self.lb_vip}\tlb-vip"]
+        rows += [
+            f"{self.db_vip}\tdb-vip db",
+            f"{self.lb_vip}\tlb-vip",
+        ]  # "db": the runbook's name of the DB VIP
         return "\n".join(rows) + "\n"
 
     def corosync_conf(self, cluster, hosts):
         nodes = "".join(
-            f"    node {{\n        ring0_addr: {self.ip(h)}\n        name: {h}\n        nodeid: {NODE_ID[h]}\n    }}\n"
-            for h in hosts)
-        return (f"# lab {self.n}: written by lab.up\n"
-                f"totem {{\n    version: 2\n    cluster_name: {cluster}\n    transport: knet\n"
-                f"    crypto_cipher: aes256\n    crypto_hash: sha256\n}}\n"
-                f"nodelist {{\n{nodes}}}\n"
-                f"quorum {{\n    provider: corosync_votequorum\n    two_node: 1\n}}\n"
-                f"logging {{\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n"
-                f"    to_syslog: no\n    to_stderr: no\n    timestamp: on\n}}\n")
+            f"    node {{\n        ring0_addr: {self.ip(h)}\n        name: {h}\n"
+            f"        nodeid: {NODE_ID[h]}\n    }}\n"
+            for h in hosts
+        )
+        return (
+            f"# lab {self.n}: written by lab.up\n"
+            f"totem {{\n    version: 2\n    cluster_name: {cluster}\n    transport: knet\n"
+            f"    crypto_cipher: aes256\n    crypto_hash: sha256\n}}\n"
+            f"nodelist {{\n{nodes}}}\n"
+            f"quorum {{\n    provider: corosync_votequorum\n    two_node: 1\n}}\n"
+            f"logging {{\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n"
+            f"    to_syslog: no\n    to_stderr: no\n    timestamp: on\n}}\n"
+        )
 
     def cib_xml(self, cluster, hosts):
         def nv(prefix, name, value):
             return f'<nvpair id="{prefix}-{name}" name="{name}" value="{value}"/>'
 
         def ops(rid, start="60s", stop="60s"):
-            return (f'<operations>'
-                    f'<op id="{rid}-start-0" name="start" interval="0" timeout="{start}"/>'
-                    f'<op id="{rid}-stop-0" name="stop" interval="0" timeout="{stop}"/>'
-                    f'<op id="{rid}-monitor-10s" name="monitor" interval="10s" timeout="20s"/>'
-                    f'</operations>')
+            return (
+                f"<operations>"
+                f'<op id="{rid}-start-0" name="start" interval="0" timeout="{start}"/>'
+                f'<op id="{rid}-stop-0" name="stop" interval="0" timeout="{stop}"/>'
+                f'<op id="{rid}-monitor-10s" name="monitor" interval="10s" timeout="20s"/>'
+                f"</operations>"
+            )
 
         def ipaddr(rid, vip):
             p = f"{rid}-instance_attributes"
-            return (f'<primitive id="{rid}" class="ocf" provider="heartbeat" type="IPaddr2">'
-                    f'<instance_attributes id="{p}">{nv(p, "ip", vip)}{nv(p, "cidr_netmask", "24")}'
-                    f'{nv(p, "nic", "eth0")}</instance_attributes>{ops(rid, "20s", "20s")}</primitive>')
+            return (
+                f'<primitive id="{rid}" class="ocf" provider="heartbeat" type="IPaddr2">'
+                f'<instance_attributes id="{p}">{nv(p, "ip", vip)}{nv(p, "cidr_netmask", "24")}'
+                f'{nv(p, "nic", "eth0")}</instance_attributes>{ops(rid, "20s", "20s")}</primitive>'
+            )
 
         if cluster == "dbcluster":
-            group = (f'<group id="grp-pgpool">{ipaddr("db-vip", self.db_vip)}'
-                     f'<primitive id="pgpool" class="ocf" provider="lab" type="pgpool">{ops("pgpool")}'
-                     f'</primitive></group>')
+            group = (
+                f'<group id="grp-pgpool">{ipaddr("db-vip", self.db_vip)}'
+                f'<primitive id="pgpool" class="ocf" provider="lab" type="pgpool">{ops("pgpool")}'
+                f"</primitive></group>"
+            )
             # initial placement on db01; weaker than stickiness, so no automatic failback
-            constraints = '<rsc_location id="loc-grp-pgpool-db01" rsc="grp-pgpool" node="db01" score="50"/>'
+            constraints = (
+                '<rsc_location id="loc-grp-pgpool-db01" rsc="grp-pgpool" node="db01" score="50"/>'
+            )
             stickiness = "100"
         else:
             p = "apache-instance_attributes"
-            group = (f'<group id="grp-apache">{ipaddr("lb-vip", self.lb_vip)}'
-                     f'<primitive id="apache" class="ocf" provider="heartbeat" type="apache">'
-                     f'<instance_attributes id="{p}">{nv(p, "configfile", "/etc/apache2/apache2.conf")}'
-                     f'{nv(p, "httpd", "/usr/sbin/apache2")}'
-                     f'{nv(p, "statusurl", "http://localhost/server-status")}</instance_attributes>'
-                     f'{ops("apache", "40s", "60s")}</primitive></group>')
+            group = (
+                f'<group id="grp-apache">{ipaddr("lb-vip", self.lb_vip)}'
+                f'<primitive id="apache" class="ocf" provider="heartbeat" type="apache">'
+                f'<instance_attributes id="{p}">{nv(p, "configfile", "/etc/apache2/apache2.conf")}'
+                f'{nv(p, "httpd", "/usr/sbin/apache2")}'
+                f'{nv(p, "statusurl", "http://localhost/server-status")}</instance_attributes>'
+                f'{ops("apache", "40s", "60s")}</primitive></group>'
+            )
             # the LB cluster fails back to lb01 by itself (runbook 5.1.1)
-            constraints = '<rsc_location id="loc-grp-apache-lb01" rsc="grp-apache" node="lb01" score="100"/>'
+            constraints = (
+                '<rsc_location id="loc-grp-apache-lb01" rsc="grp-apache" node="lb01" score="100"/>'
+            )
             stickiness = "0"
         b = "cib-bootstrap-options"
-        props = "".join(nv(b, k, v) for k, v in (
-            ("dc-deadtime", "5s"), ("stonith-enabled", "false"), ("no-quorum-policy", "ignore"),
-            ("cluster-name", cluster), ("cluster-recheck-interval", "1min")))
+        props = "".join(
+            nv(b, k, v)
+            for k, v in (
+                ("dc-deadtime", "5s"),
+                ("stonith-enabled", "false"),
+                ("no-quorum-policy", "ignore"),
+                ("cluster-name", cluster),
+                ("cluster-recheck-interval", "1min"),
+            )
+        )
         nodes = "".join(f'<node id="{NODE_ID[h]}" uname="{h}"/>' for h in hosts)
-        return (f'<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" '
-                f'admin_epoch="0"><configuration><crm_config><cluster_property_set id="{b}">{props}'
-                f'</cluster_property_set></crm_config><nodes>{nodes}</nodes><resources>{group}</resources>'
-                f'<constraints>{constraints}</constraints><rsc_defaults><meta_attributes id="rsc-options">'
-                f'{nv("rsc-options", "resource-stickiness", stickiness)}</meta_attributes></rsc_defaults>'
-                f'</configuration><status/></cib>\n')
+        return (
+            f'<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" '
+            f'num_updates="0" '
+            f'admin_epoch="0"><configuration><crm_config><cluster_property_set id="{b}">{props}'
+            f"</cluster_property_set></crm_config><nodes>{nodes}</nodes>"
+            f"<resources>{group}</resources>"
+            f"<constraints>{constraints}</constraints>"
+            f'<rsc_defaults><meta_attributes id="rsc-options">'
+            f'{nv("rsc-options", "resource-stickiness", stickiness)}'
+            f"</meta_attributes></rsc_defaults>"
+            f"</configuration><status/></cib>\n"
+        )
 
     def pgpool_conf(self):
         backends = ""
         for i, h in enumerate(DB_HOSTS):
-            backends += (f"backend_hostname{i} = '{h}'\nbackend_port{i} = 5432\nbackend_weight{i} = 1\n"
-                         f"backend_data_directory{i} = '{PGDATA}'\nbackend_flag{i} = 'ALLOW_TO_FAILOVER'\n"
-                         f"backend_application_name{i} = '{h}'\n")
-        return f"""# pgpool-II 4.3, lab {self.n}: written by lab.up. Same backend order on both DB nodes.
+            backends += (
+                f"backend_hostname{i} = '{h}'\nbackend_port{i} = 5432\nbackend_weight{i} = 1\n"
+                f"backend_data_directory{i} = '{PGDATA}'\nbackend_flag{i} = 'ALLOW_TO_FAILOVER'\n"
+                f"backend_application_name{i} = '{h}'\n"
+            )
+        return f"""# pgpool-II 4.3, lab {self.n}: written by lab.up.
+# The same backend order on both DB nodes.
 backend_clustering_mode = 'native_replication'
 listen_addresses = '*'
 port = 9999
@@ -653,9 +766,13 @@ Subsystem sftp /usr/lib/openssh/sftp-server
             self._write(self.fs(h, "etc/hosts"), self.etc_hosts())
             self._write(hd / "sshd_config", self.sshd_config(h))
             # /var/log skeleton
-            for d, o, g, m in (("apache2", "root", "adm", 0o750), ("corosync", "root", "root", 0o755),
-                               ("pacemaker", "hacluster", "haclient", 0o770),
-                               ("postgresql", "root", "postgres", 0o1775), ("pgpool", "postgres", "postgres", 0o755)):
+            for d, o, g, m in (
+                ("apache2", "root", "adm", 0o750),
+                ("corosync", "root", "root", 0o755),
+                ("pacemaker", "hacluster", "haclient", 0o770),
+                ("postgresql", "root", "postgres", 0o1775),
+                ("pgpool", "postgres", "postgres", 0o755),
+            ):
                 self._mkdir(self.fs(h, f"var/log/{d}"), o, g, m)
             for f in ("wtmp", "lastlog", "btmp"):
                 self._write(self.fs(h, f"var/log/{f}"), "", "root", "utmp", 0o660)
@@ -664,10 +781,17 @@ Subsystem sftp /usr/lib/openssh/sftp-server
             # cluster stack
             cluster = "dbcluster" if kind == "db" else "lbcluster"
             members = DB_HOSTS if kind == "db" else LB_HOSTS
-            self._write(self.fs(h, "etc/corosync/corosync.conf"), self.corosync_conf(cluster, members))
+            self._write(
+                self.fs(h, "etc/corosync/corosync.conf"), self.corosync_conf(cluster, members)
+            )
             self._write(self.fs(h, "etc/corosync/authkey"), authkey[kind], mode=0o400)
-            self._write(self.fs(h, "var/lib/pacemaker/cib/cib.xml"), self.cib_xml(cluster, members),
-                        "hacluster", "haclient", 0o600)
+            self._write(
+                self.fs(h, "var/lib/pacemaker/cib/cib.xml"),
+                self.cib_xml(cluster, members),
+                "hacluster",
+                "haclient",
+                0o600,
+            )
             # OCF providers (hostinit.sh binds heartbeat/pacemaker over the empty dirs)
             for d in ("heartbeat", "pacemaker", "lab"):
                 self._mkdir(hd / "ocf-rd" / d)
@@ -681,37 +805,90 @@ Subsystem sftp /usr/lib/openssh/sftp-server
             shutil.chown(self.fs(h, "var/lib/postgresql"), "postgres", "postgres")
             pgssh = self.fs(h, "var/lib/postgresql/.ssh")
             self._mkdir(pgssh, "postgres", mode=0o700)
-            self._write(pgssh / "authorized_keys", f"{self.lab_pub}\n{self.pg_pub}\n", "postgres", mode=0o600)
+            self._write(
+                pgssh / "authorized_keys",
+                f"{self.lab_pub}\n{self.pg_pub}\n",
+                "postgres",
+                mode=0o600,
+            )
             self._write(pgssh / "known_hosts", self.known_hosts, "postgres", mode=0o644)
-            self._write(pgssh / "id_ed25519", (self.keys / "postgres_id_ed25519").read_text(), "postgres",
-                        mode=0o600)
+            self._write(
+                pgssh / "id_ed25519",
+                (self.keys / "postgres_id_ed25519").read_text(),
+                "postgres",
+                mode=0o600,
+            )
             self._write(pgssh / "id_ed25519.pub", self.pg_pub + "\n", "postgres", mode=0o644)
-            self._write(self.fs(h, "var/lib/postgresql/.pcppass"), f"*:*:postgres:{self.password}\n",
-                        "postgres", mode=0o600)
-            self._write(self.fs(h, "var/lib/postgresql/.pgpass"), f"*:*:*:postgres:{self.password}\n",
-                        "postgres", mode=0o600)
+            self._write(
+                self.fs(h, "var/lib/postgresql/.pcppass"),
+                f"*:*:postgres:{self.password}\n",
+                "postgres",
+                mode=0o600,
+            )
+            self._write(
+                self.fs(h, "var/lib/postgresql/.pgpass"),
+                f"*:*:*:postgres:{self.password}\n",
+                "postgres",
+                mode=0o600,
+            )
             self._write(self.fs(h, "root/.pcppass"), f"*:*:postgres:{self.password}\n", mode=0o600)
             self._mkdir(self.fs(h, "var/lib/postgresql/15"), "postgres", mode=0o755)
             # pgpool
             if kind == "db":
-                self._write(self.fs(h, "etc/pgpool2/pgpool.conf"), self.pgpool_conf(), "root", "postgres", 0o644)
-                self._write(self.fs(h, "etc/pgpool2/pcp.conf"), f"postgres:{pcp_md5}\n", "root", "postgres", 0o640)
-                self._write(self.fs(h, "etc/pgpool2/pool_hba.conf"),
-                            "# unused: enable_pool_hba = off in the lab\nhost all all 0.0.0.0/0 trust\n")
+                self._write(
+                    self.fs(h, "etc/pgpool2/pgpool.conf"),
+                    self.pgpool_conf(),
+                    "root",
+                    "postgres",
+                    0o644,
+                )
+                self._write(
+                    self.fs(h, "etc/pgpool2/pcp.conf"),
+                    f"postgres:{pcp_md5}\n",
+                    "root",
+                    "postgres",
+                    0o640,
+                )
+                self._write(
+                    self.fs(h, "etc/pgpool2/pool_hba.conf"),
+                    "# unused: enable_pool_hba = off in the lab\nhost all all 0.0.0.0/0 trust\n",
+                )
             # apache: the machine's config, each host its own copy, a page naming the host
             shutil.rmtree(self.fs(h, "etc/apache2"))
             shutil.copytree("/etc/apache2", self.fs(h, "etc/apache2"), symlinks=True)
             self._mkdir(self.fs(h, "var/www/html"))
-            self._write(self.fs(h, "var/www/html/index.html"),
-                        f"<html><body><h1>{h}</h1><p>hatasks lab {self.n}: served by {h}</p></body></html>\n")
+            self._write(
+                self.fs(h, "var/www/html/index.html"),
+                f"<html><body><h1>{h}</h1><p>hatasks lab {self.n}: served by {h}</p>"
+                "</body></html>\n",
+            )
 
     def initdb(self, host):
-        """initdb on the operator side, into the host's own /var/lib/postgresql (runs as postgres)."""
+        """initdb on the operator side into the host's own /var/lib/postgresql (as postgres)."""
         data = self.fs(host, PGDATA)
         return subprocess.Popen(
-            ["runuser", "-u", "postgres", "--", f"{PG_BIN}/initdb", "-D", str(data), "-U", "postgres",
-             "-E", "UTF8", "--locale=C.UTF-8", "--auth-local=peer", "--auth-host=scram-sha-256", "--no-sync"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/")
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                f"{PG_BIN}/initdb",
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd="/",
+        )
 
     def finish_pgdata(self, host):
         data = self.fs(host, PGDATA)
@@ -761,11 +938,33 @@ Subsystem sftp /usr/lib/openssh/sftp-server
         pathlib.Path("/opt/hatasks-lab/bin").mkdir(parents=True, exist_ok=True)  # mount point
         log = open(self.hostdir(host) / "init.log", "a")
         subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(host), "unshare", "--uts", "--ipc", "--mount", "--pid", "--fork",
-             "--mount-proc", "--propagation", "private", str(LAB_DIR / "hostinit.sh"), host,
-             str(self.hostdir(host)), str(LAB_DIR), "1" if boot else "0"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/",
-            env={"PATH": HOST_PATH, "LANG": "C.UTF-8"})
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns(host),
+                "unshare",
+                "--uts",
+                "--ipc",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                str(LAB_DIR / "hostinit.sh"),
+                host,
+                str(self.hostdir(host)),
+                str(LAB_DIR),
+                "1" if boot else "0",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd="/",
+            env={"PATH": HOST_PATH, "LANG": "C.UTF-8"},
+        )
         log.close()
 
     def sshd_ready(self, host):
@@ -776,14 +975,24 @@ Subsystem sftp /usr/lib/openssh/sftp-server
             return False
 
     def wait_host(self, host, timeout=20):
-        wait_until(f"{host} to boot (PID 1 + sshd)", lambda: self.pid1(host) and self.sshd_ready(host), timeout, 0.1)
+        wait_until(
+            f"{host} to boot (PID 1 + sshd)",
+            lambda: self.pid1(host) and self.sshd_ready(host),
+            timeout,
+            0.1,
+        )
 
     def booted(self, host):
-        return self.hrun(host, "test -e /run/hatasks-lab/booted", check=False, timeout=10).returncode == 0
+        return (
+            self.hrun(host, "test -e /run/hatasks-lab/booted", check=False, timeout=10).returncode
+            == 0
+        )
 
     def reboot(self, host):
-        """An orderly reboot of one host: hostinit.sh stops the stack and PostgreSQL, kills the rest,
-        clears volatile state, boots again (PostgreSQL + stack start at boot). Waits for the boot."""
+        """An orderly reboot of one host: hostinit.sh stops the stack and PostgreSQL, kills
+        the rest,
+        clears volatile state, boots again (PostgreSQL + stack start at boot). Waits for the boot.
+        """
         self.check_host(host)
         if self.pid1(host) is None:
             raise StateError(f"{host} is powered off (heal it to power it on)")
@@ -796,12 +1005,19 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 
     # ---- build: services ----------------------------------------------------------------------
     def pg_start(self, host):
-        self.hrun(host, f"rm -f {PGDATA}/postmaster.pid; {PG_BIN}/pg_ctl -D {PGDATA} -w -t 60 "
-                        f"-l /var/log/postgresql/pg_ctl.log start >/dev/null", user="postgres", timeout=90)
+        self.hrun(
+            host,
+            f"rm -f {PGDATA}/postmaster.pid; {PG_BIN}/pg_ctl -D {PGDATA} -w -t 60 "
+            f"-l /var/log/postgresql/pg_ctl.log start >/dev/null",
+            user="postgres",
+            timeout=90,
+        )
 
     def pg_setup(self, host):
-        sql = (f"ALTER ROLE postgres PASSWORD '{self.password}';\n"
-               "CREATE EXTENSION IF NOT EXISTS pgpool_recovery;\n")
+        sql = (
+            f"ALTER ROLE postgres PASSWORD '{self.password}';\n"
+            "CREATE EXTENSION IF NOT EXISTS pgpool_recovery;\n"
+        )
         self.hrun(host, "psql -X -q -v ON_ERROR_STOP=1 -d template1", user="postgres", input=sql)
 
     def stack_start(self, host):
@@ -852,13 +1068,17 @@ SELECT i, 1 + (i * 7) % 1000, timestamp '2026-02-01 09:00' + i * interval '10 mi
        (ARRAY['new', 'paid', 'shipped', 'closed'])[1 + i % 4]
 FROM generate_series(1, 3000) AS i;
 INSERT INTO order_lines
-SELECT o, l, 'product ' || ((o * 3 + l) % 200), 1 + (o + l) % 5, 1 + ((o * 13 + l * 7) % 10000) / 100.0
+SELECT o, l, 'product ' || ((o * 3 + l) % 200), 1 + (o + l) % 5,
+       1 + ((o * 13 + l * 7) % 10000) / 100.0
 FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
 """
 
     def counts(self, host):
-        q = ("SELECT (SELECT count(*) FROM customers) || ',' || (SELECT count(*) FROM orders) || ',' || "
-             "(SELECT count(*) FROM order_lines);")
+        q = (
+            "SELECT (SELECT count(*) FROM customers) || ',' || "
+            "(SELECT count(*) FROM orders) || ',' || "
+            "(SELECT count(*) FROM order_lines);"
+        )
         return self.psql(self.ip(host), 5432, q, db=APP_DB).stdout.strip()
 
     def load_app_db(self):
@@ -871,38 +1091,57 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
 
     # ---- inventory and ssh config ----------------------------------------------------------------
     def ssh_config_text(self):
-        lines = [f"# ssh aliases of lab instance {self.n}; written by `inv lab.up`. Use: ssh -F THIS db01",
-                 ""]
+        lines = [
+            f"# ssh aliases of lab instance {self.n}; written by `inv lab.up`.",
+            "# Use: ssh -F THIS_FILE db01",
+            "",
+        ]
         for h in HOSTS:
             lines += [f"Host {h}", f"    HostName {self.ip(h)}", ""]
-        lines += ["Host db-vip", f"    HostName {self.db_vip}", "", "Host lb-vip", f"    HostName {self.lb_vip}", ""]
-        lines += ["Host db01 db02 lb01 lb02 db-vip lb-vip",
-                  "    User root",
-                  "    Port 22",
-                  f"    IdentityFile {self.keys / 'id_ed25519'}",
-                  "    IdentitiesOnly yes",
-                  f"    UserKnownHostsFile {self.keys / 'known_hosts'}",
-                  "    GlobalKnownHostsFile /dev/null",
-                  "    StrictHostKeyChecking yes",
-                  "    BatchMode yes",
-                  "    ConnectTimeout 5",
-                  "    LogLevel ERROR",
-                  ""]
+        lines += [
+            "Host db-vip",
+            f"    HostName {self.db_vip}",
+            "",
+            "Host lb-vip",
+            f"    HostName {self.lb_vip}",
+            "",
+        ]
+        lines += [
+            "Host db01 db02 lb01 lb02 db-vip lb-vip",
+            "    User root",
+            "    Port 22",
+            f"    IdentityFile {self.keys / 'id_ed25519'}",
+            "    IdentitiesOnly yes",
+            f"    UserKnownHostsFile {self.keys / 'known_hosts'}",
+            "    GlobalKnownHostsFile /dev/null",
+            "    StrictHostKeyChecking yes",
+            "    BatchMode yes",
+            "    ConnectTimeout 5",
+            "    LogLevel ERROR",
+            "",
+        ]
         return "\n".join(lines)
 
     def inventory_text(self):
-        """The top-level hosts.ini with this instance's addresses and paths (relative to its folder)."""
+        """The top-level hosts.ini with this instance's addresses and paths (relative to
+        its own folder)."""
         text = (ROOT / "hosts.ini").read_text()
-        replacements = [("10.231.0.", f"{self.net}."),
-                        ("ssh_config=lab/ssh_config", "ssh_config=ssh_config"),
-                        ("pgpass=lab/.state/0/pgpass", "pgpass=pgpass"),
-                        ("power_check=lab/bin/power-check {host}", "power_check=bin/power-check {host}")]
+        replacements = [
+            ("10.231.0.", f"{self.net}."),
+            ("ssh_config=lab/ssh_config", "ssh_config=ssh_config"),
+            ("pgpass=lab/.state/0/pgpass", "pgpass=pgpass"),
+            ("power_check=lab/bin/power-check {host}", "power_check=bin/power-check {host}"),
+        ]
         for old, new in replacements:
             if old not in text:
-                raise LabError(f"hosts.ini no longer contains {old!r}: update lab/core.py inventory_text")
+                raise LabError(
+                    f"hosts.ini no longer contains {old!r}: update lab/core.py inventory_text"
+                )
             text = text.replace(old, new)
-        header = (f"# lab instance {self.n}: generated by `inv lab.up` from the top-level hosts.ini\n"
-                  f"# (addresses 10.231.{self.n}.x; relative paths are relative to this folder)\n")
+        header = (
+            f"# lab instance {self.n}: generated by `inv lab.up` from the top-level hosts.ini\n"
+            f"# (addresses 10.231.{self.n}.x; relative paths are relative to this folder)\n"
+        )
         return header + text
 
     def write_client_files(self):
@@ -912,9 +1151,12 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             self._write(LAB_DIR / "ssh_config", ssh_config)
         self._write(self.state / "hosts.ini", self.inventory_text())
         self._mkdir(self.state / "bin")
-        self._write(self.state / "bin" / "power-check",
-                    f"#!/bin/sh\n# power check of lab instance {self.n}\n"
-                    f"exec {LAB_DIR / 'bin' / 'power-check'} --lab {self.n} \"$@\"\n", mode=0o755)
+        self._write(
+            self.state / "bin" / "power-check",
+            f"#!/bin/sh\n# power check of lab instance {self.n}\n"
+            f"exec {LAB_DIR / 'bin' / 'power-check'} --lab {self.n} \"$@\"\n",
+            mode=0o755,
+        )
 
     # ---- up -------------------------------------------------------------------------------------
     def up(self, force=False):
@@ -924,8 +1166,10 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             owner = self.owner()
             if live and owner != str(ROOT) and not force:
                 who = f"checkout {owner}" if owner else "an unknown owner (no marker)"
-                raise HaError(f"lab {self.n} is live and belongs to {who}; use --force to replace it",
-                              HaError.REFUSED)
+                raise HaError(
+                    f"lab {self.n} is live and belongs to {who}; use --force to replace it",
+                    HaError.REFUSED,
+                )
             if live and owner == str(ROOT):
                 problems = self.problems()
                 if not problems:
@@ -947,9 +1191,15 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             self.make_link(h)
         for h in HOSTS:
             self.start_init(h)
-        self.write_json("running.json", {"instance": self.n, "checkout": str(ROOT),
-                                         "started": datetime.datetime.now().isoformat(timespec="seconds"),
-                                         "boot_services": False})
+        self.write_json(
+            "running.json",
+            {
+                "instance": self.n,
+                "checkout": str(ROOT),
+                "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                "boot_services": False,
+            },
+        )
         for h, p in initdbs.items():
             out, _ = p.communicate(timeout=120)
             if p.returncode != 0:
@@ -965,12 +1215,20 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             self.progress("PostgreSQL 15 running on db01, db02")
             list(pool.map(self.stack_start, HOSTS))
         self.progress("corosync + pacemaker started on 4 hosts")
-        wait_until("both clusters to form (nodes online, groups started)", self.clusters_converged, 90)
+        wait_until(
+            "both clusters to form (nodes online, groups started)", self.clusters_converged, 90
+        )
         self.progress("clusters formed: grp-pgpool and grp-apache started")
-        wait_until("pgpool with both backends up",
-                   lambda: [s for (_, _, s) in self.pool_nodes()] == ["up", "up"], 60)
+        wait_until(
+            "pgpool with both backends up",
+            lambda: [s for (_, _, s) in self.pool_nodes()] == ["up", "up"],
+            60,
+        )
         counts = self.load_app_db()
-        self.progress(f"{APP_DB} created through pgpool; both backends hold customers,orders,order_lines = {counts}")
+        self.progress(
+            f"{APP_DB} created through pgpool; both backends hold "
+            f"customers,orders,order_lines = {counts}"
+        )
         wait_until("the LB VIP to serve a page", lambda: "lb0" in self.http_lb(), 30)
         self.write_client_files()
         state = self.read_json("running.json", {})
@@ -978,17 +1236,23 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
         self.write_json("running.json", state)
         problems = self.problems()
         if problems:
-            raise LabError("lab came up but is not healthy: " + "; ".join(problems), HaError.NOT_CONVERGED)
-        self.progress(f"up and healthy in {time.monotonic() - self.t0:.1f}s "
-                      f"(ssh -F {self.state / 'ssh_config'} db01)")
+            raise LabError(
+                "lab came up but is not healthy: " + "; ".join(problems), HaError.NOT_CONVERGED
+            )
+        self.progress(
+            f"up and healthy in {time.monotonic() - self.t0:.1f}s "
+            f"(ssh -F {self.state / 'ssh_config'} db01)"
+        )
         return "up"
 
-    # ---- faults -----------------------------------------------------------------------------------
+    # ---- faults -------------------------------------------------------------------------
     def record_fault(self, host, kind):
         faults = self.faults()
         faults.setdefault(host, [])
         if not any(f["kind"] == kind for f in faults[host]):
-            faults[host].append({"kind": kind, "at": datetime.datetime.now().isoformat(timespec="seconds")})
+            faults[host].append(
+                {"kind": kind, "at": datetime.datetime.now().isoformat(timespec="seconds")}
+            )
         self.write_json("faults.json", faults)
 
     def backup(self, host, path):
@@ -1007,8 +1271,10 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
         return False
 
     # match the executable's name (comm is truncated to 15 chars and scripts share names)
-    KILL_BY_NAME = ('for d in /proc/[0-9]*; do e=$(readlink $d/exe 2>/dev/null) || continue; '
-                    'case " $NAMES " in *" ${e##*/} "*) kill -9 ${d#/proc/} 2>/dev/null;; esac; done')
+    KILL_BY_NAME = (
+        "for d in /proc/[0-9]*; do e=$(readlink $d/exe 2>/dev/null) || continue; "
+        'case " $NAMES " in *" ${e##*/} "*) kill -9 ${d#/proc/} 2>/dev/null;; esac; done'
+    )
 
     def kill_in_host(self, host, names):
         """SIGKILL every process of these names inside the host's own PID namespace."""
@@ -1038,30 +1304,51 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             sh(["ip", "link", "set", self.veth(host), "down"])
             what = f"link down ({self.veth(host)}: cable pulled)"
         elif kind == "heartbeat":
-            self.kill_in_host(host, ["corosync", "pacemakerd", "pacemaker-based", "pacemaker-fenced",
-                                     "pacemaker-execd", "pacemaker-attrd", "pacemaker-schedulerd",
-                                     "pacemaker-controld"])
+            self.kill_in_host(
+                host,
+                [
+                    "corosync",
+                    "pacemakerd",
+                    "pacemaker-based",
+                    "pacemaker-fenced",
+                    "pacemaker-execd",
+                    "pacemaker-attrd",
+                    "pacemaker-schedulerd",
+                    "pacemaker-controld",
+                ],
+            )
             what = "corosync and pacemaker killed (SIGKILL)"
         elif kind == "pgpool":
             self.backup(host, "/etc/pgpool2/pgpool.conf")
             with open(self.fs(host, "/etc/pgpool2/pgpool.conf"), "a") as f:
-                f.write("\n# broken by lab.fault (pgpool start failure)\nport = this is broken by lab fault\n")
+                f.write(
+                    "\n# broken by lab.fault (pgpool start failure)\n"
+                    "port = this is broken by lab fault\n"
+                )
             self.kill_in_host(host, ["pgpool"])
             what = "pgpool.conf broken (invalid port) and pgpool killed"
         elif kind == "postgres":
-            self.hrun(host, f"pid=$(head -n 1 {PGDATA}/postmaster.pid 2>/dev/null) && kill -9 \"$pid\"", check=False)
+            self.hrun(
+                host,
+                f'pid=$(head -n 1 {PGDATA}/postmaster.pid 2>/dev/null) && kill -9 "$pid"',
+                check=False,
+            )
             what = "postmaster killed (SIGKILL)"
         else:  # httpd
             self.backup(host, "/etc/apache2/apache2.conf")
             with open(self.fs(host, "/etc/apache2/apache2.conf"), "a") as f:
-                f.write("\n# broken by lab.fault (httpd start failure)\nThisIsNotADirective broken-by-lab-fault\n")
+                f.write(
+                    "\n# broken by lab.fault (httpd start failure)\n"
+                    "ThisIsNotADirective broken-by-lab-fault\n"
+                )
             self.kill_in_host(host, ["apache2"])
             what = "apache2.conf broken (unknown directive) and apache killed"
         self.record_fault(host, kind)
         self.progress(f"fault {kind} on {host}: {what}")
 
     def heal(self, host):
-        """Undo what lab.fault did to the host (power on, cable, config). Does not repair the cluster:
+        """Undo what lab.fault did to the host (power on, cable, config). Does not repair
+        the cluster:
         starting the stack or PostgreSQL after heartbeat/postgres faults is the operator's job."""
         self.check_host(host)
         if not self.has_objects():
@@ -1076,7 +1363,9 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             self.start_init(host, boot=boot)
             self.wait_host(host)
             wait_until(f"{host} to finish booting", lambda: self.booted(host), 120, 0.2)
-            done.append("powered on (boot: PostgreSQL + cluster stack start)" if boot else "powered on")
+            done.append(
+                "powered on (boot: PostgreSQL + cluster stack start)" if boot else "powered on"
+            )
         if self.link_state(host) == "absent":
             self.make_link(host)
             done.append("NIC recreated")
@@ -1110,13 +1399,25 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
             state = "up, some hosts powered off"
         else:
             state = "up"
-        info = {"instance": self.n, "state": state, "subnet": self.subnet, "owner": self.owner(),
-                "state_dir": str(self.state), "hosts": {}, "clusters": {}, "pgpool": None}
+        info = {
+            "instance": self.n,
+            "state": state,
+            "subnet": self.subnet,
+            "owner": self.owner(),
+            "state_dir": str(self.state),
+            "hosts": {},
+            "clusters": {},
+            "pgpool": None,
+        }
         for h in HOSTS:
             pid = self.pid1(h)
-            info["hosts"][h] = {"ip": self.ip(h), "power": "on" if pid else "off", "pid1": pid,
-                                "link": self.link_state(h) if self.netns_present() else "absent",
-                                "faults": [f["kind"] for f in faults.get(h, [])]}
+            info["hosts"][h] = {
+                "ip": self.ip(h),
+                "power": "on" if pid else "off",
+                "pid1": pid,
+                "link": self.link_state(h) if self.netns_present() else "absent",
+                "faults": [f["kind"] for f in faults.get(h, [])],
+            }
         for name, hosts in (("db", DB_HOSTS), ("lb", LB_HOSTS)):
             for h in hosts:
                 if info["hosts"][h]["power"] != "on":

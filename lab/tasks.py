@@ -13,7 +13,7 @@ from .core import FAULT_KINDS, HOSTS, Lab
 
 @task(help={"force": "also replace a LIVE lab of this instance made by another checkout"})
 def up(c, force=False):
-    """Start the lab (idempotent): both clusters formed, VIPs answering, GYOM_DB on both backends."""
+    """Start the lab (idempotent): both clusters formed, VIPs answering, GYOM_DB on both DBs."""
     lab = Lab()
     with lab.locked():
         lab.up(force=force)
@@ -21,7 +21,7 @@ def up(c, force=False):
 
 @task(help={"force": "also tear down a LIVE lab of this instance made by another checkout"})
 def down(c, force=False):
-    """Stop the lab: kill each host's PID 1, remove namespaces, links and bridge (stale labs too)."""
+    """Stop the lab: kill each host's PID 1, remove namespaces, links, bridge (stale too)."""
     lab = Lab()
     with lab.locked():
         lab.down(force=force)
@@ -34,7 +34,10 @@ def status(c, format="table"):
     if format == "json":
         print(json.dumps(info, indent=2))
         return
-    print(f"lab {info['instance']}: {info['state']}  subnet {info['subnet']}  owner {info['owner'] or '-'}")
+    print(
+        f"lab {info['instance']}: {info['state']}  subnet {info['subnet']}  "
+        f"owner {info['owner'] or '-'}"
+    )
     for h, v in info["hosts"].items():
         faults = ",".join(v["faults"]) or "-"
         print(f"  {h:5} {v['ip']:14} power={v['power']:3} link={v['link']:6} faults={faults}")
@@ -57,7 +60,7 @@ def status(c, format="table"):
 
 @task(help={"host": "|".join(HOSTS), "kind": "|".join(FAULT_KINDS)})
 def fault(c, host, kind):
-    """Inject a runbook failure into one lab host (power, network, heartbeat, pgpool, postgres, httpd)."""
+    """Inject a runbook failure into one lab host (power|network|heartbeat|pgpool|...)."""
     lab = Lab()
     with lab.locked():
         lab.fault(host, kind)
@@ -65,7 +68,7 @@ def fault(c, host, kind):
 
 @task(help={"host": "|".join(HOSTS)})
 def heal(c, host):
-    """Undo an injected fault (power on + boot, link up, config restored); does not repair the cluster."""
+    """Undo an injected fault (power on, link up, config restored); no cluster repair."""
     lab = Lab()
     with lab.locked():
         lab.heal(host)
@@ -73,7 +76,7 @@ def heal(c, host):
 
 @task(help={"host": "|".join(HOSTS)})
 def reboot(c, host):
-    """Reboot one lab host in order (stack stop, PostgreSQL stop, boot) and wait until it is back."""
+    """Reboot one lab host in order (stack stop, PostgreSQL stop, boot); wait for it."""
     lab = Lab()
     with lab.locked():
         lab.reboot(host)

@@ -35,19 +35,48 @@ PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
 def ssh(host, command, user=None, check=True, timeout=60):
     target = f"{user}@{host}" if user else host
-    proc = subprocess.run(["ssh", "-F", str(SSH_CONFIG), target, command], text=True,
-                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), target, command],
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if check:
-        assert proc.returncode == 0, f"ssh {target} {command!r}: rc={proc.returncode}\n{proc.stdout}{proc.stderr}"
+        assert (
+            proc.returncode == 0
+        ), f"ssh {target} {command!r}: rc={proc.returncode}\n{proc.stdout}{proc.stderr}"
     return proc
 
 
 def psql(address, port, sql, db="postgres", check=True, env=None):
     full_env = {"PATH": os.environ["PATH"], "PGCONNECT_TIMEOUT": "5"}
     full_env.update(env or {})
-    proc = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", address, "-p", str(port),
-                           "-U", "postgres", "-d", db, "-c", sql], text=True, capture_output=True, timeout=60,
-                          env=full_env)
+    proc = subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            address,
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ],
+        text=True,
+        capture_output=True,
+        timeout=60,
+        env=full_env,
+    )
     if check:
         assert proc.returncode == 0, f"psql {address}:{port} {sql!r}: {proc.stderr}"
     return proc
@@ -86,8 +115,11 @@ def group_node(cluster_host, resource):
 
 
 def power(host):
-    return subprocess.run([str(ROOT / "lab" / "bin" / "power-check"), "--lab", str(N), host],
-                          capture_output=True, text=True).returncode
+    return subprocess.run(
+        [str(ROOT / "lab" / "bin" / "power-check"), "--lab", str(N), host],
+        capture_output=True,
+        text=True,
+    ).returncode
 
 
 def restore_health(inv):
@@ -112,7 +144,10 @@ def test_up_is_idempotent(inv):
 
 
 def test_both_clusters_formed_from_inside_the_hosts(inv):
-    for members, resources in ((("db01", "db02"), ("db-vip", "pgpool")), (("lb01", "lb02"), ("lb-vip", "apache"))):
+    for members, resources in (
+        (("db01", "db02"), ("db-vip", "pgpool")),
+        (("lb01", "lb02"), ("lb-vip", "apache")),
+    ):
         for host in members:
             state = crm(host)
             assert all(state["nodes"].get(m) == "online" for m in members), state
@@ -123,7 +158,9 @@ def test_both_clusters_formed_from_inside_the_hosts(inv):
 
 
 def test_vips_answer(inv):
-    assert subprocess.run(["ping", "-c", "1", "-W", "2", DB_VIP], capture_output=True).returncode == 0
+    assert (
+        subprocess.run(["ping", "-c", "1", "-W", "2", DB_VIP], capture_output=True).returncode == 0
+    )
     with socket.create_connection((DB_VIP, 9999), timeout=5):
         pass
     holder = group_node("lb01", "apache")
@@ -134,27 +171,47 @@ def test_vips_answer(inv):
 
 def test_a_row_written_through_pgpool_reaches_both_backends(inv):
     marker = f"lab-test-{time.time_ns()}"
-    psql(DB_VIP, 9999, f"INSERT INTO customers VALUES ((SELECT max(id) + 1 FROM customers), '{marker}', "
-                       f"'{marker}@example.invalid', 'Kobe', timestamp '2026-05-01')", db="GYOM_DB")
+    psql(
+        DB_VIP,
+        9999,
+        f"INSERT INTO customers VALUES ((SELECT max(id) + 1 FROM customers), '{marker}', "
+        f"'{marker}@example.invalid', 'Kobe', timestamp '2026-05-01')",
+        db="GYOM_DB",
+    )
     for host in ("db01", "db02"):
-        got = psql(IP[host], 5432, f"SELECT count(*) FROM customers WHERE name = '{marker}'", db="GYOM_DB")
+        got = psql(
+            IP[host], 5432, f"SELECT count(*) FROM customers WHERE name = '{marker}'", db="GYOM_DB"
+        )
         assert got.stdout.strip() == "1", host
-    counts = {h: psql(IP[h], 5432, "SELECT count(*) FROM orders", db="GYOM_DB").stdout.strip() for h in IP if h[:2] == "db"}
+    counts = {
+        h: psql(IP[h], 5432, "SELECT count(*) FROM orders", db="GYOM_DB").stdout.strip()
+        for h in IP
+        if h[:2] == "db"
+    }
     assert counts["db01"] == counts["db02"] == "3000"
 
 
 def test_pgpass_logs_in_through_an_ssh_tunnel_to_localhost(inv):
-    """The tool's direct connection: ssh tunnel to 127.0.0.1:5432, scram password from the pgpass file."""
+    """The tool's direct connection: ssh tunnel to 127.0.0.1:5432, scram password from the
+    pgpass file."""
     pgpass = STATE / "pgpass"
     assert pgpass.stat().st_mode & 0o777 == 0o600
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    tunnel = subprocess.Popen(["ssh", "-F", str(SSH_CONFIG), "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:5432", "db01"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tunnel = subprocess.Popen(
+        ["ssh", "-F", str(SSH_CONFIG), "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:5432", "db01"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_for("the ssh tunnel", lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
-                 timeout=15, interval=0.2)
+        wait_for(
+            "the ssh tunnel",
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
+            timeout=15,
+            interval=0.2,
+        )
         got = psql("127.0.0.1", port, "SELECT current_user", env={"PGPASSFILE": str(pgpass)})
         assert got.stdout.strip() == "postgres"
         wrong = psql("127.0.0.1", port, "SELECT 1", check=False, env={"PGPASSFILE": "/dev/null"})
@@ -170,13 +227,21 @@ def test_ssh_as_root_and_postgres(inv):
     for host in ("db01", "db02"):
         assert ssh(host, "id -un; hostname", user="postgres").stdout.split() == ["postgres", host]
     # postgres-to-postgres between the DB hosts (online recovery needs it)
-    assert ssh("db01", "ssh -o BatchMode=yes db02 hostname", user="postgres").stdout.strip() == "db02"
-    assert ssh("db02", "ssh -o BatchMode=yes db01 hostname", user="postgres").stdout.strip() == "db01"
+    assert (
+        ssh("db01", "ssh -o BatchMode=yes db02 hostname", user="postgres").stdout.strip() == "db02"
+    )
+    assert (
+        ssh("db02", "ssh -o BatchMode=yes db01 hostname", user="postgres").stdout.strip() == "db01"
+    )
 
 
 def test_stack_and_power_check(inv):
     assert ssh("lb02", "/opt/hatasks-lab/bin/stack status").stdout.split() == [
-        "corosync:", "running", "pacemakerd:", "running"]
+        "corosync:",
+        "running",
+        "pacemakerd:",
+        "running",
+    ]
     assert [power(h) for h in IP] == [0, 0, 0, 0]
     assert subprocess.run([str(ROOT / "lab" / "bin" / "power-check"), "nosuchhost"]).returncode == 2
 
@@ -197,14 +262,29 @@ def test_online_recovery_brings_node_1_back_with_identical_data(inv):
     ssh(holder, pcp.format("detach_node"), user="postgres")
     wait_for("node 1 down in pgpool", lambda: pool_nodes().get("db02") == "down", 30)
     marker = f"during-detach-{time.time_ns()}"
-    psql(DB_VIP, 9999, f"INSERT INTO customers VALUES ((SELECT max(id) + 1 FROM customers), '{marker}', "
-                       f"'{marker}@example.invalid', 'Kobe', timestamp '2026-05-02')", db="GYOM_DB")
-    assert psql(IP["db02"], 5432, f"SELECT count(*) FROM customers WHERE name = '{marker}'",
-                db="GYOM_DB").stdout.strip() == "0"
+    psql(
+        DB_VIP,
+        9999,
+        f"INSERT INTO customers VALUES ((SELECT max(id) + 1 FROM customers), '{marker}', "
+        f"'{marker}@example.invalid', 'Kobe', timestamp '2026-05-02')",
+        db="GYOM_DB",
+    )
+    assert (
+        psql(
+            IP["db02"],
+            5432,
+            f"SELECT count(*) FROM customers WHERE name = '{marker}'",
+            db="GYOM_DB",
+        ).stdout.strip()
+        == "0"
+    )
     ssh(holder, pcp.format("recovery_node"), user="postgres", timeout=180)
     wait_for("node 1 up in pgpool", lambda: pool_nodes().get("db02") == "up", 30)
     q = "SELECT count(*), sum(hashtext(name)) FROM customers"
-    assert psql(IP["db01"], 5432, q, db="GYOM_DB").stdout == psql(IP["db02"], 5432, q, db="GYOM_DB").stdout
+    assert (
+        psql(IP["db01"], 5432, q, db="GYOM_DB").stdout
+        == psql(IP["db02"], 5432, q, db="GYOM_DB").stdout
+    )
     kept = ssh("db02", "ls -d /var/lib/postgresql/15/data.*").stdout.split()
     assert kept, "the old data directory was not kept"
 
@@ -215,20 +295,33 @@ def test_reboot_task_restarts_the_stack_at_boot(inv):
     inv("lab.reboot", "--host", "lb02", timeout=300)
     assert ssh("lb02", "cat /run/sshd.pid").stdout.strip() != old_sshd
     assert ssh("lb02", "cat /proc/1/stat").stdout.split()[:2] == before.split()[:2]
-    wait_for("lb02 online after its reboot", lambda: crm("lb01")["nodes"].get("lb02") == "online", 60)
+    wait_for(
+        "lb02 online after its reboot", lambda: crm("lb01")["nodes"].get("lb02") == "online", 60
+    )
     restore_health(inv)
 
 
 def test_reboot_from_inside_a_db_host_starts_postgresql_at_boot(inv):
     old_pm = ssh("db02", f"head -n 1 {PGDATA}/postmaster.pid").stdout.strip()
     ssh("db02", "/opt/hatasks-lab/bin/reboot", check=False)
-    wait_for("db02 PostgreSQL restarted by the boot",
-             lambda: ssh("db02", f"head -n 1 {PGDATA}/postmaster.pid", check=False, timeout=10).stdout.strip()
-             not in ("", old_pm), 120)
-    wait_for("db02 online after its reboot", lambda: crm("db01")["nodes"].get("db02") == "online", 60)
+    wait_for(
+        "db02 PostgreSQL restarted by the boot",
+        lambda: ssh(
+            "db02", f"head -n 1 {PGDATA}/postmaster.pid", check=False, timeout=10
+        ).stdout.strip()
+        not in ("", old_pm),
+        120,
+    )
+    wait_for(
+        "db02 online after its reboot", lambda: crm("db01")["nodes"].get("db02") == "online", 60
+    )
     if pool_nodes().get("db02") != "up":
-        ssh(group_node("db01", "pgpool"), "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
-            user="postgres", timeout=180)
+        ssh(
+            group_node("db01", "pgpool"),
+            "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
+            user="postgres",
+            timeout=180,
+        )
     restore_health(inv)
 
 
@@ -249,8 +342,12 @@ def test_fault_power_then_heal(inv):
     assert ssh("db02", f"{PG_CTL} -D {PGDATA} status", user="postgres", check=False).returncode == 0
     # repair (the operator's job, not heal's): resync db02 if pgpool had dropped it
     if pool_nodes().get("db02") != "up":
-        ssh(group_node("db01", "pgpool"), "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
-            user="postgres", timeout=180)
+        ssh(
+            group_node("db01", "pgpool"),
+            "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
+            user="postgres",
+            timeout=180,
+        )
     restore_health(inv)
 
 
@@ -283,8 +380,15 @@ def test_fault_pgpool_start_failure_then_heal(inv):
     node = group_node("db01", "pgpool")
     inv("lab.fault", "--host", node, "--kind", "pgpool")
     try:
-        state = wait_for("a failed pgpool start", lambda: [f for f in crm("db01" if node == "db02" else "db02")["failures"]
-                                                         if f[0] == "pgpool_start_0"], 90)
+        state = wait_for(
+            "a failed pgpool start",
+            lambda: [
+                f
+                for f in crm("db01" if node == "db02" else "db02")["failures"]
+                if f[0] == "pgpool_start_0"
+            ],
+            90,
+        )
         assert node in [f[1] for f in state]
         assert "broken by lab fault" in ssh(node, "cat /etc/pgpool2/pgpool.conf").stdout
     finally:
@@ -297,12 +401,22 @@ def test_fault_pgpool_start_failure_then_heal(inv):
 def test_fault_postgres_then_heal(inv):
     inv("lab.fault", "--host", "db02", "--kind", "postgres")
     try:
-        wait_for("backend db02 down in SHOW pool_nodes", lambda: pool_nodes().get("db02") == "down", 60)
+        wait_for(
+            "backend db02 down in SHOW pool_nodes", lambda: pool_nodes().get("db02") == "down", 60
+        )
     finally:
         inv("lab.heal", "--host", "db02")
-    ssh("db02", f"{PG_CTL} -D {PGDATA} -w -l /var/log/postgresql/pg_ctl.log start >/dev/null", user="postgres")
-    ssh(group_node("db01", "pgpool"), "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
-        user="postgres", timeout=180)
+    ssh(
+        "db02",
+        f"{PG_CTL} -D {PGDATA} -w -l /var/log/postgresql/pg_ctl.log start >/dev/null",
+        user="postgres",
+    )
+    ssh(
+        group_node("db01", "pgpool"),
+        "/usr/sbin/pcp_recovery_node -h localhost -p 9898 -U postgres -w -n 1",
+        user="postgres",
+        timeout=180,
+    )
     restore_health(inv)
 
 
@@ -311,7 +425,11 @@ def test_fault_httpd_then_heal(inv):
     inv("lab.fault", "--host", node, "--kind", "httpd")
     try:
         assert ssh(node, "apachectl -t", check=False).returncode != 0
-        failed = wait_for("a failed apache start", lambda: [f for f in crm("lb01")["failures"] if f[0] == "apache_start_0"], 90)
+        failed = wait_for(
+            "a failed apache start",
+            lambda: [f for f in crm("lb01")["failures"] if f[0] == "apache_start_0"],
+            90,
+        )
     finally:
         inv("lab.heal", "--host", node)
     ssh(node, "apachectl -t")
@@ -325,13 +443,16 @@ def test_fault_refuses_a_kind_that_does_not_fit_the_host(inv):
     assert proc.returncode == 2 and "DB hosts only" in proc.stderr
 
 
-# --------------------------------------------------------------------------- ownership, subnet, teardown
+# ------------------------------------------------------------------ ownership, subnet, teardown
 
 
 def test_a_live_lab_of_another_checkout_is_not_torn_down(inv):
     alias = pathlib.Path(f"/sys/class/net/hlbr{N}/ifalias")
     mine = alias.read_text().strip()
-    subprocess.run(["ip", "link", "set", f"hlbr{N}", "alias", f"hatasks-lab {N} /elsewhere/checkout"], check=True)
+    subprocess.run(
+        ["ip", "link", "set", f"hlbr{N}", "alias", f"hatasks-lab {N} /elsewhere/checkout"],
+        check=True,
+    )
     try:
         proc = inv("lab.down", check=False)
         assert proc.returncode == 7 and "/elsewhere/checkout" in proc.stderr
@@ -347,7 +468,9 @@ def test_up_refuses_a_subnet_in_use(inv, tmp_path):
     try:
         subprocess.run(["ip", "addr", "add", f"10.231.{n}.5/24", "dev", a], check=True)
         env = dict(inv.env, HATASKS_LAB=str(n))
-        proc = subprocess.run([INV, "lab.up"], cwd=ROOT, env=env, text=True, capture_output=True, timeout=60)
+        proc = subprocess.run(
+            [INV, "lab.up"], cwd=ROOT, env=env, text=True, capture_output=True, timeout=60
+        )
         assert proc.returncode == 3 and "in use" in proc.stderr, proc.stderr
         assert not [ns for ns in os.listdir("/run/netns") if ns.startswith(f"hl{n}-")]
         assert not pathlib.Path(f"/sys/class/net/hlbr{n}").exists()
@@ -356,10 +479,19 @@ def test_up_refuses_a_subnet_in_use(inv, tmp_path):
 
 
 def leftovers():
-    netns = [ns for ns in os.listdir("/run/netns") if ns.startswith(f"hl{N}-")] if os.path.isdir("/run/netns") else []
-    links = [ln for ln in os.listdir("/sys/class/net") if ln == f"hlbr{N}" or ln.startswith(f"hl{N}v-")]
-    mounts = [ln for ln in pathlib.Path("/proc/mounts").read_text().splitlines()
-              if f"hl{N}-" in ln or str(STATE) in ln]
+    netns = (
+        [ns for ns in os.listdir("/run/netns") if ns.startswith(f"hl{N}-")]
+        if os.path.isdir("/run/netns")
+        else []
+    )
+    links = [
+        ln for ln in os.listdir("/sys/class/net") if ln == f"hlbr{N}" or ln.startswith(f"hl{N}v-")
+    ]
+    mounts = [
+        ln
+        for ln in pathlib.Path("/proc/mounts").read_text().splitlines()
+        if f"hl{N}-" in ln or str(STATE) in ln
+    ]
     procs = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:

@@ -29,6 +29,9 @@ RESYNC_PATTERNS = ("power", "network", "postgres", "degenerated")
 METHODS = ("dump", "basebackup", "online")
 #: how many plan steps db.recover / lb.recover run at most before giving up
 MAX_STEPS = 12
+#: seconds a view that may be transient (a node that just started sees its peer OFFLINE until
+#: the membership forms) is given to change before recover calls for a human
+SETTLE = 30
 
 
 def _dry(ctx):
@@ -341,6 +344,7 @@ def diagnose_db(facts):
         else:
             steps.append(_manual(f"restore the cluster interconnect between the DB nodes "
                                  f"(cables, switches, firewall); then run db.recover again"))
+            steps[-1]["settle"] = SETTLE
         steps.append(_step("hb.start", f"start the cluster stack on {host} if it did not start "
                                        f"at boot", conditional=True, host=host))
         steps.append(_step("pg.start", f"start PostgreSQL on {host} if it did not start at boot",
@@ -355,18 +359,20 @@ def diagnose_db(facts):
             steps.append(_step("hb.start", f"start the cluster stack on {host} and wait for online "
                                            f"(else read hb.log --host {host})", host=host))
     elif pattern == "pgpool":
-        if host and hosts.get(host, {}).get("ssh"):
+        failed = [f for f in _all_failed(facts) if f.get("node") == host]
+        if failed and hosts.get(host, {}).get("ssh"):
             steps.append(_step("pgpool.check", f"pgpool -n on {host} shows the configuration "
                                                f"error", host=host))
             steps.append(_manual(f"fix the error pgpool.check shows in {host}'s pgpool.conf, "
                                  f"then run db.recover again", conditional=True))
-        failed = [f for f in _all_failed(facts) if f.get("node") == host]
         for f in failed:
             steps.append(_step("hb.cleanup", f"clear the failed {f.get('operation')} of "
                                              f"{f.get('resource')} on {host}",
                                resource=f.get("resource"), node=host))
         if not failed:
-            steps.append(_step("wait", f"wait for {group} to start and pgpool to answer"))
+            # no Failed action (yet): Pacemaker's monitor has not noticed; it restarts pgpool
+            steps.append(_step("wait", f"wait for Pacemaker to notice and for pgpool to answer "
+                                       f"(else a Failed action shows what to fix)"))
             steps[-1]["text"] = f"{group} started and pgpool answering"
     elif pattern == "postgres":
         steps.append(_step("pg.start", f"start PostgreSQL on {host} and verify a direct "
@@ -888,11 +894,28 @@ def _step_key(step):
     return (step["task"], tuple(sorted((step.get("args") or {}).items())))
 
 
+def _settled(d, diagnose_fn):
+    """While the first step is a manual one marked "settle", diagnose again for that long
+    (the state may be a transient one, e.g. a node joining); return the last diagnosis."""
+    todo = [s for s in d["steps"] if not s.get("conditional")]
+    if not todo or todo[0]["task"] != "manual" or not todo[0].get("settle"):
+        return d
+    deadline = time.monotonic() + todo[0]["settle"]
+    print(f"waiting up to {todo[0]['settle']}s: the nodes may still be joining", flush=True)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        d = diagnose_fn()
+        todo = [s for s in d["steps"] if not s.get("conditional")]
+        if not todo or todo[0]["task"] != "manual" or not todo[0].get("settle"):
+            return d
+    return d
+
+
 def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=MAX_STEPS):
     """The recover loop shared by db.recover and lb.recover: diagnose, show the plan,
     confirm once, then run the first step of a fresh plan until healthy. Stops at a step
     that needs a human (exit 3). NOT_CONVERGED when a step comes up twice in a row."""
-    first = diagnose_fn()
+    first = _settled(diagnose_fn(), diagnose_fn)
     print(_diagnosis_table(first), flush=True)
     todo = [s for s in first["steps"] if not s.get("conditional")]
     if first["pattern"] == "healthy" and not todo:
@@ -931,7 +954,7 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
                 print("[dry] the following steps depend on the state this one leaves: "
                       "not shown further", flush=True)
                 return d
-            d = diagnose_fn()
+            d = _settled(diagnose_fn(), diagnose_fn)
             print(f"--- now: {d['pattern']}" + (f" ({d['host']})" if d.get("host") else ""),
                   flush=True)
         else:

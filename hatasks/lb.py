@@ -117,6 +117,7 @@ def diagnose_lb(facts):
         else:
             steps.append(db._manual("restore the cluster interconnect between the LB nodes; "
                                     "then run lb.recover again"))
+            steps[-1]["settle"] = db.SETTLE
         steps.append(db._step("hb.start", f"start the cluster stack on {host} if it stopped",
                               conditional=True, host=host))
     elif pattern == "heartbeat":
@@ -128,11 +129,17 @@ def diagnose_lb(facts):
             steps.append(db._step("hb.start", f"start the cluster stack on {host} and wait for "
                                               f"online (else read hb.log --host {host})", host=host))
     elif pattern == "httpd":
-        steps.append(db._step("web.check", f"apachectl -t on {host} shows the configuration "
-                                           f"error", host=host))
-        steps.append(db._manual(f"fix the error web.check shows in {host}'s Apache "
-                                f"configuration, then run lb.recover again", conditional=True))
         failed = [x for x in db._all_failed(facts) if x.get("node") == host]
+        if failed and f.get("ssh"):
+            steps.append(db._step("web.check", f"apachectl -t on {host} shows the configuration "
+                                               f"error", host=host))
+            steps.append(db._manual(f"fix the error web.check shows in {host}'s Apache "
+                                    f"configuration, then run lb.recover again", conditional=True))
+        if not failed:
+            # no Failed action (yet): Pacemaker's monitor has not noticed; it restarts Apache
+            steps.append(db._step("wait", "wait for Pacemaker to notice and the VIP to serve "
+                                          "(else a Failed action shows what to fix)", node=None))
+            steps[-1]["text"] = f"{group} started and the VIP serving"
         for x in failed:
             steps.append(db._step("hb.cleanup", f"clear the failed {x.get('operation')} of "
                                                 f"{x.get('resource')} on {host}",

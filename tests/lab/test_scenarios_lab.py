@@ -124,9 +124,9 @@ def healthy(timeout=90):
         time.sleep(1)
 
 
-def diagnose(inv, cluster, want, timeout=60):
+def diagnose(inv, cluster, want, timeout=60, evidence=None):
     """Poll `CLUSTER.diagnose --format json` until it names WANT (the fault takes a few seconds
-    to show); return the last JSON."""
+    to show; with EVIDENCE, until an evidence line contains it too); return the last JSON."""
     deadline = time.monotonic() + timeout
     while True:
         proc = inv(f"{cluster}.diagnose", "--format", "json", check=False, timeout=120)
@@ -134,7 +134,8 @@ def diagnose(inv, cluster, want, timeout=60):
         data = json.loads(proc.stdout)
         assert set(data) >= {"pattern", "evidence", "plan"}
         assert (proc.returncode == 0) == (data["pattern"] == "healthy")
-        if data["pattern"] == want or time.monotonic() > deadline:
+        seen = evidence is None or any(evidence in e for e in data["evidence"])
+        if (data["pattern"] == want and seen) or time.monotonic() > deadline:
             return data
         time.sleep(2)
 
@@ -172,7 +173,9 @@ def test_failure_pattern_diagnosed_and_recovered(lab, inv, cluster, pattern, whe
     try:
         time.sleep(3)
         marks.write(3, attempts=8)  # pgpool may be moving: retry, keep what it acknowledged
-        data = diagnose(inv, cluster, pattern)
+        # the runbook's sign of a start failure is the Failed action: wait until Pacemaker shows it
+        data = diagnose(inv, cluster, pattern,
+                        evidence="Failed actions" if pattern in ("pgpool", "httpd") else None)
         assert data["pattern"] == pattern, data
         assert data["host"] == host, data
         assert data["plan"], data
@@ -180,7 +183,11 @@ def test_failure_pattern_diagnosed_and_recovered(lab, inv, cluster, pattern, whe
 
         if pattern == "heartbeat":
             # --dry changes nothing, and the scenarios refuse what the state does not allow
-            before = LAB.crm_mon(other(cluster, host))
+            peer = other(cluster, host)
+            deadline = time.monotonic() + 40
+            while LAB.crm_mon(peer)["nodes"].get(host) != "offline" and time.monotonic() < deadline:
+                time.sleep(1)  # the peer notices the lost node after corosync's token timeout
+            before = LAB.crm_mon(peer)
             dry = inv("--dry", f"{cluster}.recover", check=False)
             assert "[dry]" in dry.stdout, dry.stdout + dry.stderr
             assert LAB.crm_mon(other(cluster, host))["nodes"] == before["nodes"]

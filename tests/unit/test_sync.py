@@ -274,7 +274,7 @@ def test_copy_config_copies_site_files_not_the_servers_own(tmp_path):
 
 def test_digest_query_quotes_identifiers():
     q = repr(sync.digest_query("public", 'we"ird'))
-    assert "Identifier('public')" in q and "Identifier('we\"ird')" in q and "md5(hatasks_row::text)" in q
+    assert "Identifier('public')" in q and "Identifier('we\"ird')" in q and "hashtextextended(hatasks_row::text, 0)" in q
 
 
 # --------------------------------------------------------------------------- disk, digests

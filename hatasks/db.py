@@ -964,8 +964,47 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
     return d
 
 
+def cluster_idle(ctx, c):
+    """True when the cluster's DC reports S_IDLE (no transition running) and the group is
+    started on one node (read-only)."""
+    try:
+        state = hb.crm_status(ctx, c.name)
+    except HaError:
+        return False
+    dc = state.get("dc")
+    if not dc or crm.group_node(state, c.vars.get("group")) is None:
+        return False
+    res = remote.run(ctx, state["read_on"], f"crmadmin -S {shlex.quote(dc)}", probe=True,
+                     warn=True, timeout=30)
+    return res.exited == 0 and "S_IDLE" in (res.stdout or "")
+
+
+def wait_settled(ctx, c, timeout, need_pgpool=True):
+    """Wait until the cluster is idle (no transition: e.g. a merge recovering resources
+    'active on 2 nodes'), twice in a row a second apart, and pgpool answers."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while True:
+        ok = cluster_idle(ctx, c)
+        if ok and need_pgpool:
+            try:
+                pgpool.read_pool_nodes(ctx, c.name)
+            except HaError:
+                ok = False
+        streak = streak + 1 if ok else 0
+        if streak >= 2:
+            return
+        if time.monotonic() > deadline:
+            raise HaError(f"{c.name} cluster not settled after {timeout:g}s (a transition runs, "
+                          f"the group is not started or pgpool does not answer): see hb.status",
+                          HaError.NOT_CONVERGED)
+        time.sleep(1)
+
+
 def execute_db_step(ctx, c, step, timeout):
     t, a = step["task"], step.get("args") or {}
+    if t in ("sync.resync", "db.failback", "pgpool.attach") and not _dry(ctx):
+        wait_settled(ctx, c, max(timeout, 60))
     if t == "hb.start":
         hb.start_step(ctx, a["host"], timeout=max(timeout, 120), yes=True)
     elif t == "hb.online":

@@ -732,7 +732,7 @@ host    replication  all   {self.subnet}      trust
 Port 22
 AddressFamily inet
 ListenAddress 0.0.0.0
-HostKey {self.keys}/ssh_host_{host}_ed25519_key
+HostKey /opt/hatasks-lab/host/ssh_host_ed25519_key
 PidFile /run/sshd.pid
 UsePAM yes
 PermitRootLogin prohibit-password
@@ -765,6 +765,11 @@ Subsystem sftp /usr/lib/openssh/sftp-server
             self._mkdir(hd / "tmp", mode=0o1777)
             self._write(self.fs(h, "etc/hosts"), self.etc_hosts())
             self._write(hd / "sshd_config", self.sshd_config(h))
+            self._write(
+                hd / "ssh_host_ed25519_key",
+                (self.keys / f"ssh_host_{h}_ed25519_key").read_text(),
+                mode=0o600,
+            )
             # /var/log skeleton
             for d, o, g, m in (
                 ("apache2", "root", "adm", 0o750),
@@ -864,31 +869,21 @@ Subsystem sftp /usr/lib/openssh/sftp-server
             )
 
     def initdb(self, host):
-        """initdb on the operator side into the host's own /var/lib/postgresql (as postgres)."""
-        data = self.fs(host, PGDATA)
-        return subprocess.Popen(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                f"{PG_BIN}/initdb",
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--auth-local=peer",
-                "--auth-host=scram-sha-256",
-                "--no-sync",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd="/",
+        """initdb inside the host as postgres (so the checkout's path needs no access for postgres),
+        then the lab's settings, pg_hba.conf and recovery scripts."""
+        self.hrun(
+            host,
+            f"{PG_BIN}/initdb -D {PGDATA} -U postgres -E UTF8 --locale=C.UTF-8 "
+            "--auth-local=peer --auth-host=scram-sha-256 --no-sync >/dev/null",
+            user="postgres",
+            timeout=120,
         )
+        self.finish_pgdata(host)
+
+    def db_host_setup(self, host):
+        self.initdb(host)
+        self.pg_start(host)
+        self.pg_setup(host)
 
     def finish_pgdata(self, host):
         data = self.fs(host, PGDATA)
@@ -935,7 +930,8 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 
     def start_init(self, host, boot=False):
         """Power on: PID 1 of the host in its own namespaces (detached from this process)."""
-        pathlib.Path("/opt/hatasks-lab/bin").mkdir(parents=True, exist_ok=True)  # mount point
+        for mountpoint in ("/opt/hatasks-lab/bin", "/opt/hatasks-lab/host"):
+            pathlib.Path(mountpoint).mkdir(parents=True, exist_ok=True)
         log = open(self.hostdir(host) / "init.log", "a")
         subprocess.Popen(
             [
@@ -1183,8 +1179,7 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
         self.progress(f"starting (subnet {self.subnet}, bridge {self.bridge})")
         self.make_keys()
         self.build_files()
-        initdbs = {h: self.initdb(h) for h in DB_HOSTS}
-        self.progress("host file trees written; initdb running")
+        self.progress("host file trees written")
         self.make_bridge()
         for h in HOSTS:
             self.make_netns(h)
@@ -1200,20 +1195,16 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
                 "boot_services": False,
             },
         )
-        for h, p in initdbs.items():
-            out, _ = p.communicate(timeout=120)
-            if p.returncode != 0:
-                raise LabError(f"initdb for {h} failed:\n{out}")
-            self.finish_pgdata(h)
-        self.progress("initdb done on db01, db02")
         for h in HOSTS:
             self.wait_host(h)
         self.progress("4 hosts booted (sshd answering)")
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(self.pg_start, DB_HOSTS))
-            list(pool.map(self.pg_setup, DB_HOSTS))
-            self.progress("PostgreSQL 15 running on db01, db02")
-            list(pool.map(self.stack_start, HOSTS))
+            lb = [pool.submit(self.stack_start, h) for h in LB_HOSTS]
+            list(pool.map(self.db_host_setup, DB_HOSTS))
+            self.progress("PostgreSQL 15 initialised and running on db01, db02")
+            list(pool.map(self.stack_start, DB_HOSTS))
+            for f in lb:
+                f.result()
         self.progress("corosync + pacemaker started on 4 hosts")
         wait_until(
             "both clusters to form (nodes online, groups started)", self.clusters_converged, 90

@@ -16,6 +16,12 @@ die() { log "FATAL: $*"; exit 1; }
 
 hostname "$HOST" || die "hostname"
 
+# Reach the host's own tree and the lab's commands through fixed paths first: the checkout may live
+# under /tmp, which is about to be covered by the host's own /tmp.
+mount --bind "$HD" /opt/hatasks-lab/host || die "bind /opt/hatasks-lab/host"
+mount --bind "$LABDIR/bin" /opt/hatasks-lab/bin || die "bind /opt/hatasks-lab/bin"
+HD=/opt/hatasks-lab/host
+
 # per-host directories: the host's own copies live under $HD/fs
 for d in etc/corosync var/lib/pacemaker var/lib/corosync var/log etc/pgpool2 var/lib/postgresql \
          etc/apache2 var/www root var/tmp; do
@@ -41,9 +47,6 @@ OCF=$HD/ocf-rd
 mount --bind /usr/lib/ocf/resource.d/heartbeat "$OCF/heartbeat" || die "bind ocf heartbeat"
 mount --bind /usr/lib/ocf/resource.d/pacemaker "$OCF/pacemaker" || die "bind ocf pacemaker"
 mount --rbind "$OCF" /usr/lib/ocf/resource.d || die "bind ocf resource.d"
-
-# the lab's helper commands (stack, boot) at a fixed path inside every host
-mount --bind "$LABDIR/bin" /opt/hatasks-lab/bin || die "bind /opt/hatasks-lab/bin"
 
 ip link set lo up
 

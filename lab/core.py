@@ -99,6 +99,17 @@ def sh(argv, check=True, input=None, timeout=60, env=None, cwd="/"):
     return proc
 
 
+def code_version():
+    """A digest of the lab's code (scripts, agent, this module): a live lab built from other code
+    is rebuilt by lab.up instead of being reported healthy."""
+    digest = hashlib.sha256()
+    files = [LAB_DIR / "core.py", LAB_DIR / "hostinit.sh", LAB_DIR / "ocf" / "pgpool"]
+    files += sorted((LAB_DIR / "bin").iterdir()) + sorted((LAB_DIR / "pg").iterdir())
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def nspid_chain(pid):
     """The NSpid line of /proc/PID/status as ints ([] when the process is gone)."""
     try:
@@ -1167,7 +1178,10 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
                     HaError.REFUSED,
                 )
             if live and owner == str(ROOT):
+                built = self.read_json("running.json", {}).get("code")
                 problems = self.problems()
+                if built != code_version():
+                    problems.append("the lab's code changed since this lab was built")
                 if not problems:
                     self.write_client_files()
                     self.progress("already up and healthy")
@@ -1193,6 +1207,7 @@ FROM generate_series(1, 3000) AS o, generate_series(1, 3) AS l;
                 "checkout": str(ROOT),
                 "started": datetime.datetime.now().isoformat(timespec="seconds"),
                 "boot_services": False,
+                "code": code_version(),
             },
         )
         for h in HOSTS:

@@ -948,6 +948,10 @@ def install_recovery(ctx, hosts, cluster=None):
         h = _host(ctx, name)
         pgdata = h.vars["pgdata"].rstrip("/")
         done = []
+        if _probe(ctx, h, f"test -f {_q(pgdata + '/PG_VERSION')}").exited != 0:
+            _say(f"{h.name}: no data directory at {pgdata}: recovery scripts not installed there")
+            out[h.name] = None
+            continue
         for script in RECOVERY_SCRIPTS:
             target = f"{pgdata}/{names.get(script, script)}"
             remote.check_value("script", target)
@@ -968,7 +972,10 @@ def install_recovery(ctx, hosts, cluster=None):
 
 
 def step_install_recovery(ctx, p, st):
-    return {"installed": install_recovery(ctx, [p["source"], p["target"]], p["cluster"])}
+    done = install_recovery(ctx, [p["source"], p["target"]], p["cluster"])
+    if done.get(p["source"]) is None:
+        raise StateError(f"{p['source']}: cannot install the recovery scripts (no data directory)")
+    return {"installed": done}
 
 
 def _kept_list(ctx, t, pgdata):
@@ -985,7 +992,16 @@ def step_recover_online(ctx, p, st):
     if me and me[0].get("status") == "up":
         pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online")
     t0 = time.monotonic()
-    pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
+    res = pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
+    if remote.is_dry(ctx):
+        return {}
+    # pcp_recovery_node (pgpool-II 4.3) exits 0 even when a stage failed: read what it said
+    said = f"{res.stdout}\n{res.stderr}"
+    if "ERROR" in said or "Command Successful" not in said:
+        lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
+        log = _probe(ctx, _host(ctx, p["source"]), f"tail -n 5 {_q(RECOVERY_LOG)}").stdout.strip()
+        raise StateError(f"pcp_recovery_node for {t.name} failed: {' '.join(lines)[-300:]}; "
+                         f"{p['source']}:{RECOVERY_LOG}: {log.splitlines()[-1] if log else '(empty)'}")
     pgpool.wait_backend(ctx, c, t.pgpool_node_id, "up", 60)
     took = time.monotonic() - t0
     after = _kept_list(ctx, t, p["pgdata"])
@@ -1299,9 +1315,9 @@ def cleanup(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes
                 if _probe(ctx, h, f"test -d {_q(path)}", user="root").exited != 0:
                     continue
                 _run(ctx, h, f"rm -rf -- {_q(path)}", user="root")
-                _run(ctx, h, f"f={_q(pgdata + '.hatasks-kept')}; [ -f \"$f\" ] && "
-                             f"grep -vxF {_q(path)} \"$f\" > \"$f.tmp\"; mv -f \"$f.tmp\" \"$f\" 2>/dev/null; true",
-                     user="root", warn=True)
+                _run(ctx, h, f"f={_q(pgdata + '.hatasks-kept')}; if [ -f \"$f\" ]; then "
+                             f"grep -vxF {_q(path)} \"$f\" > \"$f.tmp\"; mv -f \"$f.tmp\" \"$f\"; fi; true",
+                     warn=True)
                 _say(f"{h.name}: removed {path}")
                 done.setdefault("removed", []).append(f"{h.name}:{path}")
         op.note("cleanup summary", **{k: v for k, v in done.items()})

@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 
 from hatasks import cluster as crm
@@ -635,28 +636,58 @@ def _pgpool_answers(ctx, c, timeout):
         time.sleep(0.2)
 
 
-def move_group(ctx, c, src, dst, timeout, action, yes, force=False, record_reason=None):
+def _record_async(ctx, c, reason):
+    """Start recording the newest-data backend in a thread (it must be done before pgpool
+    moves; it runs while the state is read). Returns a callable giving its result."""
+    if c.kind != "db" or _dry(ctx):
+        return lambda: None
+    box = {}
+
+    def work():
+        try:
+            box["rec"] = pgpool.record_newest(ctx, c.name, reason)
+        except HaError as exc:
+            box["err"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "err" in box:
+            raise box["err"]
+        return box.get("rec")
+
+    return result
+
+
+def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None):
     """Standby SRC, verify the group runs on DST, bring SRC online, verify it stays (no
-    automatic failback in the DB cluster). Prints the cluster before and after."""
+    automatic failback in the DB cluster). The newest-data backend is recorded first
+    (``recorded``: a callable from _record_async already started)."""
     group = c.vars.get("group")
     args = {"from": src, "to": dst, "timeout": timeout}
     summary = (f"move {group} from {src} to {dst}: standby {src}, verify on {dst}, "
                f"{src} online again")
+    if recorded is None:
+        recorded = _record_async(ctx, c, record_reason or f"{action}: pgpool moves")
     with journal.operation(ctx, c.name, action, args, yes=yes, summary=summary) as op:
-        if c.kind == "db" and not _dry(ctx):
-            rec = pgpool.record_newest(ctx, c.name, record_reason or f"{action}: pgpool moves")
-            if rec.get("recorded"):
-                op.note(f"newest data before the move: {rec.get('newest')}")
+        rec = recorded()
+        if rec and rec.get("recorded"):
+            op.note(f"newest data before the move: {rec.get('newest')}")
         hb.standby_step(ctx, src, timeout=timeout, yes=True)
         if _dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
             return None
-        hb.online_step(ctx, src, timeout=timeout, yes=True)
-        after = hb.wait_for(ctx, c.name,
-                            lambda s: (crm.group_node(s, group) == dst
-                                       and hb.node_state(s, src) == "online"
-                                       and hb.node_state(s, dst) == "online"),
-                            timeout, f"{group} started on {dst}, {src} and {dst} online")
+        after = hb.online_step(ctx, src, timeout=timeout, yes=True)
+
+        def moved(s):
+            return (crm.group_node(s, group) == dst and hb.node_state(s, src) == "online"
+                    and hb.node_state(s, dst) == "online")
+
+        if not (after and moved(after)):
+            after = hb.wait_for(ctx, c.name, moved, timeout,
+                                f"{group} started on {dst}, {src} and {dst} online")
         if c.kind == "db":
             _pgpool_answers(ctx, c, timeout)
     return after
@@ -672,10 +703,12 @@ def failover_step(ctx, from_=None, cluster=None, timeout=60, yes=False):
         cluster_host(ctx, c, from_, "from")
     timeout = _positive("timeout", timeout)
     group = c.vars.get("group")
+    recorded = _record_async(ctx, c, "db.failover: pgpool moves")
     before = _state(ctx, c)
     _print_state("before", before)
     src = crm.group_node(before, group)
     if src is None:
+        recorded()
         raise StateError(f"{group} is not started on one node: nothing to fail over "
                          f"(see inv db.diagnose)")
     if from_ and src != from_:
@@ -686,7 +719,7 @@ def failover_step(ctx, from_=None, cluster=None, timeout=60, yes=False):
         states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
         raise StateError(f"refusing to fail over from {src}: no other node is online to take "
                          f"{group} ({states})")
-    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes)
+    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded)
     if after is not None:
         _print_state("after", after)
         print(f"{group} now runs on {others[0]}; {src} is online and the group stays on "

@@ -20,6 +20,11 @@ def ctx(tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def no_pgpool_record(mocker):
+    mocker.patch.object(pgpool, "record_newest", return_value={"recorded": False})
+
+
+@pytest.fixture(autouse=True)
 def no_ssh(mocker):
     def boom(*a, **kw):
         raise AssertionError(f"unexpected remote command: {a[2] if len(a) > 2 else kw}")

@@ -1,0 +1,200 @@
+"""Benchmark: `inv db.failover` against Pacemaker's own move, `db.diagnose` against `inv status`.
+
+1. failover. An independent poller (a thread here running `crm_mon -1 --output-as=xml` inside a
+   DB node through nsenter, every 100 ms; it does not use hatasks) watches the cluster while
+   `inv db.failover --yes` runs end to end (python start, state read, newest-data record,
+   standby, verification, node back online, verification, pgpool answering). Pacemaker's time
+   for the same move = from the first poll showing the node in standby to the first poll
+   showing the group Started on the other node with that node back online... measured twice:
+   - "pcmk move": inside the inv run, standby seen -> group started on the other node;
+   - "by hand": the same sequence typed directly (crm_standby on, wait for the group on the
+     other node, crm_standby off, wait for the node online), timed with the same poller.
+   ratio = inv end-to-end / by-hand (target <= 1.3); also inv / pcmk move.
+2. diagnose. `inv db.diagnose --format json` vs `inv status --format json` on a healthy cluster
+   (if `status` is missing: hb.status + pgpool.status + pg.status), median of N runs each;
+   ratio target <= 1.5.
+
+One run, prints the figures; no asserts. The group is moved back to where it started.
+
+    HATASKS_LAB=4 .venv/bin/python bench/failover.py [--runs 3]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lab.core import Lab  # noqa: E402
+
+INV = str(pathlib.Path(sys.executable).parent / "inv")
+GROUP = ("db-vip", "pgpool")
+
+
+class Poller(threading.Thread):
+    """crm_mon on NODE every PERIOD seconds: [(t_read, nodes, group_node)]."""
+
+    def __init__(self, lab, node, period=0.1):
+        super().__init__(daemon=True)
+        self.lab, self.node, self.period = lab, node, period
+        self.samples = []
+        self.stop_ev = threading.Event()
+
+    def run(self):
+        nxt = time.monotonic()
+        while not self.stop_ev.is_set():
+            try:
+                mon = self.lab.crm_mon(self.node)
+                where = {tuple(mon["resources"].get(r, [])) for r in GROUP}
+                gnode = next(iter(where))[0] if len(where) == 1 and len(next(iter(where))) == 1 else None
+                self.samples.append((time.monotonic(), mon["nodes"], gnode))
+            except Exception:
+                pass
+            nxt += self.period
+            time.sleep(max(0.0, nxt - time.monotonic()))
+
+    def first(self, pred, after=0.0):
+        for t, nodes, g in self.samples:
+            if t >= after and pred(nodes, g):
+                return t
+        return None
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join()
+
+
+def group_node(lab):
+    mon = lab.crm_mon("db01")
+    where = {tuple(mon["resources"].get(r, [])) for r in GROUP}
+    return next(iter(where))[0] if len(where) == 1 else None
+
+
+def env_for(n, state_dir):
+    env = dict(os.environ)
+    env["HATASKS_LAB"] = str(n)
+    if n:
+        env["INVOKE_HATASKS_INVENTORY"] = str(ROOT / "lab" / ".state" / str(n) / "hosts.ini")
+    env["INVOKE_HATASKS_STATE_DIR"] = state_dir
+    return env
+
+
+def inv(env, *args):
+    t0 = time.monotonic()
+    proc = subprocess.run([INV, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    return time.monotonic() - t0, proc
+
+
+def wait(pred, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def failover_run(lab, env, peer_of):
+    src = group_node(lab)
+    dst = peer_of[src]
+    poll = Poller(lab, dst)
+    poll.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    dt, proc = inv(env, "db.failover", "--yes")
+    time.sleep(0.3)
+    poll.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"db.failover failed:\n{proc.stdout}\n{proc.stderr}")
+    t_sb = poll.first(lambda nodes, g: nodes.get(src) == "standby", t0)
+    t_mv = poll.first(lambda nodes, g: g == dst, t0)
+    return {"from": src, "to": dst, "inv": dt,
+            "pcmk_move": (t_mv - t_sb) if t_sb and t_mv else None,
+            "inv_after_move": (t0 + dt - t_mv) if t_mv else None}
+
+
+def by_hand_run(lab, peer_of):
+    """The same move typed by hand (crm_standby through nsenter), timed by the poller."""
+    src = group_node(lab)
+    dst = peer_of[src]
+    poll = Poller(lab, dst)
+    poll.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    lab.hrun(dst, f"crm_standby -N {src} -v on")
+    wait(lambda: poll.first(lambda nodes, g: g == dst and nodes.get(src) == "standby", t0))
+    lab.hrun(dst, f"crm_standby -N {src} -v off")
+    wait(lambda: poll.first(lambda nodes, g: g == dst and nodes.get(src) == "online"
+                            and nodes.get(dst) == "online", t0))
+    t_end = poll.first(lambda nodes, g: g == dst and nodes.get(src) == "online", t0)
+    poll.stop()
+    return {"from": src, "to": dst, "by_hand": (t_end - t0) if t_end else None}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    n = int(os.environ.get("HATASKS_LAB", "0"))
+    lab = Lab(n, out=lambda *a, **k: None)
+    if lab.problems():
+        raise SystemExit(f"lab {n} not healthy: {lab.problems()}")
+    peer_of = {"db01": "db02", "db02": "db01"}
+    state = tempfile.mkdtemp(prefix="hatasks-bench-")
+    env = env_for(n, state)
+    home = group_node(lab)
+
+    runs, hands = [], []
+    for i in range(args.runs):
+        hands.append(by_hand_run(lab, peer_of))
+        runs.append(failover_run(lab, env, peer_of))
+        print(f"run {i + 1}: by hand {hands[-1]['by_hand']:.2f}s ({hands[-1]['from']}->"
+              f"{hands[-1]['to']}); inv db.failover {runs[-1]['inv']:.2f}s ({runs[-1]['from']}->"
+              f"{runs[-1]['to']}), pcmk move inside it {runs[-1]['pcmk_move'] or float('nan'):.2f}s, "
+              f"inv returned {runs[-1]['inv_after_move'] or float('nan'):.2f}s after the move",
+              flush=True)
+    if group_node(lab) != home:
+        inv(env, "db.failback", "--to", home, "--yes")
+
+    # diagnose vs status
+    has_status = inv(env, "--help", "status")[1].returncode == 0
+    t_diag, t_stat = [], []
+    for _ in range(args.runs + 2):
+        dt, p = inv(env, "db.diagnose", "--format", "json")
+        assert json.loads(p.stdout)["pattern"] == "healthy", p.stdout
+        t_diag.append(dt)
+        if has_status:
+            t_stat.append(inv(env, "status", "--format", "json")[0])
+        else:
+            t_stat.append(sum(inv(env, t, "--format", "json")[0]
+                              for t in ("hb.status", "pgpool.status", "pg.status")))
+
+    fo, bh, pm = med([r["inv"] for r in runs]), med([h["by_hand"] for h in hands]), \
+        med([r["pcmk_move"] for r in runs])
+    d, s = med(t_diag), med(t_stat)
+    print()
+    print(f"db.failover end to end (median of {args.runs}): {fo:.2f}s")
+    print(f"same move by hand, crm_standby on/off timed by the poller: {bh:.2f}s")
+    print(f"Pacemaker's move inside the inv run (standby seen -> group started): {pm:.2f}s")
+    print(f"RATIO failover/by-hand = {fo / bh:.2f}  (target <= 1.3); failover/pcmk-move = {fo / pm:.2f}")
+    print(f"db.diagnose (median of {len(t_diag)}): {d:.2f}s; "
+          f"{'inv status' if has_status else 'hb.status+pgpool.status+pg.status'}: {s:.2f}s")
+    print(f"RATIO diagnose/status = {d / s:.2f}  (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

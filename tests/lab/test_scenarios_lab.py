@@ -228,13 +228,39 @@ def test_failure_pattern_diagnosed_and_recovered(lab, inv, cluster, pattern, whe
 # --------------------------------------------------------------------------- manual scenarios
 
 
-def test_db_failover_then_failback_round_trip(lab, inv):
+def _smtp_sink():
+    """The SMTP sink of tests/unit/test_notify.py (a socketserver on 127.0.0.1)."""
+    import importlib.util
+    import threading
+
+    spec = importlib.util.spec_from_file_location("_notify_sink", ROOT / "tests" / "unit" / "test_notify.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    server = mod.Sink()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_db_failover_then_failback_round_trip(lab, inv, tmp_path):
     healthy()
     marks = Markers()
     start = group_node("db")
     marks.write(2)
-    out = inv("db.failover", "--yes").stdout
+    sink = _smtp_sink()
+    conf = tmp_path / "notify.yaml"
+    conf.write_text("hatasks:\n  notify:\n    smtp_host: 127.0.0.1\n"
+                    f"    smtp_port: {sink.server_address[1]}\n    to: [dba@lab.invalid]\n")
+    try:
+        out = inv("-f", str(conf), "db.failover", "--yes").stdout
+    finally:
+        sink.shutdown()
+        sink.server_close()
     assert "--- before" in out and "--- after" in out
+    # the scenario's summary went out by mail (the runbook's MailTo resource)
+    assert len(sink.messages) == 1
+    mail = sink.messages[0]["data"].decode()
+    assert "Subject: [hatasks] db.failover on " in mail and ": ok" in mail
+    assert "--- after" in mail
     moved = group_node("db")
     assert moved == other("db", start)
     # the DB cluster does not fail back by itself: the group stays, both nodes online

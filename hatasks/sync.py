@@ -1090,6 +1090,9 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
         else:
             choice["evidence"].append(f"contents differ: {_first_diff(cmp)}")
     p = _params(ctx, c, method, choice, maint_port, vacuum, workdir, force)
+    if method == "online":
+        # the recovery scripts append the kept dir to this list: rollback finds it from here
+        p["kept_list_len"] = len(_kept_list(ctx, t, p["pgdata"]))
     return p, make_plan(p)
 
 
@@ -1218,6 +1221,10 @@ def rollback(ctx, yes=False, cluster=None):
     p, data = s["params"], s["data"]
     t, src = _host(ctx, p["target"]), _host(ctx, p["source"])
     kept = data.get("kept")
+    if not kept and p["method"] == "online" and p.get("kept_list_len") is not None:
+        # the online recovery failed after its 1st stage moved the data dir: the scripts listed it
+        new = _kept_list(ctx, t, p["pgdata"])[int(p["kept_list_len"]):]
+        kept = new[0] if new else None
     _say(f"rollback of resync {s['op']} ({p['method']} {p['source']} -> {p['target']}); done steps: "
          f"{', '.join(s['done']) or 'none'}")
     if remote.is_dry(ctx):
@@ -1247,6 +1254,12 @@ def rollback(ctx, yes=False, cluster=None):
                 if h is src:
                     raise
         op.checkpoint("restart_normal")
+        if p["method"] == "online":
+            rows = remote.sql_rows(ctx, src, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s",
+                                   (SLOT,), port=_port(src))
+            if rows and int(rows[0]["n"]):
+                remote.sql_rows(ctx, src, "SELECT pg_drop_replication_slot(%s)", (SLOT,), port=_port(src))
+                _say(f"{src.name}: dropped the replication slot {SLOT} of the failed recovery")
         if data.get("pgpool_stopped"):
             host = data.get("pgpool_host") or p.get("pgpool_host")
             rid = c.vars.get("pgpool_resource")

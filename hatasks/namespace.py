@@ -16,6 +16,7 @@ def build():
     ns.add_collection(Collection.from_module(__import__("hatasks.pgpool").pgpool))
     ns.add_collection(Collection.from_module(__import__("hatasks.pg").pg))
     ns.add_task(__import__("hatasks.status").status.status)
+    ns.add_collection(Collection.from_module(__import__("hatasks.sync").sync))
     ns.add_collection(Collection.from_module(__import__("hatasks.db").db))
     ns.add_collection(Collection.from_module(__import__("hatasks.lb").lb))
     ns.add_collection(Collection.from_module(__import__("hatasks.notify").notify))

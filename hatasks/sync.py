@@ -228,7 +228,8 @@ def resume_state(records, cluster):
     ops = {}
     order = []
     for r in records:
-        if r.get("cluster") != cluster or not r.get("op") or r.get("parent"):
+        # nested operations count too: db.recover runs the resync inside its own operation
+        if r.get("cluster") != cluster or not r.get("op"):
             continue
         o = ops.get(r["op"])
         if o is None:

@@ -168,6 +168,14 @@ def test_resume_state_follows_the_chain_and_merges_data():
     assert (s["finished"], s["outcome"], s["message"], s["rolled_back"]) == (False, "failed", "db01: lost", False)
 
 
+def test_resume_state_of_a_resync_nested_in_a_scenario():
+    records = [rec("d", "start", action="db.recover"),
+               rec("a", "start", parent="d"), cp("a", "plan", params=params()),
+               dict(cp("a", "stop_pgpool"), parent="d"), rec("d", "failed", action="db.recover")]
+    s = sync.resume_state(records, "db")
+    assert s["op"] == "a" and s["done"] == ["plan", "stop_pgpool"] and not s["finished"]
+
+
 def test_resume_state_of_an_interrupted_run_without_end_record():
     s = sync.resume_state([rec("a", "start"), cp("a", "plan", params=params()), cp("a", "record_newest")], "db")
     assert s["outcome"] is None and not s["finished"] and s["done"] == ["plan", "record_newest"]

@@ -1309,7 +1309,7 @@ def cleanup(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes
                 for r in runs:
                     if archive is not None:
                         tar = f"{archive}/resync-{h.name}-{r}.tar.gz"
-                        _run(ctx, h, f"mkdir -p -m 700 {_q(archive)} && tar -czf {_q(tar)} -C {_q(workdir)} "
+                        _run(ctx, h, f"umask 077 && mkdir -p -m 700 {_q(archive)} && tar -czf {_q(tar)} -C {_q(workdir)} "
                                      f"{_q(r)} && rm -rf -- {_q(workdir + '/' + r)}", user="root")
                     else:
                         _run(ctx, h, f"rm -rf -- {_q(workdir + '/' + r)}", user="root")
@@ -1327,6 +1327,7 @@ def cleanup(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes
                     raise HaError(f"{path} is the kept data dir of unfinished resync {s['op']}: "
                                   "finish it (sync.resume) or roll it back first", HaError.REFUSED)
                 if _probe(ctx, h, f"test -d {_q(path)}", user="root").exited != 0:
+                    _say(f"{h.name}: no {path}")
                     continue
                 _run(ctx, h, f"rm -rf -- {_q(path)}", user="root")
                 _run(ctx, h, f"f={_q(pgdata + '.hatasks-kept')}; if [ -f \"$f\" ]; then "

@@ -304,3 +304,23 @@ def test_sigint_then_resume_and_second_resync_locked(inv, big):
     res = inv("sync.resume", "--yes", timeout=600)
     assert "resync resumed and done" in res.stdout
     assert_healthy(inv)
+
+
+def test_cleanup_archives_dumps_and_removes_a_kept_dir_only_by_name(inv):
+    source, _ = degenerate(inv, "db02", f"cleanup-{time.time():.0f}")
+    inv("sync.resync", "--yes", timeout=600)
+    assert ssh(source, "ls /var/lib/postgresql/hatasks-resync").split()   # the dumps and logs are there
+    status = json.loads(inv("sync.status", "--format", "json").stdout)
+    kept = status["resync"]["kept"].rsplit("/", 1)[1]
+    archive = f"/var/lib/postgresql/hatasks-archive-{time.time():.0f}"
+    inv("sync.cleanup", "--archive", archive, "--yes")
+    assert ssh(source, "ls /var/lib/postgresql/hatasks-resync").split() == []
+    tars = ssh(source, f"stat -c '%a %n' {archive}/*.tar.gz").splitlines()
+    assert tars and all(t.startswith("600 ") for t in tars), tars
+    assert kept in kept_dirs("db02")                                     # never removed unless named
+    bad = inv("sync.cleanup", "--remove-datadir", "base", "--yes", check=False)
+    assert bad.returncode == 2 and "not a data dir kept by hatasks" in bad.stderr
+    inv("sync.cleanup", "--remove-datadir", kept, "--host", "db02", "--yes")
+    assert kept not in kept_dirs("db02")
+    ssh(source, f"rm -rf {archive}")
+    assert_healthy(inv)

@@ -54,7 +54,8 @@ class Poller(threading.Thread):
             try:
                 mon = self.lab.crm_mon(self.node)
                 where = {tuple(mon["resources"].get(r, [])) for r in GROUP}
-                gnode = next(iter(where))[0] if len(where) == 1 and len(next(iter(where))) == 1 else None
+                one = next(iter(where)) if len(where) == 1 else ()
+                gnode = one[0] if len(one) == 1 else None
                 self.samples.append((time.monotonic(), mon["nodes"], gnode))
             except Exception:
                 pass
@@ -164,7 +165,8 @@ def main():
         runs.append(failover_run(lab, env, peer_of))
         print(f"run {i + 1}: by hand {hands[-1]['by_hand']:.2f}s ({hands[-1]['from']}->"
               f"{hands[-1]['to']}); inv db.failover {runs[-1]['inv']:.2f}s ({runs[-1]['from']}->"
-              f"{runs[-1]['to']}), pcmk move inside it {runs[-1]['pcmk_move'] or float('nan'):.2f}s, "
+              f"{runs[-1]['to']}), pcmk move inside it "
+              f"{runs[-1]['pcmk_move'] or float('nan'):.2f}s, "
               f"inv returned {runs[-1]['inv_after_move'] or float('nan'):.2f}s after the move",
               flush=True)
     if group_node(lab) != home:
@@ -190,7 +192,8 @@ def main():
     print(f"db.failover end to end (median of {args.runs}): {fo:.2f}s")
     print(f"same move by hand, crm_standby on/off timed by the poller: {bh:.2f}s")
     print(f"Pacemaker's move inside the inv run (standby seen -> group started): {pm:.2f}s")
-    print(f"RATIO failover/by-hand = {fo / bh:.2f}  (target <= 1.3); failover/pcmk-move = {fo / pm:.2f}")
+    print(f"RATIO failover/by-hand = {fo / bh:.2f}  (target <= 1.3); "
+          f"failover/pcmk-move = {fo / pm:.2f}")
     print(f"db.diagnose (median of {len(t_diag)}): {d:.2f}s; "
           f"{'inv status' if has_status else 'hb.status+pgpool.status+pg.status'}: {s:.2f}s")
     print(f"RATIO diagnose/status = {d / s:.2f}  (target <= 1.5)")

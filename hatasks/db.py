@@ -210,9 +210,10 @@ def resync_source(facts, target):
     pool = facts.get("pgpool") or {}
     current = pool.get("newest") if pool.get("reachable") and pool.get("degenerated") else None
     source, why = None, None
+    first_view = (first.get("evidence") or {}).get("pool_nodes")
     for cand, label in ((first.get("newest"), f"first degenerated view recorded since the backends "
                                               f"were last in sync ({first.get('ts')}: "
-                                              f"{(first.get('evidence') or {}).get('pool_nodes')})"),
+                                              f"{first_view})"),
                         (pending.get("source"), f"written down when the {pending.get('pattern')} "
                                                 f"failure of {pending.get('host')} was diagnosed "
                                                 f"({pending.get('ts')})"),
@@ -275,20 +276,23 @@ def diagnose_db(facts):
                 problems.append(("postgres", name, [f"PostgreSQL is not running on {name} "
                                                     f"(pg_ctl status)"]))
             elif not p.get("connect"):
-                problems.append(("postgres", name, [f"PostgreSQL runs on {name} (port {p.get('port')}) "
-                                                    f"but refuses a direct connection"]))
+                problems.append(("postgres", name, [
+                    f"PostgreSQL runs on {name} (port {p.get('port')}) but refuses a direct "
+                    f"connection"]))
     # pgpool degenerated: a backend down in SHOW pool_nodes
     if pool.get("reachable"):
         down = [b for b in pool.get("backends", []) if b.get("status") != "up"]
+        writers = ", ".join(x.get("host") for x in pool["backends"]
+                            if x.get("status") == "up") or "nothing"
         for b in down:
             problems.append(("degenerated", b.get("host"), [
                 f"SHOW pool_nodes: backend {b.get('node_id')} ({b.get('host')}) is "
-                f"{b.get('status')}: pgpool runs degenerated, writes reach "
-                f"{', '.join(x.get('host') for x in pool['backends'] if x.get('status') == 'up') or 'nothing'}"]))
+                f"{b.get('status')}: pgpool runs degenerated, writes reach {writers}"]))
     elif views and gnode:
         problems.append(("pgpool", gnode, [f"{group} runs on {gnode} but pgpool does not answer: "
                                             f"{pool.get('error')}"]))
-    elif views and not gnode and not any(p[0] in ("power", "network", "heartbeat") for p in problems):
+    elif views and not gnode and not any(p[0] in ("power", "network", "heartbeat")
+                                         for p in problems):
         where = "; ".join(f"{r['id']} {r.get('role')} {','.join(r.get('nodes') or []) or '-'}"
                           for v in views.values() for r in v.get("resources", []))
         problems.append(("pgpool", None, [f"group {group} is not started on one node "
@@ -324,8 +328,9 @@ def diagnose_db(facts):
             if line not in evidence:
                 evidence.append(line)
     if not problems and pending:
-        evidence.append(f"no resync since the {pending['pattern']} failure of {pending.get('host')} "
-                        f"diagnosed at {pending.get('ts')}: the backends may differ")
+        evidence.append(f"no resync since the {pending['pattern']} failure of "
+                        f"{pending.get('host')} diagnosed at {pending.get('ts')}: the backends "
+                        f"may differ")
     hosts_with = lambda pat: [p[1] for p in problems if p[0] == pat]  # noqa: E731
 
     steps = []
@@ -532,7 +537,8 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     pool = results["pgpool"]
     if isinstance(pool, HaError):
         pool = {"reachable": False, "error": pool.message, "backends": []}
-    pool = {k: pool.get(k) for k in ("reachable", "error", "backends", "degenerated", "newest", "via")}
+    pool = {k: pool.get(k)
+            for k in ("reachable", "error", "backends", "degenerated", "newest", "via")}
     pool["backends"] = [{k: b.get(k) for k in ("node_id", "host", "port", "status", "role")}
                         for b in pool.get("backends") or []]
     facts = {"cluster": c.name, "kind": c.kind, "order": order, "group": c.vars.get("group"),
@@ -694,7 +700,8 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
 
 
 def _online_others(state, node):
-    return [n["name"] for n in state.get("nodes", []) if n["name"] != node and n["state"] == "online"]
+    return [n["name"] for n in state.get("nodes", [])
+            if n["name"] != node and n["state"] == "online"]
 
 
 def failover_step(ctx, from_=None, cluster=None, timeout=60, yes=False):
@@ -780,7 +787,7 @@ def failback_step(ctx, to=None, cluster=None, timeout=60, force=False, yes=False
     return after
 
 
-@task(name="failover", help={"from": "node the group must be running on (default: wherever it runs)",
+@task(name="failover", help={"from": "node the group must be running on (default: where it runs)",
                              "cluster": "DB cluster (default: the only one)",
                              "timeout": "seconds for each verification (default 60)",
                              "yes": "do not ask for confirmation (needed without a terminal)"})
@@ -814,7 +821,7 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
         failback_step(ctx, to, cluster, timeout, force, yes)
 
 
-# =========================================================================== maintenance (table 5-3)
+# ======================================================================= maintenance (table 5-3)
 
 FOR_KINDS = ("reboot", "pg-restart")
 PG_ACTIONS = ("restart", "stop")
@@ -864,7 +871,8 @@ def maintenance_step(ctx, host, for_, pg_action="restart", cluster=None, timeout
             move_group(ctx, c, h.name, other_nodes[0], timeout, "db.failover", True,
                        record_reason=f"db.maintenance of {h.name}: failover")
         if not _dry(ctx):
-            rec = pgpool.record_newest(ctx, c.name, f"db.maintenance of {h.name}: before the switch")
+            rec = pgpool.record_newest(ctx, c.name,
+                                       f"db.maintenance of {h.name}: before the switch")
             op.note(f"maintenance of {h.name} for {for_}", host=h.name, group_was_on=gnode,
                     newest=rec.get("newest"))
         else:
@@ -974,7 +982,8 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
                 raise NeedsHuman(step["text"])
             if done and done[-1] == _step_key(step):
                 raise HaError(f"step `{_render(step)}` did not cure the {d['pattern']} failure: "
-                              f"escalate to the system administrator ({'; '.join(d['evidence'][:3])})",
+                              f"escalate to the system administrator "
+                              f"({'; '.join(d['evidence'][:3])})",
                               HaError.NOT_CONVERGED)
             print(f"=== step {len(done) + 1}: {_render(step)}  ({step['why']})", flush=True)
             execute_fn(step)

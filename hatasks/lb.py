@@ -81,7 +81,8 @@ def diagnose_lb(facts):
     pref = policy.get("preferred")
     if not problems:
         evidence = [f"{', '.join(f'{n} online' for n in order)}; {group} started on {gnode}",
-                    f"the VIP serves HTTP {web_.get('http_code')} from {web_.get('page_node') or '?'}"]
+                    f"the VIP serves HTTP {web_.get('http_code')} from "
+                    f"{web_.get('page_node') or '?'}"]
         steps = []
         if pref and policy.get("automatic") and gnode != pref:
             steps.append(db._step("wait", f"the group should come back to {pref} by itself"))
@@ -127,7 +128,8 @@ def diagnose_lb(facts):
                                   to=host))
         else:
             steps.append(db._step("hb.start", f"start the cluster stack on {host} and wait for "
-                                              f"online (else read hb.log --host {host})", host=host))
+                                              f"online (else read hb.log --host {host})",
+                                  host=host))
     elif pattern == "httpd":
         failed = [x for x in db._all_failed(facts) if x.get("node") == host]
         if failed and f.get("ssh"):
@@ -196,7 +198,8 @@ def collect_lb(ctx, c):
     for n in order:
         r = results[n]
         if isinstance(r, HaError):
-            r = {"ssh": False, "ssh_error": r.message, "power": None, "crm": None, "crm_error": None}
+            r = {"ssh": False, "ssh_error": r.message, "power": None, "crm": None,
+                 "crm_error": None}
         hosts[n] = r
     answering = [n for n in order if hosts[n]["ssh"]]
     with_crm = [n for n in order if hosts[n].get("crm")]
@@ -249,7 +252,7 @@ def _serving(ctx, c, expect_node, timeout):
     deadline = time.monotonic() + timeout
     while True:
         page = fetch_page(ctx, c, c.host_names)
-        if page["serving"] and page["page_node"] in (expect_node, None):
+        if page["serving"] and (expect_node is None or page["page_node"] in (expect_node, None)):
             return page
         if time.monotonic() > deadline:
             raise HaError(f"the LB VIP does not serve {expect_node}'s page after {timeout:g}s "
@@ -270,7 +273,8 @@ def failover_step(ctx, from_=None, cluster=None, timeout=60, yes=False):
     if src is None:
         raise StateError(f"{group} is not started on one node: see inv lb.diagnose")
     if from_ and src != from_:
-        raise StateError(f"{group} runs on {src}, not on {from_}: nothing to fail over from {from_}")
+        raise StateError(f"{group} runs on {src}, not on {from_}: nothing to fail over from "
+                         f"{from_}")
     others = db._online_others(before, src)
     if not others:
         states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
@@ -341,7 +345,7 @@ def failback_step(ctx, to=None, cluster=None, timeout=60, yes=False):
     return after
 
 
-@task(name="failover", help={"from": "node the group must be running on (default: wherever it runs)",
+@task(name="failover", help={"from": "node the group must be running on (default: where it runs)",
                              "cluster": "LB cluster (default: the only one)",
                              "timeout": "seconds for each verification (default 60)",
                              "yes": "do not ask for confirmation (needed without a terminal)"})

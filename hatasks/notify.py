@@ -133,8 +133,9 @@ def scenario(ctx, action, detail=""):
         raise
     finally:
         sys.stdout, sys.stderr = out, err
-        subject = f"[hatasks] {action}{(' ' + detail) if detail else ''} on {socket.gethostname()}: " \
-                  f"{outcome}" + (f" ({why[:120]})" if why else "")
+        what = f"{action} {detail}" if detail else action
+        subject = f"[hatasks] {what} on {socket.gethostname()}: {outcome}" + \
+            (f" ({why[:120]})" if why else "")
         body = f"{action}: {outcome}\n" + (f"error: {why}\n" if why else "") + "\n" + buf.getvalue()
         try:
             send(ctx, subject, body)

@@ -233,7 +233,8 @@ def _smtp_sink():
     import importlib.util
     import threading
 
-    spec = importlib.util.spec_from_file_location("_notify_sink", ROOT / "tests" / "unit" / "test_notify.py")
+    spec = importlib.util.spec_from_file_location("_notify_sink",
+                                                  ROOT / "tests" / "unit" / "test_notify.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     server = mod.Sink()
@@ -383,7 +384,8 @@ def test_cron_jobs_meet_a_held_lock(lab, inv):
         [sys.executable, "-c",
          "import sys, time, invoke\n"
          "from hatasks import journal\n"
-         "ctx = invoke.Context(config=invoke.Config(overrides={'hatasks': {'state_dir': sys.argv[1]}}))\n"
+         "ctx = invoke.Context(config=invoke.Config(\n"
+         "    overrides={'hatasks': {'state_dir': sys.argv[1]}}))\n"
          "journal.acquire(ctx, 'db', 'db.recover')\n"
          "print('locked', flush=True)\n"
          "time.sleep(120)\n", str(inv.state_dir)],

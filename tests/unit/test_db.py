@@ -35,7 +35,8 @@ def crm_state(db01="online", db02="online", group_on="db01"):
     res = []
     for rid in ("db-vip", "pgpool"):
         res.append({"id": rid, "group": "grp-pgpool", "node": group_on,
-                    "nodes": [group_on] if group_on else [], "role": "Started" if group_on else "Stopped"})
+                    "nodes": [group_on] if group_on else [],
+                    "role": "Started" if group_on else "Stopped"})
     return {"cluster": "db", "read_on": "db01", "unanswered": {},
             "nodes": [{"name": "db01", "state": db01}, {"name": "db02", "state": db02}],
             "resources": res, "failed_actions": []}
@@ -127,10 +128,13 @@ def test_failover_without_terminal_or_yes_is_refused(ctx, mocker):
 def test_failover_moves_then_brings_the_node_back(ctx, mocker):
     states = iter([crm_state(), crm_state(group_on="db02")])
     mocker.patch.object(hb, "crm_status", side_effect=lambda *a, **k: next(states))
-    rec = mocker.patch.object(pgpool, "record_newest", return_value={"recorded": True, "newest": "db01"})
+    rec = mocker.patch.object(pgpool, "record_newest",
+                              return_value={"recorded": True, "newest": "db01"})
     calls = []
-    mocker.patch.object(hb, "standby_step", side_effect=lambda c, n, **k: calls.append(("standby", n)))
-    mocker.patch.object(hb, "online_step", side_effect=lambda c, n, **k: calls.append(("online", n)))
+    mocker.patch.object(hb, "standby_step",
+                        side_effect=lambda c, n, **k: calls.append(("standby", n)))
+    mocker.patch.object(hb, "online_step",
+                        side_effect=lambda c, n, **k: calls.append(("online", n)))
     mocker.patch.object(hb, "wait_for", return_value=crm_state(group_on="db02"))
     mocker.patch.object(pgpool, "read_pool_nodes", return_value={"backends": []})
     db.failover_step(ctx, yes=True)
@@ -176,7 +180,8 @@ def test_recover_runs_one_step_per_diagnosis_until_healthy(ctx):
 
 
 def test_recover_stops_at_a_human_step_with_exit_3(ctx):
-    s = Script([result("power", [db._manual("power on db01"), db._step("hb.start", "w", host="db01")])])
+    s = Script([result("power", [db._manual("power on db01"),
+                                 db._step("hb.start", "w", host="db01")])])
     with pytest.raises(HaError) as exc:
         db.run_recovery(ctx, c_db(ctx), "db.recover", s.diagnose, s.execute, {}, yes=True)
     assert exc.value.code == HaError.STATE
@@ -217,7 +222,8 @@ def test_recover_journals_each_step(ctx):
 
     start = db._step("hb.start", "w", host="db01")
     s = Script([result("heartbeat", [start]), result("healthy", [])])
-    db.run_recovery(ctx, c_db(ctx), "db.recover", s.diagnose, s.execute, {"method": "dump"}, yes=True)
+    db.run_recovery(ctx, c_db(ctx), "db.recover", s.diagnose, s.execute, {"method": "dump"},
+                    yes=True)
     last = journal.last_operation(ctx, "db", "db.recover")
     assert last["outcome"] == "done"
     assert last["checkpoints"] == ["inv hb.start --host db01"]
@@ -225,7 +231,8 @@ def test_recover_journals_each_step(ctx):
 
 def test_power_state_runs_the_inventory_command(ctx, tmp_path):
     script = tmp_path / "pc"
-    script.write_text("#!/bin/sh\n[ \"$1\" = db01 ] && exit 0\n[ \"$1\" = db02 ] && exit 1\nexit 2\n")
+    script.write_text("#!/bin/sh\n[ \"$1\" = db01 ] && exit 0\n"
+                      "[ \"$1\" = db02 ] && exit 1\nexit 2\n")
     script.chmod(0o755)
     inv = remote.inventory(ctx)
     for name, want in (("db01", "on"), ("db02", "off"), ("lb01", None)):

@@ -1,4 +1,4 @@
-"""The pure diagnosis: facts -> runbook failure pattern, evidence and recovery plan (tables 5-2, 5-4).
+"""The pure diagnosis: facts -> failure pattern, evidence and recovery plan (tables 5-2, 5-4).
 
 Facts captured on the real lab (tests/fixtures/diagnose/*.json, `inv db.diagnose --format json
 --facts` while a `lab.fault` lasted) plus facts built here for the cases a capture cannot pin
@@ -46,7 +46,8 @@ def pool(db01="up", db02="up", reachable=True, newest=None):
     if degenerated and newest is None:
         newest = "db01" if db01 == "up" else "db02"
     return {"reachable": reachable, "error": None if reachable else "pgpool does not answer",
-            "backends": backends if reachable else [], "degenerated": degenerated if reachable else None,
+            "backends": backends if reachable else [],
+            "degenerated": degenerated if reachable else None,
             "newest": newest if reachable else None, "via": "db01"}
 
 
@@ -83,7 +84,8 @@ def test_captured_power_failure_of_db02():
     assert shown["pattern"] == "power"
     assert d["steps"][0]["task"] == "manual" and "power on db02" in d["steps"][0]["text"]
     resync = [s for s in d["steps"] if s["task"] == "sync.resync"]
-    assert resync and resync[0]["args"]["source"] == "db01" and resync[0]["args"]["target"] == "db02"
+    assert resync
+    assert (resync[0]["args"]["source"], resync[0]["args"]["target"]) == ("db01", "db02")
     assert any("powered OFF" in e for e in d["evidence"])
 
 
@@ -154,7 +156,8 @@ def test_heartbeat_down_plans_a_stack_start_and_no_resync():
 
 
 def test_pgpool_start_failure_plans_check_manual_fix_cleanup():
-    failed = [{"resource": "pgpool", "node": "db01", "operation": "start", "rc": 1, "reason": "error"}]
+    failed = [{"resource": "pgpool", "node": "db01", "operation": "start", "rc": 1,
+               "reason": "error"}]
     both = {"db01": "online", "db02": "online"}
     facts = db_facts()
     for h in ("db01", "db02"):
@@ -255,7 +258,8 @@ def test_diagnosis_does_not_change_its_input():
 
 
 def rec(event, **kw):
-    base = {"cluster": "db", "event": event, "action": kw.pop("action", None), "ts": kw.pop("ts", "t")}
+    base = {"cluster": "db", "event": event, "action": kw.pop("action", None),
+            "ts": kw.pop("ts", "t")}
     base.update(kw)
     return base
 
@@ -275,7 +279,8 @@ def test_journal_first_degenerated_since_last_in_sync():
 def test_journal_pending_cleared_by_resync_or_recover():
     diag = rec("diagnosis", pattern="power", host="db02", source="db01", action="db.diagnose")
     assert db.journal_facts([diag], "db")["pending"]["source"] == "db01"
-    assert db.journal_facts([diag, rec("done", action="sync.resync", parent="x")], "db")["pending"] is None
+    resynced = [diag, rec("done", action="sync.resync", parent="x")]
+    assert db.journal_facts(resynced, "db")["pending"] is None
     assert db.journal_facts([diag, rec("done", action="db.recover")], "db")["pending"] is None
     # a heartbeat diagnosis needs no resync: never pending
     hbd = rec("diagnosis", pattern="heartbeat", host="db02", action="db.diagnose")

@@ -48,7 +48,8 @@ def test_policy_other_group_infinity_and_garbage():
            '<rsc_location id="b" rsc="grp-apache" node="lb02" score="INFINITY"/>'
            '<rsc_location id="c" rsc="grp-apache" node="lb01" score="-INFINITY"/></constraints>')
     p = lb.parse_policy(xml, "not xml", "grp-apache")
-    assert (p["preferred"], p["score"], p["stickiness"], p["automatic"]) == ("lb02", 1000000, 0, True)
+    assert (p["preferred"], p["score"], p["stickiness"], p["automatic"]) == \
+        ("lb02", 1000000, 0, True)
     assert lb.parse_policy("", "", "grp-apache")["preferred"] is None
     assert lb.parse_policy("", "", "grp-apache")["automatic"] is False
 
@@ -114,3 +115,14 @@ def test_failback_brings_the_standby_node_online_and_expects_the_preferred_node(
     online.assert_called_once()
     assert online.call_args.args[1] == "lb01"
     assert "back on lb01 (automatic failback)" in seen["expected"]
+
+
+def test_serving_without_an_expected_node_accepts_any_page(ctx, mocker):
+    page = {"serving": True, "http_code": 200, "page_node": "lb01"}
+    mocker.patch.object(lb, "fetch_page", return_value=page)
+    c = remote.inventory(ctx).cluster("lb")
+    assert lb._serving(ctx, c, None, 1) is page
+    assert lb._serving(ctx, c, "lb01", 1) is page
+    with pytest.raises(HaError) as exc:
+        lb._serving(ctx, c, "lb02", 0.3)
+    assert exc.value.code == HaError.NOT_CONVERGED

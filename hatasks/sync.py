@@ -920,9 +920,9 @@ def step_verify_pool(ctx, p, st):
 # ---- online
 
 
-def recovery_script_text(name, pgbin, log=RECOVERY_LOG):
+def recovery_script_text(name, pgbin, log=RECOVERY_LOG, port=5432):
     text = (RECOVERY_DIR / name).read_text()
-    return text.replace("@PGBIN@", _q(pgbin)).replace("@LOG@", _q(log))
+    return text.replace("@PGBIN@", _q(pgbin)).replace("@LOG@", _q(log)).replace("@PGPORT@", str(int(port)))
 
 
 def recovery_command_names(ctx, c):
@@ -956,7 +956,7 @@ def install_recovery(ctx, hosts, cluster=None):
         for script in RECOVERY_SCRIPTS:
             target = f"{pgdata}/{names.get(script, script)}"
             remote.check_value("script", target)
-            body = recovery_script_text(script, _pgbin(h))
+            body = recovery_script_text(script, _pgbin(h), port=_port(h))
             b64 = base64.b64encode(body.encode()).decode()
             cmd = (f"t={_q(target)}; printf %s {_q(b64)} | base64 -d > \"$t.hatasks-new\" && "
                    f"chmod 700 \"$t.hatasks-new\" && "

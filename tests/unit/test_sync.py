@@ -317,7 +317,7 @@ def test_diff_digests():
 def test_recovery_scripts_are_valid_bash_with_paths_filled_in(tmp_path):
     for name in sync.RECOVERY_SCRIPTS:
         text = sync.recovery_script_text(name, "/usr/lib/postgresql/15/bin")
-        assert "@PGBIN@" not in text and "@LOG@" not in text
+        assert "@PGBIN@" not in text and "@LOG@" not in text and "@PGPORT@" not in text
         assert sync.RECOVERY_MARK in text
         f = tmp_path / name
         f.write_text(text)

@@ -396,14 +396,9 @@ def diagnose_db(facts):
             resync_target = pending.get("host")
         source, resync_target, src_ev, forced = resync_source(facts, resync_target)
         evidence.extend(src_ev)
-        if facts.get("resynced") and pattern == "degenerated" and not pending:
-            steps.append(_step("pgpool.attach", f"the resync is done but pgpool still has "
-                                                f"{resync_target} down: attach it",
-                               node=resync_target))
-        else:
-            steps.append(_step("sync.resync", f"copy the newest data from {source} onto "
-                                              f"{resync_target} (5.2.2.2 f)", source=source,
-                               target=resync_target, method=method, force=forced))
+        steps.append(_step("sync.resync", f"copy the newest data from {source} onto "
+                                          f"{resync_target} (5.2.2.2 f)", source=source,
+                           target=resync_target, method=method, force=forced))
         if pattern == "degenerated" and host != resync_target:
             host = resync_target
     back = facts.get("failback_to")
@@ -424,13 +419,13 @@ def _result(pattern, host, evidence, steps, source, problems):
 
 
 def journal_facts(records, cluster, kind="db"):
-    """Pure: from the journal's records of CLUSTER -> {"pending", "first_degenerated", "resynced"}.
+    """Pure: from the journal's records of CLUSTER -> {"pending", "first_degenerated"}.
 
     pending: the first failure diagnosis that needs a resync and was not followed by a
-    resync or a successful db.recover. first_degenerated: the first newest-data record
-    showing pgpool degenerated since the backends were last seen in sync (or resynced).
-    resynced: a resync finished after that record."""
-    pending, first, resynced = None, None, False
+    resync (sync.resync, pgpool.recover) or a successful recover. first_degenerated: the
+    first newest-data record showing pgpool degenerated since the backends were last seen in
+    sync or resynced: the backend that kept the writes when the trouble began."""
+    pending, first = None, None
     for r in records:
         if r.get("cluster") != cluster:
             continue
@@ -438,10 +433,8 @@ def journal_facts(records, cluster, kind="db"):
         if ev == "diagnosis" and r.get("pattern") in RESYNC_PATTERNS and kind == "db":
             if pending is None:
                 pending = {k: r.get(k) for k in ("pattern", "host", "source", "ts")}
-        elif ev == "done" and action == "sync.resync":
-            pending = None
-            if first is not None:
-                resynced = True
+        elif ev == "done" and action in ("sync.resync", "pgpool.recover"):
+            pending, first = None, None
         elif ev == "done" and action == f"{kind}.recover" and not r.get("parent"):
             pending = None
         elif ev == "newest":
@@ -450,10 +443,10 @@ def journal_facts(records, cluster, kind="db"):
             if in_sync is None:
                 in_sync = not evd.get("degenerated", False)
             if in_sync:
-                first, resynced = None, False
+                first = None
             elif first is None:
                 first = {k: r.get(k) for k in ("newest", "ts", "evidence")}
-    return {"pending": pending, "first_degenerated": first, "resynced": resynced}
+    return {"pending": pending, "first_degenerated": first}
 
 
 # =========================================================================== facts (I/O)
@@ -559,6 +552,10 @@ def record(ctx, c, facts, result):
     if pool.get("reachable") and pool.get("degenerated") and pool.get("newest"):
         if not first or first.get("newest") == pool["newest"]:
             pgpool.record_newest(ctx, c.name, f"{c.kind}.diagnose saw pgpool degenerated")
+    elif (result["pattern"] == "healthy" and first and not facts.get("pending")
+          and pool.get("reachable") and pool.get("backends")):
+        # degenerated before, in sync now: say so once, so the next trouble starts afresh
+        pgpool.record_newest(ctx, c.name, f"{c.kind}.diagnose saw the backends in sync again")
     if result["pattern"] != "healthy" and result["pattern"] in RESYNC_PATTERNS:
         pend = facts.get("pending")
         if not pend:
@@ -1045,7 +1042,7 @@ def wait_settled(ctx, c, timeout, need_pgpool=True):
 
 def execute_db_step(ctx, c, step, timeout):
     t, a = step["task"], step.get("args") or {}
-    if t in ("sync.resync", "db.failback", "pgpool.attach") and not _dry(ctx):
+    if t in ("sync.resync", "db.failback") and not _dry(ctx):
         wait_settled(ctx, c, max(timeout, 60))
     if t == "hb.start":
         hb.start_step(ctx, a["host"], timeout=max(timeout, 120), yes=True)
@@ -1065,10 +1062,6 @@ def execute_db_step(ctx, c, step, timeout):
             raise NeedsHuman(f"pgpool does not start on {a['host']} ({data['errors'][0]}): fix "
                              f"{data.get('config')} there, then run db.recover again")
         print(f"{a['host']}: pgpool -n starts cleanly: the configuration is fixed")
-    elif t == "pgpool.attach":
-        h, node_id = pgpool.resolve_node(ctx, a["node"], cluster=c.name)
-        with journal.operation(ctx, c.name, "pgpool.attach", {"node": h.name}, yes=True):
-            pgpool.attach(ctx, h, node_id, int(timeout))
     elif t == "sync.resync":
         try:
             from hatasks import sync

@@ -57,7 +57,7 @@ def db_facts(**over):
              "pgpool_resource": "pgpool",
              "hosts": {"db01": host(view(both)), "db02": host(view(both))},
              "pgpool": pool(), "failback_to": None, "method": "dump",
-             "pending": None, "first_degenerated": None, "resynced": False}
+             "pending": None, "first_degenerated": None}
     facts.update(over)
     return facts
 
@@ -203,14 +203,6 @@ def test_pending_resync_keeps_the_cluster_from_being_called_healthy():
     assert (step["args"]["source"], step["args"]["target"]) == ("db02", "db01")
 
 
-def test_resynced_but_still_detached_plans_an_attach():
-    facts = db_facts(pgpool=pool(db01="up", db02="down"), resynced=True,
-                     first_degenerated={"newest": "db01", "ts": "t", "evidence": {}})
-    d = db.diagnose_db(facts)
-    assert tasks_of(d)[0] == "pgpool.attach"
-    assert d["steps"][0]["args"] == {"node": "db02"}
-
-
 def test_postgres_refusing_connections_counts_as_postgres_failure():
     facts = db_facts()
     facts["hosts"]["db02"] = host(view({"db01": "online", "db02": "online"}), connect=False)
@@ -273,7 +265,6 @@ def test_journal_first_degenerated_since_last_in_sync():
     jf = db.journal_facts(records, "db")
     assert jf["first_degenerated"]["newest"] == "db02"
     assert jf["first_degenerated"]["ts"] == "t1"
-    assert jf["resynced"] is False
 
 
 def test_journal_pending_cleared_by_resync_or_recover():
@@ -282,6 +273,7 @@ def test_journal_pending_cleared_by_resync_or_recover():
     resynced = [diag, rec("done", action="sync.resync", parent="x")]
     assert db.journal_facts(resynced, "db")["pending"] is None
     assert db.journal_facts([diag, rec("done", action="db.recover")], "db")["pending"] is None
+    assert db.journal_facts([diag, rec("done", action="pgpool.recover")], "db")["pending"] is None
     # a heartbeat diagnosis needs no resync: never pending
     hbd = rec("diagnosis", pattern="heartbeat", host="db02", action="db.diagnose")
     assert db.journal_facts([hbd], "db")["pending"] is None
@@ -289,13 +281,16 @@ def test_journal_pending_cleared_by_resync_or_recover():
     assert db.journal_facts([dict(diag, cluster="db2")], "db")["pending"] is None
 
 
-def test_journal_resynced_after_degenerate():
-    records = [rec("newest", newest="db01", evidence={"degenerated": True}),
-               rec("done", action="sync.resync")]
-    assert db.journal_facts(records, "db")["resynced"] is True
-    records.append(rec("newest", newest="db01", evidence={"in_sync": True}))
-    jf = db.journal_facts(records, "db")
-    assert jf["resynced"] is False and jf["first_degenerated"] is None
+def test_journal_a_new_incident_after_a_resync_starts_afresh():
+    # incident 1: db02 kept the writes; resynced. incident 2: db01 keeps them: db01 is the source
+    records = [rec("newest", newest="db02", evidence={"degenerated": True}, ts="t1"),
+               rec("done", action="sync.resync"),
+               rec("newest", newest="db01", evidence={"degenerated": True}, ts="t3")]
+    assert db.journal_facts(records, "db")["first_degenerated"]["newest"] == "db01"
+    facts = db_facts(pgpool=pool(db01="up", db02="down"),
+                     **db.journal_facts(records, "db"))
+    step = [s for s in db.diagnose_db(facts)["steps"] if s["task"] == "sync.resync"][0]
+    assert (step["args"]["source"], step["args"]["target"]) == ("db01", "db02")
 
 
 # --------------------------------------------------------------------------- small pure helpers

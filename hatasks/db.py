@@ -235,7 +235,7 @@ def resync_source(facts, target):
         ev.append(f"CONTRADICTION: pgpool now names {current} as the newest backend, but {source} "
                   f"was recorded first: pgpool restarted with a stale view (split brain). Writes "
                   f"made through pgpool since then are only on {current}; the resync from "
-                  f"{source} drops them (check them first; db.recover passes --force)")
+                  f"{source} would replace them: the operator chooses (db.recover --source H)")
     return source, target, ev, forced
 
 
@@ -1040,7 +1040,8 @@ def wait_settled(ctx, c, timeout, need_pgpool=True):
         time.sleep(1)
 
 
-def execute_db_step(ctx, c, step, timeout):
+def execute_db_step(ctx, c, step, timeout, chosen_source=None):
+    """Run one plan step. chosen_source: the operator's db.recover --source (split brain)."""
     t, a = step["task"], step.get("args") or {}
     if t in ("sync.resync", "db.failback") and not _dry(ctx):
         wait_settled(ctx, c, max(timeout, 60))
@@ -1068,11 +1069,25 @@ def execute_db_step(ctx, c, step, timeout):
         except ImportError:
             raise StateError("hatasks.sync is not available: resync by hand (runbook 5.2.2.2 f)") \
                 from None
-        if a.get("force"):
-            print(f"WARNING: resync from {a['source']} against pgpool's current view (split brain, "
-                  f"see the evidence): --force", file=sys.stderr, flush=True)
-        sync.resync(ctx, source=a["source"], target=a["target"], method=a.get("method", "dump"),
-                    force=bool(a.get("force")), yes=True)
+        source, target, force = a["source"], a["target"], bool(a.get("force"))
+        if force:
+            # split brain: both backends may hold writes the other lacks. Picking the source
+            # is the operator's decision, never ours: the resync keeps the target's data
+            # (data.<date> directory and a safety dump), but it leaves the live database.
+            chosen = chosen_source
+            if chosen is None:
+                raise NeedsHuman(
+                    f"split brain: pgpool now names {target} as the newest backend but {source} "
+                    f"was recorded first; writes made through pgpool since the merge may be only "
+                    f"on {target}. Check both, then choose the source: inv db.recover --source "
+                    f"{source} (the recorded one) or --source {target}. The other backend's data "
+                    f"is kept in its data.<date> directory and a safety dump, never deleted")
+            if chosen != source:
+                source, target = chosen, source
+            print(f"WARNING: resync from {source} onto {target} chosen by the operator "
+                  f"(split brain, see the evidence)", file=sys.stderr, flush=True)
+        sync.resync(ctx, source=source, target=target, method=a.get("method", "dump"),
+                    force=force, yes=True)
     elif t == "db.failback":
         failback_step(ctx, a["to"], c.name, timeout, yes=True)
     elif t == "wait":
@@ -1084,12 +1099,15 @@ def execute_db_step(ctx, c, step, timeout):
         raise StateError(f"unknown plan step {t}")
 
 
-def recover_step(ctx, cluster=None, method="dump", failback=False, to=None, timeout=60, yes=False):
+def recover_step(ctx, cluster=None, method="dump", failback=False, to=None, timeout=60, yes=False,
+                 source=None):
     c = kind_cluster(ctx, "db", cluster)
     check_method(method)
     timeout = _positive("timeout", timeout)
     if to is not None:
         cluster_host(ctx, c, to, "to")
+    if source is not None:
+        cluster_host(ctx, c, source, "source")
     state = {"failback_to": to}
 
     def diag():
@@ -1100,9 +1118,9 @@ def recover_step(ctx, cluster=None, method="dump", failback=False, to=None, time
             d["cluster"] = c.name
         return d
 
-    args = {"method": method, "failback": failback, "to": to}
+    args = {"method": method, "failback": failback, "to": to, "source": source}
     return run_recovery(ctx, c, "db.recover", diag,
-                        lambda step: execute_db_step(ctx, c, step, timeout), args, yes)
+                        lambda step: execute_db_step(ctx, c, step, timeout, source), args, yes)
 
 
 @task(help={"method": "resync method: dump (default, the runbook's), basebackup or online",
@@ -1110,8 +1128,10 @@ def recover_step(ctx, cluster=None, method="dump", failback=False, to=None, time
             "to": "with --failback: the node to move the group to (default: the failed node)",
             "cluster": "DB cluster (default: the only one)",
             "timeout": "seconds for each verification (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
-def recover(ctx, method="dump", failback=False, to=None, cluster=None, timeout=60, yes=False):
+            "yes": "do not ask for confirmation (needed without a terminal)",
+            "source": "after a split brain only: the backend whose data wins (your decision)"})
+def recover(ctx, method="dump", failback=False, to=None, cluster=None, timeout=60, yes=False,
+            source=None):
     """Recover the DB cluster from the diagnosed failure, step by step (5.2.2, table 5-4).
 
     Runs the plan db.diagnose prints: start the cluster stack and wait for online; show the
@@ -1123,4 +1143,4 @@ def recover(ctx, method="dump", failback=False, to=None, cluster=None, timeout=6
     from hatasks import notify
 
     with notify.scenario(ctx, "db.recover"):
-        recover_step(ctx, cluster, method, failback, to, timeout, yes)
+        recover_step(ctx, cluster, method, failback, to, timeout, yes, source)

@@ -242,3 +242,42 @@ def test_power_state_runs_the_inventory_command(ctx, tmp_path):
         assert db.power_state(ctx, fake) == want
     fake = type("H", (), {"name": "db01", "vars": {}})()
     assert db.power_state(ctx, fake) is None
+
+
+def _split_brain_step():
+    return {"task": "sync.resync", "text": "copy the newest data from db02 onto db01",
+            "args": {"source": "db02", "target": "db01", "method": "dump", "force": True}}
+
+
+def test_split_brain_resync_waits_for_the_operators_choice(ctx, mocker):
+    """pgpool's current view contradicts the recorded newest backend: no source is picked for
+    the operator (either side may hold writes the other lacks); nothing is resynced."""
+    from hatasks import sync
+
+    mocker.patch.object(db, "wait_settled")
+    resync = mocker.patch.object(sync, "resync")
+    c = remote.inventory(ctx).cluster("db")
+    with pytest.raises(db.NeedsHuman) as exc:
+        db.execute_db_step(ctx, c, _split_brain_step(), 60)
+    assert "split brain" in exc.value.message
+    assert "--source db02" in exc.value.message and "--source db01" in exc.value.message
+    assert exc.value.code == HaError.STATE
+    resync.assert_not_called()
+
+
+@pytest.mark.parametrize("chosen,source,target", [("db02", "db02", "db01"),
+                                                  ("db01", "db01", "db02")])
+def test_split_brain_resync_follows_the_chosen_source(ctx, mocker, chosen, source, target):
+    from hatasks import sync
+
+    mocker.patch.object(db, "wait_settled")
+    resync = mocker.patch.object(sync, "resync")
+    c = remote.inventory(ctx).cluster("db")
+    db.execute_db_step(ctx, c, _split_brain_step(), 60, chosen_source=chosen)
+    resync.assert_called_once_with(ctx, source=source, target=target, method="dump", force=True,
+                                   yes=True)
+
+
+def test_recover_source_must_be_a_db_host(ctx):
+    with pytest.raises(UsageError):
+        db.recover_step(ctx, source="lb01", yes=True)

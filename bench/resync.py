@@ -144,7 +144,7 @@ def setup(scale, state_dir):
         return
     print(f"creating database {DB} with pgbench -i -s {scale} through pgpool (both backends)...", flush=True)
     try:
-        vip_sql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
+        vip_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
     except psycopg2.Error:
         pass
     vip_sql(f"CREATE DATABASE {DB}", db="postgres")
@@ -251,7 +251,8 @@ def main():
             if kept:
                 inv(state_dir, "sync.cleanup", "--delete", "--host", dst, "--remove-datadir",
                     kept.rsplit("/", 1)[1], "--yes")
-        vip_sql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
+        # WITH (FORCE): pgpool keeps pooled connections to the database open
+        vip_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def pool(inv):
 
 
 def kept_dirs(host):
-    return sorted(ssh(host, f"cd {PGDATA}/.. && ls -d data.* 2>/dev/null; true").split())
+    return sorted(ssh(host, f"cd {PGDATA}/.. && for d in data.*; do [ -d \"$d\" ] && echo \"$d\"; done; true").split())
 
 
 def assert_healthy(inv):
@@ -132,6 +132,18 @@ def pids_of(host, name):
 def importing(host):
     """PIDs of the resync's import psql on HOST (pgrep inside the lab host's own PID namespace)."""
     return ssh(host, "pgrep -f -- 'psql -X -q -v ON_ERROR_STOP=1' || true").split()
+
+
+@pytest.fixture(autouse=True)
+def tidy(inv):
+    """After each test: its dumps and logs deleted, the data dirs it kept removed by name (with
+    sync.cleanup), so repeated runs do not fill the lab's disk."""
+    before = {h: set(kept_dirs(h)) for h in ("db01", "db02")}
+    yield
+    inv("sync.cleanup", "--delete", "--yes")
+    for h in ("db01", "db02"):
+        for name in sorted(set(kept_dirs(h)) - before[h]):
+            inv("sync.cleanup", "--remove-datadir", name, "--host", h, "--yes")
 
 
 # --------------------------------------------------------------------------- the three methods

@@ -419,18 +419,48 @@ def record_newest(ctx, cluster, host, evidence):
     return rec
 
 
+def _degenerated_record(rec):
+    """True when a newest-data record was taken while pgpool ran degenerated."""
+    evd = rec.get("evidence")
+    if not isinstance(evd, dict):
+        return False
+    if evd.get("in_sync") is not None:
+        return not evd["in_sync"]
+    return bool(evd.get("degenerated"))
+
+
 def newest(ctx, cluster):
-    """The latest newest-data record of ``cluster`` (a dict with ``newest`` = host,
-    ``evidence``, ``ts``, ``user``...) or None when none was ever recorded."""
+    """The newest-data record that stands for ``cluster`` (a dict with ``newest`` = host,
+    ``evidence``, ``ts``, ``user``...), or None when none was ever recorded.
+
+    Once pgpool has degenerated, the FIRST record taken since the backends were last seen in
+    sync (or last resynced) names the backend that kept the writes; it stands until the
+    backends are in sync again. A later degenerated view naming another backend does not
+    replace it: after a split brain a pgpool restarted with a stale status file names the
+    wrong one. Such views are listed in the record's ``contradicted_by``, and a resync
+    refuses to pick its source alone while they are there.
+    """
     cluster = _check_cluster(cluster)
-    path = os.path.join(state_dir(ctx), f"newest.{cluster}.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            rec = json.load(f)
-        if isinstance(rec, dict) and rec.get("newest"):
-            return rec
-    except (OSError, ValueError):
-        pass
-    found = [r for r in Journal(ctx).records()
-             if r.get("event") == "newest" and r.get("cluster") == cluster]
-    return found[-1] if found else None
+    standing, contra = None, []
+    for r in Journal(ctx).records():
+        if r.get("cluster") != cluster:
+            continue
+        if r.get("event") == "done" and r.get("action") in ("sync.resync", "pgpool.recover"):
+            # the backends were made equal: a degenerated record no longer stands (an in-sync
+            # one written by the resync itself does)
+            if standing is not None and _degenerated_record(standing):
+                standing = None
+            contra = []
+            continue
+        if r.get("event") != "newest":
+            continue
+        if not _degenerated_record(r) or standing is None or not _degenerated_record(standing):
+            standing, contra = r, []
+        elif r.get("newest") != standing.get("newest"):
+            contra.append({k: r.get(k) for k in ("newest", "ts", "evidence")})
+    if standing is None:
+        return None
+    standing = dict(standing)
+    if contra:
+        standing["contradicted_by"] = contra
+    return standing

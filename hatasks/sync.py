@@ -92,6 +92,10 @@ def choose_source(hosts, pool_now, recorded, source=None, target=None, force=Fal
                         f"{', backends in sync' if rec_sync else ''})")
     else:
         evidence.append("journal: no newest-data record")
+    contra = (recorded or {}).get("contradicted_by") or []
+    if contra:
+        evidence.append("journal: later degenerated views name " + ", ".join(
+            f"{c.get('newest')} ({c.get('ts')})" for c in contra) + " (split brain?)")
     up = down = []
     if pool_now is None:
         evidence.append("pgpool: not answering (cannot cross-check)")
@@ -105,6 +109,10 @@ def choose_source(hosts, pool_now, recorded, source=None, target=None, force=Fal
         raise HaError(f"refusing to resync: {why} (evidence: {'; '.join(evidence)})", HaError.REFUSED)
 
     if source is None:
+        if contra:
+            refuse(f"contradicted: the first record since the backends were in sync says {rec}, "
+                   f"a later view says {contra[-1].get('newest')}; both may hold writes the "
+                   f"other lacks: check them, then name the winner with --source and --force")
         if pool_now is None:
             if not rec:
                 refuse("the newest-data backend is unknown; name it with --source after checking")
@@ -125,6 +133,9 @@ def choose_source(hosts, pool_now, recorded, source=None, target=None, force=Fal
         if pool_now is not None and down and source in down and up and not force:
             refuse(f"--source {source} contradicts pgpool, which writes only to {', '.join(up)} "
                    f"(use --force if you are sure)")
+        if contra and not force:
+            refuse(f"--source {source}: the newest-data record is contradicted (split brain?); "
+                   f"use --force if you are sure")
         if rec and rec != source and not rec_sync and not force:
             refuse(f"--source {source} contradicts the journal's record ({rec}); use --force if sure")
     if target is None:

@@ -281,3 +281,30 @@ def test_history_task_json_and_table(ctx, capsys, no_tty):
     with pytest.raises(invoke.Exit) as e:
         core_tasks.history(ctx, format="xml")
     assert e.value.code == HaError.USAGE
+
+
+def test_newest_first_degenerated_record_stands_against_a_later_contrary_view(ctx, state):
+    """After a split brain, a pgpool restarted with a stale status file names the other
+    backend: the first degenerated record stands and the later one is a contradiction."""
+    journal.record_newest(ctx, "db", "db01", {"in_sync": True})
+    journal.record_newest(ctx, "db", "db02", {"in_sync": False, "pool_nodes": "db01 down"})
+    journal.record_newest(ctx, "db", "db02", {"in_sync": False, "pool_nodes": "db01 down"})
+    got = journal.newest(ctx, "db")
+    assert got["newest"] == "db02" and "contradicted_by" not in got
+    journal.record_newest(ctx, "db", "db01", {"degenerated": True, "pool_nodes": "db02 down"})
+    got = journal.newest(ctx, "db")
+    assert got["newest"] == "db02"
+    assert [c["newest"] for c in got["contradicted_by"]] == ["db01"]
+    # back in sync: the in-sync record stands, the contradiction is gone
+    journal.record_newest(ctx, "db", "db01", {"in_sync": True})
+    got = journal.newest(ctx, "db")
+    assert got["newest"] == "db01" and "contradicted_by" not in got
+
+
+def test_newest_is_forgotten_by_a_completed_resync(ctx, state):
+    journal.record_newest(ctx, "db", "db02", {"in_sync": False})
+    Journal = journal.Journal
+    Journal(ctx).write("done", "db", "sync.resync", {"source": "db02"})
+    assert journal.newest(ctx, "db") is None
+    journal.record_newest(ctx, "db", "db01", {"degenerated": True})
+    assert journal.newest(ctx, "db")["newest"] == "db01"

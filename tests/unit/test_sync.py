@@ -346,3 +346,24 @@ def test_install_recovery_sends_each_script_base64(tmp_path, monkeypatch):
     b64 = shlex.split(installs[0][2].split("; ", 1)[1])[2]
     assert base64.b64decode(b64).decode() == sync.recovery_script_text(
         "recovery_1st_stage", "/usr/lib/postgresql/15/bin")
+
+
+def test_choose_source_refuses_a_contradicted_record():
+    """journal.newest() lists later contrary views (split brain): no source is picked alone,
+    and a named one needs --force."""
+    import pytest as _pytest
+
+    from hatasks.errors import HaError as _HaError
+    from hatasks.sync import choose_source
+
+    pool_now = {"backends": [{"host": "db01", "status": "up"}, {"host": "db02", "status": "down"}],
+                "degenerated": True, "newest": "db01"}
+    recorded = {"newest": "db02", "ts": "t1", "evidence": {"in_sync": False},
+                "contradicted_by": [{"newest": "db01", "ts": "t2"}]}
+    with _pytest.raises(_HaError) as exc:
+        choose_source(["db01", "db02"], pool_now, recorded)
+    assert exc.value.code == _HaError.REFUSED and "contradicted" in exc.value.message
+    with _pytest.raises(_HaError):
+        choose_source(["db01", "db02"], pool_now, recorded, source="db02")
+    got = choose_source(["db01", "db02"], pool_now, recorded, source="db02", force=True)
+    assert (got["source"], got["target"]) == ("db02", "db01")

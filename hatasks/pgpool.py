@@ -200,6 +200,12 @@ def _status_table(data):
                ["newest data", data.get("newest") or ("all backends in sync"
                                                       if not data.get("degenerated") else "?")],
                ["read via", data.get("via")]]
+    rec = data.get("recorded") or {}
+    if rec.get("contradicted_by"):
+        later = ", ".join(f"{c.get('newest')} at {c.get('ts')}" for c in rec["contradicted_by"])
+        summary.append(["recorded newest", f"{rec.get('newest')} at {rec.get('ts')} (first view "
+                                           f"since in sync), CONTRADICTED later by {later}: "
+                                           f"split brain? resync only with --source"])
     return [("backends", (["node_id", "host", "port", "status", "role"], rows)),
             ("replication", (["item", "value"], summary))]
 

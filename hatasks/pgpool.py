@@ -630,8 +630,15 @@ def run_pcp(ctx, c, verb, node_id, timeout=60):
         except UnreachableError as exc:
             problems.append(exc.message)
             continue
-        if res.exited != 0:
-            why = (res.stderr or res.stdout or "").strip().replace("\n", " ")
+        said = f"{res.stdout or ''}\n{res.stderr or ''}"
+        # pgpool-II 4.3's pcp_recovery_node exits 0 even when a recovery stage failed: what it
+        # printed is the truth ("ERROR: ..." instead of "... -- Command Successful")
+        failed = res.exited != 0 or (
+            not remote.is_dry(ctx)
+            and ("ERROR" in said or "Command Successful" not in said))
+        if failed:
+            why = " ".join(ln.strip() for ln in said.splitlines() if ln.strip()) or \
+                f"exit {res.exited}"
             raise StateError(f"{h.name}: {cmd.split()[0]} -n {node_id} failed: {why}")
         return res
     raise UnreachableError(f"no DB host to run {cmd.split()[0]} from ({'; '.join(problems)})")
@@ -648,7 +655,15 @@ def _backend(data, node_id):
 def wait_backend(ctx, c, node_id, want, timeout):
     deadline = time.monotonic() + timeout
     while True:
-        data = read_pool_nodes(ctx, c.name)
+        try:
+            data = read_pool_nodes(ctx, c.name)
+        except HaError:
+            # right after an attach or a recovery pgpool restarts its children and may drop
+            # the first connection: ask again until the deadline
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_INTERVAL)
+            continue
         b = _backend(data, node_id)
         if b.get("status") == want:
             return data

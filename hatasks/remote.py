@@ -495,6 +495,11 @@ def pgpass_lookup(path, hosts, port, dbname, user):
     return None
 
 
+#: libpq must not read a passfile of its own (we looked the password up ourselves); a path that
+#: does not exist is skipped silently, whereas /dev/null draws a "not a plain file" warning
+_NO_PASSFILE = "/nonexistent/hatasks-looks-up-passwords-itself"
+
+
 def _passfile(ctx, h):
     value = h.vars.get("pgpass")
     if value:
@@ -630,7 +635,7 @@ def pg_connect(ctx, host, port=None, dbname="postgres", target="127.0.0.1", *,
     password = pgpass_lookup(_passfile(ctx, h), names, port, dbname, user)
     params = dict(host="127.0.0.1", port=tunnel.local_port, dbname=dbname, user=user,
                   connect_timeout=timeout, sslmode="disable", gssencmode="disable",
-                  application_name="hatasks", passfile=os.devnull)
+                  application_name="hatasks", passfile=_NO_PASSFILE)
     if password is not None:
         params["password"] = password
     try:

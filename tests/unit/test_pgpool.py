@@ -37,6 +37,11 @@ class Recorder:
         for needle, (rc, out) in self.answers:
             if needle in command:
                 return Result(stdout=out, stderr="", exited=rc, command=command)
+        if command.startswith("pcp_") and "pcp_node_info" not in command:
+            # what the real pcp tools print on success
+            verb = command.split()[0]
+            return Result(stdout=f"{verb} -- Command Successful\n", stderr="", exited=0,
+                          command=command)
         return Result(stdout="", stderr="", exited=0, command=command)
 
     @property
@@ -376,3 +381,16 @@ def test_unparsable_pool_nodes_is_a_state_error(ctx, monkeypatch):
     with pytest.raises(HaError) as exc:
         pgpool.read_pool_nodes(ctx, "db")
     assert exc.value.code == HaError.STATE and "not understood" in exc.value.message
+
+
+def test_recovery_that_exits_0_with_an_error_is_a_failure(ctx, monkeypatch):
+    """pgpool-II 4.3's pcp_recovery_node exits 0 when a stage fails (seen on the lab)."""
+    r = Recorder([("pcp_recovery_node", (0, 'ERROR:  executing recovery, execution of command '
+                                            'failed at "1st stage"\n'))])
+    monkeypatch.setattr(remote, "run", r)
+    use_pool(monkeypatch, DB02_DOWN)
+    host = remote.inventory(ctx).host("db02")
+    with pytest.raises(HaError) as exc:
+        pgpool.recover(ctx, host, 1)
+    assert exc.value.code == HaError.STATE
+    assert "1st stage" in exc.value.message

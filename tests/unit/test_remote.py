@@ -462,7 +462,7 @@ def test_pg_connect_params_password_from_pgpass_and_cleanup(tmp_path, mocker):
         kw = connect.call_args.kwargs
         assert kw["host"] == "127.0.0.1" and kw["port"] == 40000
         assert kw["password"] == "vip-pw" and kw["user"] == "postgres"
-        assert kw["sslmode"] == "disable" and kw["passfile"] == os.devnull
+        assert kw["sslmode"] == "disable" and kw["passfile"] == remote._NO_PASSFILE
         assert pg.autocommit is True
         assert not tunnels[0].closed
     pg.close.assert_called_once()

@@ -19,7 +19,7 @@ import threading
 import time
 
 from hatasks import cluster as crm
-from hatasks import hb, journal, output, pg, pgpool, remote
+from hatasks import checks, hb, journal, output, pg, pgpool, remote
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -35,18 +35,9 @@ MAX_STEPS = 12
 SETTLE = 30
 
 
-def _dry(ctx):
-    return remote.is_dry(ctx)
-
-
-def _positive(name, value, cast=float):
-    try:
-        value = cast(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"--{name} must be a number, not {value!r}") from None
-    if value <= 0:
-        raise UsageError(f"--{name} must be greater than 0, not {value}")
-    return value
+#: lb.py calls db._dry and db._positive
+_dry = remote.is_dry
+_positive = checks.positive
 
 
 def check_method(method):
@@ -545,7 +536,7 @@ def record(ctx, c, facts, result):
     """Write down what the diagnosis learnt (the manual's bold warning), unless --dry:
     the newest-data backend when pgpool is degenerated and agrees with the first record,
     and the failure diagnosis itself (its resync source) for a later db.recover."""
-    if _dry(ctx):
+    if remote.is_dry(ctx):
         return
     pool = facts.get("pgpool") or {}
     first = facts.get("first_degenerated") or {}
@@ -642,7 +633,7 @@ def _pgpool_answers(ctx, c, timeout):
 def _record_async(ctx, c, reason):
     """Start recording the newest-data backend in a thread (it must be done before pgpool
     moves; it runs while the state is read). Returns a callable giving its result."""
-    if c.kind != "db" or _dry(ctx):
+    if c.kind != "db" or remote.is_dry(ctx):
         return lambda: None
     box = {}
 
@@ -679,7 +670,7 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
         hb.standby_step(ctx, src, timeout=timeout, yes=True)
-        if _dry(ctx):
+        if remote.is_dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
             return None
         after = hb.online_step(ctx, src, timeout=timeout, yes=True)
@@ -705,7 +696,7 @@ def failover_step(ctx, from_=None, cluster=None, timeout=60, yes=False):
     c = kind_cluster(ctx, "db", cluster)
     if from_ is not None:
         cluster_host(ctx, c, from_, "from")
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
     recorded = _record_async(ctx, c, "db.failover: pgpool moves")
     before = _state(ctx, c)
@@ -751,7 +742,7 @@ def failback_step(ctx, to=None, cluster=None, timeout=60, force=False, yes=False
     c = kind_cluster(ctx, "db", cluster)
     if to is not None:
         cluster_host(ctx, c, to, "to")
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
     before = _state(ctx, c)
     _print_state("before", before)
@@ -831,7 +822,7 @@ def maintenance_step(ctx, host, for_, pg_action="restart", cluster=None, timeout
         raise UsageError(f"--for must be one of {', '.join(FOR_KINDS)}, not {for_!r}")
     if pg_action not in PG_ACTIONS:
         raise UsageError(f"--pg must be restart or stop, not {pg_action!r}")
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
     node_id = h.pgpool_node_id
     if node_id is None:
@@ -867,7 +858,7 @@ def maintenance_step(ctx, host, for_, pg_action="restart", cluster=None, timeout
         if move:
             move_group(ctx, c, h.name, other_nodes[0], timeout, "db.failover", True,
                        record_reason=f"db.maintenance of {h.name}: failover")
-        if not _dry(ctx):
+        if not remote.is_dry(ctx):
             rec = pgpool.record_newest(ctx, c.name,
                                        f"db.maintenance of {h.name}: before the switch")
             op.note(f"maintenance of {h.name} for {for_}", host=h.name, group_was_on=gnode,
@@ -882,7 +873,7 @@ def maintenance_step(ctx, host, for_, pg_action="restart", cluster=None, timeout
             pg.stop(ctx, h, "fast", int(timeout))
             if pg_action == "restart":
                 pg.start(ctx, h, None, int(timeout))
-    if _dry(ctx):
+    if remote.is_dry(ctx):
         return None
     after = _state(ctx, c)
     _print_state("after", after)
@@ -986,10 +977,10 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
             execute_fn(step)
             if step["task"].endswith(".check"):
                 passed.add(_step_key(step))
-            if op is not None and not _dry(ctx):
+            if op is not None and not remote.is_dry(ctx):
                 op.checkpoint(_render(step))
             done.append(_step_key(step))
-            if _dry(ctx):
+            if remote.is_dry(ctx):
                 print("[dry] the following steps depend on the state this one leaves: "
                       "not shown further", flush=True)
                 return d
@@ -1043,7 +1034,7 @@ def wait_settled(ctx, c, timeout, need_pgpool=True):
 def execute_db_step(ctx, c, step, timeout, chosen_source=None):
     """Run one plan step. chosen_source: the operator's db.recover --source (split brain)."""
     t, a = step["task"], step.get("args") or {}
-    if t in ("sync.resync", "db.failback") and not _dry(ctx):
+    if t in ("sync.resync", "db.failback") and not remote.is_dry(ctx):
         wait_settled(ctx, c, max(timeout, 60))
     if t == "hb.start":
         hb.start_step(ctx, a["host"], timeout=max(timeout, 120), yes=True)
@@ -1103,7 +1094,7 @@ def recover_step(ctx, cluster=None, method="dump", failback=False, to=None, time
                  source=None):
     c = kind_cluster(ctx, "db", cluster)
     check_method(method)
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout)
     if to is not None:
         cluster_host(ctx, c, to, "to")
     if source is not None:

@@ -10,7 +10,7 @@ import sys
 import time
 
 from hatasks import cluster as crm
-from hatasks import journal, output, remote
+from hatasks import checks, journal, output, remote
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -31,25 +31,8 @@ LOG_PATTERN = r"(ERROR|FATAL|CRIT)|[[:space:]](error|crit|alert|emerg):"
 # --------------------------------------------------------------------------- inputs
 
 
-def _dry(ctx):
-    try:
-        return bool(ctx.config.run.dry)
-    except AttributeError:
-        return False
-
-
-def _fmt(ctx, fmt):
-    return output.resolve_format(ctx, fmt)
-
-
-def _positive(name, value, cast=float):
-    try:
-        value = cast(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"--{name} must be a number, not {value!r}")
-    if value <= 0:
-        raise UsageError(f"--{name} must be greater than 0, not {value}")
-    return int(value) if float(value).is_integer() else value
+#: web.py calls hb._fmt
+_fmt = output.resolve_format
 
 
 def cluster_names(inv):
@@ -255,7 +238,7 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, set
 def _run_action(ctx, host, command, timeout=60):
     """Run a mutating command (printed only under --dry); fail on a non-zero exit."""
     res = remote.run(ctx, host, command, warn=True, timeout=timeout)
-    if _dry(ctx) or res is None:
+    if remote.is_dry(ctx) or res is None:
         return res
     if res.exited != 0:
         why = _first_line(res.stderr) or _first_line(res.stdout) or f"exit {res.exited}"
@@ -328,7 +311,7 @@ def status(ctx, cluster=None, format=None):
     that answers): each node online / standby / OFFLINE, where each group is Started, and the
     `Failed actions` with node, operation, rc and reason.
     """
-    fmt = _fmt(ctx, format)
+    fmt = output.resolve_format(ctx, format)
     data = status_step(ctx, cluster)
     output.emit(data, fmt, table=_status_table)
     return data
@@ -345,7 +328,7 @@ def _others_online(state, node):
 def standby_step(ctx, node, timeout=60, force=False, yes=False):
     """Put NODE in standby and wait until its resources run on another node (5.1.1 a, 5.2.1)."""
     host, cluster = node_of(ctx, node)
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
     before = crm_status(ctx, cluster)
     print(summary(before))
     if node_state(before, node) is None:
@@ -375,7 +358,7 @@ def standby_step(ctx, node, timeout=60, force=False, yes=False):
             print(f"{node} is already in standby")
         else:
             _run_action(ctx, _host(ctx, before["read_on"]), command)
-        if _dry(ctx):
+        if remote.is_dry(ctx):
             return before
         where = " and ".join(others) or "nowhere (forced)"
         after = wait_for(ctx, cluster, converged, timeout,
@@ -389,7 +372,7 @@ def standby_step(ctx, node, timeout=60, force=False, yes=False):
 def online_step(ctx, node, timeout=60, yes=False):
     """Bring NODE back online from standby and wait until verified (5.1.1, 5.2.1 recovery)."""
     host, cluster = node_of(ctx, node)
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
     before = crm_status(ctx, cluster)
     print(summary(before))
     if node_state(before, node) is None:
@@ -409,7 +392,7 @@ def online_step(ctx, node, timeout=60, yes=False):
             print(f"{node} is already online")
         else:
             _run_action(ctx, _host(ctx, before["read_on"]), command)
-        if _dry(ctx):
+        if remote.is_dry(ctx):
             return before
         after = wait_for(ctx, cluster, converged, timeout,
                          f"{node} online and {', '.join(groups) or 'groups'} started",
@@ -465,7 +448,7 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
     """Clean up RESOURCE's failure on NODE; wait until the failed action is gone (5.1.2, 5.2.2)."""
     remote.check_value("resource", resource)
     host, cluster = node_of(ctx, node)
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
     before = crm_status(ctx, cluster)
     print(summary(before))
     ids = known_resources(ctx, cluster, before["read_on"])
@@ -488,7 +471,7 @@ def cleanup_step(ctx, resource, node, timeout=60, yes=False):
     with journal.operation(ctx, cluster, "hb.cleanup", args, yes=yes,
                            summary=f"clean up {resource} on {node}"):
         _run_action(ctx, _host(ctx, before["read_on"]), command)
-        if _dry(ctx):
+        if remote.is_dry(ctx):
             return before
         after = wait_for(ctx, cluster, converged, timeout,
                          f"no failed action of {resource} on {node} and {resource} started",
@@ -528,7 +511,7 @@ def _peers(ctx, cluster, name):
 def start_step(ctx, host_name, timeout=120, yes=False):
     """Start the cluster stack on HOST; wait until crm_mon shows it online (5.1.2, table 5-4)."""
     host, cluster = node_of(ctx, host_name, option="host")
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
     command = _stack_command(host, "stack_start")
     try:
         before = crm_status(ctx, cluster, prefer=_peers(ctx, cluster, host.name))
@@ -546,7 +529,7 @@ def start_step(ctx, host_name, timeout=120, yes=False):
     with journal.operation(ctx, cluster, "hb.start", {"host": host.name, "timeout": timeout},
                            yes=yes, summary=f"start the cluster stack on {host.name}: {command}"):
         _run_action(ctx, host, command, timeout=timeout)
-        if _dry(ctx):
+        if remote.is_dry(ctx):
             return before
         after = wait_for(ctx, cluster, converged, timeout, f"{host.name} online in crm_mon",
                          prefer=[host.name] + _peers(ctx, cluster, host.name), settle=True)
@@ -595,7 +578,7 @@ def _record_newest(ctx, cluster, host_name, force):
 def stop_step(ctx, host_name, timeout=120, force=False, yes=False):
     """Stop the cluster stack on HOST and verify the peer sees it OFFLINE (5.2.2.2 f A, 5.1.1 b)."""
     host, cluster = node_of(ctx, host_name, option="host")
-    timeout = _positive("timeout", timeout)
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
     command = _stack_command(host, "stack_stop")
     peers = _peers(ctx, cluster, host.name)
     before = crm_status(ctx, cluster, prefer=peers)
@@ -622,12 +605,12 @@ def stop_step(ctx, host_name, timeout=120, force=False, yes=False):
         plan += " (NO other node online: the service stops)"
     with journal.operation(ctx, cluster, "hb.stop", args, yes=yes, summary=plan):
         if kind == "db":
-            if _dry(ctx):
+            if remote.is_dry(ctx):
                 print(f"[dry] would record the newest-data backend of {cluster} before the stop")
             else:
                 _record_newest(ctx, cluster, host.name, force)
         _run_action(ctx, host, command, timeout=timeout)
-        if _dry(ctx):
+        if remote.is_dry(ctx):
             return before
         expected = f"{host.name} OFFLINE seen from {', '.join(peers)}"
         if others:
@@ -674,7 +657,7 @@ def log_command(path, lines):
 def log_step(ctx, host_name, lines=50):
     """ERROR/FATAL lines of HOST's cluster log (inventory ha_log), newest last."""
     host, cluster = node_of(ctx, host_name, option="host")
-    lines = _positive("lines", lines, int)
+    lines = checks.positive("lines", lines, int)
     path = (host.vars or {}).get("ha_log")
     if not path:
         raise UsageError(f"{host.name}: the inventory sets no ha_log (the cluster log file)")
@@ -707,7 +690,7 @@ def log(ctx, host, lines=50, format=None):
     Runbook 5.1.2.2 (c): `egrep "(ERROR|FATAL)" ha-log` when Heartbeat will not start; Pacemaker 2
     also writes lower-case `error:`/`crit:` levels, which are included.
     """
-    fmt = _fmt(ctx, format)
+    fmt = output.resolve_format(ctx, format)
     data = log_step(ctx, host, lines)
     output.emit(data, fmt, table=_log_table)
     return data

@@ -16,11 +16,10 @@ import time
 
 from psycopg2 import sql
 
-from hatasks import journal, output, remote
+from hatasks import checks, journal, output, remote
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UsageError
 
-MODES = ("smart", "fast", "immediate")
 DEFAULT_DEST = "/var/lib/postgresql/dumps"
 #: file names written by pg.dumpall / pg.vacuum (HOST_dumpall.YYYYMMDD-HHMMSS.sql and .log)
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -32,54 +31,18 @@ NO_OIDS_VERSION = 120000
 # --------------------------------------------------------------------------- inputs
 
 
-def _fmt(ctx, fmt):
-    return output.resolve_format(ctx, fmt)
-
-
 def db_host(ctx, name, option="host"):
     """Validate a --host value naming a DB backend: return the inventory Host."""
-    remote.check_value(option, name)
-    inv = remote.inventory(ctx)
-    host = inv.host(name)
-    if not host.cluster or inv.cluster(host.cluster).kind != "db":
-        dbs = [h.name for c in inv.clusters_of_kind("db") for h in c.hosts]
-        raise UsageError(
-            f"--{option} {name}: not a DB backend (it is in cluster {host.cluster}); "
-            f"DB hosts: {', '.join(dbs) or 'none'}"
-        )
+    host, _ = checks.db_host(ctx, name, option, noun="DB backend",
+                             cluster_note="it is in cluster {}")
     for key in ("pgdata", "pg_bindir"):
         if not host.vars.get(key):
             raise UsageError(f"host {name}: inventory var {key} is not set")
     return host
 
 
-def check_port(port, option="port"):
-    """None stays None; else an int in 1..65535 or UsageError."""
-    if port is None or port == "":
-        return None
-    try:
-        value = int(str(port))
-    except ValueError:
-        raise UsageError(f"--{option} must be a number, not {port!r}") from None
-    if not 1 <= value <= 65535:
-        raise UsageError(f"--{option} {value} is out of range (1-65535)")
-    return value
-
-
-def check_mode(mode):
-    if mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode
-
-
-def _positive(name, value, cast=float):
-    try:
-        value = cast(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"--{name} must be a number, not {value!r}") from None
-    if value <= 0:
-        raise UsageError(f"--{name} must be greater than 0, not {value}")
-    return value
+#: sync.py calls pg.check_port
+check_port = checks.port
 
 
 def check_dest(dest):
@@ -102,10 +65,6 @@ def _bin(host, name):
 
 def _q(value):
     return shlex.quote(str(value))
-
-
-def _dry(ctx):
-    return remote.is_dry(ctx)
 
 
 def _say(quiet, *lines):
@@ -293,7 +252,7 @@ def status_task(ctx, format=None, cluster="db"):
     Runbook 5.2.2: "check that psql can connect to both backends directly". Exit 3 when a
     backend is down (it is listed with the reason).
     """
-    fmt = _fmt(ctx, format)
+    fmt = output.resolve_format(ctx, format)
     remote.check_value("cluster", cluster)
     data = status(ctx, cluster)
     _emit(data, fmt, _status_table)
@@ -396,7 +355,7 @@ def start(ctx, host, port=None, timeout=60, quiet=False):
     _say(quiet, f"{host.name}: PostgreSQL is stopped; starting on port {want}")
     res = remote.run(ctx, host, start_command(host, port, timeout), user="postgres",
                      warn=True, timeout=timeout + 30)
-    if _dry(ctx):
+    if remote.is_dry(ctx):
         return {"host": host.name, "port": want, "started": False, "dry": True}
     if res.exited != 0:
         errors = recent_log_errors(ctx, host, port)
@@ -425,7 +384,7 @@ def stop(ctx, host, mode="fast", timeout=60, quiet=False):
                 f"stopping ({mode})")
     res = remote.run(ctx, host, stop_command(host, mode, timeout), user="postgres",
                      warn=True, timeout=timeout + 30)
-    if _dry(ctx):
+    if remote.is_dry(ctx):
         return {"host": host.name, "stopped": False, "dry": True}
     after = server_state(ctx, host)
     if after["running"]:
@@ -461,7 +420,7 @@ def start_task(ctx, host, port=None, timeout=60, yes=False):
     """
     h = db_host(ctx, host)
     port = check_port(port)
-    timeout = _positive("timeout", timeout, int)
+    timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, h.cluster, "pg.start", _args(host=h.name, port=port), yes=yes):
         return start(ctx, h, port, timeout)
 
@@ -477,8 +436,8 @@ def stop_task(ctx, host, mode="fast", force=False, timeout=60, yes=False):
     pgpool still has the backend up: detach it first (pgpool.switch) or pass --force.
     """
     h = db_host(ctx, host)
-    check_mode(mode)
-    timeout = _positive("timeout", timeout, int)
+    checks.mode(mode)
+    timeout = checks.positive("timeout", timeout, int)
     guard_stop(ctx, h, force)
     args = _args(host=h.name, mode=mode, force=force or None)
     with journal.operation(ctx, h.cluster, "pg.stop", args, yes=yes):
@@ -498,8 +457,8 @@ def restart_task(ctx, host, port=None, mode="fast", force=False, timeout=60, yes
     """
     h = db_host(ctx, host)
     port = check_port(port)
-    check_mode(mode)
-    timeout = _positive("timeout", timeout, int)
+    checks.mode(mode)
+    timeout = checks.positive("timeout", timeout, int)
     guard_stop(ctx, h, force)
     args = _args(host=h.name, port=port, mode=mode, force=force or None)
     with journal.operation(ctx, h.cluster, "pg.restart", args, yes=yes):
@@ -598,7 +557,7 @@ def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
     names = dump_names(host.name, stamp)
     cmd = dumpall_command(host, port, flags, dest, names["tmp_sql"], names["tmp_log"])
     res = remote.run(ctx, host, cmd, user="postgres", warn=True)
-    if _dry(ctx):
+    if remote.is_dry(ctx):
         return {"host": host.name, "dry": True}
     d = _q(dest)
     log = remote.run(ctx, host, f"cat {d}/{_q(names['tmp_log'])}", user="postgres", warn=True)
@@ -654,7 +613,7 @@ def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False
     port = check_port(port)
     dest = check_dest(dest)
     if keep is not None:
-        keep = _positive("keep", keep, int)
+        keep = checks.positive("keep", keep, int)
     return dumpall(ctx, h, port, dest, keep, quiet)
 
 
@@ -680,7 +639,7 @@ def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
     names = vacuum_names(host.name, stamp)
     res = remote.run(ctx, host, vacuum_command(host, port, dest, names["tmp_log"]),
                      user="postgres", warn=True, timeout=timeout)
-    if _dry(ctx):
+    if remote.is_dry(ctx):
         return {"host": host.name, "dry": True}
     d = _q(dest)
     log = remote.run(ctx, host, f"cat {d}/{_q(names['tmp_log'])}", user="postgres", warn=True)
@@ -807,7 +766,7 @@ def compare_task(ctx, format=None, cluster="db"):
     Runbook 5.2.2.2 C: "row counts per table match the source". Exit 3 on any difference
     (a table whose counts differ, or that exists on one backend only).
     """
-    fmt = _fmt(ctx, format)
+    fmt = output.resolve_format(ctx, format)
     remote.check_value("cluster", cluster)
     data = compare(ctx, cluster)
     _emit(data, fmt, _compare_table)

@@ -14,11 +14,10 @@ import shlex
 import sys
 import time
 
-from hatasks import journal, output, pool, remote
+from hatasks import checks, journal, output, pool, remote
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
-MODES = ("smart", "fast", "immediate")
 SIDES = {"master": 0, "secondary": 1}
 POLL_INTERVAL = 0.5
 #: pgpool binary used for -n checks and manual stop/start
@@ -45,13 +44,7 @@ def db_cluster(ctx, cluster="db"):
 
 def db_host(ctx, name, option="host"):
     """Validate a --host naming a DB host: (Host, Cluster)."""
-    remote.check_value(option, name)
-    inv = remote.inventory(ctx)
-    host = inv.host(name)
-    if not host.cluster or inv.cluster(host.cluster).kind != "db":
-        dbs = [h.name for c in inv.clusters_of_kind("db") for h in c.hosts]
-        raise UsageError(f"--{option} {name}: not a DB host (cluster {host.cluster}); "
-                         f"DB hosts: {', '.join(dbs) or 'none'}")
+    host, inv = checks.db_host(ctx, name, option)
     return host, inv.cluster(host.cluster)
 
 
@@ -69,22 +62,6 @@ def resolve_node(ctx, node=None, side=None, cluster="db"):
     if host.pgpool_node_id is None:
         raise UsageError(f"host {host.name}: inventory var pgpool_node_id is not set")
     return host, host.pgpool_node_id
-
-
-def check_mode(mode):
-    if mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode
-
-
-def _positive(name, value, cast=float):
-    try:
-        value = cast(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"--{name} must be a number, not {value!r}") from None
-    if value <= 0:
-        raise UsageError(f"--{name} must be greater than 0, not {value}")
-    return value
 
 
 def _port(c, key, default):
@@ -408,7 +385,7 @@ def check_task(ctx, host, wait=15, format=None):
     Exit 3 with the configuration error when it does not start.
     """
     fmt = output.resolve_format(ctx, format)
-    wait = _positive("wait", wait, int)
+    wait = checks.positive("wait", wait, int)
     data = check(ctx, host, wait)
     output.emit(data, fmt, table=lambda d: (["item", "value"],
                                             [[k, v] for k, v in d.items() if k != "output"]))
@@ -587,8 +564,8 @@ def stop_task(ctx, host, mode="fast", timeout=60, yes=False):
     nothing listens on pgpool_port any more.
     """
     h, c = db_host(ctx, host)
-    check_mode(mode)
-    timeout = _positive("timeout", timeout, int)
+    checks.mode(mode)
+    timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, c.name, "pgpool.stop", {"host": h.name, "mode": mode}, yes=yes):
         return stop(ctx, h.name, mode, timeout)
 
@@ -605,7 +582,7 @@ def start_task(ctx, host, timeout=60, yes=False):
     already runs pgpool on the other node. Without pgpool_resource it runs `pgpool -f CONF`.
     """
     h, c = db_host(ctx, host)
-    timeout = _positive("timeout", timeout, int)
+    timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, c.name, "pgpool.start", {"host": h.name}, yes=yes):
         return start(ctx, h.name, timeout)
 
@@ -789,7 +766,7 @@ def switch_task(ctx, node=None, side=None, timeout=30, yes=False):
     SHOW pool_nodes shows it down and pgpool degenerated. A resync is needed afterwards.
     """
     h, node_id = resolve_node(ctx, node, side)
-    timeout = _positive("timeout", timeout, int)
+    timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, h.cluster, "pgpool.switch", _node_args(node, side), yes=yes):
         detach(ctx, h, node_id, timeout)
 
@@ -802,7 +779,7 @@ def attach_task(ctx, node, timeout=30, yes=False):
     Data written while it was detached is NOT copied: use pgpool.recover for that.
     """
     h, node_id = resolve_node(ctx, node)
-    timeout = _positive("timeout", timeout, int)
+    timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, h.cluster, "pgpool.attach", {"node": node}, yes=yes):
         attach(ctx, h, node_id, timeout)
 
@@ -818,6 +795,6 @@ def recover_task(ctx, node, timeout=300, yes=False):
     row counts of every table are equal on all backends (pg.compare).
     """
     h, node_id = resolve_node(ctx, node)
-    timeout = _positive("timeout", timeout, int)
+    timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, h.cluster, "pgpool.recover", {"node": node}, yes=yes):
         recover(ctx, h, node_id, timeout)

@@ -2,23 +2,26 @@
 
 from invoke import Collection
 
+from . import core_tasks, db, hb, lb, notify, pg, pgpool, status, sync, web
 from .config import DEFAULTS
 
 
 def build():
     """Return the root collection used by both ``tasks.py`` and ``fabfile.py``."""
+    from lab import tasks as labtasks  # the lab's own package, only needed for the root collection
+
     ns = Collection()
     # sub-collections are added here, one line each
-    ns.add_task(__import__("hatasks.core_tasks").core_tasks.history)
-    ns.add_collection(Collection.from_module(__import__("hatasks.hb").hb))
-    ns.add_collection(Collection.from_module(__import__("hatasks.web").web))
-    ns.add_collection(Collection.from_module(__import__("lab.tasks").tasks, name="lab"))
-    ns.add_collection(Collection.from_module(__import__("hatasks.pgpool").pgpool))
-    ns.add_collection(Collection.from_module(__import__("hatasks.pg").pg))
-    ns.add_task(__import__("hatasks.status").status.status)
-    ns.add_collection(Collection.from_module(__import__("hatasks.sync").sync))
-    ns.add_collection(Collection.from_module(__import__("hatasks.db").db))
-    ns.add_collection(Collection.from_module(__import__("hatasks.lb").lb))
-    ns.add_collection(Collection.from_module(__import__("hatasks.notify").notify))
+    ns.add_task(core_tasks.history)
+    ns.add_collection(Collection.from_module(hb))
+    ns.add_collection(Collection.from_module(web))
+    ns.add_collection(Collection.from_module(labtasks, name="lab"))
+    ns.add_collection(Collection.from_module(pgpool))
+    ns.add_collection(Collection.from_module(pg))
+    ns.add_task(status.status)
+    ns.add_collection(Collection.from_module(sync))
+    ns.add_collection(Collection.from_module(db))
+    ns.add_collection(Collection.from_module(lb))
+    ns.add_collection(Collection.from_module(notify))
     ns.configure(DEFAULTS)
     return ns

@@ -36,22 +36,8 @@ _fmt = output.resolve_format
 
 
 def cluster_names(inv):
-    """Names of the clusters (inventory groups with hosts and a cluster_kind) in inventory order."""
-    clusters = getattr(inv, "clusters", None)
-    if callable(clusters):
-        clusters = clusters()
-    if isinstance(clusters, dict):
-        return list(clusters)
-    if clusters:
-        return [getattr(c, "name", c) for c in clusters]
-    names = []
-    for name in ("db", "lb"):
-        try:
-            inv.cluster(name)
-        except UsageError:
-            continue
-        names.append(name)
-    return names
+    """Names of the clusters (inventory groups with a cluster_kind) in inventory order."""
+    return list(inv.clusters)
 
 
 def node_of(ctx, name, option="node", kind=None):

@@ -607,14 +607,19 @@ def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False
     Runbook 5.2.2.2 B/C `pg_dumpall -p PORT -c -o -v > dump 2> log` (no -o on PostgreSQL
     12+) and the routine cron backup. Files: DEST/HOST_dumpall.YYYYMMDD-HHMMSS.sql and .log,
     renamed from a hidden .partial name only when pg_dumpall exited 0 and the log has no
-    errors. Refused while another operation holds the cluster lock.
+    errors. Holds the cluster lock (refused while another operation holds it) and is
+    journaled; being a routine job it asks no confirmation.
     """
     h = db_host(ctx, host)
     port = check_port(port)
     dest = check_dest(dest)
     if keep is not None:
         keep = checks.positive("keep", keep, int)
-    return dumpall(ctx, h, port, dest, keep, quiet)
+    # a routine (cron) job: no confirmation, but it holds the lock and is journaled like
+    # every operation, so no scenario starts while a dump runs and vice versa
+    args = {"host": h.name, "port": port, "dest": dest, "keep": keep}
+    with journal.operation(ctx, h.cluster, "pg.dumpall", args, yes=True):
+        return dumpall(ctx, h, port, dest, keep, quiet)
 
 
 
@@ -663,13 +668,15 @@ def vacuum_task(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False):
     """Full vacuum and analyze of every database of a backend (vacuumdb -a -f -z -v).
 
     Runbook 5.2.2.2 B/C `vacuumdb -p PORT -a -f -z -v 2> log` and the routine cron job; the
-    log goes to DEST/HOST_vacuumdb.YYYYMMDD-HHMMSS.log. Refused while another operation
-    holds the cluster lock.
+    log goes to DEST/HOST_vacuumdb.YYYYMMDD-HHMMSS.log. Holds the cluster lock (refused while
+    another operation holds it) and is journaled; being a routine job it asks no confirmation.
     """
     h = db_host(ctx, host)
     port = check_port(port)
     dest = check_dest(dest)
-    return vacuum(ctx, h, port, dest, quiet)
+    args = {"host": h.name, "port": port, "dest": dest}
+    with journal.operation(ctx, h.cluster, "pg.vacuum", args, yes=True):
+        return vacuum(ctx, h, port, dest, quiet)
 
 
 

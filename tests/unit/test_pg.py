@@ -198,6 +198,9 @@ def test_dumpall_success_renames_and_prunes(ctx, rec, fixed_time):
         ("stat -c %s", (0, "77744\n")),
     ]
     pg.dumpall_task(ctx, host="db01", keep=1, quiet=True)
+    # journaled like every operation (start, done), without asking for confirmation
+    events = [(r["action"], r["event"]) for r in journal.history(ctx)]
+    assert ("pg.dumpall", "start") in events and ("pg.dumpall", "done") in events
     assert rec.commands == [
         f"mkdir -p -m 700 {D}",
         f"ls -1A {D}",
@@ -383,3 +386,31 @@ def test_failed_start_shows_the_log_errors(ctx, rec, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert 'invalid value for parameter "shared_buffers": "lots"' in err
     assert "did not start on port 1234" in err
+
+
+def test_dumpall_refused_when_another_process_holds_the_lock(ctx, rec, fixed_time):
+    """The real lock file held by another process (as a running scenario would): exit 5,
+    nothing sent to the host."""
+    import subprocess
+    import sys
+    import textwrap
+
+    state = ctx.config.hatasks.state_dir
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time, invoke
+        sys.path.insert(0, {str(ROOT)!r})
+        from hatasks import journal
+        ctx = invoke.Context(invoke.Config(overrides={{"hatasks": {{"state_dir": {state!r}}}}}))
+        journal.acquire(ctx, "db", "db.failover")
+        print("held", flush=True)
+        time.sleep(30)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(invoke.Exit) as exc:
+            pg.dumpall_task(ctx, host="db01", quiet=True)
+        assert exc.value.code == HaError.LOCKED
+        assert rec.calls == []
+    finally:
+        holder.kill()
+        holder.wait()

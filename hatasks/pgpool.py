@@ -400,17 +400,22 @@ def _crm(ctx, host, cmd):
     return remote.run(ctx, host, cmd, warn=True)
 
 
-def set_maintenance(ctx, host, rid, on):
-    """Resource-level maintenance: Pacemaker neither starts, stops nor monitors RID."""
-    if on:
-        cmd = (f"crm_resource --resource {_q(rid)} --meta --set-parameter maintenance "
-               f"--parameter-value true")
+def _set_meta(ctx, host, rid, name, value):
+    """Set (value) or delete (value None) the meta attribute NAME of resource RID."""
+    if value is not None:
+        cmd = (f"crm_resource --resource {_q(rid)} --meta --set-parameter {name} "
+               f"--parameter-value {_q(value)}")
     else:
-        cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter maintenance"
+        cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter {name}"
     res = _crm(ctx, host, cmd)
-    if res.exited != 0 and on:
+    if res.exited != 0 and value is not None:
         raise StateError(f"{host.name}: {cmd} failed: {(res.stderr or res.stdout).strip()}")
     return res
+
+
+def set_maintenance(ctx, host, rid, on):
+    """Resource-level maintenance: Pacemaker neither starts, stops nor monitors RID."""
+    return _set_meta(ctx, host, rid, "maintenance", "true" if on else None)
 
 
 def wait_listening(ctx, host, port, want, timeout):
@@ -507,15 +512,8 @@ def start(ctx, host, timeout=60):
 
 
 def set_target_stopped(ctx, host, rid, on):
-    if on:
-        cmd = (f"crm_resource --resource {_q(rid)} --meta --set-parameter target-role "
-               f"--parameter-value Stopped")
-    else:
-        cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter target-role"
-    res = _crm(ctx, host, cmd)
-    if res.exited != 0 and on:
-        raise StateError(f"{host.name}: {cmd} failed: {(res.stderr or res.stdout).strip()}")
-    return res
+    """target-role=Stopped on RID (on), or no target-role at all (off)."""
+    return _set_meta(ctx, host, rid, "target-role", "Stopped" if on else None)
 
 
 def wait_resource(ctx, c, ok, expected, timeout):

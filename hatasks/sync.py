@@ -28,7 +28,6 @@ import pathlib
 import re
 import shlex
 import signal
-import sys
 import threading
 import time
 

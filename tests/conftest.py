@@ -1,5 +1,1 @@
-import os
-import pathlib
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "fixtures"
+"""pytest configuration shared by the unit and the lab tests (see tests/lab/conftest.py)."""

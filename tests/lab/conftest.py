@@ -13,11 +13,19 @@ import pathlib
 import subprocess
 import sys
 
+import invoke
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 INSTANCE = int(os.environ.get("HATASKS_LAB", "0"))
 INV = str(pathlib.Path(sys.executable).parent / "inv")
+
+
+def inventory_path():
+    """The inventory of this lab instance."""
+    if INSTANCE == 0:
+        return ROOT / "hosts.ini"
+    return ROOT / "lab" / ".state" / str(INSTANCE) / "hosts.ini"
 
 
 def lab_env(state_dir):
@@ -64,3 +72,11 @@ def lab(tmp_path_factory):
 def inv(lab, tmp_path):
     """An Inv runner with a fresh state dir (journal, locks) for one test."""
     return Inv(tmp_path / "state")
+
+
+@pytest.fixture
+def hctx(lab, tmp_path):
+    """A hatasks context on this lab instance, for direct SQL and commands in the tests."""
+    return invoke.Context(invoke.Config(overrides={"hatasks": {
+        "inventory": str(inventory_path()), "state_dir": str(tmp_path / "hctx"),
+        "connect_timeout": 10}}))

@@ -8,7 +8,6 @@ import re
 import subprocess
 import time
 
-import invoke
 import pytest
 
 from hatasks import remote
@@ -21,19 +20,6 @@ DUMPS = "/var/lib/postgresql/hatasks-lab-test-dumps"
 SCRATCH = "/tmp/hatasks-lab-test-scratch"
 SCRATCH_PORT = 5499
 TABLES = ("customers", "orders", "order_lines")
-
-
-def inventory_path():
-    if INSTANCE == 0:
-        return ROOT / "hosts.ini"
-    return ROOT / "lab" / ".state" / str(INSTANCE) / "hosts.ini"
-
-
-@pytest.fixture
-def hctx(lab, tmp_path):
-    return invoke.Context(invoke.Config(overrides={"hatasks": {
-        "inventory": str(inventory_path()), "state_dir": str(tmp_path / "hctx"),
-        "connect_timeout": 10}}))
 
 
 def sh(hctx, host, command, user="postgres", warn=False):

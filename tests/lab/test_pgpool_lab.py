@@ -4,28 +4,13 @@ backends up, equal data and no failed action."""
 
 import json
 
-import invoke
 import pytest
 
 from hatasks import remote
 
-from .conftest import INSTANCE, ROOT
+from .conftest import INSTANCE
 
 pytestmark = pytest.mark.lab
-
-
-def inventory_path():
-    if INSTANCE == 0:
-        return ROOT / "hosts.ini"
-    return ROOT / "lab" / ".state" / str(INSTANCE) / "hosts.ini"
-
-
-@pytest.fixture
-def hctx(lab, tmp_path):
-    """A hatasks context on this lab instance, for direct SQL / commands in the tests."""
-    return invoke.Context(invoke.Config(overrides={"hatasks": {
-        "inventory": str(inventory_path()), "state_dir": str(tmp_path / "hctx"),
-        "connect_timeout": 10}}))
 
 
 def pool(inv):

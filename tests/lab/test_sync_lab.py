@@ -8,7 +8,6 @@ Rows are written by the test the way an application does: psycopg2 to the DB VIP
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from .test_hb_lab import assert_healthy, crm, group_of, inventory, one_line_error, wait_crm
+from .test_hb_lab import assert_healthy, group_of, inventory, one_line_error, wait_crm
 
 pytestmark = pytest.mark.lab
 

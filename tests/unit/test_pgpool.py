@@ -105,7 +105,7 @@ def test_resolve_node(ctx, node, side, host, node_id):
 
 
 def test_switch_detaches_records_newest_and_verifies(ctx, rec, monkeypatch):
-    pv = use_pool(monkeypatch, BOTH_UP, DB02_DOWN)
+    use_pool(monkeypatch, BOTH_UP, DB02_DOWN)
     pgpool.switch_task(ctx, side="secondary", yes=True)
     assert rec.commands == ["pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
     assert rec.calls[0][1] == "postgres"

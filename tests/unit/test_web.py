@@ -1,13 +1,12 @@
 """web tasks: the exact commands sent, parsing of apachectl and of the page through the VIP."""
 
 import json
-import pathlib
 
 import invoke
 import pytest
 
 from hatasks import hb, remote, web
-from hatasks.errors import HaError, StateError, UsageError
+from hatasks.errors import HaError, UsageError
 
 try:  # the fakes of the hb tests (tests/unit may or may not be a package)
     from .test_hb import LB, ROOT, FakeCluster, FakeConn, make_ctx

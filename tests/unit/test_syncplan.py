@@ -2,10 +2,13 @@
 (quoting), disk fit, digest comparison. The shell snippets that hatasks runs on the hosts (awk
 filter of the dump, config copy) are run here for real with bash on temporary files."""
 
+import ast
+import pathlib
 import shlex
 import subprocess
 
 import pytest
+from psycopg2 import sql
 
 from hatasks import syncplan
 from hatasks.errors import HaError, UsageError
@@ -293,8 +296,14 @@ def test_copy_config_copies_site_files_not_the_servers_own(tmp_path):
 
 
 def test_digest_query_quotes_identifiers():
-    q = repr(syncplan.digest_query("public", 'we"ird'))
-    assert "Identifier('public')" in q and "Identifier('we\"ird')" in q and "hashtextextended(hatasks_row::text, 0)" in q
+    """Schema and table go in as psycopg2 Identifiers (quoted by the driver, never pasted into the
+    text), schema first; the checksum hashes whole rows, so it does not depend on row order."""
+    query = syncplan.digest_query("public", 'we"ird')
+    idents = [part.strings for part in query.seq if isinstance(part, sql.Identifier)]
+    assert idents == [("public",), ('we"ird',)]
+    text = "".join(part.string for part in query.seq if isinstance(part, sql.SQL))
+    assert 'we"ird' not in text and "public" not in text
+    assert "hashtextextended(hatasks_row::text, 0)" in text and "count(*)" in text
 
 
 # --------------------------------------------------------------------------- disk, digests
@@ -321,3 +330,67 @@ def test_diff_digests():
     rows, diffs = syncplan.diff_digests({"db01": a, "db02": {"postgres": {}}})
     assert diffs[0]["note"] == "database missing on db02"
     assert syncplan.diff_digests({"db01": a, "db02": a})[1] == []
+
+
+# --------------------------------------------------------------------------- printed plan, start command, layer
+
+
+def test_plan_lines_one_per_evidence_and_step_done_ones_marked():
+    p = dict(params(), evidence=["journal: newest data on db02", "pgpool now: db01 down, db02 up"])
+    plan = syncplan.make_plan(p)
+    done = {"record_newest", "stop_pgpool"}
+    lines = syncplan.plan_lines(p, plan, done)
+    assert len(lines) == 1 + len(p["evidence"]) + len(plan)
+    header, evidence, steps = lines[0], lines[1:3], lines[3:]
+    for fact in ("dump", "db02", "db01", "cluster db", "1234", p["workdir"]):
+        assert fact in header
+    assert [e.strip().split(": ", 1)[1] for e in evidence] == p["evidence"]
+    for line, item in zip(steps, plan):
+        n, rest = line.strip().split(". ", 1)
+        assert int(n) == item["n"]
+        assert rest.startswith("done ") == (item["step"] in done)
+        assert f"[{item['host']}] {item['what']}" in rest
+
+
+def test_bulk_start_command_arguments():
+    cmd = syncplan.bulk_start_command("/usr/lib/postgresql/15/bin", "/d/my data", 1234, "/l/pg ctl.log", 45)
+    argv = shlex.split(cmd)
+    assert argv[0] == "/usr/lib/postgresql/15/bin/pg_ctl"
+    assert argv[argv.index("-D") + 1] == "/d/my data"
+    assert argv[argv.index("-l") + 1] == "/l/pg ctl.log"
+    assert argv[argv.index("-t") + 1] == "45" and "-w" in argv and argv[-1] == "start"
+    server_opts = shlex.split(argv[argv.index("-o") + 1])
+    assert server_opts[:2] == ["-p", "1234"]
+    assert server_opts[2:] == shlex.split(syncplan.BULK_LOAD)
+    assert "autovacuum=off" in server_opts and "synchronous_commit=off" in server_opts
+
+
+def test_check_method_and_run_dir():
+    assert [syncplan.check_method(m) for m in syncplan.METHODS] == list(syncplan.METHODS)
+    with pytest.raises(UsageError) as e:
+        syncplan.check_method("rsync")
+    assert "'rsync'" in e.value.message
+    assert syncplan.run_dir(params()) == "/var/lib/postgresql/hatasks-resync/20261125-171500"
+
+
+def test_first_diff_counts_the_differences_and_names_the_first():
+    a = {"GYOM_DB": {"public.t": [3, "10"], "public.u": [1, "5"]}}
+    b = {"GYOM_DB": {"public.t": [4, "11"], "public.u": [2, "6"]}}
+    rows, diffs = syncplan.diff_digests({"db01": a, "db02": b})
+    line = syncplan.first_diff({"differences": diffs})
+    assert line.startswith("2 ") and "GYOM_DB.public.t" in line and "public.u" not in line
+    assert "db01=3 rows/10" in line and "db02=4 rows/11" in line
+
+
+def test_summary_reports_the_checkpointed_facts():
+    st = {"kept": "/k", "dump": "/w/d.sql", "safety_dump": None, "verified_tables": 7, "other": 1}
+    assert syncplan.summary(params(), st, 12.345) == {
+        "method": "dump", "source": "db02", "target": "db01", "kept_datadir": "/k", "dump": "/w/d.sql",
+        "safety_dump": None, "verified_tables": 7, "seconds": 12.3}
+
+
+def test_syncplan_imports_nothing_of_hatasks_but_errors():
+    tree = ast.parse(pathlib.Path(syncplan.__file__).read_text())
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in mods if m and m.startswith("hatasks")} == {"hatasks.errors"}

@@ -2,6 +2,7 @@
 commands sent to the hosts, captured through a fake remote.run)."""
 
 import base64
+import inspect
 import pathlib
 import shlex
 import subprocess
@@ -48,3 +49,13 @@ def test_install_recovery_sends_each_script_base64(tmp_path, monkeypatch):
     b64 = shlex.split(installs[0][2].split("; ", 1)[1])[2]
     assert base64.b64decode(b64).decode() == syncsteps.recovery_script_text(
         "recovery_1st_stage", "/usr/lib/postgresql/15/bin")
+
+
+def test_steps_table_runs_every_step_of_every_method():
+    """Every step a plan can name has a function, and the table holds nothing else."""
+    planned = {s for steps in syncplan.METHOD_STEPS.values() for s in steps}
+    assert set(syncsteps.STEPS) == planned
+    assert {s for group in syncplan.REBUILD.values() for s in group} <= planned
+    for name, fn in syncsteps.STEPS.items():
+        assert fn.__module__ == "hatasks.syncsteps", name
+        assert list(inspect.signature(fn).parameters) == ["ctx", "p", "st"], name

@@ -1,0 +1,76 @@
+"""sync (the driver): the run loop over syncsteps.STEPS, its checkpoints and what a resume redoes.
+The step functions are replaced by recorders; the loop itself is the real one."""
+
+import re
+
+import pytest
+
+from hatasks import sync, syncplan, syncsteps
+
+
+def params(method="dump"):
+    return {"cluster": "db", "method": method, "source": "db02", "target": "db01", "maint_port": 1234,
+            "vacuum": False, "workdir": "/w", "pgdata": "/d/data", "stamp": "20261125-171500",
+            "kept": "/d/data.planned", "pgpool_host": "db01"}
+
+
+class Op:
+    """The journal operation as run_steps sees it: checkpoints in order."""
+
+    def __init__(self):
+        self.checkpoints = []
+
+    def checkpoint(self, step, **data):
+        self.checkpoints.append((step, data))
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Every step replaced by a recorder of (step, kept it was given, st it saw) returning {step: n}."""
+    seen = []
+
+    def recorder(name):
+        def run(ctx, p, st):
+            seen.append((name, p["kept"], dict(st)))
+            return {name: len(seen)}
+        return run
+
+    for name in list(syncsteps.STEPS):
+        monkeypatch.setitem(syncsteps.STEPS, name, recorder(name))
+    return seen
+
+
+def test_run_steps_redoes_a_half_done_rebuild_and_checkpoints_each_step(calls, capsys):
+    p = params()
+    done = ["record_newest", "stop_pgpool", "source_maint", "dump_source", "stop_target", "keep_datadir",
+            "initdb_target", "copy_config"]
+    st = {"kept": "/d/data.kept", "dump": "/w/x.sql"}
+    op = Op()
+    out = sync.run_steps(None, op, p, list(done), st)
+    todo, redo = syncplan.steps_to_run("dump", False, done)
+    assert op.checkpoints[0] == ("redo", {"steps": redo})
+    assert [c[0] for c in op.checkpoints[1:]] == todo == [name for name, _, _ in calls]
+    # every step gets the kept dir the journal recorded, not the one planned
+    assert {kept for _, kept, _ in calls} == {"/d/data.kept"}
+    # each step sees what the earlier ones returned; each checkpoint carries its data and duration
+    assert calls[1][2][todo[0]] == 1
+    for i, (step, data) in enumerate(op.checkpoints[1:], 1):
+        assert data[step] == i and data["seconds"] >= 0
+    assert out is st and all(st[s] for s in todo)
+    # progress lines number each step as in the full plan
+    plan = {i["step"]: i["n"] for i in syncplan.make_plan(p)}
+    progress = [re.match(r"\[(\d+)/(\d+)\] (\S+)", ln) for ln in capsys.readouterr().out.splitlines()]
+    numbered = [(int(m[1]), int(m[2]), m[3]) for m in progress if m]
+    assert numbered == [(plan[s], len(plan), s) for s in todo]
+
+
+def test_run_steps_stops_at_a_failing_step_without_checkpointing_it(calls, monkeypatch):
+    def fail(ctx, p, st):
+        raise RuntimeError("import stopped")
+
+    monkeypatch.setitem(syncsteps.STEPS, "import", fail)
+    op = Op()
+    with pytest.raises(RuntimeError):
+        sync.run_steps(None, op, params(), [], {})
+    steps = syncplan.steps_for("dump")
+    assert [c[0] for c in op.checkpoints] == steps[:steps.index("import")]

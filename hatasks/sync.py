@@ -18,6 +18,10 @@ methods, printing every step and host before asking for confirmation:
 Every step is checkpointed in the journal: `sync.resume` continues an interrupted resync,
 `sync.rollback` puts the target's old data directory back, `sync.cleanup` archives or deletes the
 dumps and logs (runbook step E). Kept data directories are only removed by name.
+
+This module is the driver (preflight, the run loop, resume, rollback, cleanup) and the tasks; the
+pure planning (source choice, steps, commands, checks) is in syncplan, the steps and their STEPS
+table in syncsteps.
 """
 
 import contextlib
@@ -41,6 +45,7 @@ from hatasks.syncsteps import (STEPS, compare_digests, db_cluster, db_host, ensu
 
 
 def _pg_settings(ctx, h, port):
+    """What initdb needs to build a data dir the source's dump fits into."""
     rows = remote.sql_rows(ctx, h, (
         "SELECT pg_encoding_to_char(d.encoding) AS encoding, d.datcollate AS collate, "
         "d.datctype AS ctype, d.datlocprovider AS provider, d.daticulocale AS icu_locale, "
@@ -67,6 +72,7 @@ def _df(ctx, h, path):
 
 
 def _du(ctx, h, path):
+    """Bytes under PATH on H (0 when unreadable)."""
     res = probe(ctx, h, f"du -sB1 {q(path)} 2>/dev/null | cut -f1", user="root")
     out = res.stdout.strip()
     return int(out) if out.isdigit() else 0
@@ -234,7 +240,7 @@ def run_steps(ctx, op, p, done, st):
 
 def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=False, yes=False,
            maint_port=None, workdir=None, cluster=None):
-    """Step function: the whole resync (plan, confirm, run, verify). Returns a summary dict, or
+    """The whole resync (plan, confirm, run, verify). Returns a summary dict, or
     {"nothing_to_do": reason}. Under --dry: plan + probes only."""
     p, plan = prepare(ctx, source, target, method, vacuum, force, maint_port, workdir, cluster)
     if p is None:

@@ -311,8 +311,8 @@ def import_command(src_addr, dump_path, pgbin, port, superuser, log_path):
 def guarded(cmd):
     """CMD run so that it dies with our ssh session: in its own process group, killed (TERM to the
     group) as soon as a watchdog can no longer write to the session (a newline every 2 s on
-    stdout: hatasks was interrupted or lost the connection). Without it a long pg_dumpall / import / pg_basebackup would go on alone and
-    race with the resume."""
+    stdout: hatasks was interrupted or lost the connection). Without it a long pg_dumpall, import or
+    pg_basebackup would go on alone and race with the resume."""
     watch = "while printf '\\n'; do sleep 2; done 2>/dev/null; kill -TERM -- \"-$1\""
     inner = (f"setsid bash -c {q(cmd)} </dev/null & p=$!; "
              f"setsid bash -c {q(watch)} watchdog \"$p\" </dev/null 2>/dev/null & w=$!; "

@@ -152,11 +152,13 @@ def pool_host(ctx, c):
 
 
 def record_newest(ctx, p, st):
+    """Journal which backend holds the newest data while pgpool still answers."""
     rec = pgpool.record_newest(ctx, p["cluster"], f"sync.resync {p['source']} -> {p['target']}")
     return {"newest_recorded": rec.get("newest") or (rec.get("previous") or {}).get("newest")}
 
 
 def stop_pgpool(ctx, p, st):
+    """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran."""
     c = db_cluster(ctx, p["cluster"])
     host = p.get("pgpool_host") or pool_host(ctx, c)
     if not host:
@@ -168,6 +170,7 @@ def stop_pgpool(ctx, p, st):
 
 
 def restart_source_maint(ctx, p, st):
+    """The source on the maintenance port, so no application writes during the copy."""
     ensure_running(ctx, db_host(ctx, p["source"]), p["maint_port"])
     return {}
 
@@ -228,6 +231,7 @@ def safety_dump(ctx, p):
 
 
 def dump_source_and_target(ctx, p, st):
+    """The source's dump and the target's safety dump side by side (two hosts, no shared disk)."""
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         fs = ex.submit(dump_source, ctx, p)
         ft = ex.submit(safety_dump, ctx, p)
@@ -243,6 +247,7 @@ def stop_target(ctx, p, st):
 
 
 def keep_datadir(ctx, p, st):
+    """Move the target's data dir aside under its kept name; never deleted here."""
     t = db_host(ctx, p["target"])
     if pg.server_state(ctx, t)["running"]:
         pg.stop(ctx, t, "fast")
@@ -276,6 +281,7 @@ def _clear_new_datadir(ctx, t, p, why):
 
 
 def initdb_target(ctx, p, st):
+    """A fresh data dir with the source's encoding, locale and checksum setting, marked as ours."""
     t = db_host(ctx, p["target"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
     run(ctx, t, f"install -d -o postgres -g postgres -m 700 {q(p['pgdata'])}", user="root")
@@ -287,6 +293,7 @@ def initdb_target(ctx, p, st):
 
 
 def basebackup_target(ctx, p, st):
+    """A physical copy of the source as the new data dir, marked as ours."""
     t, s = db_host(ctx, p["target"]), db_host(ctx, p["source"])
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
@@ -299,6 +306,7 @@ def basebackup_target(ctx, p, st):
 
 
 def copy_config(ctx, p, st):
+    """The target's own configuration files back from its kept data dir."""
     t = db_host(ctx, p["target"])
     res = run(ctx, t, copy_config_command(p["kept"], p["pgdata"]))
     files = res.stdout.split()
@@ -312,6 +320,7 @@ def start_target_maint(ctx, p, st):
 
 
 def import_dump(ctx, p, st):
+    """Stream the source's dump into the target; the first error stops it."""
     t, s = db_host(ctx, p["target"]), db_host(ctx, p["source"])
     start_local(ctx, t, p["maint_port"])
     dump = st.get("dump")
@@ -355,6 +364,7 @@ def verify(ctx, p, ports, attempts=1):
 
 
 def verify_copy(ctx, p, st):
+    """Both backends compared table by table (retried for online: writes keep landing)."""
     s, t = db_host(ctx, p["source"]), db_host(ctx, p["target"])
     if p["method"] == "online":
         return verify(ctx, p, {s.name: normal_port(s), t.name: normal_port(t)}, attempts=10)
@@ -371,12 +381,14 @@ def _parallel(fn, items):
 
 
 def restart_normal(ctx, p, st):
+    """Both back on their normal ports (the bulk-load settings go with the restart)."""
     hosts = [db_host(ctx, n) for n in (p["source"], p["target"])]
     _parallel(lambda h: ensure_running(ctx, h, normal_port(h)), hosts)
     return {}
 
 
 def start_pgpool(ctx, p, st):
+    """Start pgpool again, only when this resync stopped it."""
     if not st.get("pgpool_stopped"):
         say("pgpool was not stopped by this resync: not starting it")
         return {}
@@ -391,6 +403,7 @@ def start_pgpool(ctx, p, st):
 
 
 def attach_backends(ctx, p, st):
+    """pcp_attach_node for each backend pgpool does not show up."""
     c = db_cluster(ctx, p["cluster"])
     data = pgpool.read_pool_nodes(ctx, c.name)
     attached = []
@@ -409,6 +422,7 @@ def attach_backends(ctx, p, st):
 
 
 def verify_pool(ctx, p, st):
+    """Wait (30 s) until pgpool shows every backend up and none degenerated."""
     c = db_cluster(ctx, p["cluster"])
     deadline = time.monotonic() + 30
     while True:
@@ -430,6 +444,7 @@ def verify_pool(ctx, p, st):
 
 
 def recovery_script_text(name, pgbin, log=RECOVERY_LOG, port=5432):
+    """The packaged script NAME with this host's paths and port filled in."""
     text = (RECOVERY_DIR / name).read_text()
     return text.replace("@PGBIN@", q(pgbin)).replace("@LOG@", q(log)).replace("@PGPORT@", str(int(port)))
 
@@ -482,6 +497,7 @@ def install_recovery(ctx, hosts, cluster=None):
 
 
 def install_recovery_scripts(ctx, p, st):
+    """hatasks' recovery scripts on both backends; the source must have them."""
     done = install_recovery(ctx, [p["source"], p["target"]], p["cluster"])
     if done.get(p["source"]) is None:
         raise StateError(f"{p['source']}: cannot install the recovery scripts (no data directory)")
@@ -489,11 +505,13 @@ def install_recovery_scripts(ctx, p, st):
 
 
 def kept_list(ctx, t, pgdata):
+    """The kept data dirs the recovery scripts listed next to PGDATA, oldest first."""
     res = probe(ctx, t, f"cat {q(pgdata + '.hatasks-kept')} 2>/dev/null || true")
     return [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
 
 
 def recover_online(ctx, p, st):
+    """pcp_recovery_node for the target, judged by what it printed (it exits 0 on failure)."""
     c = db_cluster(ctx, p["cluster"])
     t = db_host(ctx, p["target"])
     before = kept_list(ctx, t, p["pgdata"])

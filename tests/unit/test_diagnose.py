@@ -128,7 +128,10 @@ def test_captured_lb_httpd_plan_checks_then_cleans_up():
     assert tasks_of(d)[:2] == ["web.check", "hb.cleanup"]
     cleanup = [s for s in d["steps"] if s["task"] == "hb.cleanup"][0]
     assert cleanup["args"] == {"resource": "apache", "node": "lb01"}
-    assert any("fix the error web.check shows" in p for p in d["plan"])
+    check = [s["task"] for s in d["steps"]].index("web.check")
+    fix = d["steps"][check + 1]
+    assert (fix["task"], fix.get("conditional")) == ("manual", True)
+    assert "web.check" in fix["text"] and "lb01" in fix["text"]
 
 
 # --------------------------------------------------------------------------- built facts: DB
@@ -151,7 +154,7 @@ def test_heartbeat_down_plans_a_stack_start_and_no_resync():
     d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("heartbeat", "db01")
     assert tasks_of(d) == ["hb.start"]
-    assert d["plan"][0] == "inv hb.start --host db01"
+    assert (d["steps"][0]["task"], d["steps"][0]["args"]) == ("hb.start", {"host": "db01"})
     assert "sync.resync" not in [s["task"] for s in d["steps"]]
 
 
@@ -166,8 +169,11 @@ def test_pgpool_start_failure_plans_check_manual_fix_cleanup():
     assert (d["pattern"], d["host"]) == ("pgpool", "db01")
     assert [s["task"] for s in d["steps"]][:3] == ["pgpool.check", "manual", "hb.cleanup"]
     assert d["steps"][1].get("conditional") is True
-    assert d["plan"][2] == "inv hb.cleanup --resource pgpool --node db01"
-    assert d["plan"][-1] == "optional: inv db.failback --to db01"
+    assert d["steps"][2]["args"] == {"resource": "pgpool", "node": "db01"}
+    last = d["steps"][-1]
+    assert (last["task"], last["args"], last.get("conditional")) == \
+        ("db.failback", {"to": "db01"}, True)
+    assert d["plan"] == [rules.render(s) for s in d["steps"]]
 
 
 def test_degenerated_names_the_down_backend_and_the_newest_source():
@@ -176,7 +182,7 @@ def test_degenerated_names_the_down_backend_and_the_newest_source():
     assert (d["pattern"], d["host"]) == ("degenerated", "db02")
     step = [s for s in d["steps"] if s["task"] == "sync.resync"][0]
     assert step["args"] == {"source": "db01", "target": "db02", "method": "dump", "force": False}
-    assert d["plan"][0] == "inv sync.resync --source db01 --target db02 --method dump"
+    assert d["steps"][0] is step and d["plan"][0] == rules.render(step)
 
 
 def test_split_brain_trusts_the_first_record_and_forces():
@@ -191,7 +197,7 @@ def test_split_brain_trusts_the_first_record_and_forces():
         ("db02", "db01", True)
     assert d["host"] == "db01"
     assert any(e.startswith("CONTRADICTION") for e in d["evidence"])
-    assert "--force" in d["plan"][0]
+    assert d["steps"][0] is step and d["plan"][0] == rules.render(step)
 
 
 def test_pending_resync_keeps_the_cluster_from_being_called_healthy():
@@ -236,7 +242,8 @@ def test_failback_requested_on_a_healthy_cluster_is_a_step():
         facts["hosts"][h]["crm"] = view(both, "db02")
     d = rules.diagnose_db(facts)
     assert d["pattern"] == "healthy"
-    assert d["plan"] == ["inv db.failback --to db01"]
+    assert [(s["task"], s["args"], s.get("conditional")) for s in d["steps"]] == \
+        [("db.failback", {"to": "db01"}, None)]
 
 
 def test_diagnosis_does_not_change_its_input():

@@ -17,6 +17,8 @@ sent is a warning on stderr; it never changes the scenario's outcome.
 """
 
 import contextlib
+import functools
+import inspect
 import io
 import smtplib
 import socket
@@ -141,6 +143,29 @@ def scenario(ctx, action, detail=""):
             send(ctx, subject, body)
         except HaError as exc:
             print(f"warning: {exc.message}", file=sys.stderr, flush=True)
+
+
+def mails(action, detail=None):
+    """Decorator of a scenario task: mail the summary of the scenario ACTION when it ends
+    (`scenario` around the task). DETAIL: a format string of the task's arguments added to
+    the subject, e.g. "--host {host}"."""
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(ctx, *args, **kwargs):
+            text = ""
+            if detail:
+                bound = signature.bind(ctx, *args, **kwargs)
+                bound.apply_defaults()
+                text = detail.format(**bound.arguments)
+            with scenario(ctx, action, text):
+                return fn(ctx, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 @task(help={"subject": "subject of the test mail"})

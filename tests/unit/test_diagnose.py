@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from hatasks import db, lb
+from hatasks import rules
 
 FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "diagnose"
 
@@ -71,7 +71,7 @@ def tasks_of(result):
 
 def test_captured_healthy_db():
     facts, shown = captured("db_healthy")
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert d["pattern"] == "healthy" == shown["pattern"]
     assert d["plan"] == []
 
@@ -79,7 +79,7 @@ def test_captured_healthy_db():
 def test_captured_power_failure_of_db02():
     facts, shown = captured("db_power_db02")
     assert facts["hosts"]["db02"]["ssh"] is False and facts["hosts"]["db02"]["power"] == "off"
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("power", "db02")
     assert shown["pattern"] == "power"
     assert d["steps"][0]["task"] == "manual" and "power on db02" in d["steps"][0]["text"]
@@ -92,7 +92,7 @@ def test_captured_power_failure_of_db02():
 def test_captured_network_failure_of_db01():
     facts, shown = captured("db_network_db01")
     assert facts["hosts"]["db01"]["ssh"] is False and facts["hosts"]["db01"]["power"] == "on"
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("network", "db01")
     assert "cables" in d["steps"][0]["text"]
     resync = [s for s in d["steps"] if s["task"] == "sync.resync"][0]
@@ -102,7 +102,7 @@ def test_captured_network_failure_of_db01():
 
 def test_captured_postgres_failure_of_db02():
     facts, _ = captured("db_postgres_db02")
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("postgres", "db02")
     assert tasks_of(d)[:2] == ["pg.start", "sync.resync"]
     assert d["steps"][0]["args"] == {"host": "db02"}
@@ -117,18 +117,21 @@ def test_captured_postgres_failure_of_db02():
 ])
 def test_captured_lb(name, pattern, host):
     facts, shown = captured(name)
-    d = lb.diagnose_lb(facts)
+    d = rules.diagnose_lb(facts)
     assert (d["pattern"], d["host"]) == (pattern, host)
     assert shown["pattern"] == pattern
 
 
 def test_captured_lb_httpd_plan_checks_then_cleans_up():
     facts, _ = captured("lb_httpd_lb01")
-    d = lb.diagnose_lb(facts)
+    d = rules.diagnose_lb(facts)
     assert tasks_of(d)[:2] == ["web.check", "hb.cleanup"]
     cleanup = [s for s in d["steps"] if s["task"] == "hb.cleanup"][0]
     assert cleanup["args"] == {"resource": "apache", "node": "lb01"}
-    assert any("fix the error web.check shows" in p for p in d["plan"])
+    check = [s["task"] for s in d["steps"]].index("web.check")
+    fix = d["steps"][check + 1]
+    assert (fix["task"], fix.get("conditional")) == ("manual", True)
+    assert "web.check" in fix["text"] and "lb01" in fix["text"]
 
 
 # --------------------------------------------------------------------------- built facts: DB
@@ -138,7 +141,7 @@ def test_power_without_power_check_is_reported_as_network_with_a_warning():
     facts = db_facts()
     facts["hosts"]["db02"] = host(ssh=False, ssh_error="timed out", power=None)
     facts["hosts"]["db01"]["crm"]["nodes"]["db02"] = "offline"
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert d["pattern"] == "network"
     assert any("no power_check" in e for e in d["evidence"])
     assert any("db01 sees db02 OFFLINE" in e for e in d["evidence"])
@@ -148,10 +151,10 @@ def test_heartbeat_down_plans_a_stack_start_and_no_resync():
     facts = db_facts()
     facts["hosts"]["db01"] = host(None, crm_error="Not connected (code 102)")
     facts["hosts"]["db02"]["crm"] = view({"db01": "offline", "db02": "online"}, "db02")
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("heartbeat", "db01")
     assert tasks_of(d) == ["hb.start"]
-    assert d["plan"][0] == "inv hb.start --host db01"
+    assert (d["steps"][0]["task"], d["steps"][0]["args"]) == ("hb.start", {"host": "db01"})
     assert "sync.resync" not in [s["task"] for s in d["steps"]]
 
 
@@ -162,21 +165,24 @@ def test_pgpool_start_failure_plans_check_manual_fix_cleanup():
     facts = db_facts()
     for h in ("db01", "db02"):
         facts["hosts"][h]["crm"] = view(both, "db02", failed)
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("pgpool", "db01")
     assert [s["task"] for s in d["steps"]][:3] == ["pgpool.check", "manual", "hb.cleanup"]
     assert d["steps"][1].get("conditional") is True
-    assert d["plan"][2] == "inv hb.cleanup --resource pgpool --node db01"
-    assert d["plan"][-1] == "optional: inv db.failback --to db01"
+    assert d["steps"][2]["args"] == {"resource": "pgpool", "node": "db01"}
+    last = d["steps"][-1]
+    assert (last["task"], last["args"], last.get("conditional")) == \
+        ("db.failback", {"to": "db01"}, True)
+    assert d["plan"] == [rules.render(s) for s in d["steps"]]
 
 
 def test_degenerated_names_the_down_backend_and_the_newest_source():
     facts = db_facts(pgpool=pool(db01="up", db02="down"))
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("degenerated", "db02")
     step = [s for s in d["steps"] if s["task"] == "sync.resync"][0]
     assert step["args"] == {"source": "db01", "target": "db02", "method": "dump", "force": False}
-    assert d["plan"][0] == "inv sync.resync --source db01 --target db02 --method dump"
+    assert d["steps"][0] is step and d["plan"][0] == rules.render(step)
 
 
 def test_split_brain_trusts_the_first_record_and_forces():
@@ -185,19 +191,19 @@ def test_split_brain_trusts_the_first_record_and_forces():
     facts = db_facts(pgpool=pool(db01="up", db02="down"),
                      first_degenerated={"newest": "db02", "ts": "2026-11-25T17:23:39Z",
                                         "evidence": {"pool_nodes": "db01 down; db02 up"}})
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     step = [s for s in d["steps"] if s["task"] == "sync.resync"][0]
     assert (step["args"]["source"], step["args"]["target"], step["args"]["force"]) == \
         ("db02", "db01", True)
     assert d["host"] == "db01"
     assert any(e.startswith("CONTRADICTION") for e in d["evidence"])
-    assert "--force" in d["plan"][0]
+    assert d["steps"][0] is step and d["plan"][0] == rules.render(step)
 
 
 def test_pending_resync_keeps_the_cluster_from_being_called_healthy():
     facts = db_facts(pending={"pattern": "network", "host": "db01", "source": "db02",
                               "ts": "2026-11-25T17:23:39Z"})
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert d["pattern"] == "network"
     step = [s for s in d["steps"] if s["task"] == "sync.resync"][0]
     assert (step["args"]["source"], step["args"]["target"]) == ("db02", "db01")
@@ -206,7 +212,7 @@ def test_pending_resync_keeps_the_cluster_from_being_called_healthy():
 def test_postgres_refusing_connections_counts_as_postgres_failure():
     facts = db_facts()
     facts["hosts"]["db02"] = host(view({"db01": "online", "db02": "online"}), connect=False)
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("postgres", "db02")
     assert any("refuses a direct connection" in e for e in d["evidence"])
 
@@ -214,7 +220,7 @@ def test_postgres_refusing_connections_counts_as_postgres_failure():
 def test_power_outranks_the_degenerated_pgpool_it_causes():
     facts = db_facts(pgpool=pool(db01="up", db02="down"))
     facts["hosts"]["db02"] = host(ssh=False, ssh_error="No route to host", power="off")
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert d["pattern"] == "power"
     assert [p[0] for p in d["problems"]] == ["power", "degenerated"]
 
@@ -223,7 +229,7 @@ def test_interconnect_cut_with_both_nodes_answering_is_network():
     facts = db_facts()
     facts["hosts"]["db01"]["crm"] = view({"db01": "online", "db02": "offline"}, "db01")
     facts["hosts"]["db02"]["crm"] = view({"db01": "offline", "db02": "online"}, "db02")
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert d["pattern"] == "network"
     assert any("split brain" in e for e in d["evidence"])
     assert "interconnect" in d["steps"][0]["text"]
@@ -234,15 +240,16 @@ def test_failback_requested_on_a_healthy_cluster_is_a_step():
     facts = db_facts(failback_to="db01")
     for h in ("db01", "db02"):
         facts["hosts"][h]["crm"] = view(both, "db02")
-    d = db.diagnose_db(facts)
+    d = rules.diagnose_db(facts)
     assert d["pattern"] == "healthy"
-    assert d["plan"] == ["inv db.failback --to db01"]
+    assert [(s["task"], s["args"], s.get("conditional")) for s in d["steps"]] == \
+        [("db.failback", {"to": "db01"}, None)]
 
 
 def test_diagnosis_does_not_change_its_input():
     facts = db_facts(pgpool=pool(db01="up", db02="down"))
     before = copy.deepcopy(facts)
-    db.diagnose_db(facts)
+    rules.diagnose_db(facts)
     assert facts == before
 
 
@@ -262,23 +269,23 @@ def test_journal_first_degenerated_since_last_in_sync():
         rec("newest", newest="db02", evidence={"degenerated": True}, ts="t1"),
         rec("newest", newest="db01", evidence={"degenerated": True}, ts="t2"),
     ]
-    jf = db.journal_facts(records, "db")
+    jf = rules.journal_facts(records, "db")
     assert jf["first_degenerated"]["newest"] == "db02"
     assert jf["first_degenerated"]["ts"] == "t1"
 
 
 def test_journal_pending_cleared_by_resync_or_recover():
     diag = rec("diagnosis", pattern="power", host="db02", source="db01", action="db.diagnose")
-    assert db.journal_facts([diag], "db")["pending"]["source"] == "db01"
+    assert rules.journal_facts([diag], "db")["pending"]["source"] == "db01"
     resynced = [diag, rec("done", action="sync.resync", parent="x")]
-    assert db.journal_facts(resynced, "db")["pending"] is None
-    assert db.journal_facts([diag, rec("done", action="db.recover")], "db")["pending"] is None
-    assert db.journal_facts([diag, rec("done", action="pgpool.recover")], "db")["pending"] is None
+    assert rules.journal_facts(resynced, "db")["pending"] is None
+    assert rules.journal_facts([diag, rec("done", action="db.recover")], "db")["pending"] is None
+    assert rules.journal_facts([diag, rec("done", action="pgpool.recover")], "db")["pending"] is None
     # a heartbeat diagnosis needs no resync: never pending
     hbd = rec("diagnosis", pattern="heartbeat", host="db02", action="db.diagnose")
-    assert db.journal_facts([hbd], "db")["pending"] is None
+    assert rules.journal_facts([hbd], "db")["pending"] is None
     # another cluster's records are ignored
-    assert db.journal_facts([dict(diag, cluster="db2")], "db")["pending"] is None
+    assert rules.journal_facts([dict(diag, cluster="db2")], "db")["pending"] is None
 
 
 def test_journal_a_new_incident_after_a_resync_starts_afresh():
@@ -286,33 +293,8 @@ def test_journal_a_new_incident_after_a_resync_starts_afresh():
     records = [rec("newest", newest="db02", evidence={"degenerated": True}, ts="t1"),
                rec("done", action="sync.resync"),
                rec("newest", newest="db01", evidence={"degenerated": True}, ts="t3")]
-    assert db.journal_facts(records, "db")["first_degenerated"]["newest"] == "db01"
+    assert rules.journal_facts(records, "db")["first_degenerated"]["newest"] == "db01"
     facts = db_facts(pgpool=pool(db01="up", db02="down"),
-                     **db.journal_facts(records, "db"))
-    step = [s for s in db.diagnose_db(facts)["steps"] if s["task"] == "sync.resync"][0]
+                     **rules.journal_facts(records, "db"))
+    step = [s for s in rules.diagnose_db(facts)["steps"] if s["task"] == "sync.resync"][0]
     assert (step["args"]["source"], step["args"]["target"]) == ("db01", "db02")
-
-
-# --------------------------------------------------------------------------- small pure helpers
-
-
-def test_crm_error_prefers_the_xml_error_lines():
-    xml = ('<pacemaker-result api-version="2.25" request="crm_mon -1 --output-as=xml">\n'
-           '  <status code="102" message="Not connected">\n    <errors>\n'
-           '      <error>error: Could not connect to launcher: Connection refused</error>\n'
-           '      <error>crm_mon: Connection to cluster failed: Connection refused</error>\n'
-           '    </errors>\n  </status>\n</pacemaker-result>\n')
-    assert db.crm_error(xml, "", 102) == "crm_mon: Connection to cluster failed: Connection refused"
-    assert db.crm_error('<status code="102" message="Not connected"/>', "", 102) == \
-        "Not connected (code 102)"
-    assert db.crm_error("", "sh: crm_mon: not found\n", 127) == "sh: crm_mon: not found"
-    assert db.crm_error("", "", 1) == "crm_mon exited 1"
-
-
-def test_render_quotes_values_and_labels_optional_steps():
-    step = db._step("sync.resync", "why", source="db 1", target="db02", method="dump", force=False)
-    assert db._render(step) == "inv sync.resync --source 'db 1' --target db02 --method dump"
-    step = db._step("db.failback", "why", to="db01")
-    step["label"] = "optional:"
-    assert db._render(step) == "optional: inv db.failback --to db01"
-    assert db._render(db._manual("power on db01")) == "manual: power on db01"

@@ -1,25 +1,23 @@
-"""lb scenarios without a cluster: the failback policy read from the CIB, refusals before any
-command, input validation. State comes from patched hb.crm_status; no ssh may run."""
+"""lb scenarios without a cluster: refusals before any command, input validation, the failback
+verified through the CIB's policy and the page served behind the VIP. State comes from patched
+hb.crm_status; the CIB and the page from a fake ssh answering what the lab answers."""
 
 import pathlib
 
 import invoke
 import pytest
 
-from hatasks import hb, lb, remote
+from hatasks import hb, lb, remote, web
 from hatasks.errors import HaError, UsageError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-# the lab's CIB sections (cibadmin --query --scope constraints / rsc_defaults), LB and DB
+# the lab's CIB sections of the LB cluster (cibadmin --query --scope constraints / rsc_defaults)
 LB_CONSTRAINTS = ('<constraints><rsc_location id="loc-grp-apache-lb01" rsc="grp-apache" '
                   'node="lb01" score="100"/></constraints>')
 LB_DEFAULTS = ('<rsc_defaults><meta_attributes id="rsc-options"><nvpair id="rsc-options-'
                'resource-stickiness" name="resource-stickiness" value="0"/></meta_attributes>'
                '</rsc_defaults>')
-DB_CONSTRAINTS = ('<constraints><rsc_location id="loc-grp-pgpool-db01" rsc="grp-pgpool" '
-                  'node="db01" score="50"/></constraints>')
-DB_DEFAULTS = LB_DEFAULTS.replace('value="0"', 'value="100"')
 
 
 @pytest.fixture
@@ -30,28 +28,35 @@ def ctx(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_ssh(mocker):
-    mocker.patch.object(remote, "run", side_effect=AssertionError("unexpected remote command"))
+    return mocker.patch.object(remote, "run",
+                               side_effect=AssertionError("unexpected remote command"))
 
 
-def test_lb_policy_fails_back_automatically():
-    p = lb.parse_policy(LB_CONSTRAINTS, LB_DEFAULTS, "grp-apache")
-    assert p == {"preferred": "lb01", "score": 100, "stickiness": 0, "automatic": True}
+def lab_page(node, code=200):
+    """What web.fetch_command prints on an LB node: the lab's page naming NODE, then the code."""
+    return (f"<html><body><h1>{node}</h1><p>hatasks lab 0: served by {node}</p></body></html>\n"
+            f"\nHATASKS_HTTP_CODE:{code}\n")
 
 
-def test_db_policy_does_not_fail_back():
-    p = lb.parse_policy(DB_CONSTRAINTS, DB_DEFAULTS, "grp-pgpool")
-    assert p == {"preferred": "db01", "score": 50, "stickiness": 100, "automatic": False}
+class FakeLB:
+    """ssh to the LB nodes: the lab's CIB sections, and the page of whichever node serves."""
 
+    def __init__(self, pages):
+        self.pages = list(pages)
+        self.fetched = []
 
-def test_policy_other_group_infinity_and_garbage():
-    xml = ('<constraints><rsc_location id="a" rsc="other" node="lb02" score="INFINITY"/>'
-           '<rsc_location id="b" rsc="grp-apache" node="lb02" score="INFINITY"/>'
-           '<rsc_location id="c" rsc="grp-apache" node="lb01" score="-INFINITY"/></constraints>')
-    p = lb.parse_policy(xml, "not xml", "grp-apache")
-    assert (p["preferred"], p["score"], p["stickiness"], p["automatic"]) == \
-        ("lb02", 1000000, 0, True)
-    assert lb.parse_policy("", "", "grp-apache")["preferred"] is None
-    assert lb.parse_policy("", "", "grp-apache")["automatic"] is False
+    def __call__(self, ctx, host, command, **kw):
+        name = getattr(host, "name", host)
+        if command == "cibadmin --query --scope constraints":
+            out = LB_CONSTRAINTS
+        elif command == "cibadmin --query --scope rsc_defaults":
+            out = LB_DEFAULTS
+        elif command == web.fetch_command("http://10.231.0.200/"):
+            self.fetched.append(name)
+            out = self.pages.pop(0) if len(self.pages) > 1 else self.pages[0]
+        else:
+            raise AssertionError(f"unexpected remote command on {name}: {command}")
+        return invoke.Result(stdout=out, stderr="", exited=0)
 
 
 def crm_state(lb01="online", lb02="online", group_on="lb01"):
@@ -63,11 +68,11 @@ def crm_state(lb01="online", lb02="online", group_on="lb01"):
 
 
 @pytest.mark.parametrize("call,msg", [
-    (lambda c: lb.failover_step(c, from_="db01"), "not a host of the lb cluster"),
-    (lambda c: lb.failover_step(c, from_="lb9"), "unknown host"),
-    (lambda c: lb.failback_step(c, to="lb01 ; id"), "not allowed"),
-    (lambda c: lb.failback_step(c, timeout=-1), "--timeout must be greater than 0"),
-    (lambda c: lb.recover_step(c, cluster="db"), "is a db cluster, not a lb cluster"),
+    (lambda c: lb.failover(c, from_="db01"), "not a host of the lb cluster"),
+    (lambda c: lb.failover(c, from_="lb9"), "unknown host"),
+    (lambda c: lb.failback(c, to="lb01 ; id"), "not allowed"),
+    (lambda c: lb.failback(c, timeout=-1), "--timeout must be greater than 0"),
+    (lambda c: lb.recover(c, cluster="db"), "is a db cluster, not a lb cluster"),
 ])
 def test_bad_input_is_refused_before_any_command(ctx, mocker, call, msg):
     crm = mocker.patch.object(hb, "crm_status", side_effect=AssertionError("read state"))
@@ -81,7 +86,7 @@ def test_failover_refuses_without_another_online_node(ctx, mocker):
     mocker.patch.object(hb, "crm_status", return_value=crm_state(lb02="standby"))
     standby = mocker.patch.object(hb, "standby_step")
     with pytest.raises(HaError) as exc:
-        lb.failover_step(ctx, yes=True)
+        lb.failover(ctx, yes=True)
     assert "no other LB node is online (lb02 standby)" in exc.value.message
     standby.assert_not_called()
 
@@ -90,16 +95,15 @@ def test_failback_refuses_with_a_node_offline(ctx, mocker):
     mocker.patch.object(hb, "crm_status", return_value=crm_state(lb01="offline", group_on="lb02"))
     online = mocker.patch.object(hb, "online_step")
     with pytest.raises(HaError) as exc:
-        lb.failback_step(ctx, yes=True)
+        lb.failback(ctx, yes=True)
     assert exc.value.code == HaError.STATE
     assert "lb01 is OFFLINE" in exc.value.message
     online.assert_not_called()
 
 
-def test_failback_brings_the_standby_node_online_and_expects_the_preferred_node(ctx, mocker):
+def test_failback_brings_the_standby_node_online_and_expects_the_preferred_node(ctx, mocker,
+                                                                                 no_ssh):
     mocker.patch.object(hb, "crm_status", return_value=crm_state(lb01="standby", group_on="lb02"))
-    mocker.patch.object(lb, "read_policy", return_value=lb.parse_policy(LB_CONSTRAINTS, LB_DEFAULTS,
-                                                                        "grp-apache"))
     online = mocker.patch.object(hb, "online_step")
     seen = {}
 
@@ -110,19 +114,38 @@ def test_failback_brings_the_standby_node_online_and_expects_the_preferred_node(
         return crm_state(group_on="lb01")
 
     mocker.patch.object(hb, "wait_for", side_effect=wait_for)
-    mocker.patch.object(lb, "_serving", return_value={"page_node": "lb01", "http_code": 200})
-    lb.failback_step(ctx, yes=True)
+    # the VIP still serves lb02's page once, then lb01's: the failback waits for lb01's
+    no_ssh.side_effect = fake = FakeLB([lab_page("lb02"), lab_page("lb01")])
+    lb.failback(ctx, yes=True)
     online.assert_called_once()
     assert online.call_args.args[1] == "lb01"
     assert "back on lb01 (automatic failback)" in seen["expected"]
+    assert len(fake.fetched) == 2
 
 
-def test_serving_without_an_expected_node_accepts_any_page(ctx, mocker):
-    page = {"serving": True, "http_code": 200, "page_node": "lb01"}
-    mocker.patch.object(lb, "fetch_page", return_value=page)
+def test_serving_accepts_the_expected_node_or_any_page_without_one(ctx, no_ssh):
     c = remote.inventory(ctx).cluster("lb")
-    assert lb._serving(ctx, c, None, 1) is page
-    assert lb._serving(ctx, c, "lb01", 1) is page
+    no_ssh.side_effect = FakeLB([lab_page("lb01")])
+    page = lb.wait_serving(ctx, c, None, 1)
+    assert (page["serving"], page["http_code"], page["page_node"]) == (True, 200, "lb01")
+    assert page["fetched_from"] == "lb01"
+    assert lb.wait_serving(ctx, c, "lb01", 1)["page_node"] == "lb01"
+
+
+def test_serving_waits_for_the_expected_node(ctx, no_ssh):
+    c = remote.inventory(ctx).cluster("lb")
+    no_ssh.side_effect = fake = FakeLB([lab_page("lb01"), lab_page("lb01"), lab_page("lb02")])
+    assert lb.wait_serving(ctx, c, "lb02", 5)["page_node"] == "lb02"
+    assert len(fake.fetched) == 3
+
+
+def test_serving_gives_up_on_the_wrong_node_or_no_page(ctx, no_ssh):
+    c = remote.inventory(ctx).cluster("lb")
+    no_ssh.side_effect = FakeLB([lab_page("lb01")])
     with pytest.raises(HaError) as exc:
-        lb._serving(ctx, c, "lb02", 0.3)
+        lb.wait_serving(ctx, c, "lb02", 0.3)
+    assert exc.value.code == HaError.NOT_CONVERGED
+    no_ssh.side_effect = FakeLB(["\nHATASKS_HTTP_CODE:000\n"])
+    with pytest.raises(HaError) as exc:
+        lb.wait_serving(ctx, c, None, 0.3)
     assert exc.value.code == HaError.NOT_CONVERGED

@@ -160,3 +160,58 @@ def test_unreachable_server_is_a_warning_not_a_failure(capsys):
     with notify.scenario(ctx, "lb.failover"):
         print("done")
     assert "warning: mail to dba@x via 127.0.0.1" in capsys.readouterr().err
+
+
+def test_mails_decorator_sends_one_summary_with_the_named_arguments(sink):
+    ctx = ctx_for({"smtp_host": "127.0.0.1", "smtp_port": sink.server_address[1], "to": ["dba@x"]})
+
+    @notify.mails("db.maintenance", "--host {host} --for {for_}")
+    def maintenance(c, host, for_="reboot", yes=False):
+        print(f"maintenance of {host}")
+        return "result"
+
+    assert maintenance(ctx, "db02", yes=True) == "result"
+    assert len(sink.messages) == 1
+    msg = parsed(sink.messages[0])
+    assert msg["Subject"].startswith("[hatasks] db.maintenance --host db02 --for reboot on ")
+    assert msg["Subject"].endswith(": ok")
+    assert "maintenance of db02" in msg.get_payload()
+
+
+def test_mails_decorator_keeps_the_task_signature_and_reraises(sink):
+    import inspect
+
+    ctx = ctx_for({"smtp_host": "127.0.0.1", "smtp_port": sink.server_address[1], "to": ["dba@x"]})
+
+    @notify.mails("lb.failover")
+    def failover(c, from_=None, timeout=60):
+        """Move the group."""
+        raise StateError("no other LB node is online")
+
+    assert list(inspect.signature(failover).parameters) == ["c", "from_", "timeout"]
+    assert failover.__doc__ == "Move the group."
+    with pytest.raises(StateError):
+        failover(ctx, timeout=5)
+    msg = parsed(sink.messages[0])
+    assert msg["Subject"].startswith("[hatasks] lb.failover on ")
+    assert "FAILED (no other LB node is online)" in msg["Subject"]
+
+
+@pytest.mark.parametrize("module,name,action", [
+    ("db", "failover_task", "db.failover"), ("db", "failback_task", "db.failback"),
+    ("db", "maintenance_task", "db.maintenance"), ("db", "recover_task", "db.recover"),
+    ("lb", "failover_task", "lb.failover"), ("lb", "failback_task", "lb.failback"),
+    ("lb", "recover_task", "lb.recover")])
+def test_every_scenario_task_mails_its_summary(mocker, module, name, action):
+    import importlib
+
+    mod = importlib.import_module(f"hatasks.{module}")
+    work = mocker.patch.object(mod, name.removesuffix("_task"))
+    scenario = mocker.spy(notify, "scenario")
+    ctx = invoke.Context()
+    args = ("db01",) if name == "maintenance_task" else ()
+    getattr(mod, name)(ctx, *args)
+    work.assert_called_once()
+    assert scenario.call_args.args[1] == action
+    if name == "maintenance_task":
+        assert scenario.call_args.args[2] == "--host db01 --for reboot"

@@ -1,369 +1,76 @@
-"""sync: source selection, plan, checkpoint/resume state machine, exact commands (quoting), disk
-fit, digest comparison. The shell snippets that hatasks runs on the hosts (awk filter of the dump,
-config copy) are run here for real with bash on temporary files."""
+"""sync (the driver): the run loop over syncsteps.STEPS, its checkpoints and what a resume redoes.
+The step functions are replaced by recorders; the loop itself is the real one."""
 
-import base64
-import pathlib
-import shlex
-import subprocess
+import re
 
 import pytest
-from invoke import Config, MockContext, Result
 
-from hatasks import remote, sync
-from hatasks.errors import HaError, UsageError
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-HOSTS = ["db01", "db02"]
+from hatasks import sync, syncplan, syncsteps
 
 
-def pool_now(db01="up", db02="up"):
-    backends = [{"node_id": 0, "host": "db01", "status": db01}, {"node_id": 1, "host": "db02", "status": db02}]
-    up = [b["host"] for b in backends if b["status"] == "up"]
-    return {"backends": backends, "degenerated": len(up) < 2, "newest": up[0] if len(up) == 1 else None,
-            "main": up[0] if up else None}
-
-
-def record(host, in_sync=False):
-    return {"newest": host, "ts": "2026-11-25T17:00:00Z", "evidence": {"in_sync": in_sync}}
-
-
-# --------------------------------------------------------------------------- source selection
-
-
-def test_source_from_record_agreeing_with_pgpool():
-    c = sync.choose_source(HOSTS, pool_now(db02="down"), record("db01"))
-    assert (c["source"], c["target"], c["tentative"]) == ("db01", "db02", False)
-    assert any("journal: newest data on db01" in e for e in c["evidence"])
-    assert any("pgpool now: db01 up, db02 down" in e for e in c["evidence"])
-
-
-def test_source_from_pgpool_when_nothing_recorded():
-    c = sync.choose_source(HOSTS, pool_now(db01="down"), None)
-    assert (c["source"], c["target"]) == ("db02", "db01")
-
-
-def test_record_contradicted_by_pgpool_is_refused_with_evidence():
-    with pytest.raises(HaError) as e:
-        sync.choose_source(HOSTS, pool_now(db02="down"), record("db02"))
-    assert e.value.code == HaError.REFUSED
-    assert "contradicted" in e.value.message and "journal says db02" in e.value.message
-    assert "pgpool now: db01 up, db02 down" in e.value.message
-
-
-def test_pgpool_down_uses_the_record():
-    c = sync.choose_source(HOSTS, None, record("db02"))
-    assert c["source"] == "db02" and "cannot cross-check" in " ".join(c["evidence"])
-
-
-def test_unknown_when_pgpool_down_and_no_record():
-    with pytest.raises(HaError) as e:
-        sync.choose_source(HOSTS, None, None)
-    assert e.value.code == HaError.REFUSED and "unknown" in e.value.message
-
-
-def test_no_backend_up_is_refused():
-    with pytest.raises(HaError) as e:
-        sync.choose_source(HOSTS, pool_now("down", "down"), record("db01"))
-    assert "no backend up" in e.value.message
-
-
-def test_all_up_without_record_is_tentative():
-    c = sync.choose_source(HOSTS, pool_now(), None)
-    assert c["tentative"] is True and c["source"] == "db01"
-
-
-def test_all_up_with_degeneration_record_is_not_tentative():
-    c = sync.choose_source(HOSTS, pool_now(), record("db02"))
-    assert c["tentative"] is False and c["source"] == "db02"
-
-
-def test_named_source_that_pgpool_left_is_refused_unless_forced():
-    with pytest.raises(HaError) as e:
-        sync.choose_source(HOSTS, pool_now(db01="down"), None, source="db01")
-    assert "--source db01 contradicts pgpool" in e.value.message
-    assert sync.choose_source(HOSTS, pool_now(db01="down"), None, source="db01", force=True)["target"] == "db02"
-
-
-def test_named_source_against_the_record_is_refused():
-    with pytest.raises(HaError) as e:
-        sync.choose_source(HOSTS, None, record("db02"), source="db01")
-    assert "contradicts the journal" in e.value.message
-
-
-def test_same_source_and_target_and_unknown_names():
-    with pytest.raises(UsageError):
-        sync.choose_source(HOSTS, pool_now(db02="down"), None, source="db01", target="db01")
-    with pytest.raises(UsageError) as e:
-        sync.choose_source(HOSTS, pool_now(db02="down"), None, target="db01")
-    assert "both db01" in e.value.message
-    with pytest.raises(UsageError) as e:
-        sync.choose_source(HOSTS, None, None, source="lb01")
-    assert "DB hosts: db01, db02" in e.value.message
-
-
-# --------------------------------------------------------------------------- plan
-
-
-def params(method="dump", vacuum=False):
+def params(method="dump"):
     return {"cluster": "db", "method": method, "source": "db02", "target": "db01", "maint_port": 1234,
-            "vacuum": vacuum, "workdir": "/var/lib/postgresql/hatasks-resync",
-            "pgdata": "/var/lib/postgresql/15/data", "stamp": "20261125-171500",
-            "kept": "/var/lib/postgresql/15/data.2026-11-25-171500", "pgpool_host": "db01"}
+            "vacuum": False, "workdir": "/w", "pgdata": "/d/data", "stamp": "20261125-171500",
+            "kept": "/d/data.planned", "pgpool_host": "db01"}
 
 
-def test_dump_plan_names_every_step_and_host():
-    plan = sync.make_plan(params())
-    steps = [i["step"] for i in plan]
-    assert steps == ["record_newest", "stop_pgpool", "source_maint", "dump_source", "stop_target",
-                     "keep_datadir", "initdb_target", "copy_config", "start_target_maint", "import",
-                     "verify", "restart_normal", "start_pgpool", "attach", "verify_pool"]
-    by = {i["step"]: i for i in plan}
-    assert by["stop_pgpool"]["host"] == "db01"
-    assert by["source_maint"]["host"] == "db02" and "-p 1234" in by["source_maint"]["what"]
-    assert by["keep_datadir"]["what"].startswith(
-        "mv /var/lib/postgresql/15/data /var/lib/postgresql/15/data.2026-11-25-171500")
-    assert by["import"]["host"] == "db01" and "ON_ERROR_STOP=1" in by["import"]["what"]
-    assert [i["n"] for i in plan] == list(range(1, len(plan) + 1))
+class Op:
+    """The journal operation as run_steps sees it: checkpoints in order."""
+
+    def __init__(self):
+        self.checkpoints = []
+
+    def checkpoint(self, step, **data):
+        self.checkpoints.append((step, data))
 
 
-def test_vacuum_adds_both_vacuum_steps():
-    steps = [i["step"] for i in sync.make_plan(params(vacuum=True))]
-    assert steps.index("vacuum_source") == steps.index("dump_source") - 1
-    assert steps.index("vacuum_target") == steps.index("import") + 1
+@pytest.fixture
+def calls(monkeypatch):
+    """Every step replaced by a recorder of (step, kept it was given, st it saw) returning {step: n}."""
+    seen = []
+
+    def recorder(name):
+        def run(ctx, p, st):
+            seen.append((name, p["kept"], dict(st)))
+            return {name: len(seen)}
+        return run
+
+    for name in list(syncsteps.STEPS):
+        monkeypatch.setitem(syncsteps.STEPS, name, recorder(name))
+    return seen
 
 
-def test_basebackup_and_online_plans():
-    bb = [i["step"] for i in sync.make_plan(params("basebackup"))]
-    assert "basebackup" in bb and "import" not in bb and "initdb_target" not in bb
-    assert bb.index("copy_config") == bb.index("basebackup") + 1
-    on = [i["step"] for i in sync.make_plan(params("online"))]
-    assert on == ["record_newest", "install_recovery", "recover_online", "verify", "verify_pool"]
-
-
-# --------------------------------------------------------------------------- journal state machine
-
-
-def rec(op, event, action="sync.resync", args=None, **kw):
-    return dict({"cluster": "db", "op": op, "event": event, "action": action, "args": args or {}}, **kw)
-
-
-def cp(op, step, **data):
-    return rec(op, "checkpoint", step=step, data=data)
-
-
-def test_resume_state_follows_the_chain_and_merges_data():
-    records = [
-        rec("a", "start"), cp("a", "plan", params=params()), cp("a", "record_newest"),
-        cp("a", "stop_pgpool", pgpool_stopped=True), rec("a", "failed", message="interrupted"),
-        rec("b", "start", args={"resume_of": "a"}), cp("b", "source_maint"),
-        cp("b", "dump_source", dump="/w/x.sql"), rec("b", "failed", message="db01: lost"),
-        rec("other", "start", action="pg.stop", cluster="db"),
-    ]
-    s = sync.resume_state(records, "db")
-    assert s["op"] == "b" and s["chain"] == ["a", "b"]
-    assert s["done"] == ["plan", "record_newest", "stop_pgpool", "source_maint", "dump_source"]
-    assert s["data"]["dump"] == "/w/x.sql" and s["data"]["pgpool_stopped"] is True
-    assert s["params"]["source"] == "db02"
-    assert (s["finished"], s["outcome"], s["message"], s["rolled_back"]) == (False, "failed", "db01: lost", False)
-
-
-def test_resume_state_of_a_resync_nested_in_a_scenario():
-    records = [rec("d", "start", action="db.recover"),
-               rec("a", "start", parent="d"), cp("a", "plan", params=params()),
-               dict(cp("a", "stop_pgpool"), parent="d"), rec("d", "failed", action="db.recover")]
-    s = sync.resume_state(records, "db")
-    assert s["op"] == "a" and s["done"] == ["plan", "stop_pgpool"] and not s["finished"]
-
-
-def test_resume_state_of_an_interrupted_run_without_end_record():
-    s = sync.resume_state([rec("a", "start"), cp("a", "plan", params=params()), cp("a", "record_newest")], "db")
-    assert s["outcome"] is None and not s["finished"] and s["done"] == ["plan", "record_newest"]
-
-
-def test_resume_state_redo_and_rollback_and_other_cluster():
-    records = [
-        rec("a", "start"), cp("a", "plan", params=params()), cp("a", "keep_datadir", kept="/k"),
-        cp("a", "initdb_target"), cp("a", "copy_config"), rec("a", "failed", message="x"),
-        rec("b", "start", args={"resume_of": "a"}), cp("b", "redo", steps=["initdb_target", "copy_config"]),
-        cp("b", "initdb_target"), rec("b", "failed", message="y"),
-        rec("r", "start", action="sync.rollback", args={"of": "b"}), rec("r", "done", action="sync.rollback"),
-        rec("z", "start", cluster="lb"),
-    ]
-    s = sync.resume_state(records, "db")
-    assert s["done"] == ["plan", "keep_datadir", "initdb_target"]
-    assert s["rolled_back"] is True and s["data"]["kept"] == "/k"
-    assert sync.resume_state(records, "nothere") is None
-
-
-def test_steps_to_run_redoes_a_half_done_rebuild():
+def test_run_steps_redoes_a_half_done_rebuild_and_checkpoints_each_step(calls, capsys):
+    p = params()
     done = ["record_newest", "stop_pgpool", "source_maint", "dump_source", "stop_target", "keep_datadir",
             "initdb_target", "copy_config"]
-    todo, redo = sync.steps_to_run("dump", False, done)
-    assert redo == ["initdb_target", "copy_config"]
-    assert todo[:4] == ["initdb_target", "copy_config", "start_target_maint", "import"]
-    todo, redo = sync.steps_to_run("dump", False, done + ["start_target_maint", "import"])
-    assert redo == [] and todo[0] == "verify"
-    todo, redo = sync.steps_to_run("basebackup", False, ["record_newest", "keep_datadir"])
-    assert redo == [] and "basebackup" in todo and "record_newest" not in todo
+    st = {"kept": "/d/data.kept", "dump": "/w/x.sql"}
+    op = Op()
+    out = sync.run_steps(None, op, p, list(done), st)
+    todo, redo = syncplan.steps_to_run("dump", False, done)
+    assert op.checkpoints[0] == ("redo", {"steps": redo})
+    assert [c[0] for c in op.checkpoints[1:]] == todo == [name for name, _, _ in calls]
+    # every step gets the kept dir the journal recorded, not the one planned
+    assert {kept for _, kept, _ in calls} == {"/d/data.kept"}
+    # each step sees what the earlier ones returned; each checkpoint carries its data and duration
+    assert calls[1][2][todo[0]] == 1
+    for i, (step, data) in enumerate(op.checkpoints[1:], 1):
+        assert data[step] == i and data["seconds"] >= 0
+    assert out is st and all(st[s] for s in todo)
+    # progress lines number each step as in the full plan
+    plan = {i["step"]: i["n"] for i in syncplan.make_plan(p)}
+    progress = [re.match(r"\[(\d+)/(\d+)\] (\S+)", ln) for ln in capsys.readouterr().out.splitlines()]
+    numbered = [(int(m[1]), int(m[2]), m[3]) for m in progress if m]
+    assert numbered == [(plan[s], len(plan), s) for s in todo]
 
 
-# --------------------------------------------------------------------------- exact commands
+def test_run_steps_stops_at_a_failing_step_without_checkpointing_it(calls, monkeypatch):
+    def fail(ctx, p, st):
+        raise RuntimeError("import stopped")
 
-
-def test_import_command_exact_and_quoted():
-    cmd = sync.import_command("10.231.0.12", "/w/20261125-171500/db02_dumpall.x.sql",
-                              "/usr/lib/postgresql/15/bin", 1234, "postgres", "/w/imp.log")
-    assert cmd.startswith("bash -c ")
-    inner = shlex.split(cmd)[2]
-    assert inner.startswith("set -o pipefail; ssh -o BatchMode=yes -o StrictHostKeyChecking=yes "
-                            "-o ConnectTimeout=10 postgres@10.231.0.12 'cat -- /w/20261125-171500/db02_dumpall.x.sql' | awk -v su=postgres ")
-    assert inner.endswith("| /usr/lib/postgresql/15/bin/psql -X -q -v ON_ERROR_STOP=1 -p 1234 -d postgres -f - "
-                          ">/w/imp.log 2>&1")
-
-
-def test_import_filter_skips_only_the_bootstrap_superuser_in_the_globals(tmp_path):
-    dump = ("SET default_transaction_read_only = off;\nDROP DATABASE IF EXISTS \"GYOM_DB\";\n"
-            "DROP ROLE IF EXISTS postgres;\nDROP ROLE IF EXISTS app;\nCREATE ROLE postgres;\n"
-            "ALTER ROLE postgres WITH SUPERUSER;\nCREATE ROLE app;\n\\connect template1\n"
-            "COPY t (x) FROM stdin;\nCREATE ROLE postgres;\n\\.\n")
-    cmd = sync.import_command("h", "/nonexistent", "/bin", 1, "postgres", "/dev/null")
-    awk_part = shlex.split(shlex.split(cmd)[2].split(" | ")[1])
-    out = subprocess.run(awk_part, input=dump, capture_output=True, text=True, check=True).stdout
-    lines = out.splitlines()
-    assert "-- hatasks: skipped (bootstrap superuser exists): DROP ROLE IF EXISTS postgres;" in lines
-    assert "-- hatasks: skipped (bootstrap superuser exists): CREATE ROLE postgres;" in lines
-    assert "DROP ROLE IF EXISTS app;" in lines and "CREATE ROLE app;" in lines
-    assert "ALTER ROLE postgres WITH SUPERUSER;" in lines
-    # after the first \connect (table data), the same text is data and stays
-    assert lines[-2] == "CREATE ROLE postgres;"
-
-
-def test_bootstrap_role_literal_quotes_when_needed():
-    assert sync.bootstrap_role_literal("postgres") == "postgres"
-    assert sync.bootstrap_role_literal("Admin") == '"Admin"'
-    assert sync.bootstrap_role_literal('we"ird') == '"we""ird"'
-
-
-def test_dump_and_initdb_and_basebackup_commands():
-    assert sync.dump_command("/b", 1234, ["-c", "-v", "--if-exists"], "/w/s", ".x.partial", ".l.partial") == (
-        "umask 077 && cd /w/s && /b/pg_dumpall -p 1234 -c -v --if-exists -f .x.partial 2> .l.partial")
-    s = {"superuser": "postgres", "encoding": "UTF8", "collate": "C.UTF-8", "ctype": "C.UTF-8",
-         "provider": "c", "checksums": True, "wal_segsize_mb": 16}
-    assert sync.initdb_command("/b", "/d/data", s) == (
-        "/b/initdb -D /d/data -U postgres -E UTF8 --lc-collate=C.UTF-8 --lc-ctype=C.UTF-8 "
-        "--data-checksums --wal-segsize=16")
-    s.update(provider="i", icu_locale="ja-JP", checksums=False, collate="ja_JP.UTF-8")
-    assert sync.initdb_command("/b", "/d/data", s) == (
-        "/b/initdb -D /d/data -U postgres -E UTF8 --lc-collate=ja_JP.UTF-8 --lc-ctype=C.UTF-8 "
-        "--locale-provider=icu --icu-locale=ja-JP --wal-segsize=16")
-    assert sync.basebackup_command("/b", "10.0.0.2", 1234, "postgres", "/d/data") == (
-        "/b/pg_basebackup -h 10.0.0.2 -p 1234 -U postgres -D /d/data -X stream -c fast && "
-        "rm -f /d/data/standby.signal /d/data/recovery.signal")
-
-
-def test_copy_config_copies_site_files_not_the_servers_own(tmp_path):
-    old, new = tmp_path / "data.old", tmp_path / "data"
-    old.mkdir()
-    new.mkdir()
-    for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf", "postgresql.auto.conf",
-                 "recovery_1st_stage", "PG_VERSION", "postmaster.pid", "postmaster.opts",
-                 "standby.signal", "backup_label", ".hatasks-resync", ".site-hidden"):
-        (old / name).write_text(name)
-    (old / "base").mkdir()
-    (new / "PG_VERSION").write_text("15")
-    out = subprocess.run(["bash", "-c", sync.copy_config_command(str(old), str(new))],
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert sorted(out) == [".site-hidden", "pg_hba.conf", "pg_ident.conf", "postgresql.auto.conf",
-                           "postgresql.conf", "recovery_1st_stage"]
-    assert (new / "PG_VERSION").read_text() == "15"
-    assert not (new / "postmaster.pid").exists() and not (new / "standby.signal").exists()
-
-
-def test_digest_query_quotes_identifiers():
-    q = repr(sync.digest_query("public", 'we"ird'))
-    assert "Identifier('public')" in q and "Identifier('we\"ird')" in q and "hashtextextended(hatasks_row::text, 0)" in q
-
-
-# --------------------------------------------------------------------------- disk, digests
-
-
-def test_disk_needs_and_fit_sum_per_filesystem():
-    needs = sync.disk_needs("dump", 1_000_000_000, 2_000_000_000, 500_000_000)
-    assert needs == {("source", "workdir"): 1_100_000_000, ("target", "workdir"): 550_000_000,
-                     ("target", "pgdata"): 1_100_000_000}
-    where = {("source", "workdir"): ("db02", "/", 5_000_000_000),
-             ("target", "workdir"): ("db01", "/var", 1_500_000_000),
-             ("target", "pgdata"): ("db01", "/var", 1_500_000_000)}
-    problems = sync.check_fit(needs, where)
-    assert problems == ["db01:/var needs 1.65 GB (workdir 0.55 GB + pgdata 1.10 GB) but has 1.50 GB free"]
-    assert sync.disk_needs("basebackup", 1, 2_000_000_000, 3) == {("target", "pgdata"): 2_200_000_000}
-
-
-def test_diff_digests():
-    a = {"GYOM_DB": {"public.t": [3, "10"], "public.u": [1, "5"]}, "postgres": {}}
-    b = {"GYOM_DB": {"public.t": [3, "11"], "public.u": [1, "5"]}, "postgres": {}}
-    rows, diffs = sync.diff_digests({"db01": a, "db02": b})
-    assert [r["table"] for r in diffs] == ["public.t"]
-    assert diffs[0]["counts"] == {"db01": 3, "db02": 3} and diffs[0]["checksums"]["db02"] == "11"
-    rows, diffs = sync.diff_digests({"db01": a, "db02": {"postgres": {}}})
-    assert diffs[0]["note"] == "database missing on db02"
-    assert sync.diff_digests({"db01": a, "db02": a})[1] == []
-
-
-# --------------------------------------------------------------------------- recovery scripts
-
-
-def test_recovery_scripts_are_valid_bash_with_paths_filled_in(tmp_path):
-    for name in sync.RECOVERY_SCRIPTS:
-        text = sync.recovery_script_text(name, "/usr/lib/postgresql/15/bin")
-        assert "@PGBIN@" not in text and "@LOG@" not in text and "@PGPORT@" not in text
-        assert sync.RECOVERY_MARK in text
-        f = tmp_path / name
-        f.write_text(text)
-        subprocess.run(["bash", "-n", str(f)], check=True)
-    first = sync.recovery_script_text("recovery_1st_stage", "/b")
-    assert 'mv -T -- "$PGDATA" "$KEPT"' in first and "rm -rf" not in first
-
-
-def test_install_recovery_sends_each_script_base64(tmp_path, monkeypatch):
-    ctx = MockContext(config=Config(overrides={"hatasks": {
-        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
-    calls = []
-
-    def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
-        calls.append((getattr(host, "name", host), user, command))
-        if "grep -E" in command:
-            return Result(stdout="recovery_1st_stage_command = 'first'\n", exited=0)
-        return Result(stdout="installed\n", exited=0)
-
-    monkeypatch.setattr(remote, "run", fake_run)
-    out = sync.install_recovery(ctx, ["db01"])
-    assert out == {"db01": ["first", "recovery_2nd_stage", "pgpool_remote_start"]}
-    installs = [c for c in calls if "base64 -d" in c[2]]
-    assert [c[1] for c in installs] == ["postgres"] * 3
-    assert installs[0][2].startswith("t=/var/lib/postgresql/15/data/first; printf %s ")
-    b64 = shlex.split(installs[0][2].split("; ", 1)[1])[2]
-    assert base64.b64decode(b64).decode() == sync.recovery_script_text(
-        "recovery_1st_stage", "/usr/lib/postgresql/15/bin")
-
-
-def test_choose_source_refuses_a_contradicted_record():
-    """journal.newest() lists later contrary views (split brain): no source is picked alone,
-    and a named one needs --force."""
-    import pytest as _pytest
-
-    from hatasks.errors import HaError as _HaError
-    from hatasks.sync import choose_source
-
-    pool_now = {"backends": [{"host": "db01", "status": "up"}, {"host": "db02", "status": "down"}],
-                "degenerated": True, "newest": "db01"}
-    recorded = {"newest": "db02", "ts": "t1", "evidence": {"in_sync": False},
-                "contradicted_by": [{"newest": "db01", "ts": "t2"}]}
-    with _pytest.raises(_HaError) as exc:
-        choose_source(["db01", "db02"], pool_now, recorded)
-    assert exc.value.code == _HaError.REFUSED and "contradicted" in exc.value.message
-    with _pytest.raises(_HaError):
-        choose_source(["db01", "db02"], pool_now, recorded, source="db02")
-    got = choose_source(["db01", "db02"], pool_now, recorded, source="db02", force=True)
-    assert (got["source"], got["target"]) == ("db02", "db01")
+    monkeypatch.setitem(syncsteps.STEPS, "import", fail)
+    op = Op()
+    with pytest.raises(RuntimeError):
+        sync.run_steps(None, op, params(), [], {})
+    steps = syncplan.steps_for("dump")
+    assert [c[0] for c in op.checkpoints] == steps[:steps.index("import")]

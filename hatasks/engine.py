@@ -1,0 +1,313 @@
+"""The scenario engine shared by the DB and LB scenarios (db.py, lb.py).
+
+A scenario reads the cluster (facts), lets the pure rules (rules.py) name the failure and plan
+its recovery, and runs the plan: `run_recovery` is the diagnose -> plan -> act -> re-diagnose
+loop. Plan steps are data (rules.step); each scenario declares a step table, {task name:
+function(run, args)}, and `execute` runs one step through it. Here too: reading the facts both
+scenarios need (crm_mon per node, power, the CIB's failback policy), the settle wait, the
+before/after printing and the one output of both `diagnose` tasks.
+"""
+
+import dataclasses
+import re
+import shlex
+import subprocess
+import time
+
+from hatasks import cluster as crm
+from hatasks import hb, journal, output, pgpool, remote, rules
+from hatasks.errors import HaError, StateError, UsageError
+
+#: how many plan steps db.recover / lb.recover run at most before giving up
+MAX_STEPS = 12
+
+
+class NeedsHuman(HaError):
+    """A step only a human can do (power, network, a configuration edit): exit 3."""
+
+    def __init__(self, message):
+        super().__init__(f"needs a human: {message}", HaError.STATE)
+
+
+# =========================================================================== the cluster to act on
+
+
+def kind_cluster(ctx, kind, name=None):
+    """The inventory cluster of KIND (name it with NAME when there are several)."""
+    inv = remote.inventory(ctx)
+    if name:
+        remote.check_value("cluster", name)
+        c = inv.cluster(name)
+        if c.kind != kind:
+            raise UsageError(f"cluster {c.name} is a {c.kind} cluster, not a {kind} cluster")
+        return c
+    found = inv.clusters_of_kind(kind)
+    if not found:
+        raise UsageError(f"no {kind} cluster (cluster_kind={kind}) in {inv.path}")
+    if len(found) > 1:
+        raise UsageError(f"several {kind} clusters: name one with --cluster "
+                         f"({', '.join(c.name for c in found)})")
+    return found[0]
+
+
+def cluster_host(ctx, c, name, option):
+    """Validate --OPTION NAME as a host of cluster C (nothing has run yet)."""
+    remote.check_value(option, name)
+    host = remote.inventory(ctx).host(name)
+    if host.cluster != c.name:
+        raise UsageError(f"--{option} {name}: not a host of the {c.name} cluster "
+                         f"(its hosts: {', '.join(c.host_names)})")
+    return host
+
+
+# =========================================================================== facts (read-only)
+
+
+def power_state(ctx, host):
+    """'on' / 'off' from the inventory's power_check command (run here), None if unknown."""
+    spec = (host.vars or {}).get("power_check")
+    if not spec:
+        return None
+    argv = shlex.split(spec.replace("{host}", host.name))
+    if argv and "/" in argv[0] and not argv[0].startswith("/"):
+        argv[0] = remote.inventory(ctx).resolve_path(argv[0])
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {0: "on", 1: "off"}.get(proc.returncode)
+
+
+def crm_error(stdout, stderr, rc):
+    """Pure: the reason crm_mon gave for failing (its XML <error> lines or status message)."""
+    errors = re.findall(r"<error>([^<]*)</error>", stdout or "")
+    if errors:
+        return errors[-1].strip()
+    m = re.search(r'<status code="(\d+)" message="([^"]*)"', stdout or "")
+    if m:
+        return f"{m.group(2)} (code {m.group(1)})"
+    lines = (stderr or stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"crm_mon exited {rc}"
+
+
+def probe_crm(ctx, host, group):
+    """crm_mon on HOST itself: (view or None, error or None). UnreachableError if ssh fails.
+
+    Unlike hb.crm_status (the first node of a cluster that answers, an error when none does),
+    a diagnosis needs every node's own view and the reason a node's crm_mon fails."""
+    res = remote.run(ctx, host, hb.CRM_MON, probe=True, warn=True, timeout=30)
+    text = res.stdout or ""
+    if res.exited != 0 or "<pacemaker-result" not in text:
+        return None, crm_error(text, res.stderr, res.exited)
+    try:
+        state = crm.parse_crm_mon_xml(text)
+    except Exception as exc:  # half-started stack
+        return None, f"crm_mon output not understood: {exc}"
+    if not state.get("nodes"):
+        return None, "crm_mon shows no node (stack starting or stopping)"
+    return rules.crm_view(state, group), None
+
+
+def read_policy(ctx, c, host):
+    """The group's failback policy from the CIB read on HOST (rules.parse_policy)."""
+    res_c = remote.run(ctx, host, "cibadmin --query --scope constraints", probe=True, warn=True)
+    res_d = remote.run(ctx, host, "cibadmin --query --scope rsc_defaults", probe=True, warn=True)
+    return rules.parse_policy(res_c.stdout if res_c.exited == 0 else "",
+                              res_d.stdout if res_d.exited == 0 else "", c.vars.get("group"))
+
+
+# =========================================================================== state and output
+
+
+def print_state(label, state):
+    """The cluster's state before / after a scenario acts."""
+    print(f"--- {label}")
+    print(hb.summary(state), flush=True)
+
+
+def online_others(state, node):
+    """The nodes other than NODE that are online (where a group can move to)."""
+    return [n["name"] for n in state.get("nodes", [])
+            if n["name"] != node and n["state"] == "online"]
+
+
+def diagnosis_table(d):
+    """A diagnosis for the operator: pattern, evidence, numbered recovery plan."""
+    lines = [f"== {d['cluster']} cluster: {d['pattern'].upper()}"
+             + (f" ({d['host']})" if d.get("host") else "")]
+    lines.append("evidence:")
+    lines += [f"  - {e}" for e in d["evidence"]]
+    lines.append("recovery plan:" if d["plan"] else "recovery plan: nothing to do")
+    lines += [f"  {i}. {p}" for i, p in enumerate(d["plan"], 1)]
+    return "\n".join(lines)
+
+
+def show_diagnosis(d, fmt, facts, recover):
+    """Print diagnosis D (the collected facts only when FACTS); StateError (exit 3) when it
+    names a failure, pointing at the RECOVER task."""
+    shown = {k: v for k, v in d.items() if k != "steps"}
+    if not facts:
+        shown.pop("facts", None)
+    output.emit(shown, fmt, table=diagnosis_table)
+    if d["pattern"] != "healthy":
+        raise StateError(f"{d['cluster']} cluster: {d['pattern']} failure"
+                         + (f" of {d['host']}" if d.get("host") else "")
+                         + f"; recovery: inv {recover} (plan above)")
+    return d
+
+
+# =========================================================================== settle wait
+
+
+def cluster_idle(ctx, c):
+    """True when the cluster's DC reports S_IDLE (no transition running) and the group is
+    started on one node (read-only).
+
+    Not hb.dc_idle: this one bounds crmadmin to 30s and reads S_IDLE on stdout only."""
+    try:
+        state = hb.crm_status(ctx, c.name)
+    except HaError:
+        return False
+    dc = state.get("dc")
+    if not dc or crm.group_node(state, c.vars.get("group")) is None:
+        return False
+    res = remote.run(ctx, state["read_on"], f"crmadmin -S {shlex.quote(dc)}", probe=True,
+                     warn=True, timeout=30)
+    return res.exited == 0 and "S_IDLE" in (res.stdout or "")
+
+
+def wait_settled(ctx, c, timeout, need_pgpool=True):
+    """Wait until the cluster is idle (no transition: e.g. a merge recovering resources
+    'active on 2 nodes'), twice in a row a second apart, and pgpool answers."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while True:
+        ok = cluster_idle(ctx, c)
+        if ok and need_pgpool:
+            try:
+                pgpool.read_pool_nodes(ctx, c.name)
+            except HaError:
+                ok = False
+        streak = streak + 1 if ok else 0
+        if streak >= 2:
+            return
+        if time.monotonic() > deadline:
+            raise HaError(f"{c.name} cluster not settled after {timeout:g}s (a transition runs, "
+                          f"the group is not started or pgpool does not answer): see hb.status",
+                          HaError.NOT_CONVERGED)
+        time.sleep(1)
+
+
+# =========================================================================== running plan steps
+
+
+@dataclasses.dataclass
+class Run:
+    """What a recovery's steps run with: the cluster, the timeout of each verification and,
+    after a split brain, the source the operator chose (db.recover --source)."""
+    ctx: object
+    cluster: object
+    timeout: float
+    source: str = None
+
+
+def execute(run, plan_step, table):
+    """Run PLAN_STEP with the function TABLE maps its task name to."""
+    fn = table.get(plan_step["task"])
+    if fn is None:
+        raise StateError(f"unknown plan step {plan_step['task']}")
+    fn(run, plan_step.get("args") or {})
+
+
+def start_stack(run, args):
+    """hb.start: the cluster stack on a host, waited for online."""
+    hb.start_step(run.ctx, args["host"], timeout=max(run.timeout, 120), yes=True)
+
+
+def online_node(run, args):
+    """hb.online: standby off for a node."""
+    hb.online_step(run.ctx, args["node"], timeout=run.timeout, yes=True)
+
+
+def cleanup(run, args):
+    """hb.cleanup: clear a resource's failed action on a node."""
+    hb.cleanup_step(run.ctx, args["resource"], args["node"], timeout=run.timeout, yes=True)
+
+
+def step_key(plan_step):
+    return (plan_step["task"], tuple(sorted((plan_step.get("args") or {}).items())))
+
+
+def _todo(d):
+    return [s for s in d["steps"] if not s.get("conditional")]
+
+
+def settled(d, diagnose_fn):
+    """While the first step is a manual one marked "settle", diagnose again for that long
+    (the state may be a transient one, e.g. a node joining); return the last diagnosis."""
+    todo = _todo(d)
+    if not todo or todo[0]["task"] != "manual" or not todo[0].get("settle"):
+        return d
+    deadline = time.monotonic() + todo[0]["settle"]
+    print(f"waiting up to {todo[0]['settle']}s: the nodes may still be joining", flush=True)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        d = diagnose_fn()
+        todo = _todo(d)
+        if not todo or todo[0]["task"] != "manual" or not todo[0].get("settle"):
+            return d
+    return d
+
+
+def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=MAX_STEPS):
+    """The recover loop of db.recover and lb.recover: diagnose, show the plan, confirm once,
+    then run the first step of a fresh plan until healthy. Stops at a step that needs a
+    human (exit 3). NOT_CONVERGED when a step comes up twice in a row."""
+    first = settled(diagnose_fn(), diagnose_fn)
+    print(diagnosis_table(first), flush=True)
+    todo = _todo(first)
+    if first["pattern"] == "healthy" and not todo:
+        print(f"{c.name} cluster is healthy: nothing to recover")
+        return first
+    if todo and todo[0]["task"] == "manual":
+        raise NeedsHuman(todo[0]["text"])
+    summary = f"{first['pattern']} recovery: " + "; ".join(first["plan"])
+    done, passed = [], set()
+    with journal.operation(ctx, c.name, action, args, yes=yes, summary=summary) as op:
+        d = first
+        for _ in range(max_steps):
+            # a check that passed (pgpool.check, web.check) is not run again for the same failure
+            todo = [s for s in _todo(d) if step_key(s) not in passed]
+            if d["pattern"] == "healthy" and not todo:
+                break
+            if not todo:
+                raise HaError(f"{c.name}: {d['pattern']} failure and no step left to run: "
+                              f"escalate to the system administrator", HaError.NOT_CONVERGED)
+            plan_step = todo[0]
+            if plan_step["task"] == "manual":
+                raise NeedsHuman(plan_step["text"])
+            line = rules.render(plan_step)
+            if done and done[-1] == step_key(plan_step):
+                raise HaError(f"step `{line}` did not cure the {d['pattern']} failure: "
+                              f"escalate to the system administrator "
+                              f"({'; '.join(d['evidence'][:3])})",
+                              HaError.NOT_CONVERGED)
+            print(f"=== step {len(done) + 1}: {line}  ({plan_step['why']})", flush=True)
+            execute_fn(plan_step)
+            if plan_step["task"].endswith(".check"):
+                passed.add(step_key(plan_step))
+            if op is not None and not remote.is_dry(ctx):
+                op.checkpoint(line)
+            done.append(step_key(plan_step))
+            if remote.is_dry(ctx):
+                print("[dry] the following steps depend on the state this one leaves: "
+                      "not shown further", flush=True)
+                return d
+            d = settled(diagnose_fn(), diagnose_fn)
+            print(f"--- now: {d['pattern']}" + (f" ({d['host']})" if d.get("host") else ""),
+                  flush=True)
+        else:
+            raise HaError(f"{c.name}: not healthy after {max_steps} steps: {d['pattern']}",
+                          HaError.NOT_CONVERGED)
+    print(diagnosis_table(d), flush=True)
+    return d

@@ -1,0 +1,570 @@
+"""The steps of a data resync and the host I/O they share.
+
+Each step takes (ctx, p, st), p = the plan params, st = data of earlier checkpoints, and returns a
+dict of data to checkpoint. Steps check their own preconditions, so a resume can re-enter any of
+them. STEPS maps each step name of the plan to its function.
+"""
+
+import base64
+import concurrent.futures
+import datetime
+import pathlib
+import re
+import time
+
+from hatasks import pg, pgpool, remote
+from hatasks.errors import HaError, StateError, UsageError
+from hatasks.syncplan import (BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS, SLOT,
+                              basebackup_command, bulk_start_command, copy_config_command, diff_digests,
+                              digest_query, dump_command, first_diff, guarded, import_command,
+                              initdb_command, q, run_dir)
+
+RECOVERY_DIR = pathlib.Path(__file__).resolve().parent / "recovery"
+
+
+def say(*lines):
+    """Progress lines, flushed at once: a resync runs for minutes and may be interrupted."""
+    for line in lines:
+        print(line, flush=True)
+
+
+# =========================================================================== I/O helpers
+
+
+def db_cluster(ctx, cluster=None):
+    """The named DB cluster, else the inventory's first DB cluster."""
+    if cluster:
+        return pgpool.db_cluster(ctx, cluster)
+    dbs = remote.inventory(ctx).clusters_of_kind("db")
+    if not dbs:
+        raise UsageError("the inventory has no DB cluster")
+    return pgpool.db_cluster(ctx, dbs[0].name)
+
+
+def db_host(ctx, name):
+    return pg.db_host(ctx, name)
+
+
+def bindir(h):
+    """PostgreSQL's program directory on H."""
+    return h.vars["pg_bindir"].rstrip("/")
+
+
+def normal_port(h):
+    """The port H's PostgreSQL serves on outside a resync."""
+    return int(h.vars.get("pg_port") or 5432)
+
+
+def run(ctx, h, cmd, user="postgres", **kw):
+    """A command on H as postgres unless told (under --dry printed, not sent)."""
+    return remote.run(ctx, h, cmd, user=user, **kw)
+
+
+def probe(ctx, h, cmd, user="postgres"):
+    """A read-only command on H that runs under --dry too and never raises on a non-zero exit."""
+    return remote.run(ctx, h, cmd, user=user, probe=True, warn=True)
+
+
+def digests(ctx, host, port):
+    """{db: {"schema.table": [count, checksum]}} of every connectable non-template database."""
+    h = remote.get_host(ctx, host)
+    out = {}
+    for db in [r["datname"] for r in remote.sql_rows(ctx, h, pg.LIST_DBS, port=port)]:
+        tables = {}
+        with remote.pg_connect(ctx, h, port=port, dbname=db) as conn:
+            with conn.cursor() as cur:
+                cur.execute(pg.LIST_TABLES)
+                for schema, table in cur.fetchall():
+                    cur.execute(digest_query(schema, table))
+                    n, s = cur.fetchone()
+                    tables[f"{schema}.{table}"] = [int(n), str(s)]
+        out[db] = tables
+    return out
+
+
+def compare_digests(ctx, ports):
+    """Checksums of both backends in parallel: {"equal", "tables", "differences", "hosts"}."""
+    res = remote.probe_many(ctx, list(ports), lambda n: digests(ctx, n, ports[n]))
+    bad = [r.message for r in res.values() if isinstance(r, HaError)]
+    if bad:
+        raise StateError("cannot verify: " + "; ".join(bad))
+    rows, diffs = diff_digests(res)
+    return {"hosts": list(res), "equal": not diffs, "tables": rows, "differences": diffs}
+
+
+def local_ok(ctx, h, port):
+    """SELECT 1 through the server's own Unix socket as postgres (peer): works on a fresh
+    cluster whose superuser has no password yet."""
+    cmd = f"{q(bindir(h) + '/psql')} -X -At -p {int(port)} -d postgres -c 'SELECT 1'"
+    res = probe(ctx, h, cmd)
+    return res.exited == 0 and res.stdout.strip() == "1"
+
+
+def start_local(ctx, h, port, timeout=60):
+    """pg_ctl start on PORT with the bulk-load settings, verified through the Unix socket (for the
+    freshly built target: its superuser has no password before the import)."""
+    st = pg.server_state(ctx, h)
+    if st["running"] and st["port"] == port and local_ok(ctx, h, port):
+        return
+    if st["running"]:
+        pg.stop(ctx, h, "fast")
+    say(f"{h.name}: starting PostgreSQL on port {port} (bulk-load settings: {BULK_LOAD})")
+    cmd = bulk_start_command(bindir(h), h.vars["pgdata"], port, pg._ctl_log(h), timeout)
+    res = run(ctx, h, cmd, warn=True, timeout=timeout + 30)
+    deadline = time.monotonic() + timeout
+    while not local_ok(ctx, h, port):
+        if res.exited != 0 or time.monotonic() > deadline:
+            errors = pg.recent_log_errors(ctx, h, port)
+            raise StateError(f"{h.name}: PostgreSQL did not start on port {port}: "
+                             f"{errors[-1] if errors else (res.stderr or res.stdout).strip()[-200:]}")
+        time.sleep(0.5)
+    say(f"{h.name}: PostgreSQL accepts local connections on port {port}")
+
+
+def ensure_running(ctx, h, port):
+    """PostgreSQL on H listening on PORT (restart it there when it runs on another port)."""
+    st = pg.server_state(ctx, h)
+    if st["running"] and st["port"] == port and pg.connectable(ctx, h, port):
+        return
+    if st["running"]:
+        pg.stop(ctx, h, "fast")
+    pg.start(ctx, h, None if port == normal_port(h) else port)
+
+
+def read_pool(ctx, c):
+    """SHOW pool_nodes of cluster C, or None when pgpool does not answer."""
+    try:
+        return pgpool.read_pool_nodes(ctx, c.name)
+    except HaError:
+        return None
+
+
+def pool_host(ctx, c):
+    """The node running pgpool (resource state, else the process), or None."""
+    rs = pgpool.resource_state(ctx, c)
+    if rs and rs.get("node"):
+        return rs["node"]
+    where = pgpool.running_on(ctx, c)
+    return where[0] if where else None
+
+
+# =========================================================================== the steps
+
+
+def record_newest(ctx, p, st):
+    """Journal which backend holds the newest data while pgpool still answers."""
+    rec = pgpool.record_newest(ctx, p["cluster"], f"sync.resync {p['source']} -> {p['target']}")
+    return {"newest_recorded": rec.get("newest") or (rec.get("previous") or {}).get("newest")}
+
+
+def stop_pgpool(ctx, p, st):
+    """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran."""
+    c = db_cluster(ctx, p["cluster"])
+    host = p.get("pgpool_host") or pool_host(ctx, c)
+    if not host:
+        say("pgpool is not running: nothing to stop")
+        return {"pgpool_stopped": False}
+    res = pgpool.stop(ctx, host, "fast", reason="sync.resync")
+    return {"pgpool_stopped": bool(res.get("stopped")) or bool(st.get("pgpool_stopped")),
+            "pgpool_host": host}
+
+
+def restart_source_maint(ctx, p, st):
+    """The source on the maintenance port, so no application writes during the copy."""
+    ensure_running(ctx, db_host(ctx, p["source"]), p["maint_port"])
+    return {}
+
+
+def vacuum_source(ctx, p, st):
+    s = db_host(ctx, p["source"])
+    ensure_running(ctx, s, p["maint_port"])
+    run(ctx, s, f"mkdir -p -m 700 {q(run_dir(p))}")
+    pg.vacuum(ctx, s, p["maint_port"], run_dir(p))
+    return {}
+
+
+def dump_source(ctx, p):
+    """pg_dumpall of the source on the maintenance port into the work dir, checked complete."""
+    s = db_host(ctx, p["source"])
+    ensure_running(ctx, s, p["maint_port"])
+    dest = run_dir(p)
+    run(ctx, s, f"mkdir -p -m 700 {q(dest)}")
+    version = pg.server_version_num(ctx, s, p["maint_port"])
+    flags = pg.dumpall_flags(version) + ["--if-exists"]
+    stamp = datetime.datetime.now().strftime(pg.STAMP_FORMAT)
+    names = pg.dump_names(s.name, stamp)
+    t0 = time.monotonic()
+    res = run(ctx, s, guarded(dump_command(bindir(s), p["maint_port"], flags, dest, names["tmp_sql"],
+                                           names["tmp_log"])), warn=True)
+    d = q(dest)
+    log = run(ctx, s, f"cat {d}/{q(names['tmp_log'])}", warn=True)
+    tail = run(ctx, s, f"tail -c 300 {d}/{q(names['tmp_sql'])}", warn=True)
+    errors = pg.log_errors(log.stdout, "dumpall")
+    complete = "database cluster dump complete" in tail.stdout
+    if res.exited != 0 or errors or not complete:
+        run(ctx, s, f"mv -f -- {d}/{q(names['tmp_log'])} {d}/{q(names['failed_log'])}", warn=True)
+        why = errors[-1] if errors else (f"pg_dumpall exited {res.exited}" if res.exited else
+                                         "the dump does not end with 'database cluster dump complete'")
+        raise StateError(f"{s.name}: pg_dumpall of the source failed: {why} "
+                         f"(log {dest}/{names['failed_log']}); the target was not touched")
+    run(ctx, s, f"mv -- {d}/{q(names['tmp_log'])} {d}/{q(names['log'])} && "
+                f"mv -- {d}/{q(names['tmp_sql'])} {d}/{q(names['sql'])}")
+    size = run(ctx, s, f"stat -c %s {d}/{q(names['sql'])}").stdout.strip()
+    say(f"{s.name}: dump {dest}/{names['sql']} ({size} bytes) complete and error-free "
+        f"in {time.monotonic() - t0:.1f}s")
+    return {"dump": f"{dest}/{names['sql']}", "dump_log": f"{dest}/{names['log']}",
+            "dump_bytes": int(size) if size.isdigit() else None}
+
+
+def safety_dump(ctx, p):
+    """Safety pg_dumpall of the target's current data (runbook C); skipped with a note when the
+    target's PostgreSQL does not run (its data dir is kept anyway)."""
+    t = db_host(ctx, p["target"])
+    st = pg.server_state(ctx, t)
+    if not st["running"] or not pg.connectable(ctx, t, st["port"] or normal_port(t)):
+        say(f"{t.name}: PostgreSQL not running: no safety dump (its data directory is kept instead)")
+        return {"safety_dump": None}
+    run(ctx, t, f"mkdir -p -m 700 {q(run_dir(p))}")
+    res = pg.dumpall(ctx, t, st["port"], run_dir(p), quiet=True)
+    say(f"{t.name}: safety dump {res['dump']} ({res['bytes']} bytes)")
+    return {"safety_dump": res["dump"]}
+
+
+def dump_source_and_target(ctx, p, st):
+    """The source's dump and the target's safety dump side by side (two hosts, no shared disk)."""
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        fs = ex.submit(dump_source, ctx, p)
+        ft = ex.submit(safety_dump, ctx, p)
+        out = fs.result()
+        out.update(ft.result())
+    return out
+
+
+def stop_target(ctx, p, st):
+    t = db_host(ctx, p["target"])
+    pg.stop(ctx, t, "fast")
+    return {}
+
+
+def keep_datadir(ctx, p, st):
+    """Move the target's data dir aside under its kept name; never deleted here."""
+    t = db_host(ctx, p["target"])
+    if pg.server_state(ctx, t)["running"]:
+        pg.stop(ctx, t, "fast")
+    kept = p["kept"]
+    cmd = (f"if [ -e {q(kept)} ]; then echo 'already exists: {kept}' >&2; exit 1; fi; "
+           f"if [ -e {q(p['pgdata'])} ]; then mv -T -- {q(p['pgdata'])} {q(kept)}; "
+           f"else echo 'no data dir {p['pgdata']}' >&2; exit 1; fi")
+    run(ctx, t, cmd, user="root")
+    say(f"{t.name}: old data directory kept as {kept}")
+    return {"kept": kept}
+
+
+def _clear_new_datadir(ctx, t, p, why):
+    """Before (re)building: stop PostgreSQL on the target, move a partial new data dir aside.
+    Refuses when the kept copy is missing (it would be the only copy of the old data)."""
+    pgdata, kept = p["pgdata"], p["kept"]
+    if probe(ctx, t, f"test -d {q(kept)}", user="root").exited != 0:
+        raise StateError(f"{t.name}: the kept data directory {kept} is missing: refusing to touch {pgdata}")
+    st = pg.server_state(ctx, t)
+    if st["running"]:
+        pg.stop(ctx, t, "immediate")
+    if probe(ctx, t, f"test -e {q(pgdata)}", user="root").exited == 0:
+        ours = probe(ctx, t, f"test -f {q(pgdata + '/' + MARKER)}", user="root").exited == 0
+        if ours:
+            run(ctx, t, f"rm -rf -- {q(pgdata)}", user="root")
+            say(f"{t.name}: removed the unfinished new data directory ({why})")
+        else:
+            aside = f"{pgdata}.partial-{datetime.datetime.now():%Y-%m-%d-%H%M%S}"
+            run(ctx, t, f"mv -T -- {q(pgdata)} {q(aside)}", user="root")
+            say(f"{t.name}: moved the unfinished new data directory aside as {aside} ({why})")
+
+
+def initdb_target(ctx, p, st):
+    """A fresh data dir with the source's encoding, locale and checksum setting, marked as ours."""
+    t = db_host(ctx, p["target"])
+    _clear_new_datadir(ctx, t, p, "rebuilding")
+    run(ctx, t, f"install -d -o postgres -g postgres -m 700 {q(p['pgdata'])}", user="root")
+    run(ctx, t, initdb_command(bindir(t), p["pgdata"], p["settings"]) + " >/dev/null")
+    run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
+    say(f"{t.name}: initdb done ({p['settings']['encoding']}, {p['settings']['collate']}, "
+        f"checksums {'on' if p['settings'].get('checksums') else 'off'})")
+    return {}
+
+
+def basebackup_target(ctx, p, st):
+    """A physical copy of the source as the new data dir, marked as ours."""
+    t, s = db_host(ctx, p["target"]), db_host(ctx, p["source"])
+    ensure_running(ctx, s, p["maint_port"])
+    _clear_new_datadir(ctx, t, p, "rebuilding")
+    t0 = time.monotonic()
+    run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
+                                           p["settings"]["superuser"], p["pgdata"])))
+    run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
+    say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s")
+    return {}
+
+
+def copy_config(ctx, p, st):
+    """The target's own configuration files back from its kept data dir."""
+    t = db_host(ctx, p["target"])
+    res = run(ctx, t, copy_config_command(p["kept"], p["pgdata"]))
+    files = res.stdout.split()
+    say(f"{t.name}: copied back from {p['kept']}: {', '.join(files) or 'nothing'}")
+    return {"config_files": files}
+
+
+def start_target_maint(ctx, p, st):
+    start_local(ctx, db_host(ctx, p["target"]), p["maint_port"])
+    return {}
+
+
+def import_dump(ctx, p, st):
+    """Stream the source's dump into the target; the first error stops it."""
+    t, s = db_host(ctx, p["target"]), db_host(ctx, p["source"])
+    start_local(ctx, t, p["maint_port"])
+    dump = st.get("dump")
+    if not dump:
+        raise StateError("no source dump recorded: run the dump step again (sync.resume)")
+    log = f"{run_dir(p)}/{t.name}_import.{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
+    run(ctx, t, f"mkdir -p -m 700 {q(run_dir(p))}")
+    t0 = time.monotonic()
+    res = run(ctx, t, guarded(import_command(s.address, dump, bindir(t), p["maint_port"],
+                                             p["settings"]["superuser"], log)), warn=True)
+    text = run(ctx, t, f"tail -n 50 {q(log)}", warn=True).stdout
+    errors = pg.log_errors(text)
+    if res.exited != 0 or errors:
+        why = errors[0] if errors else f"exit {res.exited}: {text.strip()[-200:] or res.stderr.strip()[-200:]}"
+        raise StateError(f"{t.name}: import of {s.name}'s dump stopped at the first error: {why} "
+                         f"(log {log}); the old data directory is kept as {p['kept']}")
+    say(f"{t.name}: dump imported in {time.monotonic() - t0:.1f}s (log {log})")
+    return {"import_log": log}
+
+
+def vacuum_target(ctx, p, st):
+    t = db_host(ctx, p["target"])
+    ensure_running(ctx, t, p["maint_port"])
+    pg.vacuum(ctx, t, p["maint_port"], run_dir(p))
+    return {}
+
+
+def verify(ctx, p, ports, attempts=1):
+    """Digest comparison; with attempts > 1 retried (writes may be landing, online method)."""
+    for i in range(attempts):
+        t0 = time.monotonic()
+        cmp = compare_digests(ctx, ports)
+        if cmp["equal"]:
+            say(f"verified: {len(cmp['tables'])} tables, row counts and checksums equal on "
+                f"{' and '.join(cmp['hosts'])} ({time.monotonic() - t0:.1f}s)")
+            return {"verified_tables": len(cmp["tables"]),
+                    "rows": sum(sum(r["counts"].values()) // 2 for r in cmp["tables"] if r.get("counts"))}
+        if i + 1 < attempts:
+            time.sleep(1)
+    raise HaError(f"verification failed: {first_diff(cmp)}", HaError.NOT_CONVERGED)
+
+
+def verify_copy(ctx, p, st):
+    """Both backends compared table by table (retried for online: writes keep landing)."""
+    s, t = db_host(ctx, p["source"]), db_host(ctx, p["target"])
+    if p["method"] == "online":
+        return verify(ctx, p, {s.name: normal_port(s), t.name: normal_port(t)}, attempts=10)
+    ensure_running(ctx, s, p["maint_port"])
+    if not pg.connectable(ctx, t, p["maint_port"]):
+        start_local(ctx, t, p["maint_port"])
+    return verify(ctx, p, {s.name: p["maint_port"], t.name: p["maint_port"]})
+
+
+def _parallel(fn, items):
+    with concurrent.futures.ThreadPoolExecutor(len(items)) as ex:
+        for f in [ex.submit(fn, i) for i in items]:
+            f.result()
+
+
+def restart_normal(ctx, p, st):
+    """Both back on their normal ports (the bulk-load settings go with the restart)."""
+    hosts = [db_host(ctx, n) for n in (p["source"], p["target"])]
+    _parallel(lambda h: ensure_running(ctx, h, normal_port(h)), hosts)
+    return {}
+
+
+def start_pgpool(ctx, p, st):
+    """Start pgpool again, only when this resync stopped it."""
+    if not st.get("pgpool_stopped"):
+        say("pgpool was not stopped by this resync: not starting it")
+        return {}
+    c = db_cluster(ctx, p["cluster"])
+    host = st.get("pgpool_host") or p.get("pgpool_host")
+    rid = c.vars.get("pgpool_resource")
+    if rid and not pgpool.maintenance_set(ctx, db_host(ctx, host), rid) and read_pool(ctx, c):
+        say("pgpool already runs")
+        return {}
+    pgpool.start(ctx, host)
+    return {}
+
+
+def attach_backends(ctx, p, st):
+    """pcp_attach_node for each backend pgpool does not show up."""
+    c = db_cluster(ctx, p["cluster"])
+    data = pgpool.read_pool_nodes(ctx, c.name)
+    attached = []
+    for name in (p["source"], p["target"]):
+        h = db_host(ctx, name)
+        b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
+        if b and b[0].get("status") != "up":
+            try:
+                pgpool.attach(ctx, h, h.pgpool_node_id)
+            except HaError as exc:
+                # pgpool restarts its children on failback: SHOW pool_nodes may fail for a moment;
+                # verify_pool polls until it answers
+                say(f"note: after pcp_attach_node for {name}: {exc.message}")
+            attached.append(name)
+    return {"attached": attached}
+
+
+def verify_pool(ctx, p, st):
+    """Wait (30 s) until pgpool shows every backend up and none degenerated."""
+    c = db_cluster(ctx, p["cluster"])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            data = pgpool.read_pool_nodes(ctx, c.name)
+            seen = ", ".join(f"{b['host']} {b['status']}" for b in data["backends"])
+            if not data.get("degenerated") and all(b.get("status") == "up" for b in data["backends"]):
+                break
+        except HaError as exc:
+            seen = exc.message
+        if time.monotonic() > deadline:
+            raise HaError(f"pgpool does not show every backend up within 30s: {seen}", HaError.NOT_CONVERGED)
+        time.sleep(0.5)
+    say("pgpool: " + ", ".join(f"{b['host']} {b['status']}" for b in data["backends"]) + "; replicating")
+    return {}
+
+
+# ---- online
+
+
+def recovery_script_text(name, pgbin, log=RECOVERY_LOG, port=5432):
+    """The packaged script NAME with this host's paths and port filled in."""
+    text = (RECOVERY_DIR / name).read_text()
+    return text.replace("@PGBIN@", q(pgbin)).replace("@LOG@", q(log)).replace("@PGPORT@", str(int(port)))
+
+
+def recovery_command_names(ctx, c):
+    """The script names pgpool.conf calls (recovery_1st_stage_command, ...), read on a DB host."""
+    conf = c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
+    names = {"recovery_1st_stage": "recovery_1st_stage", "recovery_2nd_stage": "recovery_2nd_stage"}
+    res = probe(ctx, c.hosts[0], f"grep -E '^[[:space:]]*recovery_(1st|2nd)_stage_command' {q(conf)}",
+                user="root")
+    for line in res.stdout.splitlines():
+        m = re.match(r"\s*recovery_(1st|2nd)_stage_command\s*=\s*'([^']*)'", line)
+        if m and m.group(2):
+            names[f"recovery_{m.group(1)}_stage"] = m.group(2)
+    return names
+
+
+def install_recovery(ctx, hosts, cluster=None):
+    """Install hatasks' recovery scripts into PGDATA of HOSTS (an existing different script is
+    kept as NAME.orig-STAMP). Returns {host: [installed names]}."""
+    c = db_cluster(ctx, cluster)
+    names = recovery_command_names(ctx, c)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = {}
+    for name in hosts:
+        h = db_host(ctx, name)
+        pgdata = h.vars["pgdata"].rstrip("/")
+        done = []
+        if probe(ctx, h, f"test -f {q(pgdata + '/PG_VERSION')}").exited != 0:
+            say(f"{h.name}: no data directory at {pgdata}: recovery scripts not installed there")
+            out[h.name] = None
+            continue
+        for script in RECOVERY_SCRIPTS:
+            target = f"{pgdata}/{names.get(script, script)}"
+            remote.check_value("script", target)
+            body = recovery_script_text(script, bindir(h), port=normal_port(h))
+            b64 = base64.b64encode(body.encode()).decode()
+            cmd = (f"t={q(target)}; printf %s {q(b64)} | base64 -d > \"$t.hatasks-new\" && "
+                   f"chmod 700 \"$t.hatasks-new\" && "
+                   f"if [ -f \"$t\" ] && cmp -s \"$t\" \"$t.hatasks-new\"; then rm -f \"$t.hatasks-new\"; "
+                   f"echo same; else if [ -f \"$t\" ] && ! grep -q {q(RECOVERY_MARK)} \"$t\"; then "
+                   f"cp -p \"$t\" \"$t.orig-{stamp}\"; fi; mv -f \"$t.hatasks-new\" \"$t\"; echo installed; fi")
+            res = run(ctx, h, cmd)
+            if res.stdout.strip() == "installed" or remote.is_dry(ctx):
+                done.append(names.get(script, script))
+        say(f"{h.name}: recovery scripts in {pgdata}: "
+            + (f"installed {', '.join(done)}" if done else "already up to date"))
+        out[h.name] = done
+    return out
+
+
+def install_recovery_scripts(ctx, p, st):
+    """hatasks' recovery scripts on both backends; the source must have them."""
+    done = install_recovery(ctx, [p["source"], p["target"]], p["cluster"])
+    if done.get(p["source"]) is None:
+        raise StateError(f"{p['source']}: cannot install the recovery scripts (no data directory)")
+    return {"installed": done}
+
+
+def kept_list(ctx, t, pgdata):
+    """The kept data dirs the recovery scripts listed next to PGDATA, oldest first."""
+    res = probe(ctx, t, f"cat {q(pgdata + '.hatasks-kept')} 2>/dev/null || true")
+    return [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
+
+
+def recover_online(ctx, p, st):
+    """pcp_recovery_node for the target, judged by what it printed (it exits 0 on failure)."""
+    c = db_cluster(ctx, p["cluster"])
+    t = db_host(ctx, p["target"])
+    before = kept_list(ctx, t, p["pgdata"])
+    data = pgpool.read_pool_nodes(ctx, c.name)
+    me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
+    if me and me[0].get("status") == "up":
+        pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online")
+    t0 = time.monotonic()
+    res = pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
+    if remote.is_dry(ctx):
+        return {}
+    # pcp_recovery_node (pgpool-II 4.3) exits 0 even when a stage failed: read what it said
+    said = f"{res.stdout}\n{res.stderr}"
+    if "ERROR" in said or "Command Successful" not in said:
+        lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
+        log = probe(ctx, db_host(ctx, p["source"]), f"tail -n 5 {q(RECOVERY_LOG)}").stdout.strip()
+        raise StateError(f"pcp_recovery_node for {t.name} failed: {' '.join(lines)[-300:]}; "
+                         f"{p['source']}:{RECOVERY_LOG}: {log.splitlines()[-1] if log else '(empty)'}")
+    pgpool.wait_backend(ctx, c, t.pgpool_node_id, "up", 60)
+    took = time.monotonic() - t0
+    after = kept_list(ctx, t, p["pgdata"])
+    new = after[len(before):] if after[:len(before)] == before else after[-1:]
+    kept = new[0] if new else None
+    say(f"{t.name}: online recovery done in {took:.1f}s; old data directory kept as {kept}")
+    s = db_host(ctx, p["source"])
+    left = remote.sql_rows(ctx, s, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s",
+                           (SLOT,), port=normal_port(s))
+    if left and int(left[0]["n"]):
+        remote.sql_rows(ctx, s, "SELECT pg_drop_replication_slot(%s)", (SLOT,), port=normal_port(s))
+        say(f"{s.name}: dropped the leftover replication slot {SLOT}")
+    return {"kept": kept, "recovery_seconds": round(took, 1)}
+
+
+#: step name (as in syncplan.METHOD_STEPS and the journal's checkpoints) -> the function running it
+STEPS = {
+    "record_newest": record_newest,
+    "stop_pgpool": stop_pgpool,
+    "source_maint": restart_source_maint,
+    "vacuum_source": vacuum_source,
+    "dump_source": dump_source_and_target,
+    "stop_target": stop_target,
+    "keep_datadir": keep_datadir,
+    "initdb_target": initdb_target,
+    "basebackup": basebackup_target,
+    "copy_config": copy_config,
+    "start_target_maint": start_target_maint,
+    "import": import_dump,
+    "vacuum_target": vacuum_target,
+    "verify": verify_copy,
+    "restart_normal": restart_normal,
+    "start_pgpool": start_pgpool,
+    "attach": attach_backends,
+    "verify_pool": verify_pool,
+    "install_recovery": install_recovery_scripts,
+    "recover_online": recover_online,
+}

@@ -299,12 +299,12 @@ def test_lb_failover_then_automatic_failback(lab, inv):
 
 def test_failback_policies_are_as_in_the_runbook(lab, inv):
     """The LB cluster fails back automatically, the DB cluster does not (CIB scores)."""
-    from hatasks import lb as lbmod
+    from hatasks import rules
 
     def policy(host, group):
         cons = LAB.hrun(host, "cibadmin --query --scope constraints").stdout
         dflt = LAB.hrun(host, "cibadmin --query --scope rsc_defaults").stdout
-        return lbmod.parse_policy(cons, dflt, group)
+        return rules.parse_policy(cons, dflt, group)
 
     assert policy("lb01", "grp-apache")["automatic"] is True
     assert policy("db01", "grp-pgpool")["automatic"] is False

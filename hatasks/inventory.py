@@ -206,7 +206,8 @@ class Inventory:
         self._host_lines = host_lines or {}
         self._build()
         #: every problem found (syntax first, then the checks of the whole), see Problem
-        self.problems = sorted(list(problems) + self._check(), key=lambda p: p.line or 0)
+        self.problems = sorted(list(problems) + self._check(bool(problems)),
+                               key=lambda p: (p.line is None, p.line or 0))
 
     # ---- construction -------------------------------------------------------
     def _depth(self, name):
@@ -304,13 +305,15 @@ class Inventory:
             for key, value in self._host_vars[hname].items():
                 yield key, value, lines.get(key), f"for host {hname}", hname
 
-    def _check(self):
+    def _check(self, unparsed=False):
+        """Problems of the whole; ``unparsed``: some lines could not be parsed (then an
+        inventory without hosts is their consequence, not one more problem)."""
         out = []
 
         def add(line, message, strict=False):
             out.append(Problem(self.path, line, message, strict))
 
-        if not self.hosts:
+        if not self.hosts and not unparsed:
             add(None, "no hosts: the inventory is empty")
         for key, value, line, owner, hname in self._definitions():
             if _is_port_var(key) and not (key == "ansible_port" and hname):

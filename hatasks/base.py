@@ -1,20 +1,176 @@
 """The task decorator every hatasks task uses.
 
-It is ``invoke.task`` plus one rule: an expected failure (:class:`HaError`)
-leaves as ``invoke.Exit`` with a one-line message on stderr and the error's
-exit code, never as a traceback.
+It is ``invoke.task`` plus these rules:
+
+- an expected failure (:class:`HaError`) leaves as ``invoke.Exit`` with a one-line message
+  on stderr and the error's exit code, never as a traceback;
+- options are typed and checked while the command line is parsed (:mod:`hatasks.cli`);
+- SIGINT and SIGTERM end the task with exit 130 / 143 and one paragraph on stderr: the task
+  that was running, what the journal recorded of it, and the command to run next;
+- a reader that goes away (``inv hb.status | head -1``) ends the task quietly with exit
+  141, as the shell reports any command killed by SIGPIPE: the output was cut short, so 0
+  ("done") would be wrong, and a mutating task stopped by it is an interrupt like any other.
 """
 
 import functools
+import os
+import signal
 import sys
+import textwrap
+import threading
+import time
 
 import invoke
 
+from . import cli, journal
 from .errors import HaError
+
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+EXIT_SIGPIPE = 141
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that every ``except
+    KeyboardInterrupt`` (the journal's among them) treats it as an interrupt."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _is_dry(ctx):
+    try:
+        return bool(ctx.config.run.dry)
+    except (AttributeError, KeyError):
+        return False
+
+
+def _operations_since(ctx, since):
+    """This process's journaled operations begun at or after ``since`` (epoch seconds):
+    a list of {action, cluster, started, outcome, checkpoints, parent}, oldest first."""
+    if _is_dry(ctx):
+        return []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(since)))
+    try:
+        records = journal.Journal(ctx).records()
+    except Exception:  # noqa: BLE001 - reporting an interrupt must not fail
+        return []
+    ops = {}
+    for r in records:
+        if r.get("pid") != os.getpid() or not r.get("op") or str(r.get("ts", "")) < stamp:
+            continue
+        if r.get("event") == "start":
+            ops[r["op"]] = {"action": r.get("action"), "cluster": r.get("cluster"),
+                            "started": r.get("ts"), "outcome": None, "checkpoints": [],
+                            "parent": r.get("parent")}
+        elif r["op"] in ops:
+            if r.get("event") == "checkpoint":
+                ops[r["op"]]["checkpoints"].append(str(r.get("step")))
+            elif r.get("event") in ("done", "failed"):
+                ops[r["op"]]["outcome"] = r.get("event")
+    return list(ops.values())
+
+
+def next_command(name, ops):
+    """What the operator runs after an interrupted ``name`` (the task's dotted name)."""
+    actions = [name] + [o["action"] or "" for o in ops]
+    if any(a.startswith("sync.") for a in actions):
+        return ("inv sync.status to see where the resync stopped, then inv sync.resume to"
+                " finish it or inv sync.rollback to undo it")
+    if any(a.startswith(("lb.", "web.")) for a in actions):
+        return "inv lb.diagnose to see the state of the LB cluster before anything else"
+    return "inv db.diagnose to see the state of the cluster before anything else"
+
+
+def interrupt_report(name, why, ops, journal_path=None):
+    """The one paragraph an interrupted task prints on stderr."""
+    if not ops:
+        text = (f"hatasks: {name} was interrupted ({why}) before it began any operation:"
+                " nothing was changed and the journal has no record of it. Run it again"
+                " when ready.")
+        return text
+    parts = []
+    for o in ops:
+        steps = ", ".join(o["checkpoints"]) if o["checkpoints"] else "none"
+        state = {"done": "finished", "failed": "stopped unfinished"}.get(
+            o["outcome"], "stopped unfinished")
+        parts.append(f"{o['action']} on cluster {o['cluster']} (began {o['started']},"
+                     f" steps finished: {steps}) {state}")
+    where = f" ({journal_path})" if journal_path else ""
+    return (f"hatasks: {name} was interrupted ({why}). The journal{where} records: "
+            + "; ".join(parts)
+            + ". Anything after the last finished step may be half done. Next: "
+            + next_command(name, ops) + ".")
+
+
+def _journal_path(ctx):
+    try:
+        return journal.Journal(ctx).path
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class HaTask(invoke.Task):
+    """An invoke Task with typed options and the interrupt and closed-pipe rules."""
+
+    def get_arguments(self, ignore_unknown_help=None):
+        return cli.typed_arguments(super().get_arguments(ignore_unknown_help))
+
+    @property
+    def called_as(self):
+        name = getattr(self, "hatasks_called_as", None)
+        if name:
+            return name
+        module = getattr(self.body, "__module__", "") or ""
+        tail = module.rsplit(".", 1)[-1]
+        return f"{tail}.{self.name}" if tail and tail not in ("tasks", "__main__") else self.name
+
+    def __call__(self, *args, **kwargs):
+        ctx = args[0] if args else None
+        began = time.time()
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+        try:
+            result = super().__call__(*args, **kwargs)
+            sys.stdout.flush()
+            return result
+        except KeyboardInterrupt as exc:
+            term = isinstance(exc, Terminated)
+            self._report(ctx, began, "SIGTERM" if term else "SIGINT (Ctrl-C)", main)
+            raise invoke.Exit(code=EXIT_SIGTERM if term else EXIT_SIGINT) from None
+        except BrokenPipeError:
+            cli.quiet_stdout()
+            ops = _operations_since(ctx, began) if ctx is not None else []
+            if ops:
+                self._report(ctx, began, "its output pipe was closed", main, ops)
+            raise invoke.Exit(code=EXIT_SIGPIPE) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    def _report(self, ctx, began, why, main, ops=None):
+        # a second Ctrl-C must not cut the paragraph short with a traceback
+        if main:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if ops is None:
+                ops = _operations_since(ctx, began) if ctx is not None else []
+            text = interrupt_report(self.called_as, why, ops,
+                                    _journal_path(ctx) if ops else None)
+            print(textwrap.fill(text, width=100), file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def task(*args, **kwargs):
     """Like ``invoke.task``; turns :class:`HaError` into a clean non-zero exit."""
+    bare = len(args) == 1 and callable(args[0]) and not kwargs
+    kwargs.setdefault("klass", HaTask)
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -27,7 +183,7 @@ def task(*args, **kwargs):
 
         return invoke.task(*args, **kwargs)(wrapper)
 
-    if len(args) == 1 and callable(args[0]) and not kwargs:
+    if bare:
         fn = args[0]
         args = ()
         return decorate(fn)

@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import core_tasks, db, hb, lb, notify, pg, pgpool, status, sync, web
+from . import core_tasks, db, hb, inventory_tasks, lb, notify, pg, pgpool, status, sync, web
 from .config import DEFAULTS
 
 
@@ -19,6 +19,7 @@ def build():
     ns.add_collection(Collection.from_module(pgpool))
     ns.add_collection(Collection.from_module(pg))
     ns.add_task(status.status)
+    ns.add_collection(Collection.from_module(inventory_tasks, name="inventory"))
     ns.add_collection(Collection.from_module(sync))
     ns.add_collection(Collection.from_module(db))
     ns.add_collection(Collection.from_module(lb))

@@ -446,14 +446,16 @@ def log_table(data):
     return "\n".join(out)
 
 
-# compat: removed in the merge sweep (the names db, lb and the lab tests use today)
+# compat: removed in the merge sweep (names db and lb use today; crm_status, wait_for, summary
+# and node_state stay reachable here through the imports above)
 CRM_MON = crm.CRM_MON
-cluster_of = lambda ctx, name: checks.cluster(ctx, name, exact=True)  # noqa: E731
+
+
+def cluster_of(ctx, name):  # compat: removed in the merge sweep
+    return checks.cluster(ctx, name, exact=True)
+
+
 standby_step = standby
 online_step = online
 cleanup_step = cleanup
 start_step = start
-stop_step = stop
-status_step = status
-log_step = log
-dc_idle = crm.dc_idle

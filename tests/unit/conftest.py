@@ -11,8 +11,9 @@ and a host that does not answer behave as in production. Answers come from a tab
     fake.sql("SHOW pool_nodes", rows)            # rows: list of dicts, or handler(call) -> rows
     fake.down.add("db02")                        # unreachable: UnreachableError from remote
 
-Every command that reached a host is recorded in ``fake.calls`` as Call(host, user, command)
-(the command as the task built it, before the runuser wrapping); queries in ``fake.queries``.
+Every command that reached a host is recorded in ``fake.calls`` as Call(host, user, command,
+line, options): the command as the task built it, the line sent (runuser wrapping included) and
+the options remote.run gave the connection; queries in ``fake.queries``.
 A command nobody answers fails the test.
 """
 
@@ -31,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 HOSTS_INI = ROOT / "hosts.ini"
 
-Call = collections.namedtuple("Call", "host user command")
+Call = collections.namedtuple("Call", "host user command line options")
 Query = collections.namedtuple("Query", "host port dbname target query params")
 
 
@@ -127,9 +128,9 @@ class FakeRemote:
         return [c.command for c in self.calls if host is None or c.host == host]
 
     # ---- ssh
-    def answer(self, host, line):
+    def answer(self, host, line, **options):
         user, command = unwrap(line)
-        self.calls.append(Call(host, user, command))
+        self.calls.append(Call(host, user, command, line, options))
         for needle, answer in self.rules:
             if _matches(needle, host, command):
                 answer = _next(answer)
@@ -175,7 +176,7 @@ class _FakeConnection:
         self.host = host
 
     def run(self, line, **kw):
-        return self.fake.answer(self.host, line)
+        return self.fake.answer(self.host, line, **kw)
 
 
 class _FakeCursor:

@@ -258,3 +258,40 @@ def test_clone_instances_one_per_node():
         ("db01", "Started", None), ("db02", "Started", None)]
     assert crmmon.group_node(st, "grp-pgpool") == "db01"
     assert crmmon.is_healthy(st, "grp-pgpool") is True
+
+
+# --------------------------------------------------------------------------- one group_node
+
+
+def test_group_node_waits_for_a_member_still_starting():
+    """A move is done only when every member is started: Starting is not there yet."""
+    st = xml("initial.xml")
+    assert crmmon.group_node(st, "grp-pgpool") == "db01"
+    for res in st["resources"]:
+        if res["id"] == "pgpool":
+            res["role"] = "Starting"
+    assert crmmon.group_node(st, "grp-pgpool") is None
+    assert [r["id"] for r in crmmon.running_on(st, "db01")] == ["db-vip", "pgpool"]
+
+
+def test_group_node_of_a_lone_resource_named_as_the_group():
+    """A cluster whose "group" var names a single primitive (no <group> around it)."""
+    st = xml("initial.xml")
+    for res in st["resources"]:
+        res["group"] = None
+    assert crmmon.group_node(st, "pgpool") == "db01"
+    assert [r["id"] for r in crmmon.group_members(st, "pgpool")] == ["pgpool"]
+    assert crmmon.group_node(st, "grp-pgpool") is None
+
+
+def test_node_names_in_another_case():
+    st = xml("initial.xml")
+    assert crmmon.node_state(st, "DB01") == "online"
+    assert crmmon.others_online(st, "DB01") == ["db02"]
+    assert crmmon.group_node(st, "grp-pgpool") == "db01"
+
+
+def test_group_node_on_the_lab_captures():
+    assert crmmon.group_node(xml("crm_mon-1_xml_db01_standby.xml", LAB), "grp-pgpool") == "db02"
+    assert crmmon.group_node(xml("crm_mon-1_xml_lb.xml", LAB), "grp-apache") == "lb02"
+    assert crmmon.group_node(xml("db01_down.xml"), "grp-pgpool") == "db02"

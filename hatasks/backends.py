@@ -1,7 +1,8 @@
 """pgpool's backends as pgpool sees them: SHOW pool_nodes through the VIP.
 
-pgpool's own tasks, pg's stop guard, the newest-data record and the scenarios all read it
-here; what the rows mean is ``hatasks.pool`` (pure).
+A reader of its own, below the tools: stopping a backend, recording the newest data and
+diagnosing a cluster all need pgpool's view without going through the pgpool tasks. What the
+rows mean is ``hatasks.pool`` (pure).
 """
 
 from hatasks import checks, pool, remote

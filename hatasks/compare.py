@@ -1,8 +1,8 @@
 """Comparing the backends table by table: exact row counts read on each host, and one pure
 diff of per-host {database: {table: value}} maps (row counts, or [count, checksum] digests).
 
-pg.compare shows it, pgpool's attach and recover verify with it, a resync checks its result
-with the same diff.
+One comparison, so that showing the backends' difference, verifying a recovery and checking a
+resync agree on what "equal" means.
 """
 
 from psycopg2 import sql

@@ -1,8 +1,9 @@
 """Reading Pacemaker over ssh: crm_mon from the first node that answers, waits, the DC.
 
-The reads every Pacemaker-aware task shares (hb, pgpool, web and the scenarios): they run
-under --dry; ``run_action`` is the one way a mutating crm command runs (printed under --dry,
-a non-zero exit is a StateError). What the parsed state means is ``hatasks.crmmon``.
+One way to read a cluster's state, so that every task and scenario sees the same facts and
+fails the same way when no node answers. The reads run under --dry; ``run_action`` is the one
+way a mutating crm command runs (printed under --dry, a non-zero exit is a StateError). What
+the parsed state means is ``hatasks.crmmon``.
 """
 
 import time

@@ -1,8 +1,8 @@
 """The newest-data rule: record which backend holds the newest data before pgpool or the DB
 stack stops (the runbook's bold warning), so a later resync knows its source.
 
-Policy shared by the tools that stop something (hb.stop, pgpool.stop, pgpool.switch) and the
-scenarios; the record itself lives in the journal (``journal.record_newest``).
+It is policy, not part of any one tool: whatever stops pgpool or a DB node applies the same
+rule. The record itself lives in the journal (``journal.record_newest``).
 """
 
 import sys

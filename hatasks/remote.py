@@ -346,8 +346,8 @@ def wrap(command, user="root", login="root"):
     if user == login:
         return command
     if user == "root":
-        return f"sudo -n -- sh -c {shlex.quote(command)}"
-    inner = shlex.quote(f"cd ~ 2>/dev/null; {command}")
+        return f"sudo -n -- sh -c {q(command)}"
+    inner = q(f"cd ~ 2>/dev/null; {command}")
     check_value("user", user)
     if login == "root":
         return f"runuser -u {user} -- sh -c {inner}"
@@ -374,7 +374,7 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     command is printed and a Result with exit 0 and empty output comes back.
     ``warn=False``: a non-zero exit raises :class:`CommandFailed` (an HaError).
     ``timeout``: seconds for the command; exceeded -> UnreachableError naming the host.
-    Build ``command`` with shlex.quote for every value.
+    Build ``command`` with ``q`` for every value.
     """
     h = _resolve(ctx, host)
     if not probe and is_dry(ctx):

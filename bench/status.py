@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def sequential_once(ctx=None):
-    from hatasks import hb, pg, pgpool, remote
+    from hatasks import backends, crm, hb, pg, remote
     from hatasks.config import make_context
 
     ctx = ctx or make_context()
@@ -31,9 +31,9 @@ def sequential_once(ctx=None):
     facts = {}
     for name in hb.cluster_names(inv):
         c = inv.cluster(name)
-        facts[(name, "hb")] = hb.crm_status(ctx, name)
+        facts[(name, "hb")] = crm.crm_status(ctx, name)
         if c.kind == "db":
-            facts[(name, "pgpool")] = pgpool.read_pool_nodes(ctx, name)
+            facts[(name, "pgpool")] = backends.read_pool_nodes(ctx, name)
             for h in c.hosts:
                 facts[(name, "pg", h.name)] = pg.backend_info(ctx, h.name)
     return facts

@@ -1,4 +1,4 @@
-"""Input validation shared by every task: numbers, ports, stop modes, DB hosts.
+"""Input validation shared by every task: numbers, ports, stop modes, clusters and hosts.
 
 Each check raises UsageError (naming the option) before anything runs, and returns the
 value in the type the caller goes on with.
@@ -46,18 +46,63 @@ def mode(value):
     return value
 
 
-def db_host(ctx, name, option="host", noun="DB host", cluster_note="cluster {}"):
-    """Validate a --host naming a host of a DB cluster: (Host, Inventory).
+def cluster(ctx, name=None, kind=None, *, exact=False, first=False, wrong_kind=None,
+            missing=None, vip=None):
+    """The one cluster lookup: validate --cluster NAME (or find the cluster of KIND).
 
-    ``noun`` and ``cluster_note`` word the error for the calling module, e.g.
-    "--host lb01: not a DB host (cluster lb); DB hosts: db01, db02"."""
+    NAME given (even ""): checked as a value, then looked up: by the inventory (a kind such as ``db`` is
+    accepted when one cluster has it), or with ``exact`` among the cluster names only. KIND: the
+    cluster must be of that kind. NAME None: the cluster of KIND, the first one when ``first``,
+    else the only one. ``vip``: the message when the cluster has no ``vip`` var (None: not
+    needed). ``wrong_kind`` and ``missing`` word the errors for the calling task; their fields
+    are {name}, {kind} (the cluster's), {want} and {path}.
+    """
+    inv = remote.inventory(ctx)
+    if name is not None:
+        remote.check_value("cluster", name)
+        if exact and name not in inv.clusters:
+            raise UsageError(f"unknown cluster {name!r} (known: {', '.join(inv.clusters)})")
+        c = inv.cluster(name)
+        if kind is not None and c.kind != kind:
+            text = wrong_kind or "cluster {name} is a {kind} cluster, not a {want} cluster"
+            raise UsageError(text.format(name=c.name, kind=c.kind, want=kind, path=inv.path))
+    else:
+        found = inv.clusters_of_kind(kind)
+        if not found:
+            text = missing or "no {want} cluster (cluster_kind={want}) in {path}"
+            raise UsageError(text.format(want=kind, path=inv.path))
+        if len(found) > 1 and not first:
+            raise UsageError(f"several {kind} clusters: name one with --cluster "
+                             f"({', '.join(c.name for c in found)})")
+        c = found[0]
+    if vip is not None and not c.vars.get("vip"):
+        raise UsageError(vip.format(name=c.name))
+    return c
+
+
+def host(ctx, name, option="host", kind=None, cluster=None, noun=None,
+         cluster_note="cluster {}"):
+    """The one host lookup: validate --OPTION NAME as an inventory host of some cluster.
+
+    ``cluster`` (a Cluster): the host must be one of its hosts. ``kind``: the host's cluster must
+    be of that kind; the error lists the hosts that are, naming them ``noun`` (default "DB host"
+    for db) with ``cluster_note`` about where NAME is. Without either, a host in no cluster is
+    refused. Returns the Host; its cluster is ``host.cluster``.
+    """
     remote.check_value(option, name)
     inv = remote.inventory(ctx)
-    host = inv.host(name)
-    if not host.cluster or inv.cluster(host.cluster).kind != "db":
-        dbs = [h.name for c in inv.clusters_of_kind("db") for h in c.hosts]
-        raise UsageError(
-            f"--{option} {name}: not a {noun} ({cluster_note.format(host.cluster)}); "
-            f"DB hosts: {', '.join(dbs) or 'none'}"
-        )
-    return host, inv
+    h = inv.host(name)
+    if cluster is not None:
+        if h.cluster != cluster.name:
+            raise UsageError(f"--{option} {name}: not a host of the {cluster.name} cluster "
+                             f"(its hosts: {', '.join(cluster.host_names)})")
+    elif kind is not None:
+        if not h.cluster or inv.cluster(h.cluster).kind != kind:
+            hosts = [x.name for c in inv.clusters_of_kind(kind) for x in c.hosts]
+            noun = noun or f"{kind.upper()} host"
+            raise UsageError(f"--{option} {name}: not a {noun} "
+                             f"({cluster_note.format(h.cluster)}); "
+                             f"{noun.split()[0]} hosts: {', '.join(hosts) or 'none'}")
+    elif not h.cluster:
+        inv.cluster_of(h.name)  # raises: the host is in no cluster
+    return h

@@ -401,7 +401,7 @@ def last_operation(ctx, cluster, action=None):
 
 
 # ---------------------------------------------------------------------------
-# the newest-data record (DESIGN.md: "the one fact that must never be lost")
+# the newest-data record: the one fact that must never be lost
 # ---------------------------------------------------------------------------
 
 

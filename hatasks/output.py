@@ -1,7 +1,7 @@
 """Rendering of task results, in one place: ``--format table`` (tabulate) or ``json``.
 
 ``emit(data, fmt, table=...)``: with ``fmt="json"`` prints ``data`` as indented JSON (the
-machine contract, see DESIGN.md); with ``fmt="table"`` prints the human view given by
+machine contract); with ``fmt="table"`` prints the human view given by
 ``table``, which may be:
 
 - a list of dicts (one table; columns from the keys, first-seen order),

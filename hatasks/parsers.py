@@ -9,7 +9,6 @@ returns plain data:
 - ``parse_ha_log(text)``: ERROR/FATAL/CRIT lines of Heartbeat's ha-log or pacemaker.log.
 - ``parse_pg_dumpall_log(text)``: errors in the stderr of ``pg_dumpall -v``.
 - ``parse_vacuumdb_log(text)``: errors and warnings in the stderr of ``vacuumdb -v``.
-- ``parse_psql_errors(text)``: errors in the stderr of ``psql -e < dump`` (the resync import).
 """
 
 import re
@@ -362,22 +361,3 @@ def parse_vacuumdb_log(text):
     tables = len(re.findall(r'^INFO:\s+vacuuming "', t, re.M))
     return {"ok": not errors, "errors": errors, "warnings": warnings, "databases": databases,
             "tables": tables}
-
-
-#: errors every ``psql < pg_dumpall output`` into a fresh initdb prints (the dump's -c drops
-#: and re-creates the role running the import); they are harmless
-PSQL_IMPORT_EXPECTED = (
-    re.compile(r'^ERROR:\s+current user cannot be dropped$'),
-    re.compile(r'^ERROR:\s+role "[^"]+" already exists$'),
-)
-
-
-def parse_psql_errors(text, expected=PSQL_IMPORT_EXPECTED):
-    """The stderr of ``psql -e < dump`` -> {"ok", "errors", "expected"}: ``expected`` holds
-    the error lines every import into a fresh cluster prints (see PSQL_IMPORT_EXPECTED)."""
-    errors, _warnings = _client_errors(text)
-    real, known = [], []
-    for e in errors:
-        bare = re.sub(r"^psql:[^:]*:\d+:\s*", "", e.split(" | ")[0])
-        (known if any(p.match(bare) for p in expected) else real).append(e)
-    return {"ok": not real, "errors": real, "expected": known}

@@ -10,11 +10,11 @@ pcp commands run as postgres on a DB host with its ~/.pcppass (`-w`): no passwor
 ever on a command line.
 """
 
-import shlex
 import sys
 import time
 
-from hatasks import checks, journal, output, pool, remote
+from hatasks import backends, checks, compare, crm, journal, newest, output, parsers, remote
+from hatasks.backends import read_pool_nodes
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -24,35 +24,20 @@ POLL_INTERVAL = 0.5
 PGPOOL = "/usr/sbin/pgpool"
 
 
-def _q(value):
-    return shlex.quote(str(value))
-
-
 # --------------------------------------------------------------------------- inputs
-
-
-def db_cluster(ctx, cluster="db"):
-    """The inventory Cluster (must be a DB cluster with a vip)."""
-    remote.check_value("cluster", cluster)
-    c = remote.inventory(ctx).cluster(cluster)
-    if c.kind != "db":
-        raise UsageError(f"cluster {c.name} is a {c.kind} cluster; pgpool runs in a db cluster")
-    if not c.vars.get("vip"):
-        raise UsageError(f"cluster {c.name}: inventory var vip is not set")
-    return c
 
 
 def db_host(ctx, name, option="host"):
     """Validate a --host naming a DB host: (Host, Cluster)."""
-    host, inv = checks.db_host(ctx, name, option)
-    return host, inv.cluster(host.cluster)
+    host = checks.host(ctx, name, option, kind="db")
+    return host, remote.inventory(ctx).cluster(host.cluster)
 
 
 def resolve_node(ctx, node=None, side=None, cluster="db"):
     """--node (host name or pgpool node id) or --side master|secondary -> (Host, node id)."""
     if (node is None) == (side is None):
         raise UsageError("give exactly one of --node (host or pgpool node id) or --side")
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     if side is not None:
         if side not in SIDES:
             raise UsageError(f"--side must be master or secondary, not {side!r}")
@@ -75,48 +60,13 @@ def _conf(c):
 # --------------------------------------------------------------------------- SHOW pool_nodes
 
 
-def read_pool_nodes(ctx, cluster="db"):
-    """SHOW pool_nodes through the VIP, asked from the first DB host that can reach it.
-
-    Returns pool.parse_pool_nodes' dict (backends, degenerated, newest) plus "via" and
-    "rows". UnreachableError (naming every host tried) when pgpool does not answer."""
-    c = db_cluster(ctx, cluster)
-    vip, port = c.vars["vip"], _port(c, "pgpool_port", 9999)
-    problems = []
-    for h in c.hosts:
-        try:
-            rows = remote.sql_rows(ctx, h, "SHOW pool_nodes", port=port, target=vip)
-        except HaError as exc:
-            problems.append(exc.message)
-            continue
-        try:
-            data = dict(pool.parse_pool_nodes(rows))
-        except ValueError as exc:
-            raise StateError(f"SHOW pool_nodes via {h.name} not understood: {exc}") from None
-        data["via"] = h.name
-        data["rows"] = rows
-        return data
-    raise UnreachableError(f"pgpool does not answer on {vip}:{port} ({'; '.join(problems)})")
-
-
-def _evidence(data):
-    parts = [f"{b.get('host')}(node {b.get('node_id')}) {b.get('status')} {b.get('role') or ''}"
-             .strip() for b in data.get("backends", [])]
-    return {"source": f"SHOW pool_nodes via {data.get('via')}", "pool_nodes": "; ".join(parts),
-            "degenerated": bool(data.get("degenerated"))}
-
-
-def _up(data):
-    return [b for b in data.get("backends", []) if b.get("status") == "up"]
-
-
 def status(ctx, cluster="db", record=True):
     """pgpool's view plus the newest-data record.
 
     Reachable: the parsed SHOW pool_nodes ("reachable": True); when degenerated, the
     newest backend is journaled (record=True). Not reachable: {"reachable": False,
     "error", "recorded": the last newest-data record or None}."""
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     try:
         data = read_pool_nodes(ctx, c.name)
     except HaError as exc:
@@ -128,40 +78,12 @@ def status(ctx, cluster="db", record=True):
     data["reachable"] = True
     if data.get("degenerated") and data.get("newest") and record:
         journal.record_newest(ctx, c.name, data["newest"],
-                              dict(_evidence(data), reason="pgpool.status saw pgpool degenerated"))
+                              dict(backends.evidence(data), reason="pgpool.status saw pgpool degenerated"))
     data["recorded"] = journal.newest(ctx, c.name)
     return data
 
 
-def record_newest(ctx, cluster, reason):
-    """Journal which backend holds the newest data, read from SHOW pool_nodes now.
-
-    Called before anything stops pgpool or the cluster stack (hb.stop, pgpool.stop,
-    scenarios). Degenerated: the backend still up. All up: they are in sync, the record
-    says so (newest = the main backend, evidence in_sync=True). pgpool not answering:
-    nothing new can be known; returns {"recorded": False, "error", "previous"} and the
-    earlier record stays the reference."""
-    c = db_cluster(ctx, cluster)
-    try:
-        data = read_pool_nodes(ctx, c.name)
-    except HaError as exc:
-        return {"recorded": False, "error": exc.message, "previous": journal.newest(ctx, c.name)}
-    up = _up(data)
-    evidence = dict(_evidence(data), reason=reason)
-    if not up:
-        return {"recorded": False, "error": "pgpool has no backend up",
-                "previous": journal.newest(ctx, c.name)}
-    if data.get("degenerated"):
-        host = data.get("newest") or up[0].get("host")
-        evidence["in_sync"] = False
-    else:
-        host = data.get("newest") or data.get("main") or up[0].get("host")
-        evidence["in_sync"] = True
-    rec = journal.record_newest(ctx, c.name, host, evidence)
-    return {"recorded": rec is not None, "newest": host, "evidence": evidence, "record": rec}
-
-
-def _status_table(data):
+def status_table(data):
     if not data.get("reachable"):
         rec = data.get("recorded")
         rows = [["pgpool", f"DOWN: {data.get('error')}"]]
@@ -197,7 +119,7 @@ def status_task(ctx, format=None, cluster="db"):
     """
     fmt = output.resolve_format(ctx, format)
     data = status(ctx, cluster)
-    output.emit(data, fmt, table=_status_table)
+    output.emit(data, fmt, table=status_table)
     if not data["reachable"]:
         rec = data.get("recorded")
         shown = (f"recorded newest backend: {rec.get('newest')} at {rec.get('ts')}" if rec
@@ -210,7 +132,7 @@ def status_task(ctx, format=None, cluster="db"):
 
 def listening(ctx, host, port):
     """True if something listens on TCP PORT on HOST (ss, probe)."""
-    res = remote.run(ctx, host, f"ss -Hltn {_q(f'sport = :{int(port)}')}", probe=True, warn=True)
+    res = remote.run(ctx, host, f"ss -Hltn {remote.q(f'sport = :{int(port)}')}", probe=True, warn=True)
     if res.exited != 0:
         raise StateError(f"{getattr(host, 'name', host)}: ss failed: {res.stderr.strip()}")
     return bool(res.stdout.strip())
@@ -222,9 +144,7 @@ def resource_state(ctx, c):
     rid = c.vars.get("pgpool_resource")
     if not rid:
         return None
-    from hatasks import hb
-
-    state = hb.crm_status(ctx, c.name)
+    state = crm.crm_status(ctx, c.name)
     found = {"id": rid, "node": None, "role": None, "managed": True, "maintenance": False,
              "seen": False}
     for r in state.get("resources", []):
@@ -310,18 +230,13 @@ def check_script(c, wait=15):
     pcp = _port(c, "pcp_port", 9898)
     test_port = port + 20000 if port + 20000 <= 65535 else port - 20000
     test_pcp = pcp + 20000 if pcp + 20000 <= 65535 else pcp - 20000
-    return CHECK_SCRIPT.format(conf=_q(_conf(c)), wait=int(wait), port=test_port,
-                               pcp_port=test_pcp, pgpool=_q(c.vars.get("pgpool_bin") or PGPOOL))
+    return CHECK_SCRIPT.format(conf=remote.q(_conf(c)), wait=int(wait), port=test_port,
+                               pcp_port=test_pcp, pgpool=remote.q(c.vars.get("pgpool_bin") or PGPOOL))
 
 
 def _pgpool_errors(text):
-    """ERROR/FATAL lines of pgpool -n output (hatasks.parsers.parse_pgpool_check when present)."""
-    try:
-        from hatasks.parsers import parse_pgpool_check
-    except ImportError:
-        return [ln.strip() for ln in text.splitlines()
-                if "FATAL:" in ln or "ERROR:" in ln or "could not open configuration file" in ln]
-    return [e for e in parse_pgpool_check(text)["errors"]
+    """ERROR/FATAL lines of pgpool -n output."""
+    return [e for e in parsers.parse_pgpool_check(text)["errors"]
             if not e.startswith("pgpool did not print")]
 
 
@@ -403,10 +318,10 @@ def _crm(ctx, host, cmd):
 def _set_meta(ctx, host, rid, name, value):
     """Set (value) or delete (value None) the meta attribute NAME of resource RID."""
     if value is not None:
-        cmd = (f"crm_resource --resource {_q(rid)} --meta --set-parameter {name} "
-               f"--parameter-value {_q(value)}")
+        cmd = (f"crm_resource --resource {remote.q(rid)} --meta --set-parameter {name} "
+               f"--parameter-value {remote.q(value)}")
     else:
-        cmd = f"crm_resource --resource {_q(rid)} --meta --delete-parameter {name}"
+        cmd = f"crm_resource --resource {remote.q(rid)} --meta --delete-parameter {name}"
     res = _crm(ctx, host, cmd)
     if res.exited != 0 and value is not None:
         raise StateError(f"{host.name}: {cmd} failed: {(res.stderr or res.stdout).strip()}")
@@ -446,12 +361,12 @@ def stop(ctx, host, mode="fast", timeout=60, reason="pgpool.stop"):
             print(f"{h.name}: pgpool listens here but Pacemaker runs {rid} on "
                   f"{rs['node'] or 'no node'}: stopping this copy only", flush=True)
             rid = None
-    rec = record_newest(ctx, c.name, f"{reason} on {h.name}")
-    newest = rec.get("newest") or (rec.get("previous") or {}).get("newest") or "unknown"
-    print(f"{h.name}: pgpool listening on {port}; newest data: {newest}", flush=True)
+    rec = newest.record_newest(ctx, c.name, f"{reason} on {h.name}")
+    where = rec.get("newest") or (rec.get("previous") or {}).get("newest") or "unknown"
+    print(f"{h.name}: pgpool listening on {port}; newest data: {where}", flush=True)
     if rid:
         set_maintenance(ctx, h, rid, True)
-    cmd = f"{_q(c.vars.get('pgpool_bin') or PGPOOL)} -f {_q(_conf(c))} -m {mode} stop"
+    cmd = f"{remote.q(c.vars.get('pgpool_bin') or PGPOOL)} -f {remote.q(_conf(c))} -m {mode} stop"
     res = remote.run(ctx, h, cmd, user="postgres", warn=True, timeout=timeout + 30)
     if remote.is_dry(ctx):
         return {"host": h.name, "dry": True}
@@ -473,7 +388,7 @@ def start(ctx, host, timeout=60):
         if listening(ctx, h, port):
             print(f"{h.name}: pgpool already listening on {port}", flush=True)
             return {"host": h.name, "started": False}
-        remote.run(ctx, h, f"{_q(c.vars.get('pgpool_bin') or PGPOOL)} -f {_q(_conf(c))}",
+        remote.run(ctx, h, f"{remote.q(c.vars.get('pgpool_bin') or PGPOOL)} -f {remote.q(_conf(c))}",
                    user="postgres", timeout=timeout)
     else:
         rs = resource_state(ctx, c)
@@ -531,7 +446,7 @@ def wait_resource(ctx, c, ok, expected, timeout):
 
 
 def maintenance_set(ctx, host, rid):
-    cmd = f"crm_resource --resource {_q(rid)} --meta --get-parameter maintenance"
+    cmd = f"crm_resource --resource {remote.q(rid)} --meta --get-parameter maintenance"
     res = remote.run(ctx, host, cmd, probe=True, warn=True)
     return res.exited == 0 and res.stdout.strip().splitlines()[-1:] == ["true"]
 
@@ -540,9 +455,7 @@ def _vip_node(ctx, c):
     rid = c.vars.get("vip_resource")
     if not rid:
         return None
-    from hatasks import hb
-
-    for r in hb.crm_status(ctx, c.name).get("resources", []):
+    for r in crm.crm_status(ctx, c.name).get("resources", []):
         if r.get("id") == rid and r.get("role") == "Started":
             return r.get("node")
     return None
@@ -591,8 +504,8 @@ def start_task(ctx, host, timeout=60, yes=False):
 def pcp_command(c, verb, node_id):
     """pcp_VERB -h VIP -p PCP_PORT -U PCP_USER -w -n ID (password from ~/.pcppass)."""
     user = c.vars.get("pcp_user") or c.vars.get("pg_user") or "postgres"
-    return (f"pcp_{verb} -h {_q(c.vars['vip'])} -p {_port(c, 'pcp_port', 9898)} "
-            f"-U {_q(user)} -w -n {int(node_id)}")
+    return (f"pcp_{verb} -h {remote.q(c.vars['vip'])} -p {_port(c, 'pcp_port', 9898)} "
+            f"-U {remote.q(user)} -w -n {int(node_id)}")
 
 
 def run_pcp(ctx, c, verb, node_id, timeout=60):
@@ -648,7 +561,7 @@ def wait_backend(ctx, c, node_id, want, timeout):
         time.sleep(POLL_INTERVAL)
 
 
-def _print_nodes(label, data):
+def print_nodes(label, data):
     text = ", ".join(f"{b.get('node_id')}:{b.get('host')} {b.get('status')}"
                      for b in data["backends"])
     print(f"{label}: {text}; degenerated: {'yes' if data.get('degenerated') else 'no'}", flush=True)
@@ -656,15 +569,15 @@ def _print_nodes(label, data):
 
 def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
     """pcp_detach_node for NODE_ID (refuses the last up backend); records newest; verified."""
-    c = db_cluster(ctx, host.cluster)
+    c = backends.pgpool_cluster(ctx, host.cluster)
     before = read_pool_nodes(ctx, c.name)
-    _print_nodes("before", before)
+    print_nodes("before", before)
     b = _backend(before, node_id)
     if b.get("status") != "up":
         print(f"backend {node_id} ({host.name}) is already detached", flush=True)
-        record_newest(ctx, c.name, f"{reason}: {host.name} already detached")
+        newest.record_newest(ctx, c.name, f"{reason}: {host.name} already detached")
         return before
-    others = [x for x in _up(before) if str(x.get("node_id")) != str(node_id)]
+    others = [x for x in backends.up(before) if str(x.get("node_id")) != str(node_id)]
     if not others:
         raise HaError(f"refusing to detach {host.name} (node {node_id}): it is the last backend up",
                       HaError.REFUSED)
@@ -672,17 +585,17 @@ def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
     if remote.is_dry(ctx):
         return before
     after = wait_backend(ctx, c, node_id, "down", timeout)
-    _print_nodes("after", after)
+    print_nodes("after", after)
     if not after.get("degenerated"):
         raise HaError("pgpool does not report degenerated after the detach", HaError.NOT_CONVERGED)
-    record_newest(ctx, c.name, f"{reason}: detached {host.name} (node {node_id})")
+    newest.record_newest(ctx, c.name, f"{reason}: detached {host.name} (node {node_id})")
     return after
 
 
 def attach(ctx, host, node_id, timeout=30):
-    c = db_cluster(ctx, host.cluster)
+    c = backends.pgpool_cluster(ctx, host.cluster)
     before = read_pool_nodes(ctx, c.name)
-    _print_nodes("before", before)
+    print_nodes("before", before)
     if _backend(before, node_id).get("status") == "up":
         print(f"backend {node_id} ({host.name}) is already attached", flush=True)
         return before
@@ -690,7 +603,7 @@ def attach(ctx, host, node_id, timeout=30):
     if remote.is_dry(ctx):
         return before
     after = wait_backend(ctx, c, node_id, "up", timeout)
-    _print_nodes("after", after)
+    print_nodes("after", after)
     print(f"note: writes made while {host.name} was detached are NOT on it: check with pg.compare, "
           f"resync with pgpool.recover --node {host.name}", flush=True)
     _warn_if_different(ctx, c, host)
@@ -699,10 +612,8 @@ def attach(ctx, host, node_id, timeout=30):
 
 def _warn_if_different(ctx, c, host):
     """After an attach: say (stderr) whether row counts already show the backends differ."""
-    from hatasks import pg
-
     try:
-        cmp = pg.compare(ctx, c.name)
+        cmp = compare.row_count_report(ctx, c.name)
     except HaError as exc:
         print(f"warning: could not compare the backends: {exc.message}", file=sys.stderr, flush=True)
         return None
@@ -719,32 +630,30 @@ def _warn_if_different(ctx, c, host):
 
 def recover(ctx, host, node_id, timeout=300):
     """Online recovery of NODE_ID from the main backend (pcp_recovery_node), then compare."""
-    from hatasks import pg
-
-    c = db_cluster(ctx, host.cluster)
+    c = backends.pgpool_cluster(ctx, host.cluster)
     before = read_pool_nodes(ctx, c.name)
     if _backend(before, node_id).get("status") == "up":
         print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)",
               flush=True)
         detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover")
     else:
-        _print_nodes("before", before)
-        others = [x for x in _up(before) if str(x.get("node_id")) != str(node_id)]
+        print_nodes("before", before)
+        others = [x for x in backends.up(before) if str(x.get("node_id")) != str(node_id)]
         if not others:
             raise HaError("no backend is up to recover from", HaError.REFUSED)
     run_pcp(ctx, c, "recovery_node", node_id, timeout)
     if remote.is_dry(ctx):
         return before
     after = wait_backend(ctx, c, node_id, "up", 60)
-    _print_nodes("after", after)
-    cmp = pg.compare(ctx, c.name)
+    print_nodes("after", after)
+    cmp = compare.row_count_report(ctx, c.name)
     if not cmp["equal"]:
         d = cmp["differences"][0]
         raise HaError(f"recovered {host.name}, but row counts differ: {d['database']}.{d['table']} "
                       f"{d['counts']}", HaError.NOT_CONVERGED)
     print(f"row counts equal on {', '.join(cmp['hosts'])} ({len(cmp['tables'])} tables)",
           flush=True)
-    record_newest(ctx, c.name, f"pgpool.recover: {host.name} rebuilt, row counts equal")
+    newest.record_newest(ctx, c.name, f"pgpool.recover: {host.name} rebuilt, row counts equal")
     return after
 
 
@@ -796,3 +705,9 @@ def recover_task(ctx, node, timeout=300, yes=False):
     timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, h.cluster, "pgpool.recover", {"node": node}, yes=yes):
         recover(ctx, h, node_id, timeout)
+
+
+# compat: removed in the merge sweep (the names db, sync and bench use today)
+db_cluster = backends.pgpool_cluster
+record_newest = newest.record_newest
+_print_nodes = print_nodes

@@ -84,14 +84,21 @@ def inventory(ctx):
         return inv
 
 
-def _host(ctx, host):
+def host(ctx, name):
     """An inventory Host from a name or a Host (UsageError listing the known hosts)."""
-    if isinstance(host, _inventory.Host):
-        return host
-    return inventory(ctx).host(host)
+    if isinstance(name, _inventory.Host):
+        return name
+    return inventory(ctx).host(name)
 
 
-get_host = _host
+# the functions below take a parameter called ``host``, which hides the function
+_resolve = host
+get_host = host  # compat: removed in the merge sweep
+
+
+def q(value):
+    """The one shell-quoting helper: ``value`` as a str, quoted for sh."""
+    return shlex.quote(str(value))
 
 
 # ---------------------------------------------------------------------------
@@ -195,7 +202,7 @@ def connection(ctx, host):
     from several threads. UnreachableError if the host does not answer in time, refuses,
     rejects our key, or shows a host key that is not known.
     """
-    h = _host(ctx, host)
+    h = _resolve(ctx, host)
     inv = inventory(ctx)
     timeout = _connect_timeout(ctx)
     key = (os.path.abspath(inv.path), h.name, timeout)
@@ -339,8 +346,8 @@ def wrap(command, user="root", login="root"):
     if user == login:
         return command
     if user == "root":
-        return f"sudo -n -- sh -c {shlex.quote(command)}"
-    inner = shlex.quote(f"cd ~ 2>/dev/null; {command}")
+        return f"sudo -n -- sh -c {q(command)}"
+    inner = q(f"cd ~ 2>/dev/null; {command}")
     check_value("user", user)
     if login == "root":
         return f"runuser -u {user} -- sh -c {inner}"
@@ -367,9 +374,9 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     command is printed and a Result with exit 0 and empty output comes back.
     ``warn=False``: a non-zero exit raises :class:`CommandFailed` (an HaError).
     ``timeout``: seconds for the command; exceeded -> UnreachableError naming the host.
-    Build ``command`` with shlex.quote for every value.
+    Build ``command`` with ``q`` for every value.
     """
-    h = _host(ctx, host)
+    h = _resolve(ctx, host)
     if not probe and is_dry(ctx):
         dry_print(h.name, command, user)
         return invoke.Result(stdout="", stderr="", command=command, exited=0,
@@ -613,7 +620,7 @@ def pg_connect(ctx, host, port=None, dbname="postgres", target="127.0.0.1", *,
     """
     import psycopg2
 
-    h = _host(ctx, host)
+    h = _resolve(ctx, host)
     port = int(port if port is not None else h.vars.get("pg_port") or 5432)
     user = user or h.vars.get("pg_user") or "postgres"
     timeout = connect_timeout or _connect_timeout(ctx)
@@ -670,4 +677,4 @@ def sql_rows(ctx, host, query, params=None, **kw):
                 cols = [d[0] for d in cur.description]
                 return [dict(zip(cols, row)) for row in cur.fetchall()]
         except psycopg2.Error as exc:
-            raise HaError(f"{_host(ctx, host).name}: {_pg_message(exc)}", HaError.STATE) from None
+            raise HaError(f"{_resolve(ctx, host).name}: {_pg_message(exc)}", HaError.STATE) from None

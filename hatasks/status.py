@@ -7,8 +7,7 @@ through the DB VIP, a direct connection to each backend); `--format json` gives 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import cluster as crm
-from . import hb, output, pg, pgpool, remote
+from . import crm, crmmon, hb, output, pg, pgpool, remote
 from .base import task
 from .errors import HaError, StateError
 
@@ -20,7 +19,7 @@ def collectors(ctx, cluster=None):
     jobs = []
     for name in names:
         c = inv.cluster(name)
-        jobs.append(((name, "hb"), lambda name=name: hb.crm_status(ctx, name)))
+        jobs.append(((name, "hb"), lambda name=name: crm.crm_status(ctx, name)))
         if c.kind == "db":
             jobs.append(((name, "pgpool"), lambda name=name: pgpool.status(ctx, name)))
             jobs.append(((name, "pg"), lambda name=name: pg.status(ctx, name)))
@@ -68,7 +67,7 @@ def problems(c, entry):
     else:
         for host, why in (st.get("unanswered") or {}).items():
             out.append(f"{host} did not answer: {why}")
-        out.extend(crm.problems(st, c.vars.get("group")))
+        out.extend(crmmon.problems(st, c.vars.get("group")))
     pool = entry.get("pgpool")
     if pool is not None:
         if "error" in pool or not pool.get("reachable"):
@@ -102,19 +101,19 @@ def _table(data):
                                                         "unanswered": st.get("unanswered") or {}}}}
             for key in ("nodes", "resources", "failed_actions"):
                 one[key] = [dict(item, cluster=name) for item in st.get(key, [])]
-            parts.append(hb._status_table(one))
+            parts.append(hb.status_table(one))
         pool = entry.get("pgpool")
         if pool is not None:
             if "error" in pool:
                 parts.append(f"== {name}: pgpool: {pool['error']}")
             else:
-                parts.append(f"== {name}: pgpool\n" + output.render(pool, "table", pgpool._status_table))
+                parts.append(f"== {name}: pgpool\n" + output.render(pool, "table", pgpool.status_table))
         pgs = entry.get("pg")
         if pgs is not None:
             if "error" in pgs:
                 parts.append(f"== {name}: PostgreSQL: {pgs['error']}")
             else:
-                parts.append(f"== {name}: PostgreSQL\n" + output.render_table(pg._status_table(pgs)))
+                parts.append(f"== {name}: PostgreSQL\n" + output.render_table(pg.status_table(pgs)))
     verdict = ("healthy" if data["healthy"]
                else "PROBLEMS:\n" + "\n".join(f"  - {p}" for p in data["problems"]))
     parts.append(f"== verdict (collected in {data['seconds']} s): {verdict}")

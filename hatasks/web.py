@@ -5,60 +5,39 @@ start; fix it, then `hb.cleanup --resource apache --node lbNN`.
 """
 
 import re
-import shlex
 
-from hatasks import hb, output, remote
+from tabulate import tabulate
+
+from hatasks import checks, crm, crmmon, output, parsers, remote
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UsageError
 
 #: seconds curl waits for the page through the VIP
 HTTP_TIMEOUT = 5
 
-_SYNTAX = re.compile(r"Syntax error on line (\d+) of (.+?):\s*$")
 _HTTP_MARK = "HATASKS_HTTP_CODE:"
 
 
 def check_command(conf):
     """apache2ctl (Debian) or apachectl (elsewhere) configuration test of CONF."""
-    q = shlex.quote(conf)
+    q = remote.q(conf)
     return (f"if command -v apache2ctl >/dev/null 2>&1; then apache2ctl -t -f {q}; "
             f"else apachectl -t -f {q}; fi 2>&1")
 
 
 def parse_check(text, rc):
     """{"ok", "file", "line", "message", "output"} from `apachectl -t` output and exit code."""
-    try:
-        from hatasks import parsers
-    except ImportError:
-        parsers = None
-    parse = getattr(parsers, "parse_apachectl", None)
-    if parse is not None:
-        parsed = dict(parse(text))
-        parsed.setdefault("ok", rc == 0)
-        parsed["ok"] = bool(parsed["ok"]) and rc == 0
-        parsed.setdefault("output", text)
-        return parsed
-    lines = [ln.rstrip() for ln in text.splitlines()]
-    result = {"ok": rc == 0 and any("Syntax OK" in ln for ln in lines), "file": None,
-              "line": None, "message": None, "output": text}
-    for i, ln in enumerate(lines):
-        m = _SYNTAX.search(ln)
-        if m:
-            result["line"] = int(m.group(1))
-            result["file"] = m.group(2)
-            rest = [x.strip() for x in lines[i + 1:] if x.strip()]
-            result["message"] = rest[0] if rest else ln.strip()
-            break
-    if not result["ok"] and result["message"] is None:
-        errors = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("AH00558")
-                  and "Action '" not in ln and "error log may have" not in ln]
-        result["message"] = errors[0] if errors else f"exit {rc}"
-    return result
+    parsed = dict(parsers.parse_apachectl(text))
+    parsed.setdefault("ok", rc == 0)
+    parsed["ok"] = bool(parsed["ok"]) and rc == 0
+    parsed.setdefault("output", text)
+    return parsed
 
 
-def check_step(ctx, host_name):
+def check(ctx, host_name):
     """Run the Apache configuration test on HOST (read-only)."""
-    host, cluster = hb.node_of(ctx, host_name, option="host")
+    host = checks.host(ctx, host_name)
+    cluster = host.cluster
     conf = (host.vars or {}).get("apache_conf")
     if not conf:
         raise UsageError(f"--host {host.name}: no apache_conf in the inventory for it "
@@ -69,15 +48,15 @@ def check_step(ctx, host_name):
     return data
 
 
-@task(help={"host": "load balancer host (lb01, lb02)", "format": "table or json"})
-def check(ctx, host, format=None):
+@task(name="check", help={"host": "load balancer host (lb01, lb02)", "format": "table or json"})
+def check_task(ctx, host, format=None):
     """Test a load balancer's Apache configuration; exit 3 naming the file and line of an error.
 
     Runbook 5.1.2.2 (d): `apachectl` reports `Syntax error on line N of httpd.conf` when httpd
     cannot start (here `apache2ctl -t -f <inventory apache_conf>`, read-only).
     """
-    fmt = hb._fmt(ctx, format)
-    data = check_step(ctx, host)
+    fmt = output.resolve_format(ctx, format)
+    data = check(ctx, host)
     if fmt == "json":
         output.emit(data, "json")
     elif data["ok"]:
@@ -95,7 +74,7 @@ def check(ctx, host, format=None):
 
 def fetch_command(url, timeout=HTTP_TIMEOUT):
     """Body of URL then a last line `HATASKS_HTTP_CODE:NNN` (curl, else python3)."""
-    q = shlex.quote(url)
+    q = remote.q(url)
     py = ("import sys,urllib.request as u\n"
           "try:\n"
           f" r=u.urlopen(sys.argv[1],timeout={int(timeout)}); b=r.read(); c=r.status\n"
@@ -103,8 +82,8 @@ def fetch_command(url, timeout=HTTP_TIMEOUT):
           "except Exception:\n b=b''; c=0\n"
           f"sys.stdout.write(b.decode('utf-8','replace')+'\\n{_HTTP_MARK}%d\\n'%c)")
     return (f"if command -v curl >/dev/null 2>&1; then curl -s -m {int(timeout)} "
-            f"-w {shlex.quote(chr(10) + _HTTP_MARK + '%{http_code}' + chr(10))} {q}; "
-            f"else python3 -c {shlex.quote(py)} {q}; fi")
+            f"-w {remote.q(chr(10) + _HTTP_MARK + '%{http_code}' + chr(10))} {q}; "
+            f"else python3 -c {remote.q(py)} {q}; fi")
 
 
 def parse_fetch(text):
@@ -125,22 +104,15 @@ def page_node(body, names):
     return min(found)[1] if found else None
 
 
-def status_step(ctx, cluster=None):
+def status(ctx, cluster=None):
     """Which LB node holds the VIP / runs the apache group, and the page served through the VIP."""
     inv = remote.inventory(ctx)
-    if cluster:
-        lb = hb.cluster_of(ctx, cluster)
-    else:
-        lbs = inv.clusters_of_kind("lb")
-        if not lbs:
-            raise UsageError(f"no load balancer cluster (cluster_kind=lb) in {inv.path}")
-        lb = lbs[0]
-    if lb.kind != "lb":
-        raise UsageError(f"cluster {lb.name} is not a load balancer cluster (kind {lb.kind})")
-    vip = lb.vars.get("vip")
-    if not vip:
-        raise UsageError(f"cluster {lb.name}: no vip in the inventory")
-    state = hb.crm_status(ctx, lb.name)
+    lb = checks.cluster(ctx, cluster or None, "lb", exact=True, first=True,
+                        wrong_kind="cluster {name} is not a load balancer cluster (kind {kind})",
+                        missing="no load balancer cluster (cluster_kind=lb) in {path}",
+                        vip="cluster {name}: no vip in the inventory")
+    vip = lb.vars["vip"]
+    state = crm.crm_status(ctx, lb.name)
     group = lb.vars.get("group")
     vip_res = lb.vars.get("vip_resource")
     apache_res = lb.vars.get("apache_resource")
@@ -150,7 +122,7 @@ def status_step(ctx, cluster=None):
         r = by_id.get(res_id) if res_id else None
         if r is None:
             return None
-        return r.get("node") if r.get("role") in hb.ACTIVE_ROLES else None
+        return r.get("node") if r.get("role") in crmmon.ACTIVE_ROLES else None
 
     url = f"http://{vip}/"
     fetched_from, code, body, problem = None, 0, "", None
@@ -171,7 +143,7 @@ def status_step(ctx, cluster=None):
         "vip": vip,
         "vip_node": where(vip_res),
         "group": group,
-        "group_node": hb.group_node(state, group) if group else None,
+        "group_node": crmmon.group_node(state, group) if group else None,
         "apache_node": where(apache_res),
         "nodes": state.get("nodes", []),
         "failed_actions": state.get("failed_actions", []),
@@ -188,21 +160,19 @@ def status_step(ctx, cluster=None):
     return data
 
 
-@task(help={"cluster": "load balancer cluster (default: the inventory's lb cluster)",
+@task(name="status", help={"cluster": "load balancer cluster (default: the inventory's lb cluster)",
             "format": "table or json"})
-def status(ctx, cluster=None, format=None):
+def status_task(ctx, cluster=None, format=None):
     """Show which LB node holds the VIP and runs Apache, and the page the VIP serves.
 
     Runbook 5.1: crm_mon (group Started on which LB) plus the page fetched through the VIP from an
     LB node. Exit 3 when the VIP serves no page.
     """
-    fmt = hb._fmt(ctx, format)
-    data = status_step(ctx, cluster)
+    fmt = output.resolve_format(ctx, format)
+    data = status(ctx, cluster)
     if fmt == "json":
         output.emit(data, "json")
     else:
-        from tabulate import tabulate
-
         nodes = ", ".join(f"{n['name']} {n['state']}" for n in data["nodes"])
         rows = [
             ["nodes", nodes],
@@ -223,3 +193,6 @@ def status(ctx, cluster=None, format=None):
         why = data.get("fetch_error") or f"HTTP {data['http_code'] or 'no answer'}"
         raise StateError(f"the web VIP {data['vip']} does not serve a page: {why}")
     return data
+
+
+check_step = check  # compat: removed in the merge sweep

@@ -9,16 +9,17 @@ import textwrap
 
 import invoke
 import pytest
-from invoke import Config, Context
 
 from hatasks import core_tasks, journal
 from hatasks.errors import HaError
+
+import conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def make_ctx(state, dry=False):
-    return Context(Config(overrides={"hatasks": {"state_dir": str(state)}, "run": {"dry": dry}}))
+    return conftest.make_ctx(state.parent, dry=dry, state_dir=str(state))
 
 
 class FakeStdin:

@@ -68,10 +68,13 @@ def test_unknown_format_is_a_usage_error(fmt, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_validate_and_resolve_format():
-    from invoke import Config, Context
+def test_validate_and_resolve_format(tmp_path):
+    from invoke import Context
+
+    from conftest import make_ctx
+
     assert output.validate_format("json") == "json"
-    ctx = Context(Config(overrides={"hatasks": {"format": "json"}}))
+    ctx = make_ctx(tmp_path, format="json")
     assert output.resolve_format(ctx) == "json"
     assert output.resolve_format(ctx, "table") == "table"
     assert output.resolve_format(Context()) == "table"

@@ -360,24 +360,6 @@ def test_vacuumdb_with_stdout_lists_databases():
                  "tables": 1}
 
 
-# --------------------------------------------------------------------------- psql import
-
-
-def test_psql_import_into_fresh_cluster_expected_errors():
-    r = parsers.parse_psql_errors(read(CAP / "psql_e_import_dumpall_into_fresh_cluster.log"))
-    assert r["ok"] is True and r["errors"] == []
-    assert r["expected"] == ["ERROR:  current user cannot be dropped",
-                             'ERROR:  role "postgres" already exists']
-
-
-def test_psql_import_real_error():
-    log = read(CAP / "psql_e_import_dumpall_into_fresh_cluster.log") + \
-        'psql:<stdin>:120: ERROR:  relation "public.t1" does not exist\n'
-    r = parsers.parse_psql_errors(log)
-    assert r["ok"] is False
-    assert r["errors"] == ['psql:<stdin>:120: ERROR:  relation "public.t1" does not exist']
-
-
 def test_ha_log_reads_pacemakerd_lines_with_a_padded_daemon_name():
     from hatasks.parsers import parse_ha_log
 

@@ -1,74 +1,71 @@
-"""pg tasks: exact commands (quoting), version-dependent flags, dump rename/keep logic,
-validation before anything is sent. remote.run is replaced by a recorder; nothing reaches a host."""
+"""pg tasks: the commands (run for real against stub binaries where quoting matters),
+version-dependent flags, dump rename/keep logic, validation before anything is sent. The network
+is the shared FakeRemote (tests/unit/conftest.py); nothing reaches a host."""
 
-import pathlib
+import os
+import stat
+import subprocess
+import sys
+import textwrap
 
 import invoke
 import pytest
-from invoke import Config, MockContext, Result
 from psycopg2 import sql
 
-from hatasks import journal, pg, remote
+from hatasks import compare, journal, pg, remote
 from hatasks.errors import HaError
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-CAPTURES = ROOT / "tests" / "fixtures" / "captures"
+from conftest import FIXTURES, ROOT, Seq, fail, make_ctx, psql_rows
+
+CAPTURES = FIXTURES / "captures"
 BIN = "/usr/lib/postgresql/15/bin"
 PGDATA = "/var/lib/postgresql/15/data"
-
-
-class Recorder:
-    """Stands in for remote.run: records (host, user, command, probe); answers by substring."""
-
-    def __init__(self, answers=()):
-        self.answers = list(answers)
-        self.calls = []
-
-    def __call__(self, ctx, host, command, *, user="root", probe=False, hide=True, warn=False,
-                 timeout=None, **kw):
-        name = getattr(host, "name", host)
-        self.calls.append((name, user, command, probe))
-        for needle, answer in self.answers:
-            if needle in command:
-                if isinstance(answer, list):   # successive answers, the last one repeats
-                    answer = answer.pop(0) if len(answer) > 1 else answer[0]
-                rc, out = answer
-                res = Result(stdout=out, stderr="", exited=rc, command=command)
-                if rc and not warn:
-                    raise HaError(f"{name}: {command} exited {rc}", HaError.STATE)
-                return res
-        return Result(stdout="", stderr="", exited=0, command=command)
-
-    @property
-    def commands(self):
-        return [c[2] for c in self.calls]
+BOTH_UP = psql_rows((FIXTURES / "lab-samples" / "show_pool_nodes.txt").read_text())
+DB02_DOWN = [dict(r, status="down") if r["hostname"] == "db02" else r for r in BOTH_UP]
 
 
 @pytest.fixture
-def ctx(tmp_path):
-    return MockContext(config=Config(overrides={"hatasks": {
-        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state"),
-        "format": "table", "connect_timeout": 5}}))
+def rec(fake):
+    """The FakeRemote; a command nobody answers in particular succeeds with no output."""
+    fake.on(lambda host, cmd: True, (0, ""))
+    return fake
+
+
+def answers(fake, pairs):
+    """Register (needle, answer) pairs, the first matching pair winning; a list of answers is
+    given one after the other."""
+    for needle, answer in reversed(pairs):
+        fake.on(needle, Seq(answer) if isinstance(answer, list) else answer)
 
 
 @pytest.fixture
-def spaced_ctx(tmp_path):
+def stub_pg(tmp_path):
+    """A pg_bindir (with a space in its path) whose pg_ctl, pg_dumpall and vacuumdb print the
+    arguments they received, one per line."""
+    bindir = tmp_path / "pg bin" / "bin"
+    bindir.mkdir(parents=True)
+    for name in ("pg_ctl", "pg_dumpall", "vacuumdb"):
+        (bindir / name).write_text('#!/bin/sh\nfor a in "$0" "$@"; do printf \'%s\\n\' "$a"; done\n')
+        (bindir / name).chmod(0o755)
+    return bindir
+
+
+@pytest.fixture
+def spaced_ctx(tmp_path, stub_pg):
     inv = tmp_path / "hosts.ini"
     inv.write_text(
         "[db]\ndb01 ansible_host=10.9.9.1 pgpool_node_id=0\n"
         "[db:vars]\ncluster_kind=db\nvip=10.9.9.100\npg_port=5432\n"
-        "pg_bindir=/opt/pg bin/bin\npgdata=\"/srv/pg data/main\"\n"
-        "pg_ctl_log=/var/log/it's.log\n"
+        f"pg_bindir={stub_pg}\npgdata=\"{tmp_path}/pg data/main\"\n"
+        f"pg_ctl_log={tmp_path}/it's logs/pg_ctl.log\n"
     )
-    return MockContext(config=Config(overrides={"hatasks": {
-        "inventory": str(inv), "state_dir": str(tmp_path / "state"), "format": "table"}}))
+    return make_ctx(tmp_path, inventory=inv)
 
 
-@pytest.fixture
-def rec(monkeypatch):
-    r = Recorder()
-    monkeypatch.setattr(remote, "run", r)
-    return r
+def sh(command, cwd=None):
+    res = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
 
 
 def _host(ctx, name="db01"):
@@ -78,44 +75,38 @@ def _host(ctx, name="db01"):
 # ------------------------------------------------------------------ commands
 
 
-def test_start_command_alternate_port(ctx):
-    assert pg.start_command(_host(ctx), 1234, 60) == (
-        f"mkdir -p /var/log/postgresql && {BIN}/pg_ctl -D {PGDATA} -o '-p 1234' "
-        f"-l /var/log/postgresql/pg_ctl.log -w -t 60 start"
-    )
-
-
-def test_start_command_default_port_has_no_o(ctx):
-    assert pg.start_command(_host(ctx), None, 30) == (
-        f"mkdir -p /var/log/postgresql && {BIN}/pg_ctl -D {PGDATA} "
-        f"-l /var/log/postgresql/pg_ctl.log -w -t 30 start"
-    )
-
-
-def test_commands_quote_paths_with_spaces_and_quotes(spaced_ctx):
+def test_start_command_passes_each_value_as_one_argument(spaced_ctx, stub_pg, tmp_path):
     h = _host(spaced_ctx)
-    assert pg.start_command(h, 1234, 60) == (
-        "mkdir -p /var/log && '/opt/pg bin/bin/pg_ctl' -D '/srv/pg data/main' -o '-p 1234' "
-        "-l '/var/log/it'\"'\"'s.log' -w -t 60 start"
-    )
-    assert pg.stop_command(h, "immediate", 10) == (
-        "'/opt/pg bin/bin/pg_ctl' -D '/srv/pg data/main' -m immediate -w -t 10 stop"
-    )
-    assert pg.dumpall_command(h, 1234, ["-c", "-v"], "/srv/dumps", ".a.partial", ".b.partial") == (
-        "umask 077 && cd /srv/dumps && '/opt/pg bin/bin/pg_dumpall' -p 1234 -c -v "
-        "-f .a.partial 2> .b.partial"
-    )
+    log = f"{tmp_path}/it's logs/pg_ctl.log"
+    assert sh(pg.start_command(h, 1234, 60)) == [
+        f"{stub_pg}/pg_ctl", "-D", f"{tmp_path}/pg data/main", "-o", "-p 1234", "-l", log,
+        "-w", "-t", "60", "start"]
+    assert os.path.isdir(os.path.dirname(log))   # made for pg_ctl's -l
+    assert "-o" not in sh(pg.start_command(h, None, 30))
 
 
-def test_stop_command(ctx):
-    assert pg.stop_command(_host(ctx), "fast", 60) == f"{BIN}/pg_ctl -D {PGDATA} -m fast -w -t 60 stop"
+def test_stop_command_passes_each_value_as_one_argument(spaced_ctx, stub_pg, tmp_path):
+    assert sh(pg.stop_command(_host(spaced_ctx), "immediate", 10)) == [
+        f"{stub_pg}/pg_ctl", "-D", f"{tmp_path}/pg data/main", "-m", "immediate", "-w", "-t",
+        "10", "stop"]
 
 
-def test_vacuum_command(ctx):
-    assert pg.vacuum_command(_host(ctx), 5432, "/var/lib/postgresql/dumps", ".x.partial") == (
-        f"umask 077 && cd /var/lib/postgresql/dumps && {BIN}/vacuumdb -p 5432 -a -f -z -v "
-        f"> .x.partial 2>&1"
-    )
+def test_dumpall_command_writes_its_files_private_in_dest(spaced_ctx, stub_pg, tmp_path):
+    dest = tmp_path / "dumps"
+    dest.mkdir()
+    cmd = pg.dumpall_command(_host(spaced_ctx), 1234, ["-c", "-v"], str(dest), ".a.partial",
+                             ".b.partial")
+    assert sh(cmd) == [f"{stub_pg}/pg_dumpall", "-p", "1234", "-c", "-v", "-f", ".a.partial"]
+    assert stat.S_IMODE((dest / ".b.partial").stat().st_mode) == 0o600
+
+
+def test_vacuum_command_logs_everything_in_dest(spaced_ctx, stub_pg, tmp_path):
+    dest = tmp_path / "dumps"
+    dest.mkdir()
+    assert sh(pg.vacuum_command(_host(spaced_ctx), 5432, str(dest), ".x.partial")) == []
+    assert (dest / ".x.partial").read_text().splitlines() == [
+        f"{stub_pg}/vacuumdb", "-p", "5432", "-a", "-f", "-z", "-v"]
+    assert stat.S_IMODE((dest / ".x.partial").stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize("version,flags", [
@@ -127,7 +118,7 @@ def test_dumpall_flags_by_version(version, flags):
 
 
 def test_count_query_uses_identifiers():
-    q = pg.count_query('we"ird', "Tab le")
+    q = compare.count_query('we"ird', "Tab le")
     assert isinstance(q, sql.Composed)
     parts = list(q)
     assert sql.Identifier('we"ird') in parts and sql.Identifier("Tab le") in parts
@@ -175,10 +166,14 @@ def test_prune_plan_keeps_newest_and_touches_only_our_files():
 # ------------------------------------------------------------------ dumpall flow
 
 
+def server_version(fake, num):
+    fake.sql("server_version_num", [{"v": num}])
+
+
 @pytest.fixture
-def fixed_time(monkeypatch):
+def fixed_time(monkeypatch, rec):
     monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
-    monkeypatch.setattr(pg, "server_version_num", lambda ctx, host, port=None: 150004)
+    server_version(rec, 150004)
 
 
 D = "/var/lib/postgresql/dumps"
@@ -188,7 +183,7 @@ TMP_LOG = ".db01_dumpall.20261125-170000.log.partial"
 
 def test_dumpall_success_renames_and_prunes(ctx, rec, fixed_time):
     ok_log = (CAPTURES / "pg_dumpall_v_ok.log").read_text()
-    rec.answers = [
+    answers(rec, [
         ("pg_dumpall -p", (0, "")),
         (f"cat {D}/{TMP_LOG}", (0, ok_log)),
         (f"ls -1A {D}", [
@@ -196,7 +191,7 @@ def test_dumpall_success_renames_and_prunes(ctx, rec, fixed_time):
             (0, "db01_dumpall.20261101-010000.sql\ndb01_dumpall.20261101-010000.log\n"
                 "db01_dumpall.20261125-170000.sql\ndb01_dumpall.20261125-170000.log\n")]),
         ("stat -c %s", (0, "77744\n")),
-    ]
+    ])
     pg.dumpall_task(ctx, host="db01", keep=1, quiet=True)
     # journaled like every operation (start, done), without asking for confirmation
     events = [(r["action"], r["event"]) for r in journal.history(ctx)]
@@ -212,13 +207,13 @@ def test_dumpall_success_renames_and_prunes(ctx, rec, fixed_time):
         f"cd {D} && rm -f -- db01_dumpall.20261101-010000.sql db01_dumpall.20261101-010000.log",
         f"stat -c %s {D}/db01_dumpall.20261125-170000.sql",
     ]
-    assert all(user == "postgres" for _, user, _, _ in rec.calls)
+    assert all(c.user == "postgres" for c in rec.calls)
 
 
 def test_dumpall_old_server_adds_o(ctx, rec, monkeypatch):
     monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
-    monkeypatch.setattr(pg, "server_version_num", lambda ctx, host, port=None: 80204)
-    rec.answers = [("cat ", (0, "pg_dumpall: dumping database \"x\"\n"))]
+    server_version(rec, 80204)
+    answers(rec, [("cat ", (0, "pg_dumpall: dumping database \"x\"\n"))])
     pg.dumpall_task(ctx, host="db01", port=1234, dest="/tmp/d", quiet=True)
     assert ("umask 077 && cd /tmp/d && " + BIN + "/pg_dumpall -p 1234 -c -v -o -f "
             + TMP_SQL + " 2> " + TMP_LOG) in rec.commands
@@ -227,8 +222,8 @@ def test_dumpall_old_server_adds_o(ctx, rec, monkeypatch):
 @pytest.mark.parametrize("rc,logname", [(1, "pg_dumpall_v_ok.log"), (0, "pg_dumpall_v_pg_dump_failed.log"),
                                         (143, "pg_dumpall_v_ok.log")])
 def test_dumpall_failure_never_renames_to_final_name(ctx, rec, fixed_time, rc, logname, capsys):
-    rec.answers = [("pg_dumpall -p", (rc, "")),
-                   ("cat ", (0, (CAPTURES / logname).read_text()))]
+    answers(rec, [("pg_dumpall -p", (rc, "")),
+                  ("cat ", (0, (CAPTURES / logname).read_text()))])
     with pytest.raises(invoke.Exit) as exc:
         pg.dumpall_task(ctx, host="db01", keep=3, quiet=True)
     assert exc.value.code == HaError.STATE
@@ -242,7 +237,6 @@ def test_dumpall_failure_never_renames_to_final_name(ctx, rec, fixed_time, rc, l
 
 
 def test_dumpall_quiet_prints_nothing_on_success(ctx, rec, fixed_time, capsys):
-    rec.answers = [("cat ", (0, ""))]
     pg.dumpall_task(ctx, host="db01", quiet=True)
     assert capsys.readouterr().out == ""
 
@@ -262,15 +256,15 @@ def test_dumpall_never_reuses_an_existing_stamp(ctx, rec, monkeypatch):
     stamps = iter(["20261125-170000", "20261125-170001"])
     monkeypatch.setattr(pg, "_stamp", lambda: next(stamps))
     monkeypatch.setattr(pg.time, "sleep", lambda s: None)
-    monkeypatch.setattr(pg, "server_version_num", lambda ctx, host, port=None: 150004)
-    rec.answers = [(f"ls -1A {D}", (0, "db01_dumpall.20261125-170000.sql\n")), ("cat ", (0, ""))]
+    server_version(rec, 150004)
+    answers(rec, [(f"ls -1A {D}", (0, "db01_dumpall.20261125-170000.sql\n"))])
     pg.dumpall_task(ctx, host="db01", quiet=True)
     assert any("-f .db01_dumpall.20261125-170001.sql.partial" in c for c in rec.commands)
 
 
 def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
     monkeypatch.setattr(pg, "_stamp", lambda: "20261125-170000")
-    rec.answers = [("cat ", (0, (CAPTURES / "vacuumdb_afzv_ok.log").read_text()))]
+    answers(rec, [("cat ", (0, (CAPTURES / "vacuumdb_afzv_ok.log").read_text()))])
     pg.vacuum_task(ctx, host="db02", port=1234, quiet=True)
     log = ".db02_vacuumdb.20261125-170000.log.partial"
     assert rec.commands == [
@@ -281,8 +275,8 @@ def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
         f"mv -- {D}/{log} {D}/db02_vacuumdb.20261125-170000.log",
     ]
     rec.calls.clear()
-    rec.answers = [("vacuumdb -p", (1, "")),
-                   ("cat ", (0, (CAPTURES / "vacuumdb_afzv_no_server.log").read_text()))]
+    answers(rec, [("vacuumdb -p", (1, "")),
+                  ("cat ", (0, (CAPTURES / "vacuumdb_afzv_no_server.log").read_text()))])
     with pytest.raises(invoke.Exit):
         pg.vacuum_task(ctx, host="db02", quiet=True)
     assert rec.commands[-1].endswith("db02_vacuumdb.20261125-170000.FAILED.log")
@@ -309,35 +303,35 @@ def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
     lambda c: pg.status_task(c, format="yaml"),
     lambda c: pg.compare_task(c, format="xml"),
 ])
-def test_bad_input_sends_nothing(ctx, rec, call, monkeypatch):
-    monkeypatch.setattr(pg, "server_version_num", lambda *a, **k: pytest.fail("version queried"))
+def test_bad_input_sends_nothing(ctx, rec, call):
     with pytest.raises(invoke.Exit) as exc:
         call(ctx)
     assert exc.value.code == HaError.USAGE
-    assert rec.calls == []
+    assert rec.calls == [] and rec.queries == []
 
 
-def test_stop_refused_while_backend_attached(ctx, rec, monkeypatch):
-    monkeypatch.setattr(pg, "pgpool_backend_status", lambda ctx, host: "up")
+def test_stop_refused_while_backend_attached(ctx, rec):
+    rec.sql("SHOW pool_nodes", BOTH_UP)
     with pytest.raises(invoke.Exit) as exc:
         pg.stop_task(ctx, host="db02", yes=True)
     assert exc.value.code == HaError.REFUSED
     assert rec.calls == []
 
 
-def test_stop_detached_backend_runs_pg_ctl(ctx, rec, monkeypatch):
-    monkeypatch.setattr(pg, "pgpool_backend_status", lambda ctx, host: "down")
-    states = iter(["rc=0\n99\n/x\n1\n5432\n", "rc=3\n"])
-    def run(ctx_, host, command, **kw):
-        if "status >/dev/null" in command:
-            rec.calls.append((host.name, kw.get("user"), command, kw.get("probe")))
-            return Result(stdout=next(states), exited=0)
-        return Recorder.__call__(rec, ctx_, host, command, **kw)
-
-    monkeypatch.setattr(remote, "run", run)
-    monkeypatch.setattr(pg, "connectable", lambda *a: False)
+def test_stop_detached_backend_runs_pg_ctl(ctx, rec):
+    rec.sql("SHOW pool_nodes", DB02_DOWN)
+    rec.sql("SELECT 1", fail("connection refused"))
+    rec.on("status >/dev/null", Seq([(0, "rc=0\n99\n/x\n1\n5432\n"), (0, "rc=3\n")]))
     pg.stop_task(ctx, host="db02", mode="smart", yes=True)
     assert f"{BIN}/pg_ctl -D {PGDATA} -m smart -w -t 60 stop" in rec.commands
+
+
+def test_stop_when_pgpool_does_not_answer_goes_on_with_a_note(ctx, rec, capsys):
+    rec.sql("SHOW pool_nodes", fail("connection refused"))
+    rec.sql("SELECT 1", fail("connection refused"))
+    rec.on("status >/dev/null", Seq([(0, "rc=0\n99\n/x\n1\n5432\n"), (0, "rc=3\n")]))
+    pg.stop_task(ctx, host="db02", yes=True)
+    assert "cannot tell whether this backend is attached" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ compare (pure part)
@@ -365,18 +359,17 @@ def test_diff_counts_missing_database():
     assert diffs and diffs[0]["note"] == "database missing on db02"
 
 
-def test_failed_start_shows_the_log_errors(ctx, rec, monkeypatch, capsys):
-    monkeypatch.setattr(pg, "server_state", lambda ctx, host: {"running": False, "pid": None,
-                                                               "port": None})
-    rec.answers = [
+def test_failed_start_shows_the_log_errors(ctx, rec, capsys):
+    answers(rec, [
+        ("status >/dev/null", (0, "rc=3\n")),
         ("-w -t 60 start", (1, (CAPTURES / "pg_ctl_start_bad_config.txt").read_text())),
         ("ls -1t /var/lib/postgresql/15/data/log/postgresql-*.log",
          (0, (CAPTURES / "pg_startup_invalid_value.log").read_text())),
-    ]
+    ])
     with pytest.raises(invoke.Exit) as exc:
         pg.start_task(ctx, host="db01", port=1234, yes=True)
     assert exc.value.code == HaError.STATE
-    assert rec.commands == [
+    assert rec.commands[1:] == [
         f"mkdir -p /var/log/postgresql && {BIN}/pg_ctl -D {PGDATA} -o '-p 1234' "
         f"-l /var/log/postgresql/pg_ctl.log -w -t 60 start",
         "tail -n 200 /var/log/postgresql/pg_ctl.log",
@@ -391,10 +384,6 @@ def test_failed_start_shows_the_log_errors(ctx, rec, monkeypatch, capsys):
 def test_dumpall_refused_when_another_process_holds_the_lock(ctx, rec, fixed_time):
     """The real lock file held by another process (as a running scenario would): exit 5,
     nothing sent to the host."""
-    import subprocess
-    import sys
-    import textwrap
-
     state = ctx.config.hatasks.state_dir
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time, invoke

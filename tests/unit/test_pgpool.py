@@ -1,87 +1,68 @@
 """pgpool tasks: exact pcp/pgpool/crm_resource commands, node resolution, refusals, newest-data
-records, the config-check script. remote.run and SHOW pool_nodes are replaced; nothing reaches a host."""
+records, the config-check script. The network is the shared FakeRemote (tests/unit/conftest.py):
+SHOW pool_nodes and the row counts are answered as the lab's pgpool and PostgreSQL answer them."""
 
 import json
-import pathlib
 import subprocess
 
 import invoke
 import pytest
-from invoke import Config, MockContext, Result
 
 from hatasks import journal, pgpool, pool, remote
 from hatasks.errors import HaError, UnreachableError
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "tests" / "fixtures" / "lab-samples"
-CAPTURES = ROOT / "tests" / "fixtures" / "captures"
+from conftest import FIXTURES, Seq, psql_rows, query_text
 
-BOTH_UP = pool.parse_pool_nodes((SAMPLES / "show_pool_nodes.txt").read_text())
-DB02_DOWN = pool.parse_pool_nodes(
+CAPTURES = FIXTURES / "captures"
+COLUMNS = pool.POOL_NODES_COLUMNS[14]
+
+
+def at_rows(text):
+    """Rows of `psql -At -c 'SHOW pool_nodes'` as remote.sql_rows returns them."""
+    return [dict(zip(COLUMNS, ln.split("|"))) for ln in text.strip().splitlines()]
+
+
+BOTH_UP = psql_rows((FIXTURES / "lab-samples" / "show_pool_nodes.txt").read_text())
+DB02_DOWN = at_rows(
     "0|db01|5432|up|up|0.500000|main|main|0|true|0|||2026-11-25 16:46:59\n"
     "1|db02|5432|down|up|0.500000|replica|replica|0|false|0|||2026-11-25 16:47:11\n")
-DB01_DOWN = pool.parse_pool_nodes(
+DB01_DOWN = at_rows(
     "0|db01|5432|down|up|0.500000|replica|replica|0|false|0|||2026-11-25 16:46:59\n"
     "1|db02|5432|up|up|0.500000|main|main|0|true|0|||2026-11-25 16:47:11\n")
 
 
-class Recorder:
-    def __init__(self, answers=()):
-        self.answers = list(answers)
-        self.calls = []
-
-    def __call__(self, ctx, host, command, *, user="root", probe=False, hide=True, warn=False,
-                 timeout=None, **kw):
-        name = getattr(host, "name", host)
-        self.calls.append((name, user, command))
-        for needle, (rc, out) in self.answers:
-            if needle in command:
-                return Result(stdout=out, stderr="", exited=rc, command=command)
-        if command.startswith("pcp_") and "pcp_node_info" not in command:
-            # what the real pcp tools print on success
-            verb = command.split()[0]
-            return Result(stdout=f"{verb} -- Command Successful\n", stderr="", exited=0,
-                          command=command)
-        return Result(stdout="", stderr="", exited=0, command=command)
-
-    @property
-    def commands(self):
-        return [c[2] for c in self.calls]
-
-
 @pytest.fixture
-def ctx(tmp_path):
-    return MockContext(config=Config(overrides={"hatasks": {
-        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state"),
-        "format": "table"}}))
+def rec(fake):
+    """The FakeRemote answering pcp commands as the real tools do on success."""
+    fake.on(lambda host, cmd: True, (0, ""))
+    fake.on(lambda host, cmd: cmd.startswith("pcp_") and "pcp_node_info" not in cmd,
+            lambda host, cmd: (0, f"{cmd.split()[0]} -- Command Successful\n"))
+    return fake
 
 
-@pytest.fixture
-def rec(monkeypatch):
-    r = Recorder()
-    monkeypatch.setattr(remote, "run", r)
-    return r
+def use_pool(fake, *views):
+    """Successive SHOW pool_nodes answers (rows, or an error to raise); the last one repeats."""
+    fake.sql("SHOW pool_nodes", Seq(views))
+    return fake
 
 
-class PoolView:
-    """Successive SHOW pool_nodes answers (the last one repeats)."""
-
-    def __init__(self, *views):
-        self.views = list(views)
-        self.reads = 0
-
-    def __call__(self, ctx, cluster="db"):
-        self.reads += 1
-        v = self.views.pop(0) if len(self.views) > 1 else self.views[0]
-        if isinstance(v, Exception):
-            raise v
-        return dict(v, via="db01")
+def pool_reads(fake):
+    return sum(1 for q in fake.queries if q.query == "SHOW pool_nodes")
 
 
-def use_pool(monkeypatch, *views):
-    pv = PoolView(*views)
-    monkeypatch.setattr(pgpool, "read_pool_nodes", pv)
-    return pv
+def use_counts(fake, per_host):
+    """Each backend answers the row-count queries from {host: {db: {"schema.table": n}}}."""
+    def answer(q):
+        dbs = per_host[q.host]
+        text = query_text(q.query)
+        if text.startswith("SELECT datname"):
+            return [{"datname": db} for db in dbs]
+        if text.startswith("SELECT n.nspname"):
+            return [{"nspname": t.split(".")[0], "relname": t.split(".")[1]} for t in dbs[q.dbname]]
+        table = text.split(" FROM ")[1].replace('"', "")
+        return [{"count": dbs[q.dbname][table]}]
+
+    fake.sql(lambda host, text: "pool_nodes" not in text, answer)
 
 
 # ------------------------------------------------------------------ commands
@@ -104,11 +85,11 @@ def test_resolve_node(ctx, node, side, host, node_id):
     assert (h.name, nid) == (host, node_id)
 
 
-def test_switch_detaches_records_newest_and_verifies(ctx, rec, monkeypatch):
-    use_pool(monkeypatch, BOTH_UP, DB02_DOWN)
+def test_switch_detaches_records_newest_and_verifies(ctx, rec):
+    use_pool(rec, BOTH_UP, DB02_DOWN)
     pgpool.switch_task(ctx, side="secondary", yes=True)
     assert rec.commands == ["pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
-    assert rec.calls[0][1] == "postgres"
+    assert rec.calls[0].user == "postgres"
     newest = journal.newest(ctx, "db")
     assert newest["newest"] == "db01"
     assert newest["evidence"]["in_sync"] is False
@@ -122,41 +103,45 @@ def test_detach_alias_exists():
     assert coll["detach"] is coll["switch"]
 
 
-def test_switch_refuses_last_up_backend(ctx, rec, monkeypatch):
-    use_pool(monkeypatch, DB02_DOWN)
+def test_switch_refuses_last_up_backend(ctx, rec):
+    use_pool(rec, DB02_DOWN)
     with pytest.raises(invoke.Exit) as exc:
         pgpool.switch_task(ctx, node="db01", yes=True)
     assert exc.value.code == HaError.REFUSED
     assert rec.calls == []
 
 
-def test_switch_not_converged_when_backend_stays_up(ctx, rec, monkeypatch):
-    use_pool(monkeypatch, BOTH_UP)
+def test_switch_not_converged_when_backend_stays_up(ctx, rec):
+    use_pool(rec, BOTH_UP)
     with pytest.raises(invoke.Exit) as exc:
         pgpool.switch_task(ctx, node="db02", timeout=1, yes=True)
     assert exc.value.code == HaError.NOT_CONVERGED
 
 
-def test_attach_runs_pcp_attach_and_waits_up(ctx, rec, monkeypatch, capsys):
-    from hatasks import pg
-
-    use_pool(monkeypatch, DB02_DOWN, BOTH_UP)
-    monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
-        "equal": False, "hosts": ["db01", "db02"], "tables": [],
-        "differences": [{"database": "GYOM_DB", "table": "public.t", "counts": {"db01": 2, "db02": 1}}]})
+def test_attach_runs_pcp_attach_and_waits_up(ctx, rec, capsys):
+    use_pool(rec, DB02_DOWN, BOTH_UP)
+    use_counts(rec, {"db01": {"GYOM_DB": {"public.t": 2}}, "db02": {"GYOM_DB": {"public.t": 1}}})
     pgpool.attach_task(ctx, node="1", yes=True)
     assert rec.commands == ["pcp_attach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
     out = capsys.readouterr()
     assert "NOT on it" in out.out
     assert "backends differ in 1 table(s)" in out.err and "pgpool.recover --node db02" in out.err
+    assert "GYOM_DB.public.t {'db01': 2, 'db02': 1}" in out.err
 
 
-def test_recover_detaches_attached_node_first(ctx, rec, monkeypatch):
-    from hatasks import pg
+def test_attach_with_equal_counts_says_so(ctx, rec, capsys):
+    use_pool(rec, DB02_DOWN, BOTH_UP)
+    same = {"GYOM_DB": {"public.t": 2, "public.u": 0}, "postgres": {}}
+    use_counts(rec, {"db01": same, "db02": same})
+    pgpool.attach_task(ctx, node="db02", yes=True)
+    out = capsys.readouterr()
+    assert "row counts equal on db01, db02 (2 tables)" in out.out and out.err == ""
 
-    use_pool(monkeypatch, BOTH_UP, BOTH_UP, DB02_DOWN, DB02_DOWN, BOTH_UP)
-    monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
-        "equal": True, "hosts": ["db01", "db02"], "tables": [], "differences": []})
+
+def test_recover_detaches_attached_node_first(ctx, rec):
+    use_pool(rec, BOTH_UP, BOTH_UP, DB02_DOWN, DB02_DOWN, BOTH_UP)
+    same = {"GYOM_DB": {"public.t": 2}}
+    use_counts(rec, {"db01": same, "db02": same})
     pgpool.recover_task(ctx, node="db02", yes=True)
     rec_ = journal.newest(ctx, "db")
     assert rec_["evidence"]["in_sync"] is True and "rebuilt" in rec_["evidence"]["reason"]
@@ -166,13 +151,9 @@ def test_recover_detaches_attached_node_first(ctx, rec, monkeypatch):
     ]
 
 
-def test_recover_fails_when_counts_differ(ctx, rec, monkeypatch):
-    from hatasks import pg
-
-    use_pool(monkeypatch, DB02_DOWN, BOTH_UP)
-    monkeypatch.setattr(pg, "compare", lambda ctx, cluster: {
-        "equal": False, "hosts": ["db01", "db02"], "tables": [],
-        "differences": [{"database": "GYOM_DB", "table": "public.t", "counts": {"db01": 2, "db02": 1}}]})
+def test_recover_fails_when_counts_differ(ctx, rec):
+    use_pool(rec, DB02_DOWN, BOTH_UP)
+    use_counts(rec, {"db01": {"GYOM_DB": {"public.t": 2}}, "db02": {"GYOM_DB": {"public.t": 1}}})
     with pytest.raises(invoke.Exit) as exc:
         pgpool.recover_task(ctx, node="db02", yes=True)
     assert exc.value.code == HaError.NOT_CONVERGED
@@ -181,8 +162,8 @@ def test_recover_fails_when_counts_differ(ctx, rec, monkeypatch):
 # ------------------------------------------------------------------ status and the newest record
 
 
-def test_status_degenerated_records_newest(ctx, monkeypatch, capsys):
-    use_pool(monkeypatch, DB01_DOWN)
+def test_status_degenerated_records_newest(ctx, fake, capsys):
+    use_pool(fake, DB01_DOWN)
     pgpool.status_task(ctx, format="json")
     data = json.loads(capsys.readouterr().out)
     assert data["degenerated"] is True and data["newest"] == "db02"
@@ -190,16 +171,16 @@ def test_status_degenerated_records_newest(ctx, monkeypatch, capsys):
     assert journal.newest(ctx, "db")["evidence"]["degenerated"] is True
 
 
-def test_status_in_sync_records_nothing(ctx, monkeypatch, capsys):
-    use_pool(monkeypatch, BOTH_UP)
+def test_status_in_sync_records_nothing(ctx, fake, capsys):
+    use_pool(fake, BOTH_UP)
     pgpool.status_task(ctx, format="json")
     assert json.loads(capsys.readouterr().out)["degenerated"] is False
     assert journal.newest(ctx, "db") is None
 
 
-def test_status_pgpool_down_shows_recorded_value_and_fails(ctx, monkeypatch, capsys):
+def test_status_pgpool_down_shows_recorded_value_and_fails(ctx, fake, capsys):
     journal.record_newest(ctx, "db", "db02", {"source": "test"})
-    use_pool(monkeypatch, UnreachableError("pgpool does not answer on 10.231.0.100:9999"))
+    use_pool(fake, UnreachableError("connection refused"))
     with pytest.raises(invoke.Exit) as exc:
         pgpool.status_task(ctx)
     assert exc.value.code == HaError.STATE
@@ -208,16 +189,16 @@ def test_status_pgpool_down_shows_recorded_value_and_fails(ctx, monkeypatch, cap
     assert "recorded newest backend: db02" in out.err
 
 
-def test_record_newest_in_sync(ctx, monkeypatch):
-    use_pool(monkeypatch, BOTH_UP)
+def test_record_newest_in_sync(ctx, fake):
+    use_pool(fake, BOTH_UP)
     res = pgpool.record_newest(ctx, "db", "hb.stop on db01")
     assert res["newest"] == "db01" and res["evidence"]["in_sync"] is True
     assert journal.newest(ctx, "db")["evidence"]["reason"] == "hb.stop on db01"
 
 
-def test_record_newest_pgpool_down_keeps_previous(ctx, monkeypatch):
+def test_record_newest_pgpool_down_keeps_previous(ctx, fake):
     journal.record_newest(ctx, "db", "db01", {"source": "earlier"})
-    use_pool(monkeypatch, UnreachableError("down"))
+    use_pool(fake, UnreachableError("down"))
     res = pgpool.record_newest(ctx, "db", "x")
     assert res["recorded"] is False and res["previous"]["newest"] == "db01"
 
@@ -226,7 +207,7 @@ def test_record_newest_pgpool_down_keeps_previous(ctx, monkeypatch):
 
 
 def test_stop_records_then_maintenance_then_pgpool_stop(ctx, rec, monkeypatch):
-    use_pool(monkeypatch, BOTH_UP)
+    use_pool(rec, BOTH_UP)
     listen = iter([True, False])
     monkeypatch.setattr(pgpool, "listening", lambda ctx, host, port: next(listen))
     monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
@@ -236,12 +217,12 @@ def test_stop_records_then_maintenance_then_pgpool_stop(ctx, rec, monkeypatch):
         "crm_resource --resource pgpool --meta --set-parameter maintenance --parameter-value true",
         "/usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m immediate stop",
     ]
-    assert [c[1] for c in rec.calls] == ["root", "postgres"]
+    assert [c.user for c in rec.calls] == ["root", "postgres"]
     assert journal.newest(ctx, "db")["evidence"]["reason"] == "pgpool.stop on db02"
 
 
 def test_stop_of_a_stray_copy_leaves_the_resource_alone(ctx, rec, monkeypatch):
-    use_pool(monkeypatch, BOTH_UP)
+    use_pool(rec, BOTH_UP)
     listen = iter([True, False])
     monkeypatch.setattr(pgpool, "listening", lambda ctx, host, port: next(listen))
     monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
@@ -336,35 +317,26 @@ def test_parse_check(fixture, ok, error):
     lambda c: pgpool.status_task(c, format="csv"),
 ])
 def test_bad_input_sends_nothing(ctx, rec, call, monkeypatch):
-    monkeypatch.setattr(pgpool, "read_pool_nodes", lambda *a, **k: pytest.fail("pgpool read"))
     with pytest.raises(invoke.Exit) as exc:
         call(ctx)
     assert exc.value.code == HaError.USAGE
-    assert rec.calls == []
+    assert rec.calls == [] and rec.queries == []
 
 
 # ------------------------------------------------------------------ --dry
 
 
-@pytest.fixture
-def dry_ctx(tmp_path):
-    return MockContext(config=Config(overrides={"run": {"dry": True}, "hatasks": {
-        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
-
-
-def test_dry_switch_prints_pcp_and_changes_nothing(dry_ctx, monkeypatch, capsys):
-    monkeypatch.setattr(remote, "connection", lambda *a, **k: pytest.fail("ssh under --dry"))
-    pv = use_pool(monkeypatch, BOTH_UP)
+def test_dry_switch_prints_pcp_and_changes_nothing(dry_ctx, fake, capsys):
+    use_pool(fake, BOTH_UP)
     pgpool.switch_task(dry_ctx, node="db02")
     out = capsys.readouterr().out
     assert "[dry] db01 (as postgres): pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1" in out
-    assert pv.reads == 1
+    assert pool_reads(fake) == 1 and fake.calls == []
     assert journal.history(dry_ctx) == [] and journal.newest(dry_ctx, "db") is None
 
 
-def test_dry_stop_prints_maintenance_and_stop(dry_ctx, monkeypatch, capsys):
-    monkeypatch.setattr(remote, "connection", lambda *a, **k: pytest.fail("ssh under --dry"))
-    use_pool(monkeypatch, BOTH_UP)
+def test_dry_stop_prints_maintenance_and_stop(dry_ctx, fake, monkeypatch, capsys):
+    use_pool(fake, BOTH_UP)
     monkeypatch.setattr(pgpool, "listening", lambda *a: True)
     monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
         "id": "pgpool", "node": "db01", "role": "Started", "managed": True})
@@ -373,22 +345,21 @@ def test_dry_stop_prints_maintenance_and_stop(dry_ctx, monkeypatch, capsys):
     assert ("[dry] db01 (as root): crm_resource --resource pgpool --meta --set-parameter "
             "maintenance --parameter-value true") in out
     assert "[dry] db01 (as postgres): /usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m smart stop" in out
-    assert journal.history(dry_ctx) == []
+    assert journal.history(dry_ctx) == [] and fake.calls == []
 
 
-def test_unparsable_pool_nodes_is_a_state_error(ctx, monkeypatch):
-    monkeypatch.setattr(remote, "sql_rows", lambda *a, **k: [])
+def test_unparsable_pool_nodes_is_a_state_error(ctx, fake):
+    fake.sql("SHOW pool_nodes", [])
     with pytest.raises(HaError) as exc:
         pgpool.read_pool_nodes(ctx, "db")
     assert exc.value.code == HaError.STATE and "not understood" in exc.value.message
 
 
-def test_recovery_that_exits_0_with_an_error_is_a_failure(ctx, monkeypatch):
+def test_recovery_that_exits_0_with_an_error_is_a_failure(ctx, fake):
     """pgpool-II 4.3's pcp_recovery_node exits 0 when a stage fails (seen on the lab)."""
-    r = Recorder([("pcp_recovery_node", (0, 'ERROR:  executing recovery, execution of command '
-                                            'failed at "1st stage"\n'))])
-    monkeypatch.setattr(remote, "run", r)
-    use_pool(monkeypatch, DB02_DOWN)
+    fake.on("pcp_recovery_node", (0, 'ERROR:  executing recovery, execution of command '
+                                     'failed at "1st stage"\n'))
+    use_pool(fake, DB02_DOWN)
     host = remote.inventory(ctx).host("db02")
     with pytest.raises(HaError) as exc:
         pgpool.recover(ctx, host, 1)

@@ -2,6 +2,7 @@
 fan-out, the ssh connection setup (host keys), pgpass lookup, the tunnel's pumping."""
 
 import os
+import pathlib
 import shlex
 import socket
 import threading
@@ -9,10 +10,11 @@ import threading
 import invoke
 import paramiko
 import pytest
-from invoke import Config, Context
 
 from hatasks import remote
 from hatasks.errors import HaError, UnreachableError, UsageError
+
+import conftest
 
 
 def write_inventory(tmp_path, extra_all="", body=None):
@@ -26,10 +28,8 @@ def write_inventory(tmp_path, extra_all="", body=None):
 
 
 def make_ctx(inv_path, dry=False, timeout=3):
-    return Context(Config(overrides={
-        "hatasks": {"inventory": inv_path, "connect_timeout": timeout},
-        "run": {"dry": dry},
-    }))
+    return conftest.make_ctx(pathlib.Path(inv_path).parent, inventory=inv_path, dry=dry,
+                             connect_timeout=timeout)
 
 
 @pytest.fixture
@@ -42,27 +42,10 @@ def dry_ctx(tmp_path):
     return make_ctx(write_inventory(tmp_path), dry=True)
 
 
-class FakeConn:
-    """Stands in for a fabric Connection: records what run() was asked to do."""
-
-    def __init__(self, user="root", exited=0, stdout="", stderr="", exc=None):
-        self.user = user
-        self.calls = []
-        self.exited, self.stdout, self.stderr, self.exc = exited, stdout, stderr, exc
-
-    def run(self, command, **kw):
-        self.calls.append((command, kw))
-        if self.exc:
-            raise self.exc
-        return invoke.Result(stdout=self.stdout, stderr=self.stderr, command=command,
-                             exited=self.exited)
-
-
 @pytest.fixture
-def fake(mocker):
-    conn = FakeConn(stdout="db01\n")
-    mocker.patch.object(remote, "connection", return_value=conn)
-    return conn
+def fake(fake):
+    """The shared FakeRemote; every host answers "db01"."""
+    return fake.on(lambda host, cmd: True, (0, "db01\n"))
 
 
 # ---- check_value -----------------------------------------------------------
@@ -124,7 +107,7 @@ def test_wrap_refuses_a_strange_user():
 def test_run_as_root_sends_the_command(ctx, fake):
     r = remote.run(ctx, "db01", "hostname", probe=True)
     assert r.stdout == "db01\n"
-    command, kw = fake.calls[0]
+    command, kw = fake.calls[0].line, fake.calls[0].options
     assert command == "hostname"
     assert kw["dry"] is False and kw["warn"] is True and kw["hide"] is True
     assert kw["in_stream"] is False
@@ -132,41 +115,38 @@ def test_run_as_root_sends_the_command(ctx, fake):
 
 def test_run_as_postgres_wraps(ctx, fake):
     remote.run(ctx, "db02", "id -un", user="postgres")
-    assert fake.calls[0][0] == "runuser -u postgres -- sh -c 'cd ~ 2>/dev/null; id -un'"
+    assert fake.calls[0].line == "runuser -u postgres -- sh -c 'cd ~ 2>/dev/null; id -un'"
     remote.run(ctx, "db02", "pg_ctl -D /d -o '-p 5433' start", user="postgres")
-    assert shlex.split(fake.calls[1][0])[-1] == "cd ~ 2>/dev/null; pg_ctl -D /d -o '-p 5433' start"
+    assert shlex.split(fake.calls[1].line)[-1] == "cd ~ 2>/dev/null; pg_ctl -D /d -o '-p 5433' start"
 
 
-def test_dry_prints_and_does_not_connect(dry_ctx, mocker, capsys):
-    conn = mocker.patch.object(remote, "connection", side_effect=AssertionError("connected"))
+def test_dry_prints_and_does_not_connect(dry_ctx, fake, capsys):
     r = remote.run(dry_ctx, "db01", "crm_standby -N db01 -v on")
     assert r.exited == 0 and r.stdout == "" and r.ok
     r = remote.run(dry_ctx, "db02", "pg_ctl stop", user="postgres")
     assert capsys.readouterr().out == (
         "[dry] db01 (as root): crm_standby -N db01 -v on\n"
         "[dry] db02 (as postgres): pg_ctl stop\n")
-    conn.assert_not_called()
+    assert fake.calls == []
 
 
 def test_probe_runs_under_dry(dry_ctx, fake, capsys):
     r = remote.run(dry_ctx, "db01", "crm_mon -1 --output-as=xml", probe=True)
     assert r.stdout == "db01\n"
-    assert fake.calls[0][0] == "crm_mon -1 --output-as=xml"
-    assert fake.calls[0][1]["dry"] is False
+    assert fake.calls[0].line == "crm_mon -1 --output-as=xml"
+    assert fake.calls[0].options["dry"] is False
     assert capsys.readouterr().out == ""
 
 
-def test_unknown_host_is_refused_before_anything(ctx, mocker):
-    conn = mocker.patch.object(remote, "connection")
+def test_unknown_host_is_refused_before_anything(ctx, fake):
     with pytest.raises(UsageError, match=r"unknown host 'db09'.*known hosts: db01, db02"):
         remote.run(ctx, "db09", "id", probe=True)
-    conn.assert_not_called()
+    assert fake.calls == []
 
 
-def test_nonzero_exit_raises_command_failed(ctx, mocker):
-    conn = FakeConn(exited=105,
-                    stderr="crm_resource: Resource 'x' not found\nError: No such object\n")
-    mocker.patch.object(remote, "connection", return_value=conn)
+def test_nonzero_exit_raises_command_failed(ctx, fake):
+    fake.on("crm_resource", (105, "", "crm_resource: Resource 'x' not found\n"
+                                     "Error: No such object\n"))
     with pytest.raises(remote.CommandFailed) as e:
         remote.run(ctx, "db01", "crm_resource -r x -C")
     assert isinstance(e.value, HaError) and isinstance(e.value, invoke.UnexpectedExit)
@@ -176,17 +156,15 @@ def test_nonzero_exit_raises_command_failed(ctx, mocker):
     assert r.exited == 105
 
 
-def test_command_timeout_names_the_host(ctx, mocker):
+def test_command_timeout_names_the_host(ctx, fake):
     res = invoke.Result(command="sleep 9", exited=-1)
-    conn = FakeConn(exc=invoke.CommandTimedOut(res, timeout=2))
-    mocker.patch.object(remote, "connection", return_value=conn)
+    fake.on("sleep 9", invoke.CommandTimedOut(res, timeout=2))
     with pytest.raises(UnreachableError, match=r"^db01: `sleep 9` did not finish within 2s"):
         remote.run(ctx, "db01", "sleep 9", timeout=2, probe=True)
 
 
-def test_lost_connection_is_unreachable(ctx, mocker):
-    conn = FakeConn(exc=EOFError())
-    mocker.patch.object(remote, "connection", return_value=conn)
+def test_lost_connection_is_unreachable(ctx, fake):
+    fake.on("id", EOFError())
     with pytest.raises(UnreachableError, match=r"^db01: connection lost"):
         remote.run(ctx, "db01", "id", probe=True)
 

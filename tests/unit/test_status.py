@@ -1,14 +1,17 @@
-"""status: the verdict logic on real captures, and that the collectors are run in parallel."""
+"""status: the verdict logic on real captures, that the collectors are run in parallel, and the
+whole task on the shared FakeRemote answering as the lab does."""
 
-import pathlib
+import json
 import threading
 import time
 
-from hatasks import cluster as crm
-from hatasks import inventory, status
+import invoke
+import pytest
 
-FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from hatasks import crm, crmmon, inventory, status
+from hatasks.errors import HaError
+
+from conftest import FIXTURES as FIX, ROOT, psql_rows
 
 
 def db_cluster():
@@ -16,7 +19,7 @@ def db_cluster():
 
 
 def xml(name):
-    return crm.parse_crm_mon_xml((FIX / "captures" / "pacemaker" / name).read_text())
+    return crmmon.parse_crm_mon_xml((FIX / "captures" / "pacemaker" / name).read_text())
 
 
 def healthy_pool():
@@ -94,3 +97,37 @@ def test_collect_runs_the_probes_in_parallel(mocker):
     running[0] = peak[0] = 0
     status.collect(object(), parallel=False)
     assert peak[0] == 1
+
+
+def lab_answers(fake, db_crm_mon):
+    """crm_mon of both clusters, SHOW pool_nodes and each backend's own PostgreSQL, as the lab
+    answers them."""
+    lb = (FIX / "lab-samples" / "crm_mon-1_xml_lb.xml").read_text()
+    fake.on(lambda host, cmd: cmd == crm.CRM_MON,
+            lambda host, cmd: (0, lb if host.startswith("lb") else db_crm_mon))
+    fake.sql("SHOW pool_nodes", psql_rows((FIX / "lab-samples" / "show_pool_nodes.txt")
+                                          .read_text()))
+    fake.sql("current_setting('server_version')", [("15.18 (Debian 15.18-0+deb12u1)", 150018,
+                                                    5432)])
+    fake.sql("pg_database_size", [("GYOM_DB", 7700000), ("postgres", 7500000)])
+
+
+def test_status_task_on_a_healthy_lab(ctx, fake, capsys):
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    status.status(ctx, format="json")
+    data = json.loads(capsys.readouterr().out)
+    assert data["healthy"] is True and data["problems"] == []
+    assert data["clusters"]["db"]["pgpool"]["degenerated"] is False
+    assert [b["version"] for b in data["clusters"]["db"]["pg"]["backends"]] == \
+        ["15.18 (Debian 15.18-0+deb12u1)"] * 2
+    assert sorted({c.host for c in fake.calls}) == ["db01", "lb01"]
+
+
+def test_status_task_names_the_failed_action_and_exits_3(ctx, fake, capsys):
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_pgpool_killed.xml").read_text())
+    with pytest.raises(invoke.Exit) as exc:
+        status.status(ctx, format="table")
+    assert exc.value.code == HaError.STATE
+    out, err = capsys.readouterr()
+    assert "FAILED ACTIONS" in out and "PROBLEMS:" in out
+    assert "failed action: pgpool monitor on db02" in err

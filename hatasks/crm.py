@@ -1,0 +1,146 @@
+"""Reading Pacemaker over ssh: crm_mon from the first node that answers, waits, the DC.
+
+One way to read a cluster's state, so that every task and scenario sees the same facts and
+fails the same way when no node answers. The reads run under --dry; ``run_action`` is the one
+way a mutating crm command runs (printed under --dry, a non-zero exit is a StateError). What
+the parsed state means is ``hatasks.crmmon``.
+"""
+
+import time
+
+from hatasks import crmmon, remote
+from hatasks.errors import HaError, StateError, UnreachableError
+
+#: the one read-only view of a cluster every step uses
+CRM_MON = "crm_mon -1 --output-as=xml"
+#: how often a wait re-reads crm_mon (seconds)
+POLL_INTERVAL = 0.1
+
+
+def first_line(text):
+    """The first non-blank line of TEXT, stripped ("" when none)."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def crm_status(ctx, cluster, prefer=None, only=None):
+    """Read crm_mon from the first node of CLUSTER that answers (read-only, runs under --dry).
+
+    prefer: host names to try first; only: restrict to these host names (e.g. a peer's view).
+    Returns crmmon.parse_crm_mon_xml's dict plus "cluster", "read_on" (the host it was read
+    from) and "unanswered" ({host: reason} for hosts tried before it).
+    """
+    inv = remote.inventory(ctx)
+    hosts = list(inv.cluster(cluster).hosts)
+    if only is not None:
+        hosts = [h for h in hosts if h.name in only]
+    if prefer:
+        order = {name: i for i, name in enumerate(prefer)}
+        hosts.sort(key=lambda h: order.get(h.name, len(order)))
+    problems, unreachable = {}, set()
+    for host in hosts:
+        try:
+            res = remote.run(ctx, host, CRM_MON, probe=True, warn=True)
+        except UnreachableError as exc:
+            problems[host.name] = exc.message
+            unreachable.add(host.name)
+            continue
+        out = res.stdout or ""
+        if "<pacemaker-result" not in out:
+            why = first_line(res.stderr) or first_line(out) or f"exit {res.exited}"
+            problems[host.name] = f"crm_mon failed: {why}"
+            continue
+        try:  # a stopped stack answers with <status code="102" message="Not connected">
+            state = crmmon.parse_crm_mon_xml(out)
+        except ValueError as exc:
+            problems[host.name] = str(exc)
+            continue
+        state = dict(state)
+        state["cluster"] = cluster
+        state["read_on"] = host.name
+        state["unanswered"] = problems
+        return state
+    names = "; ".join(f"{n}: {why}" for n, why in problems.items()) or "no host"
+    if hosts and len(unreachable) == len(hosts):
+        raise UnreachableError(f"cluster {cluster}: no node answered ({names})")
+    raise StateError(f"cluster {cluster}: no node gave a crm_mon status ({names})")
+
+
+def summary(state):
+    """One readable paragraph of a cluster's state (printed before and after every action)."""
+    lines = []
+    nodes = ", ".join(f"{n['name']} {n['state'].upper() if n['state'] == 'offline' else n['state']}"
+                      for n in state.get("nodes", []))
+    lines.append(f"cluster {state.get('cluster')} (read on {state.get('read_on')}): {nodes}")
+    groups = {}
+    for res in state.get("resources", []):
+        groups.setdefault(res.get("group") or res.get("id"), []).append(res)
+    for name, members in groups.items():
+        where = sorted({f"{r.get('role')} {r.get('node') or ''}".strip() for r in members})
+        lines.append(f"  {name}: {'; '.join(where)}")
+    for f in state.get("failed_actions", []):
+        lines.append(f"  FAILED {f.get('resource')} {f.get('operation')} on {f.get('node')}: "
+                     f"rc={f.get('rc')} {f.get('reason') or ''}".rstrip())
+    for name, why in (state.get("unanswered") or {}).items():
+        lines.append(f"  ({name} did not answer: {why})")
+    return "\n".join(lines)
+
+
+def dc_idle(ctx, state):
+    """True when the cluster's DC controller is idle (no transition pending or running)."""
+    dc = state.get("dc")
+    if not dc:
+        return False
+    res = remote.run(ctx, remote.host(ctx, state["read_on"]), f"crmadmin -S {remote.q(dc)}",
+                     probe=True, warn=True)
+    return res.exited == 0 and "S_IDLE" in (res.stdout or "") + (res.stderr or "")
+
+
+def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, settle=False):
+    """Poll crm_mon until check(state) is true; NOT_CONVERGED naming what was seen otherwise.
+
+    settle=True: also wait until the DC is idle, seen on two polls in a row with check(state)
+    true (a failback or a re-probe that the scheduler has still to run would not be idle).
+    """
+    deadline = time.monotonic() + timeout
+    last, last_error, settled = None, None, 0
+    while True:
+        try:
+            last = crm_status(ctx, cluster, prefer=prefer, only=only)
+            last_error = None
+            if check(last):
+                if not settle:
+                    return last
+                settled = settled + 1 if dc_idle(ctx, last) else 0
+                if settled >= 2:
+                    return last
+            else:
+                settled = 0
+        except HaError as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL)
+    if last_error is not None and last is None:
+        seen = last_error.message
+    else:
+        seen = summary(last).replace("\n", ";") if last else "nothing"
+        if last_error is not None:
+            seen += f"; last read failed: {last_error.message}"
+        elif settle and last is not None and check(last):
+            seen += f"; the DC ({last.get('dc')}) never settled (transition still running)"
+    raise HaError(f"not converged after {timeout:g}s: expected {expected}; saw {seen}",
+                  HaError.NOT_CONVERGED)
+
+
+def run_action(ctx, host, command, timeout=60):
+    """Run a mutating command (printed only under --dry); fail on a non-zero exit."""
+    res = remote.run(ctx, host, command, warn=True, timeout=timeout)
+    if remote.is_dry(ctx) or res is None:
+        return res
+    if res.exited != 0:
+        why = first_line(res.stderr) or first_line(res.stdout) or f"exit {res.exited}"
+        raise StateError(f"{getattr(host, 'name', host)}: `{command}` failed: {why}")
+    return res

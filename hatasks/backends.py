@@ -10,8 +10,11 @@ from hatasks.errors import HaError, StateError, UnreachableError
 
 
 def pgpool_cluster(ctx, name="db"):
-    """The inventory Cluster pgpool runs in (a DB cluster with a vip), validated."""
-    return checks.cluster(ctx, name, "db",
+    """The inventory Cluster pgpool runs in (a DB cluster with a vip), validated.
+
+    NAME None: the inventory's first DB cluster (the resync's default)."""
+    return checks.cluster(ctx, name, "db", first=True,
+                          missing="the inventory has no DB cluster",
                           wrong_kind="cluster {name} is a {kind} cluster; pgpool runs in a db "
                                      "cluster",
                           vip="cluster {name}: inventory var vip is not set")

@@ -22,8 +22,8 @@ import time
 
 import invoke
 
-from . import cli, journal
-from .errors import HaError
+from hatasks import cli, journal
+from hatasks.errors import HaError
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143

@@ -35,7 +35,7 @@ from invoke.exceptions import ParseError
 from invoke.parser import Argument
 from invoke.program import Program
 
-from . import inventory
+from hatasks import inventory
 
 PREFIX = "hatasks: error: "
 USAGE = 2

@@ -101,3 +101,9 @@ def row_count_report(ctx, cluster="db", hosts=None, ports=None):
         raise StateError("cannot compare: " + "; ".join(r.message for r in bad.values()))
     rows, diffs = diff_tables(results)
     return {"hosts": list(results), "tables": rows, "differences": diffs, "equal": not diffs}
+
+
+def diff_digests(per_host):
+    """Pure: the resync's verification, {host: {db: {table: [count, checksum]}}} compared; a
+    database missing on a host is one row (its tables are not listed)."""
+    return diff_tables(per_host, ("counts", "checksums"), whole_database=True, table_notes=False)

@@ -1,8 +1,8 @@
 """Tasks about hatasks itself: the audit history."""
 
-from . import journal, output
-from .base import task
-from .errors import UsageError
+from hatasks import journal, output
+from hatasks.base import task
+from hatasks.errors import UsageError
 
 _COLUMNS = ("ts", "user", "cluster", "action", "event", "detail")
 

@@ -8,7 +8,7 @@ the parsed state means is ``hatasks.crmmon``.
 
 import time
 
-from hatasks import crmmon, remote
+from hatasks import crmmon, remote, shell
 from hatasks.errors import HaError, StateError, UnreachableError
 
 #: the one read-only view of a cluster every step uses
@@ -93,7 +93,7 @@ def dc_idle(ctx, state):
     dc = state.get("dc")
     if not dc:
         return False
-    res = remote.run(ctx, remote.host(ctx, state["read_on"]), f"crmadmin -S {remote.q(dc)}",
+    res = remote.run(ctx, remote.host(ctx, state["read_on"]), f"crmadmin -S {shell.q(dc)}",
                      probe=True, warn=True)
     return res.exited == 0 and "S_IDLE" in (res.stdout or "") + (res.stderr or "")
 

@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 
-from hatasks import cluster as crm
-from hatasks import checks, engine, hb, journal, notify, output, pg, pgpool, remote, rules, sync
+from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
+                     pgpool, remote, rules, sync)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -89,11 +89,11 @@ def record(ctx, c, facts, result):
     first = facts.get("first_degenerated") or {}
     if pool.get("reachable") and pool.get("degenerated") and pool.get("newest"):
         if not first or first.get("newest") == pool["newest"]:
-            pgpool.record_newest(ctx, c.name, f"{c.kind}.diagnose saw pgpool degenerated")
+            newest.record_newest(ctx, c.name, f"{c.kind}.diagnose saw pgpool degenerated")
     elif (result["pattern"] == "healthy" and first and not facts.get("pending")
           and pool.get("reachable") and pool.get("backends")):
         # degenerated before, in sync now: say so once, so the next trouble starts afresh
-        pgpool.record_newest(ctx, c.name, f"{c.kind}.diagnose saw the backends in sync again")
+        newest.record_newest(ctx, c.name, f"{c.kind}.diagnose saw the backends in sync again")
     if result["pattern"] != "healthy" and result["pattern"] in rules.RESYNC_PATTERNS:
         pend = facts.get("pending")
         if not pend:
@@ -104,7 +104,7 @@ def record(ctx, c, facts, result):
 
 def diagnose(ctx, cluster=None, failback_to=None, method="dump", write=True):
     """Collect, decide, record: the diagnosis dict (+ "cluster", "facts")."""
-    c = engine.kind_cluster(ctx, "db", cluster)
+    c = checks.cluster(ctx, cluster or None, "db")
     facts = collect_db(ctx, c, failback_to, method)
     result = rules.diagnose_db(facts)
     if write:
@@ -137,7 +137,7 @@ def _pgpool_answers(ctx, c, timeout):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return pgpool.read_pool_nodes(ctx, c.name)
+            return backends.read_pool_nodes(ctx, c.name)
         except HaError as exc:
             if time.monotonic() > deadline:
                 raise HaError(f"pgpool does not answer {timeout:g}s after the move: {exc.message}",
@@ -154,7 +154,7 @@ def _record_async(ctx, c, reason):
 
     def work():
         try:
-            box["rec"] = pgpool.record_newest(ctx, c.name, reason)
+            box["rec"] = newest.record_newest(ctx, c.name, reason)
         except HaError as exc:
             box["err"] = exc
 
@@ -184,18 +184,18 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         rec = recorded()
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
-        hb.standby_step(ctx, src, timeout=timeout, yes=True)
+        hb.standby(ctx, src, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
             return None
-        after = hb.online_step(ctx, src, timeout=timeout, yes=True)
+        after = hb.online(ctx, src, timeout=timeout, yes=True)
 
         def moved(s):
-            return (crm.group_node(s, group) == dst and hb.node_state(s, src) == "online"
-                    and hb.node_state(s, dst) == "online")
+            return (crmmon.group_node(s, group) == dst and crmmon.node_state(s, src) == "online"
+                    and crmmon.node_state(s, dst) == "online")
 
         if not (after and moved(after)):
-            after = hb.wait_for(ctx, c.name, moved, timeout,
+            after = crm.wait_for(ctx, c.name, moved, timeout,
                                 f"{group} started on {dst}, {src} and {dst} online")
         if c.kind == "db":
             _pgpool_answers(ctx, c, timeout)
@@ -203,15 +203,15 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
 
 
 def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
-    c = engine.kind_cluster(ctx, "db", cluster)
+    c = checks.cluster(ctx, cluster or None, "db")
     if from_ is not None:
-        engine.cluster_host(ctx, c, from_, "from")
+        checks.host(ctx, from_, "from", cluster=c)
     timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
     recorded = _record_async(ctx, c, "db.failover: pgpool moves")
-    before = hb.crm_status(ctx, c.name)
+    before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
-    src = crm.group_node(before, group)
+    src = crmmon.group_node(before, group)
     if src is None:
         recorded()
         raise StateError(f"{group} is not started on one node: nothing to fail over "
@@ -247,19 +247,19 @@ def home_node(ctx, c, state):
 
 
 def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
-    c = engine.kind_cluster(ctx, "db", cluster)
+    c = checks.cluster(ctx, cluster or None, "db")
     if to is not None:
-        engine.cluster_host(ctx, c, to, "to")
+        checks.host(ctx, to, "to", cluster=c)
     timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
-    before = hb.crm_status(ctx, c.name)
+    before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     not_online = [f"{n['name']} is {n['state'].upper()}" for n in before["nodes"]
                   if n["state"] != "online"]
     if not_online:
         raise StateError(f"refusing to fail back: both nodes must be online first "
                          f"({'; '.join(not_online)}); see inv db.diagnose")
-    src = crm.group_node(before, group)
+    src = crmmon.group_node(before, group)
     if src is None:
         raise StateError(f"{group} is not started on one node: see inv db.diagnose")
     if to is None:
@@ -322,8 +322,8 @@ PG_ACTIONS = ("restart", "stop")
 
 
 def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, yes=False):
-    c = engine.kind_cluster(ctx, "db", cluster)
-    h = engine.cluster_host(ctx, c, host, "host")
+    c = checks.cluster(ctx, cluster or None, "db")
+    h = checks.host(ctx, host, "host", cluster=c)
     if for_ not in FOR_KINDS:
         raise UsageError(f"--for must be one of {', '.join(FOR_KINDS)}, not {for_!r}")
     if pg_action not in PG_ACTIONS:
@@ -333,17 +333,17 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
     node_id = h.pgpool_node_id
     if node_id is None:
         raise UsageError(f"host {h.name}: inventory var pgpool_node_id is not set")
-    before = hb.crm_status(ctx, c.name)
+    before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
-    pool = pgpool.read_pool_nodes(ctx, c.name)
-    pgpool._print_nodes("pgpool before", pool)
+    pool = backends.read_pool_nodes(ctx, c.name)
+    pgpool.print_nodes("pgpool before", pool)
     mine = [b for b in pool["backends"] if str(b.get("node_id")) == str(node_id)]
     others_up = [b for b in pool["backends"]
                  if str(b.get("node_id")) != str(node_id) and b.get("status") == "up"]
     if not others_up:
         raise StateError(f"refusing maintenance of {h.name}: no other backend is up in pgpool "
                          f"(the service would stop); see inv db.diagnose")
-    gnode = crm.group_node(before, group)
+    gnode = crmmon.group_node(before, group)
     move = for_ == "reboot" and gnode == h.name
     other_nodes = engine.online_others(before, h.name)
     if move and not other_nodes:
@@ -365,7 +365,7 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
             move_group(ctx, c, h.name, other_nodes[0], timeout, "db.failover", True,
                        record_reason=f"db.maintenance of {h.name}: failover")
         if not remote.is_dry(ctx):
-            rec = pgpool.record_newest(ctx, c.name,
+            rec = newest.record_newest(ctx, c.name,
                                        f"db.maintenance of {h.name}: before the switch")
             op.note(f"maintenance of {h.name} for {for_}", host=h.name, group_was_on=gnode,
                     newest=rec.get("newest"))
@@ -381,9 +381,9 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
                 pg.start(ctx, h, None, int(timeout))
     if remote.is_dry(ctx):
         return None
-    after = hb.crm_status(ctx, c.name)
+    after = crm.crm_status(ctx, c.name)
     engine.print_state("after", after)
-    pgpool._print_nodes("pgpool after", pgpool.read_pool_nodes(ctx, c.name))
+    pgpool.print_nodes("pgpool after", backends.read_pool_nodes(ctx, c.name))
     back = " --failback" if gnode == h.name else ""
     if for_ == "reboot":
         print(f"NEXT: reboot or shut down {h.name} now (it runs no cluster resource and pgpool "
@@ -470,7 +470,7 @@ def _failback(run, args):
 
 def _wait_started(run, args):
     group = run.cluster.vars.get("group")
-    hb.wait_for(run.ctx, run.cluster.name, lambda s: crm.group_node(s, group) is not None,
+    crm.wait_for(run.ctx, run.cluster.name, lambda s: crmmon.group_node(s, group) is not None,
                 run.timeout, f"{group} started")
     _pgpool_answers(run.ctx, run.cluster, run.timeout)
 
@@ -490,13 +490,13 @@ STEPS = {
 
 def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=60, yes=False,
             source=None):
-    c = engine.kind_cluster(ctx, "db", cluster)
+    c = checks.cluster(ctx, cluster or None, "db")
     check_method(method)
     timeout = checks.positive("timeout", timeout)
     if to is not None:
-        engine.cluster_host(ctx, c, to, "to")
+        checks.host(ctx, to, "to", cluster=c)
     if source is not None:
-        engine.cluster_host(ctx, c, source, "source")
+        checks.host(ctx, source, "source", cluster=c)
     state = {"failback_to": to}
 
     def diag():

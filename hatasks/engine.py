@@ -14,9 +14,8 @@ import shlex
 import subprocess
 import time
 
-from hatasks import cluster as crm
-from hatasks import hb, journal, output, pgpool, remote, rules
-from hatasks.errors import HaError, StateError, UsageError
+from hatasks import backends, crm, crmmon, hb, journal, output, remote, rules, shell
+from hatasks.errors import HaError, StateError
 
 #: how many plan steps db.recover / lb.recover run at most before giving up
 MAX_STEPS = 12
@@ -30,34 +29,6 @@ class NeedsHuman(HaError):
 
 
 # =========================================================================== the cluster to act on
-
-
-def kind_cluster(ctx, kind, name=None):
-    """The inventory cluster of KIND (name it with NAME when there are several)."""
-    inv = remote.inventory(ctx)
-    if name:
-        remote.check_value("cluster", name)
-        c = inv.cluster(name)
-        if c.kind != kind:
-            raise UsageError(f"cluster {c.name} is a {c.kind} cluster, not a {kind} cluster")
-        return c
-    found = inv.clusters_of_kind(kind)
-    if not found:
-        raise UsageError(f"no {kind} cluster (cluster_kind={kind}) in {inv.path}")
-    if len(found) > 1:
-        raise UsageError(f"several {kind} clusters: name one with --cluster "
-                         f"({', '.join(c.name for c in found)})")
-    return found[0]
-
-
-def cluster_host(ctx, c, name, option):
-    """Validate --OPTION NAME as a host of cluster C (nothing has run yet)."""
-    remote.check_value(option, name)
-    host = remote.inventory(ctx).host(name)
-    if host.cluster != c.name:
-        raise UsageError(f"--{option} {name}: not a host of the {c.name} cluster "
-                         f"(its hosts: {', '.join(c.host_names)})")
-    return host
 
 
 # =========================================================================== facts (read-only)
@@ -93,14 +64,14 @@ def crm_error(stdout, stderr, rc):
 def probe_crm(ctx, host, group):
     """crm_mon on HOST itself: (view or None, error or None). UnreachableError if ssh fails.
 
-    Unlike hb.crm_status (the first node of a cluster that answers, an error when none does),
+    Unlike crm.crm_status (the first node of a cluster that answers, an error when none does),
     a diagnosis needs every node's own view and the reason a node's crm_mon fails."""
-    res = remote.run(ctx, host, hb.CRM_MON, probe=True, warn=True, timeout=30)
+    res = remote.run(ctx, host, crm.CRM_MON, probe=True, warn=True, timeout=30)
     text = res.stdout or ""
     if res.exited != 0 or "<pacemaker-result" not in text:
         return None, crm_error(text, res.stderr, res.exited)
     try:
-        state = crm.parse_crm_mon_xml(text)
+        state = crmmon.parse_crm_mon_xml(text)
     except Exception as exc:  # half-started stack
         return None, f"crm_mon output not understood: {exc}"
     if not state.get("nodes"):
@@ -122,7 +93,7 @@ def read_policy(ctx, c, host):
 def print_state(label, state):
     """The cluster's state before / after a scenario acts."""
     print(f"--- {label}")
-    print(hb.summary(state), flush=True)
+    print(crm.summary(state), flush=True)
 
 
 def online_others(state, node):
@@ -163,15 +134,15 @@ def cluster_idle(ctx, c):
     """True when the cluster's DC reports S_IDLE (no transition running) and the group is
     started on one node (read-only).
 
-    Not hb.dc_idle: this one bounds crmadmin to 30s and reads S_IDLE on stdout only."""
+    Not crm.dc_idle: this one bounds crmadmin to 30s and reads S_IDLE on stdout only."""
     try:
-        state = hb.crm_status(ctx, c.name)
+        state = crm.crm_status(ctx, c.name)
     except HaError:
         return False
     dc = state.get("dc")
-    if not dc or crm.group_node(state, c.vars.get("group")) is None:
+    if not dc or crmmon.group_node(state, c.vars.get("group")) is None:
         return False
-    res = remote.run(ctx, state["read_on"], f"crmadmin -S {shlex.quote(dc)}", probe=True,
+    res = remote.run(ctx, state["read_on"], f"crmadmin -S {shell.q(dc)}", probe=True,
                      warn=True, timeout=30)
     return res.exited == 0 and "S_IDLE" in (res.stdout or "")
 
@@ -185,7 +156,7 @@ def wait_settled(ctx, c, timeout, need_pgpool=True):
         ok = cluster_idle(ctx, c)
         if ok and need_pgpool:
             try:
-                pgpool.read_pool_nodes(ctx, c.name)
+                backends.read_pool_nodes(ctx, c.name)
             except HaError:
                 ok = False
         streak = streak + 1 if ok else 0
@@ -221,17 +192,17 @@ def execute(run, plan_step, table):
 
 def start_stack(run, args):
     """hb.start: the cluster stack on a host, waited for online."""
-    hb.start_step(run.ctx, args["host"], timeout=max(run.timeout, 120), yes=True)
+    hb.start(run.ctx, args["host"], timeout=max(run.timeout, 120), yes=True)
 
 
 def online_node(run, args):
     """hb.online: standby off for a node."""
-    hb.online_step(run.ctx, args["node"], timeout=run.timeout, yes=True)
+    hb.online(run.ctx, args["node"], timeout=run.timeout, yes=True)
 
 
 def cleanup(run, args):
     """hb.cleanup: clear a resource's failed action on a node."""
-    hb.cleanup_step(run.ctx, args["resource"], args["node"], timeout=run.timeout, yes=True)
+    hb.cleanup(run.ctx, args["resource"], args["node"], timeout=run.timeout, yes=True)
 
 
 def step_key(plan_step):

@@ -9,10 +9,8 @@ import xml.etree.ElementTree as ET
 
 from tabulate import tabulate
 
-from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote
+from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote, shell
 from hatasks.base import task
-from hatasks.crm import crm_status, run_action, summary, wait_for
-from hatasks.crmmon import ACTIVE_ROLES, group_members, group_node, node_state, running_on
 from hatasks.errors import HaError, StateError, UsageError
 
 #: the configured resources (to refuse an unknown one before acting)
@@ -57,7 +55,7 @@ def status(ctx, cluster=None):
     names = [checks.cluster(ctx, cluster, exact=True).name] if cluster else cluster_names(inv)
     result = {"clusters": names, "nodes": [], "resources": [], "failed_actions": [], "views": {}}
     for name in names:
-        state = crm_status(ctx, name)
+        state = crm.crm_status(ctx, name)
         for key in ("nodes", "resources", "failed_actions"):
             result[key].extend(dict(item, cluster=name) for item in state.get(key, []))
         result["views"][name] = {"read_on": state["read_on"], "dc": state.get("dc"),
@@ -118,9 +116,9 @@ def standby(ctx, node, timeout=60, force=False, yes=False):
     """Put NODE in standby and wait until its resources run on another node (5.1.1 a, 5.2.1)."""
     host, cluster = node_of(ctx, node)
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
-    before = crm_status(ctx, cluster)
-    print(summary(before))
-    if node_state(before, node) is None:
+    before = crm.crm_status(ctx, cluster)
+    print(crm.summary(before))
+    if crmmon.node_state(before, node) is None:
         raise StateError(f"{node} is not a node of the running {cluster} cluster (crm_mon on "
                          f"{before['read_on']})")
     others = crmmon.others_online(before, node)
@@ -128,33 +126,33 @@ def standby(ctx, node, timeout=60, force=False, yes=False):
         raise StateError(f"refusing standby of {node}: no other {cluster} node is online, the "
                          f"service would stop (--force to do it anyway)")
     groups = groups_of_cluster(ctx, cluster)
-    moving = sorted({r.get("group") or r["id"] for r in running_on(before, node)} | set(
-        g for g in groups if group_node(before, g) == node))
+    moving = sorted({r.get("group") or r["id"] for r in crmmon.running_on(before, node)} | set(
+        g for g in groups if crmmon.group_node(before, g) == node))
     args = {"node": node, "timeout": timeout, "force": force}
-    command = f"crm_standby -N {remote.q(node)} -v on"
+    command = f"crm_standby -N {shell.q(node)} -v on"
 
     def converged(state):
-        if node_state(state, node) != "standby" or running_on(state, node):
+        if crmmon.node_state(state, node) != "standby" or crmmon.running_on(state, node):
             return False
         if not others:  # forced: the service stops, nothing to run elsewhere
             return True
-        return all(group_node(state, g) not in (None, node) for g in moving)
+        return all(crmmon.group_node(state, g) not in (None, node) for g in moving)
 
     plan = f"standby {node}" + (f", {', '.join(moving)} moves to {' or '.join(others)}"
                                 if moving and others else "")
     with journal.operation(ctx, cluster, "hb.standby", args, yes=yes, summary=plan):
-        if node_state(before, node) == "standby":
+        if crmmon.node_state(before, node) == "standby":
             print(f"{node} is already in standby")
         else:
-            run_action(ctx, remote.host(ctx, before["read_on"]), command)
+            crm.run_action(ctx, remote.host(ctx, before["read_on"]), command)
         if remote.is_dry(ctx):
             return before
         where = " and ".join(others) or "nowhere (forced)"
-        after = wait_for(ctx, cluster, converged, timeout,
+        after = crm.wait_for(ctx, cluster, converged, timeout,
                          f"{node} standby, {', '.join(moving) or 'its resources'} "
                          f"started on {where}",
                          prefer=[before["read_on"]])
-    print(summary(after))
+    print(crm.summary(after))
     return after
 
 
@@ -162,31 +160,31 @@ def online(ctx, node, timeout=60, yes=False):
     """Bring NODE back online from standby and wait until verified (5.1.1, 5.2.1 recovery)."""
     host, cluster = node_of(ctx, node)
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
-    before = crm_status(ctx, cluster)
-    print(summary(before))
-    if node_state(before, node) is None:
+    before = crm.crm_status(ctx, cluster)
+    print(crm.summary(before))
+    if crmmon.node_state(before, node) is None:
         raise StateError(f"{node} is not a node of the running {cluster} cluster")
-    if node_state(before, node) == "offline":
+    if crmmon.node_state(before, node) == "offline":
         raise StateError(f"{node} is OFFLINE (cluster stack down or unreachable): use hb.start "
                          f"--host {node}, standby off cannot bring it back")
     groups = groups_of_cluster(ctx, cluster)
-    command = f"crm_standby -N {remote.q(node)} -v off"
+    command = f"crm_standby -N {shell.q(node)} -v off"
 
     def converged(state):
-        return node_state(state, node) == "online" and all(group_node(state, g) for g in groups)
+        return crmmon.node_state(state, node) == "online" and all(crmmon.group_node(state, g) for g in groups)
 
     with journal.operation(ctx, cluster, "hb.online", {"node": node, "timeout": timeout}, yes=yes,
                            summary=f"standby off for {node}"):
-        if node_state(before, node) == "online":
+        if crmmon.node_state(before, node) == "online":
             print(f"{node} is already online")
         else:
-            run_action(ctx, remote.host(ctx, before["read_on"]), command)
+            crm.run_action(ctx, remote.host(ctx, before["read_on"]), command)
         if remote.is_dry(ctx):
             return before
-        after = wait_for(ctx, cluster, converged, timeout,
+        after = crm.wait_for(ctx, cluster, converged, timeout,
                          f"{node} online and {', '.join(groups) or 'groups'} started",
                          prefer=[before["read_on"]], settle=True)
-    print(summary(after))
+    print(crm.summary(after))
     return after
 
 
@@ -236,8 +234,8 @@ def cleanup(ctx, resource, node, timeout=60, yes=False):
     remote.check_value("resource", resource)
     host, cluster = node_of(ctx, node)
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
-    before = crm_status(ctx, cluster)
-    print(summary(before))
+    before = crm.crm_status(ctx, cluster)
+    print(crm.summary(before))
     ids = known_resources(ctx, cluster, before["read_on"])
     if resource not in ids:
         raise UsageError(f"unknown resource {resource!r} in the {cluster} cluster "
@@ -245,25 +243,25 @@ def cleanup(ctx, resource, node, timeout=60, yes=False):
     if not failures_of(before, resource, node):
         print(f"no failed action of {resource} on {node}; "
               "cleaning up anyway (resets its fail count)")
-    members = [r["id"] for r in group_members(before, resource)] or [resource]
-    command = f"crm_resource --cleanup -r {remote.q(resource)} -N {remote.q(node)}"
+    members = [r["id"] for r in crmmon.group_members(before, resource)] or [resource]
+    command = f"crm_resource --cleanup -r {shell.q(resource)} -N {shell.q(node)}"
 
     def converged(state):
         if any(failures_of(state, r, node) for r in members + [resource]):
             return False
         mine = [r for r in state.get("resources", []) if r["id"] in members]
-        return bool(mine) and all(r.get("role") in ACTIVE_ROLES for r in mine)
+        return bool(mine) and all(r.get("role") in crmmon.ACTIVE_ROLES for r in mine)
 
     args = {"resource": resource, "node": node, "timeout": timeout}
     with journal.operation(ctx, cluster, "hb.cleanup", args, yes=yes,
                            summary=f"clean up {resource} on {node}"):
-        run_action(ctx, remote.host(ctx, before["read_on"]), command)
+        crm.run_action(ctx, remote.host(ctx, before["read_on"]), command)
         if remote.is_dry(ctx):
             return before
-        after = wait_for(ctx, cluster, converged, timeout,
+        after = crm.wait_for(ctx, cluster, converged, timeout,
                          f"no failed action of {resource} on {node} and {resource} started",
                          prefer=[before["read_on"]], settle=True)
-    print(summary(after))
+    print(crm.summary(after))
     return after
 
 
@@ -301,26 +299,26 @@ def start(ctx, host_name, timeout=120, yes=False):
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
     command = _stack_command(host, "stack_start")
     try:
-        before = crm_status(ctx, cluster, prefer=_peers(ctx, cluster, host.name))
-        print(summary(before))
+        before = crm.crm_status(ctx, cluster, prefer=_peers(ctx, cluster, host.name))
+        print(crm.summary(before))
     except HaError as exc:  # whole cluster down: nothing to read yet
         before = None
         print(f"cluster {cluster}: no node answers crm_mon yet ({exc.message})")
-    if before is not None and node_state(before, host.name) in ("online", "standby"):
-        print(f"{host.name} is already {node_state(before, host.name)}: nothing to start")
+    if before is not None and crmmon.node_state(before, host.name) in ("online", "standby"):
+        print(f"{host.name} is already {crmmon.node_state(before, host.name)}: nothing to start")
         return before
 
     def converged(state):
-        return node_state(state, host.name) in ("online", "standby")
+        return crmmon.node_state(state, host.name) in ("online", "standby")
 
     with journal.operation(ctx, cluster, "hb.start", {"host": host.name, "timeout": timeout},
                            yes=yes, summary=f"start the cluster stack on {host.name}: {command}"):
-        run_action(ctx, host, command, timeout=timeout)
+        crm.run_action(ctx, host, command, timeout=timeout)
         if remote.is_dry(ctx):
             return before
-        after = wait_for(ctx, cluster, converged, timeout, f"{host.name} online in crm_mon",
+        after = crm.wait_for(ctx, cluster, converged, timeout, f"{host.name} online in crm_mon",
                          prefer=[host.name] + _peers(ctx, cluster, host.name), settle=True)
-    print(summary(after))
+    print(crm.summary(after))
     return after
 
 
@@ -330,21 +328,21 @@ def stop(ctx, host_name, timeout=120, force=False, yes=False):
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
     command = _stack_command(host, "stack_stop")
     peers = _peers(ctx, cluster, host.name)
-    before = crm_status(ctx, cluster, prefer=peers)
-    print(summary(before))
+    before = crm.crm_status(ctx, cluster, prefer=peers)
+    print(crm.summary(before))
     others = crmmon.others_online(before, host.name)
-    if not others and node_state(before, host.name) != "offline" and not force:
+    if not others and crmmon.node_state(before, host.name) != "offline" and not force:
         raise StateError(f"refusing to stop the cluster stack on {host.name}: no other {cluster} "
                          f"node is online, the service would stop (--force to do it anyway)")
     groups = groups_of_cluster(ctx, cluster)
     kind = remote.inventory(ctx).cluster(cluster).kind
 
     def converged(state):
-        if node_state(state, host.name) != "offline":
+        if crmmon.node_state(state, host.name) != "offline":
             return False
         if not others:
             return True
-        return all(group_node(state, g) in others for g in groups)
+        return all(crmmon.group_node(state, g) in others for g in groups)
 
     args = {"host": host.name, "timeout": timeout, "force": force}
     plan = f"stop the cluster stack on {host.name}: {command}"
@@ -358,14 +356,14 @@ def stop(ctx, host_name, timeout=120, force=False, yes=False):
                 print(f"[dry] would record the newest-data backend of {cluster} before the stop")
             else:
                 newest.record_before_stop(ctx, cluster, host.name, force)
-        run_action(ctx, host, command, timeout=timeout)
+        crm.run_action(ctx, host, command, timeout=timeout)
         if remote.is_dry(ctx):
             return before
         expected = f"{host.name} OFFLINE seen from {', '.join(peers)}"
         if others:
             expected += f", {', '.join(groups)} started on {', '.join(others)}"
-        after = wait_for(ctx, cluster, converged, timeout, expected, only=peers)
-    print(summary(after))
+        after = crm.wait_for(ctx, cluster, converged, timeout, expected, only=peers)
+    print(crm.summary(after))
     return after
 
 
@@ -398,8 +396,8 @@ def stop_task(ctx, host, timeout=120, force=False, yes=False):
 
 
 def log_command(path, lines):
-    q = remote.q(path)
-    return (f"test -r {q} && {{ grep -E -e {remote.q(LOG_PATTERN)} -- {q} | "
+    q = shell.q(path)
+    return (f"test -r {q} && {{ grep -E -e {shell.q(LOG_PATTERN)} -- {q} | "
             f"tail -n {int(lines)}; }}")
 
 
@@ -444,18 +442,3 @@ def log_table(data):
     out = [f"== {data['host']}: {data['log']} ({len(data['entries'])} error lines, newest last)"]
     out.extend(entry["line"] for entry in data["entries"])
     return "\n".join(out)
-
-
-# compat: removed in the merge sweep (names db and lb use today; crm_status, wait_for, summary
-# and node_state stay reachable here through the imports above)
-CRM_MON = crm.CRM_MON
-
-
-def cluster_of(ctx, name):  # compat: removed in the merge sweep
-    return checks.cluster(ctx, name, exact=True)
-
-
-standby_step = standby
-online_step = online
-cleanup_step = cleanup
-start_step = start

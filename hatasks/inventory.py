@@ -41,7 +41,7 @@ import re
 import shlex
 import threading
 
-from .errors import UsageError
+from hatasks.errors import UsageError
 
 #: the cluster kinds hatasks knows
 KINDS = ("db", "lb")

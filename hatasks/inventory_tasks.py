@@ -3,9 +3,9 @@
 import os
 import re
 
-from . import inventory, output
-from .base import task
-from .errors import UsageError
+from hatasks import inventory, output
+from hatasks.base import task
+from hatasks.errors import UsageError
 
 #: var names whose values are never printed
 _SECRET = re.compile(r"(pass(word|wd)?$|secret|token|private|_key$|^key$)", re.I)

@@ -27,7 +27,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from .errors import HaError, UsageError
+from hatasks.errors import HaError, UsageError
 
 JOURNAL = "journal.jsonl"
 _CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

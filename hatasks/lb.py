@@ -10,8 +10,7 @@ The decision logic is the pure function `rules.diagnose_lb(facts)`.
 
 import time
 
-from hatasks import cluster as crm
-from hatasks import checks, engine, hb, journal, notify, output, remote, rules, web
+from hatasks import checks, crm, crmmon, engine, hb, journal, notify, output, remote, rules, web
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError
 
@@ -71,7 +70,7 @@ def collect_lb(ctx, c):
 
 def diagnose(ctx, cluster=None):
     """Collect and decide: the diagnosis dict (+ "cluster", "facts")."""
-    c = engine.kind_cluster(ctx, "lb", cluster)
+    c = checks.cluster(ctx, cluster or None, "lb")
     facts = collect_lb(ctx, c)
     result = rules.diagnose_lb(facts)
     return dict(result, cluster=c.name, facts=facts)
@@ -109,14 +108,14 @@ def wait_serving(ctx, c, expect_node, timeout):
 
 
 def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
-    c = engine.kind_cluster(ctx, "lb", cluster)
+    c = checks.cluster(ctx, cluster or None, "lb")
     if from_ is not None:
-        engine.cluster_host(ctx, c, from_, "from")
+        checks.host(ctx, from_, "from", cluster=c)
     timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
-    before = hb.crm_status(ctx, c.name)
+    before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
-    src = crm.group_node(before, group)
+    src = crmmon.group_node(before, group)
     if src is None:
         raise StateError(f"{group} is not started on one node: see inv lb.diagnose")
     if from_ and src != from_:
@@ -130,10 +129,10 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
     args = {"from": src, "to": dst, "timeout": timeout}
     with journal.operation(ctx, c.name, "lb.failover", args, yes=yes,
                            summary=f"standby {src}; {group} moves to {dst}"):
-        hb.standby_step(ctx, src, timeout=timeout, yes=True)
+        hb.standby(ctx, src, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             return None
-        after = hb.wait_for(ctx, c.name, lambda s: crm.group_node(s, group) == dst, timeout,
+        after = crm.wait_for(ctx, c.name, lambda s: crmmon.group_node(s, group) == dst, timeout,
                             f"{group} started on {dst}")
         page = wait_serving(ctx, c, dst, timeout)
     engine.print_state("after", after)
@@ -144,12 +143,12 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
 
 
 def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
-    c = engine.kind_cluster(ctx, "lb", cluster)
+    c = checks.cluster(ctx, cluster or None, "lb")
     if to is not None:
-        engine.cluster_host(ctx, c, to, "to")
+        checks.host(ctx, to, "to", cluster=c)
     timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
-    before = hb.crm_status(ctx, c.name)
+    before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     states = {n["name"]: n["state"] for n in before["nodes"]}
     offline = [n for n, s in states.items() if s == "offline"]
@@ -163,9 +162,9 @@ def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
     pref = policy.get("preferred")
     expect = pref if policy.get("automatic") else to
     if to is None:
-        if crm.group_node(before, group) == pref or pref is None:
+        if crmmon.group_node(before, group) == pref or pref is None:
             print(f"no LB node is in standby and {group} runs on "
-                  f"{crm.group_node(before, group)}: nothing to fail back")
+                  f"{crmmon.group_node(before, group)}: nothing to fail back")
             return before
         to = pref
     if not policy.get("automatic"):
@@ -176,18 +175,18 @@ def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
     with journal.operation(ctx, c.name, "lb.failback", args, yes=yes,
                            summary=f"{to} online; {group} comes back to {expect} by itself"):
         if states.get(to) == "standby":
-            hb.online_step(ctx, to, timeout=timeout, yes=True)
+            hb.online(ctx, to, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             return None
-        after = hb.wait_for(ctx, c.name,
+        after = crm.wait_for(ctx, c.name,
                             lambda s: (all(n["state"] == "online" for n in s["nodes"])
-                                       and (expect is None or crm.group_node(s, group) == expect)
-                                       and crm.group_node(s, group) is not None),
+                                       and (expect is None or crmmon.group_node(s, group) == expect)
+                                       and crmmon.group_node(s, group) is not None),
                             timeout, f"both LB nodes online and {group} back on {expect} "
                                      f"(automatic failback)")
         page = wait_serving(ctx, c, expect, timeout)
     engine.print_state("after", after)
-    print(f"{group} came back to {crm.group_node(after, group)} by itself; the VIP serves "
+    print(f"{group} came back to {crmmon.group_node(after, group)} by itself; the VIP serves "
           f"{page['page_node'] or 'a page'}")
     return after
 
@@ -226,7 +225,7 @@ def failback_task(ctx, to=None, cluster=None, timeout=60, yes=False):
 
 
 def _check_apache(run, args):
-    data = web.check_step(run.ctx, args["host"])
+    data = web.check(run.ctx, args["host"])
     if not data["ok"]:
         where = (f"{data.get('file')} line {data.get('line')}" if data.get("line") is not None
                  else data.get("file") or data.get("conf"))
@@ -242,8 +241,8 @@ def _failback(run, args):
 def _wait_started(run, args):
     group = run.cluster.vars.get("group")
     node = args.get("node")
-    hb.wait_for(run.ctx, run.cluster.name, lambda s: crm.group_node(s, group) == node if node else
-                crm.group_node(s, group) is not None, run.timeout,
+    crm.wait_for(run.ctx, run.cluster.name, lambda s: crmmon.group_node(s, group) == node if node else
+                crmmon.group_node(s, group) is not None, run.timeout,
                 f"{group} started on {node or 'one node'}")
     wait_serving(run.ctx, run.cluster, node, run.timeout)
 
@@ -259,7 +258,7 @@ STEPS = {
 
 
 def recover(ctx, cluster=None, timeout=60, yes=False):
-    c = engine.kind_cluster(ctx, "lb", cluster)
+    c = checks.cluster(ctx, cluster or None, "lb")
     timeout = checks.positive("timeout", timeout)
     run = engine.Run(ctx, c, timeout)
     return engine.run_recovery(ctx, c, "lb.recover", lambda: diagnose(ctx, c.name),

@@ -2,8 +2,8 @@
 
 from invoke import Collection
 
-from . import core_tasks, db, hb, inventory_tasks, lb, notify, pg, pgpool, status, sync, web
-from .config import DEFAULTS
+from hatasks import core_tasks, db, hb, inventory_tasks, lb, notify, pg, pgpool, status, sync, web
+from hatasks.config import DEFAULTS
 
 
 def build():

@@ -17,7 +17,7 @@ import sys
 
 from tabulate import tabulate
 
-from .errors import UsageError
+from hatasks.errors import UsageError
 
 FORMATS = ("table", "json")
 

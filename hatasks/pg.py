@@ -13,7 +13,8 @@ import re
 import sys
 import time
 
-from hatasks import backends, checks, compare as tables, journal, output, parsers, remote
+from hatasks import backends, checks, journal, output, parsers, remote, shell
+from hatasks import compare as tables  # `compare` is this module's work function for pg.compare
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UsageError
 
@@ -98,9 +99,9 @@ def server_state(ctx, host):
     host = remote.host(ctx, host)
     pgdata = host.vars["pgdata"]
     cmd = (
-        f"{remote.q(_bin(host, 'pg_ctl'))} -D {remote.q(pgdata)} status >/dev/null 2>&1; "
+        f"{shell.q(_bin(host, 'pg_ctl'))} -D {shell.q(pgdata)} status >/dev/null 2>&1; "
         f"rc=$?; echo \"rc=$rc\"; "
-        f"if [ \"$rc\" = 0 ]; then head -n 4 {remote.q(pgdata + '/postmaster.pid')}; fi"
+        f"if [ \"$rc\" = 0 ]; then head -n 4 {shell.q(pgdata + '/postmaster.pid')}; fi"
     )
     res = remote.run(ctx, host, cmd, user="postgres", probe=True, warn=True)
     return parse_server_state(res.stdout)
@@ -228,7 +229,6 @@ def status_task(ctx, format=None, cluster="db"):
         raise StateError(f"PostgreSQL down or unreachable on {', '.join(down)}")
 
 
-
 # --------------------------------------------------------------------------- start / stop
 
 
@@ -239,17 +239,17 @@ def ctl_log(host, port=None):
 
 
 def start_command(host, port=None, timeout=60):
-    port_opt = f" -o {remote.q(f'-p {port}')}" if port is not None else ""
+    port_opt = f" -o {shell.q(f'-p {port}')}" if port is not None else ""
     logfile = ctl_log(host, port or _default_port(host))
     return (
-        f"mkdir -p {remote.q(logfile.rsplit('/', 1)[0])} && "
-        f"{remote.q(_bin(host, 'pg_ctl'))} -D {remote.q(host.vars['pgdata'])}{port_opt} "
-        f"-l {remote.q(logfile)} -w -t {int(timeout)} start"
+        f"mkdir -p {shell.q(logfile.rsplit('/', 1)[0])} && "
+        f"{shell.q(_bin(host, 'pg_ctl'))} -D {shell.q(host.vars['pgdata'])}{port_opt} "
+        f"-l {shell.q(logfile)} -w -t {int(timeout)} start"
     )
 
 
 def stop_command(host, mode="fast", timeout=60):
-    return (f"{remote.q(_bin(host, 'pg_ctl'))} -D {remote.q(host.vars['pgdata'])} -m {mode} "
+    return (f"{shell.q(_bin(host, 'pg_ctl'))} -D {shell.q(host.vars['pgdata'])} -m {mode} "
             f"-w -t {int(timeout)} stop")
 
 
@@ -257,9 +257,9 @@ def recent_log_errors(ctx, host, port=None, lines=200):
     """Error lines from the end of pg_ctl's log and of the newest PGDATA/log/postgresql-*.log
     (the logging collector's daily file), probes."""
     pgdata = host.vars["pgdata"].rstrip("/")
-    newest = (f"f=$(ls -1t {remote.q(pgdata + '/log')}/postgresql-*.log 2>/dev/null | head -n 1); "
+    newest = (f"f=$(ls -1t {shell.q(pgdata + '/log')}/postgresql-*.log 2>/dev/null | head -n 1); "
               f"[ -n \"$f\" ] && tail -n {int(lines)} \"$f\"")
-    commands = [f"tail -n {int(lines)} {remote.q(ctl_log(host, port))}", newest]
+    commands = [f"tail -n {int(lines)} {shell.q(ctl_log(host, port))}", newest]
     found = []
     for cmd in commands:
         res = remote.run(ctx, host, cmd, user="postgres", probe=True, warn=True)
@@ -422,7 +422,6 @@ def restart_task(ctx, host, port=None, mode="fast", force=False, timeout=60, yes
         return start(ctx, h, port, timeout)
 
 
-
 # --------------------------------------------------------------------------- dumpall / vacuum
 
 
@@ -467,8 +466,8 @@ def dumpall_flags(version_num):
 
 def dumpall_command(host, port, flags, dest, tmp_sql, tmp_log):
     return (
-        f"umask 077 && cd {remote.q(dest)} && {remote.q(_bin(host, 'pg_dumpall'))} -p {int(port)} "
-        f"{' '.join(flags)} -f {remote.q(tmp_sql)} 2> {remote.q(tmp_log)}"
+        f"umask 077 && cd {shell.q(dest)} && {shell.q(_bin(host, 'pg_dumpall'))} -p {int(port)} "
+        f"{' '.join(flags)} -f {shell.q(tmp_sql)} 2> {shell.q(tmp_log)}"
     )
 
 
@@ -482,7 +481,7 @@ def _stamp():
 
 def _fresh_stamp(ctx, host, dest, names_of):
     """A stamp whose file names are not in DEST yet (two runs in one second never collide)."""
-    res = remote.run(ctx, host, f"ls -1A {remote.q(dest)}", user="postgres", probe=True, warn=True)
+    res = remote.run(ctx, host, f"ls -1A {shell.q(dest)}", user="postgres", probe=True, warn=True)
     present = set(res.stdout.split())
     for _ in range(5):
         stamp = _stamp()
@@ -508,30 +507,30 @@ def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
         raise HaError(f"{host.name}: pg_dumpall not started: cannot connect on port {port}: "
                       f"{exc.message}", HaError.STATE) from None
     flags = dumpall_flags(version)
-    remote.run(ctx, host, f"mkdir -p -m 700 {remote.q(dest)}", user="postgres")
+    remote.run(ctx, host, f"mkdir -p -m 700 {shell.q(dest)}", user="postgres")
     stamp = _fresh_stamp(ctx, host, dest, lambda st: dump_names(host.name, st))
     names = dump_names(host.name, stamp)
     cmd = dumpall_command(host, port, flags, dest, names["tmp_sql"], names["tmp_log"])
     res = remote.run(ctx, host, cmd, user="postgres", warn=True)
     if remote.is_dry(ctx):
         return {"host": host.name, "dry": True}
-    d = remote.q(dest)
-    log = remote.run(ctx, host, f"cat {d}/{remote.q(names['tmp_log'])}", user="postgres", warn=True)
+    d = shell.q(dest)
+    log = remote.run(ctx, host, f"cat {d}/{shell.q(names['tmp_log'])}", user="postgres", warn=True)
     errors = log_errors(log.stdout, "dumpall")
     if res.exited != 0 or errors or log.exited != 0:
         remote.run(ctx, host,
-                   f"rm -f -- {d}/{remote.q(names['tmp_sql'])}; "
-                   f"mv -f -- {d}/{remote.q(names['tmp_log'])} {d}/{remote.q(names['failed_log'])}",
+                   f"rm -f -- {d}/{shell.q(names['tmp_sql'])}; "
+                   f"mv -f -- {d}/{shell.q(names['tmp_log'])} {d}/{shell.q(names['failed_log'])}",
                    user="postgres", warn=True)
         why = errors[-1] if errors else f"pg_dumpall exited {res.exited}"
         raise HaError(f"{host.name}: pg_dumpall failed: {why} (log: {dest}/{names['failed_log']})",
                       HaError.STATE)
     remote.run(ctx, host,
-               f"mv -- {d}/{remote.q(names['tmp_log'])} {d}/{remote.q(names['log'])} && "
-               f"mv -- {d}/{remote.q(names['tmp_sql'])} {d}/{remote.q(names['sql'])}",
+               f"mv -- {d}/{shell.q(names['tmp_log'])} {d}/{shell.q(names['log'])} && "
+               f"mv -- {d}/{shell.q(names['tmp_sql'])} {d}/{shell.q(names['sql'])}",
                user="postgres")
     removed = prune(ctx, host, dest, keep)
-    size = remote.run(ctx, host, f"stat -c %s {d}/{remote.q(names['sql'])}", user="postgres",
+    size = remote.run(ctx, host, f"stat -c %s {d}/{shell.q(names['sql'])}", user="postgres",
                       probe=True, warn=True).stdout.strip()
     result = {"host": host.name, "port": port, "server_version_num": version, "flags": flags,
               "dump": f"{dest}/{names['sql']}", "log": f"{dest}/{names['log']}",
@@ -544,11 +543,11 @@ def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
 def prune(ctx, host, dest, keep):
     if keep is None:
         return []
-    res = remote.run(ctx, host, f"ls -1A {remote.q(dest)}", user="postgres", probe=True, warn=True)
+    res = remote.run(ctx, host, f"ls -1A {shell.q(dest)}", user="postgres", probe=True, warn=True)
     doomed = prune_plan(res.stdout.split(), host.name, keep)
     if doomed:
-        files = " ".join(remote.q(n) for n in doomed)
-        remote.run(ctx, host, f"cd {remote.q(dest)} && rm -f -- {files}", user="postgres")
+        files = " ".join(shell.q(n) for n in doomed)
+        remote.run(ctx, host, f"cd {shell.q(dest)} && rm -f -- {files}", user="postgres")
     return doomed
 
 
@@ -586,8 +585,8 @@ def vacuum_names(host_name, stamp):
 
 
 def vacuum_command(host, port, dest, tmp_log):
-    return (f"umask 077 && cd {remote.q(dest)} && {remote.q(_bin(host, 'vacuumdb'))} -p {int(port)} "
-            f"-a -f -z -v > {remote.q(tmp_log)} 2>&1")
+    return (f"umask 077 && cd {shell.q(dest)} && {shell.q(_bin(host, 'vacuumdb'))} -p {int(port)} "
+            f"-a -f -z -v > {shell.q(tmp_log)} 2>&1")
 
 
 def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
@@ -595,23 +594,23 @@ def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
     host = remote.host(ctx, host)
     port = port or _default_port(host)
     _refuse_if_locked(ctx, host.cluster)
-    remote.run(ctx, host, f"mkdir -p -m 700 {remote.q(dest)}", user="postgres")
+    remote.run(ctx, host, f"mkdir -p -m 700 {shell.q(dest)}", user="postgres")
     stamp = _fresh_stamp(ctx, host, dest, lambda st: vacuum_names(host.name, st))
     names = vacuum_names(host.name, stamp)
     res = remote.run(ctx, host, vacuum_command(host, port, dest, names["tmp_log"]),
                      user="postgres", warn=True, timeout=timeout)
     if remote.is_dry(ctx):
         return {"host": host.name, "dry": True}
-    d = remote.q(dest)
-    log = remote.run(ctx, host, f"cat {d}/{remote.q(names['tmp_log'])}", user="postgres", warn=True)
+    d = shell.q(dest)
+    log = remote.run(ctx, host, f"cat {d}/{shell.q(names['tmp_log'])}", user="postgres", warn=True)
     errors = log_errors(log.stdout, "vacuum")
     if res.exited != 0 or errors:
-        remote.run(ctx, host, f"mv -f -- {d}/{remote.q(names['tmp_log'])} {d}/{remote.q(names['failed_log'])}",
+        remote.run(ctx, host, f"mv -f -- {d}/{shell.q(names['tmp_log'])} {d}/{shell.q(names['failed_log'])}",
                    user="postgres", warn=True)
         why = errors[-1] if errors else f"vacuumdb exited {res.exited}"
         raise HaError(f"{host.name}: vacuumdb failed: {why} (log: {dest}/{names['failed_log']})",
                       HaError.STATE)
-    remote.run(ctx, host, f"mv -- {d}/{remote.q(names['tmp_log'])} {d}/{remote.q(names['log'])}",
+    remote.run(ctx, host, f"mv -- {d}/{shell.q(names['tmp_log'])} {d}/{shell.q(names['log'])}",
                user="postgres")
     _say(quiet, f"{host.name}: vacuumdb -a -f -z done on port {port}, log {dest}/{names['log']}")
     return {"host": host.name, "port": port, "log": f"{dest}/{names['log']}"}
@@ -635,13 +634,7 @@ def vacuum_task(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False):
         return vacuum(ctx, h, port, dest, quiet)
 
 
-
 # --------------------------------------------------------------------------- compare
-
-def diff_counts(per_host):
-    """Pure: per-table comparison of {host: {db: {table: n}}} -> (rows, differences)."""
-    return tables.diff_tables(per_host)
-
 
 def compare(ctx, cluster="db", hosts=None, ports=None):
     """Exact row counts of every table on every backend of CLUSTER, compared.
@@ -676,11 +669,3 @@ def compare_task(ctx, format=None, cluster="db"):
         counts = ", ".join(f"{h}={n}" for h, n in first["counts"].items())
         raise StateError(f"backends differ in {len(data['differences'])} table(s), "
                          f"first: {what} ({counts})")
-
-
-# compat: removed in the merge sweep (the names sync uses today)
-check_port = checks.port
-_ctl_log = ctl_log
-LIST_DBS = tables.LIST_DBS
-LIST_TABLES = tables.LIST_TABLES
-row_counts = tables.row_counts

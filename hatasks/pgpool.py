@@ -13,8 +13,7 @@ ever on a command line.
 import sys
 import time
 
-from hatasks import backends, checks, compare, crm, journal, newest, output, parsers, remote
-from hatasks.backends import read_pool_nodes
+from hatasks import backends, checks, compare, crm, journal, newest, output, parsers, remote, shell
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -68,7 +67,7 @@ def status(ctx, cluster="db", record=True):
     "error", "recorded": the last newest-data record or None}."""
     c = backends.pgpool_cluster(ctx, cluster)
     try:
-        data = read_pool_nodes(ctx, c.name)
+        data = backends.read_pool_nodes(ctx, c.name)
     except HaError as exc:
         return {"cluster": c.name, "reachable": False, "error": exc.message,
                 "backends": [], "degenerated": None, "newest": None,
@@ -132,7 +131,7 @@ def status_task(ctx, format=None, cluster="db"):
 
 def listening(ctx, host, port):
     """True if something listens on TCP PORT on HOST (ss, probe)."""
-    res = remote.run(ctx, host, f"ss -Hltn {remote.q(f'sport = :{int(port)}')}", probe=True, warn=True)
+    res = remote.run(ctx, host, f"ss -Hltn {shell.q(f'sport = :{int(port)}')}", probe=True, warn=True)
     if res.exited != 0:
         raise StateError(f"{getattr(host, 'name', host)}: ss failed: {res.stderr.strip()}")
     return bool(res.stdout.strip())
@@ -230,8 +229,8 @@ def check_script(c, wait=15):
     pcp = _port(c, "pcp_port", 9898)
     test_port = port + 20000 if port + 20000 <= 65535 else port - 20000
     test_pcp = pcp + 20000 if pcp + 20000 <= 65535 else pcp - 20000
-    return CHECK_SCRIPT.format(conf=remote.q(_conf(c)), wait=int(wait), port=test_port,
-                               pcp_port=test_pcp, pgpool=remote.q(c.vars.get("pgpool_bin") or PGPOOL))
+    return CHECK_SCRIPT.format(conf=shell.q(_conf(c)), wait=int(wait), port=test_port,
+                               pcp_port=test_pcp, pgpool=shell.q(c.vars.get("pgpool_bin") or PGPOOL))
 
 
 def _pgpool_errors(text):
@@ -318,10 +317,10 @@ def _crm(ctx, host, cmd):
 def _set_meta(ctx, host, rid, name, value):
     """Set (value) or delete (value None) the meta attribute NAME of resource RID."""
     if value is not None:
-        cmd = (f"crm_resource --resource {remote.q(rid)} --meta --set-parameter {name} "
-               f"--parameter-value {remote.q(value)}")
+        cmd = (f"crm_resource --resource {shell.q(rid)} --meta --set-parameter {name} "
+               f"--parameter-value {shell.q(value)}")
     else:
-        cmd = f"crm_resource --resource {remote.q(rid)} --meta --delete-parameter {name}"
+        cmd = f"crm_resource --resource {shell.q(rid)} --meta --delete-parameter {name}"
     res = _crm(ctx, host, cmd)
     if res.exited != 0 and value is not None:
         raise StateError(f"{host.name}: {cmd} failed: {(res.stderr or res.stdout).strip()}")
@@ -366,7 +365,7 @@ def stop(ctx, host, mode="fast", timeout=60, reason="pgpool.stop"):
     print(f"{h.name}: pgpool listening on {port}; newest data: {where}", flush=True)
     if rid:
         set_maintenance(ctx, h, rid, True)
-    cmd = f"{remote.q(c.vars.get('pgpool_bin') or PGPOOL)} -f {remote.q(_conf(c))} -m {mode} stop"
+    cmd = f"{shell.q(c.vars.get('pgpool_bin') or PGPOOL)} -f {shell.q(_conf(c))} -m {mode} stop"
     res = remote.run(ctx, h, cmd, user="postgres", warn=True, timeout=timeout + 30)
     if remote.is_dry(ctx):
         return {"host": h.name, "dry": True}
@@ -388,7 +387,7 @@ def start(ctx, host, timeout=60):
         if listening(ctx, h, port):
             print(f"{h.name}: pgpool already listening on {port}", flush=True)
             return {"host": h.name, "started": False}
-        remote.run(ctx, h, f"{remote.q(c.vars.get('pgpool_bin') or PGPOOL)} -f {remote.q(_conf(c))}",
+        remote.run(ctx, h, f"{shell.q(c.vars.get('pgpool_bin') or PGPOOL)} -f {shell.q(_conf(c))}",
                    user="postgres", timeout=timeout)
     else:
         rs = resource_state(ctx, c)
@@ -446,7 +445,7 @@ def wait_resource(ctx, c, ok, expected, timeout):
 
 
 def maintenance_set(ctx, host, rid):
-    cmd = f"crm_resource --resource {remote.q(rid)} --meta --get-parameter maintenance"
+    cmd = f"crm_resource --resource {shell.q(rid)} --meta --get-parameter maintenance"
     res = remote.run(ctx, host, cmd, probe=True, warn=True)
     return res.exited == 0 and res.stdout.strip().splitlines()[-1:] == ["true"]
 
@@ -504,8 +503,8 @@ def start_task(ctx, host, timeout=60, yes=False):
 def pcp_command(c, verb, node_id):
     """pcp_VERB -h VIP -p PCP_PORT -U PCP_USER -w -n ID (password from ~/.pcppass)."""
     user = c.vars.get("pcp_user") or c.vars.get("pg_user") or "postgres"
-    return (f"pcp_{verb} -h {remote.q(c.vars['vip'])} -p {_port(c, 'pcp_port', 9898)} "
-            f"-U {remote.q(user)} -w -n {int(node_id)}")
+    return (f"pcp_{verb} -h {shell.q(c.vars['vip'])} -p {_port(c, 'pcp_port', 9898)} "
+            f"-U {shell.q(user)} -w -n {int(node_id)}")
 
 
 def run_pcp(ctx, c, verb, node_id, timeout=60):
@@ -544,7 +543,7 @@ def wait_backend(ctx, c, node_id, want, timeout):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            data = read_pool_nodes(ctx, c.name)
+            data = backends.read_pool_nodes(ctx, c.name)
         except HaError:
             # right after an attach or a recovery pgpool restarts its children and may drop
             # the first connection: ask again until the deadline
@@ -570,7 +569,7 @@ def print_nodes(label, data):
 def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
     """pcp_detach_node for NODE_ID (refuses the last up backend); records newest; verified."""
     c = backends.pgpool_cluster(ctx, host.cluster)
-    before = read_pool_nodes(ctx, c.name)
+    before = backends.read_pool_nodes(ctx, c.name)
     print_nodes("before", before)
     b = _backend(before, node_id)
     if b.get("status") != "up":
@@ -594,7 +593,7 @@ def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
 
 def attach(ctx, host, node_id, timeout=30):
     c = backends.pgpool_cluster(ctx, host.cluster)
-    before = read_pool_nodes(ctx, c.name)
+    before = backends.read_pool_nodes(ctx, c.name)
     print_nodes("before", before)
     if _backend(before, node_id).get("status") == "up":
         print(f"backend {node_id} ({host.name}) is already attached", flush=True)
@@ -631,7 +630,7 @@ def _warn_if_different(ctx, c, host):
 def recover(ctx, host, node_id, timeout=300):
     """Online recovery of NODE_ID from the main backend (pcp_recovery_node), then compare."""
     c = backends.pgpool_cluster(ctx, host.cluster)
-    before = read_pool_nodes(ctx, c.name)
+    before = backends.read_pool_nodes(ctx, c.name)
     if _backend(before, node_id).get("status") == "up":
         print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)",
               flush=True)
@@ -705,9 +704,3 @@ def recover_task(ctx, node, timeout=300, yes=False):
     timeout = checks.positive("timeout", timeout, int)
     with journal.operation(ctx, h.cluster, "pgpool.recover", {"node": node}, yes=yes):
         recover(ctx, h, node_id, timeout)
-
-
-# compat: removed in the merge sweep (the names db, sync and bench use today)
-db_cluster = backends.pgpool_cluster
-record_newest = newest.record_newest
-_print_nodes = print_nodes

@@ -35,8 +35,9 @@ import fabric
 import invoke
 import paramiko
 
-from . import inventory as _inventory
-from .errors import HaError, UnreachableError, UsageError
+from hatasks import inventory as _inventory
+from hatasks.shell import q
+from hatasks.errors import HaError, UnreachableError, UsageError
 
 # paramiko logs failures we already report as one line (e.g. "Secsh channel 3 open FAILED:
 # Connection refused" when a tunnel's target is down); without a handler of its own, Python's
@@ -93,12 +94,7 @@ def host(ctx, name):
 
 # the functions below take a parameter called ``host``, which hides the function
 _resolve = host
-get_host = host  # compat: removed in the merge sweep
 
-
-def q(value):
-    """The one shell-quoting helper: ``value`` as a str, quoted for sh."""
-    return shlex.quote(str(value))
 
 
 # ---------------------------------------------------------------------------

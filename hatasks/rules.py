@@ -14,11 +14,9 @@ A plan step is a dict: {"task": "hb.start", "args": {...}, "why": "..."} plus "c
 possibly transient state is given before a human is called).
 """
 
-import shlex
 import xml.etree.ElementTree as ET
 
-from hatasks import cluster as crm
-
+from hatasks import crmmon, shell
 #: table 5-4 rows (plus "healthy"), in the order a diagnosis names them when several hold
 DB_PATTERNS = ("power", "network", "heartbeat", "pgpool", "postgres", "degenerated")
 #: patterns whose recovery includes a data resync (table 5-4, column "data resync")
@@ -68,7 +66,7 @@ def render(plan_step):
         if value is True:
             parts.append(f"--{key}")
         elif value not in (None, False):
-            parts += [f"--{key}", shlex.quote(str(value))]
+            parts += [f"--{key}", shell.q(value)]
     return " ".join(parts)
 
 
@@ -86,7 +84,7 @@ def crm_view(state, group):
     """The part of a parsed crm_mon a diagnosis needs (JSON-able, small)."""
     return {
         "nodes": {n["name"]: n["state"] for n in state.get("nodes", [])},
-        "group_node": crm.group_node(state, group) if group else None,
+        "group_node": crmmon.group_node(state, group) if group else None,
         "resources": [{"id": r.get("id"), "node": r.get("node"), "role": r.get("role"),
                        "nodes": r.get("nodes") or ([r["node"]] if r.get("node") else [])}
                       for r in state.get("resources", [])

@@ -7,9 +7,9 @@ through the DB VIP, a direct connection to each backend); `--format json` gives 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import crm, crmmon, hb, output, pg, pgpool, remote
-from .base import task
-from .errors import HaError, StateError
+from hatasks import crm, crmmon, hb, output, pg, pgpool, remote
+from hatasks.base import task
+from hatasks.errors import HaError, StateError
 
 
 def collectors(ctx, cluster=None):

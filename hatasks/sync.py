@@ -31,13 +31,14 @@ import signal
 import threading
 import time
 
-from hatasks import journal, output, pg, pgpool, remote
+from hatasks import backends, checks, journal, newest, output, pg, pgpool, remote
 from hatasks.base import task
+from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
-from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS, check_fit,
-                              check_method, choose_source, disk_needs, first_diff, gb, make_plan, plan_lines,
-                              q, resume_state, steps_to_run, summary)
-from hatasks.syncsteps import (STEPS, compare_digests, db_cluster, db_host, ensure_running, install_recovery,
+from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
+                              check_fit, check_method, choose_source, disk_needs, first_diff, gb,
+                              make_plan, plan_lines, resume_state, steps_to_run, summary)
+from hatasks.syncsteps import (STEPS, compare_digests, ensure_running, install_recovery,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
 
@@ -81,7 +82,7 @@ def _du(ctx, h, path):
 def preflight(ctx, p):
     """Connectivity, source readable, target->source postgres ssh, free disk. Returns numbers;
     raises REFUSED with the numbers when something does not fit."""
-    s, t = db_host(ctx, p["source"]), db_host(ctx, p["target"])
+    s, t = pg.db_host(ctx, p["source"]), pg.db_host(ctx, p["target"])
     reach = remote.probe_many(ctx, [s, t], lambda n: probe(ctx, n, "true", user="root"))
     bad = [r.message for r in reach.values() if isinstance(r, HaError)]
     if bad:
@@ -133,9 +134,9 @@ def print_plan(p, plan, done=()):
 
 
 def _params(ctx, c, method, choice, maint_port, vacuum, workdir, force):
-    s = db_host(ctx, choice["source"])
+    s = pg.db_host(ctx, choice["source"])
     pgdata = s.vars["pgdata"].rstrip("/")
-    t = db_host(ctx, choice["target"])
+    t = pg.db_host(ctx, choice["target"])
     if t.vars["pgdata"].rstrip("/") != pgdata:
         pgdata_t = t.vars["pgdata"].rstrip("/")
     else:
@@ -157,26 +158,26 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
     """Validate, choose source/target from the evidence, build the plan params (probes only).
     Returns (params, plan) or (None, reason) when there is nothing to do."""
     check_method(method)
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     hosts = [h.name for h in c.hosts]
     for opt, v in (("source", source), ("target", target)):
         if v is not None:
             remote.check_value(opt, v)
-            db_host(ctx, v)
-    maint_port = pg.check_port(maint_port if maint_port is not None else
+            pg.db_host(ctx, v)
+    maint_port = checks.port(maint_port if maint_port is not None else
                                c.vars.get("maintenance_port") or DEFAULT_MAINT_PORT, "port")
     workdir = pg.check_dest(workdir or c.vars.get("resync_dir") or DEFAULT_WORKDIR)
     journal.check_unlocked(ctx, c.name)
     pool_now = read_pool(ctx, c)
     choice = choose_source(hosts, pool_now, journal.newest(ctx, c.name), source, target, force)
-    s, t = db_host(ctx, choice["source"]), db_host(ctx, choice["target"])
+    s, t = pg.db_host(ctx, choice["source"]), pg.db_host(ctx, choice["target"])
     if not pg.connectable(ctx, s, normal_port(s)):
         st = pg.server_state(ctx, s)
         raise HaError(f"refusing to resync: the source {s.name} is down (PostgreSQL "
                       f"{'runs on port ' + str(st['port']) if st['running'] else 'not running'}; "
                       f"evidence: {'; '.join(choice['evidence'])})", HaError.REFUSED)
     if pool_now and pool_now.get("degenerated") and not remote.is_dry(ctx):
-        pgpool.record_newest(ctx, c.name, "sync.resync: pgpool seen degenerated")
+        newest.record_newest(ctx, c.name, "sync.resync: pgpool seen degenerated")
     degenerated = bool(pool_now and pool_now.get("degenerated"))
     if not degenerated and _both_up(ctx, s, t):
         cmp = compare_digests(ctx, {s.name: normal_port(s), t.name: normal_port(t)})
@@ -251,7 +252,7 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
     if remote.is_dry(ctx):
         say("[dry] plan and probes only; nothing was changed")
         return {"dry": True, "plan": plan, "preflight": info}
-    s = db_host(ctx, p["source"])
+    s = pg.db_host(ctx, p["source"])
     p["settings"] = _pg_settings(ctx, s, normal_port(s))
     args = {k: p[k] for k in ("method", "source", "target", "maint_port", "vacuum", "force")}
     t0 = time.monotonic()
@@ -269,7 +270,7 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
 
 
 def state(ctx, cluster=None):
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     return c, resume_state(journal.Journal(ctx).records(), c.name)
 
 
@@ -316,7 +317,7 @@ def rollback(ctx, yes=False, cluster=None):
     if s["rolled_back"]:
         raise StateError(f"resync {s['op']} was already rolled back")
     p, data = s["params"], s["data"]
-    t, src = db_host(ctx, p["target"]), db_host(ctx, p["source"])
+    t, src = pg.db_host(ctx, p["target"]), pg.db_host(ctx, p["source"])
     kept = data.get("kept")
     if not kept and p["method"] == "online" and p.get("kept_list_len") is not None:
         # the online recovery failed after its 1st stage moved the data dir: the scripts listed it
@@ -360,7 +361,7 @@ def rollback(ctx, yes=False, cluster=None):
         if data.get("pgpool_stopped"):
             host = data.get("pgpool_host") or p.get("pgpool_host")
             rid = c.vars.get("pgpool_resource")
-            if not rid or pgpool.maintenance_set(ctx, db_host(ctx, host), rid) or not read_pool(ctx, c):
+            if not rid or pgpool.maintenance_set(ctx, pg.db_host(ctx, host), rid) or not read_pool(ctx, c):
                 pgpool.start(ctx, host)
             op.checkpoint("start_pgpool")
         pool_now = read_pool(ctx, c)
@@ -376,14 +377,14 @@ def rollback(ctx, yes=False, cluster=None):
 def cleanup(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes=False, cluster=None):
     """Archive (tar.gz into ARCHIVE) or delete the resync work dirs (dumps, logs) on the DB hosts;
     remove a kept data dir only when named."""
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     if archive is None and not delete and not remove_datadir:
         raise UsageError("give --archive DIR or --delete (dumps and logs), and/or --remove-datadir NAME")
     if archive is not None and delete:
         raise UsageError("--archive and --delete exclude each other")
     if archive is not None:
         archive = pg.check_dest(archive)
-    hosts = [db_host(ctx, host)] if host else [db_host(ctx, h.name) for h in c.hosts]
+    hosts = [pg.db_host(ctx, host)] if host else [pg.db_host(ctx, h.name) for h in c.hosts]
     workdir = pg.check_dest(c.vars.get("resync_dir") or DEFAULT_WORKDIR)
     _, s = state(ctx, c.name)
     active = s and not s["finished"] and not s["rolled_back"]
@@ -437,7 +438,7 @@ def cleanup(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes
 
 def kept_dirs(ctx, cluster=None):
     """Kept data dirs per DB host (name, size)."""
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     out = {}
     for h in c.hosts:
         pgdata = h.vars["pgdata"].rstrip("/")
@@ -499,8 +500,8 @@ def cleanup_task(ctx, archive=None, delete=False, remove_datadir=None, host=None
 @task(name="install-recovery", help={"host": "DB host (default: both)", "yes": "do not ask for confirmation"})
 def install_recovery_task(ctx, host=None, yes=False):
     """Install hatasks' online-recovery scripts into PGDATA (pcp_recovery_node runs them)."""
-    c = db_cluster(ctx)
-    hosts = [db_host(ctx, host).name] if host else [h.name for h in c.hosts]
+    c = backends.pgpool_cluster(ctx)
+    hosts = [pg.db_host(ctx, host).name] if host else [h.name for h in c.hosts]
     with journal.operation(ctx, c.name, "sync.install-recovery", {"host": host}, yes=yes):
         install_recovery(ctx, hosts, c.name)
 
@@ -531,7 +532,7 @@ def status_task(ctx, format=None):
 def verify_task(ctx, format=None):
     """Compare every table of every database on both backends: row counts and content checksums."""
     fmt = output.resolve_format(ctx, format)
-    c = db_cluster(ctx)
+    c = backends.pgpool_cluster(ctx)
     cmp = compare_digests(ctx, {h.name: normal_port(h) for h in c.hosts})
     hosts = cmp["hosts"]
     output.emit(cmp, fmt, table=lambda d: (["database", "table", *hosts, "equal"], [

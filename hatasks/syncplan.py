@@ -4,10 +4,10 @@ disk-fit check and the digest comparison. Nothing here touches a host, the journ
 """
 
 import re
-import shlex
 
 from psycopg2 import sql
 
+from hatasks.shell import q
 from hatasks.errors import HaError, UsageError
 
 ACTION = "sync.resync"
@@ -27,10 +27,6 @@ SSH_OPTS = "-o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=10"
 DISK_MARGIN = 0.10
 KEPT_RE = r"\.(\d{4}-\d{2}-\d{2}(-\d{6})?|failed-\d{4}-\d{2}-\d{2}-\d{6}|partial-\d{4}-\d{2}-\d{2}-\d{6})$"
 
-
-def q(value):
-    """One shell word for VALUE (every remote command is built from these)."""
-    return shlex.quote(str(value))
 
 
 # =========================================================================== pure: source choice
@@ -359,28 +355,6 @@ def digest_query(schema, table):
         "FROM {}.{} AS hatasks_row"
     ).format(sql.Identifier(schema), sql.Identifier(table))
 
-
-def diff_digests(per_host):
-    """Pure: {host: {db: {table: [count, sum]}}} -> (rows, differences)."""
-    hosts = list(per_host)
-    rows, diffs = [], []
-    dbs = sorted({db for d in per_host.values() for db in d})
-    for db in dbs:
-        if any(db not in per_host[h] for h in hosts):
-            row = {"database": db, "table": None, "equal": False,
-                   "note": "database missing on " + ", ".join(h for h in hosts if db not in per_host[h])}
-            rows.append(row)
-            diffs.append(row)
-            continue
-        for t in sorted({t for h in hosts for t in per_host[h][db]}):
-            vals = {h: per_host[h][db].get(t) for h in hosts}
-            equal = None not in vals.values() and len({tuple(v) for v in vals.values()}) == 1
-            row = {"database": db, "table": t, "counts": {h: (v[0] if v else None) for h, v in vals.items()},
-                   "checksums": {h: (v[1] if v else None) for h, v in vals.items()}, "equal": equal}
-            rows.append(row)
-            if not equal:
-                diffs.append(row)
-    return rows, diffs
 
 
 #: settings of the freshly built target while it is loaded on the maintenance port (a crash

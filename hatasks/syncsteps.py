@@ -12,12 +12,13 @@ import pathlib
 import re
 import time
 
-from hatasks import pg, pgpool, remote
-from hatasks.errors import HaError, StateError, UsageError
-from hatasks.syncplan import (BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS, SLOT,
-                              basebackup_command, bulk_start_command, copy_config_command, diff_digests,
-                              digest_query, dump_command, first_diff, guarded, import_command,
-                              initdb_command, q, run_dir)
+from hatasks import backends, compare, newest, pg, pgpool, remote
+from hatasks.shell import q
+from hatasks.errors import HaError, StateError
+from hatasks.syncplan import (BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS,
+                              SLOT, basebackup_command, bulk_start_command, copy_config_command,
+                              digest_query, dump_command, first_diff, guarded,
+                              import_command, initdb_command, run_dir)
 
 RECOVERY_DIR = pathlib.Path(__file__).resolve().parent / "recovery"
 
@@ -29,20 +30,6 @@ def say(*lines):
 
 
 # =========================================================================== I/O helpers
-
-
-def db_cluster(ctx, cluster=None):
-    """The named DB cluster, else the inventory's first DB cluster."""
-    if cluster:
-        return pgpool.db_cluster(ctx, cluster)
-    dbs = remote.inventory(ctx).clusters_of_kind("db")
-    if not dbs:
-        raise UsageError("the inventory has no DB cluster")
-    return pgpool.db_cluster(ctx, dbs[0].name)
-
-
-def db_host(ctx, name):
-    return pg.db_host(ctx, name)
 
 
 def bindir(h):
@@ -67,13 +54,13 @@ def probe(ctx, h, cmd, user="postgres"):
 
 def digests(ctx, host, port):
     """{db: {"schema.table": [count, checksum]}} of every connectable non-template database."""
-    h = remote.get_host(ctx, host)
+    h = remote.host(ctx, host)
     out = {}
-    for db in [r["datname"] for r in remote.sql_rows(ctx, h, pg.LIST_DBS, port=port)]:
+    for db in [r["datname"] for r in remote.sql_rows(ctx, h, compare.LIST_DBS, port=port)]:
         tables = {}
         with remote.pg_connect(ctx, h, port=port, dbname=db) as conn:
             with conn.cursor() as cur:
-                cur.execute(pg.LIST_TABLES)
+                cur.execute(compare.LIST_TABLES)
                 for schema, table in cur.fetchall():
                     cur.execute(digest_query(schema, table))
                     n, s = cur.fetchone()
@@ -88,7 +75,7 @@ def compare_digests(ctx, ports):
     bad = [r.message for r in res.values() if isinstance(r, HaError)]
     if bad:
         raise StateError("cannot verify: " + "; ".join(bad))
-    rows, diffs = diff_digests(res)
+    rows, diffs = compare.diff_digests(res)
     return {"hosts": list(res), "equal": not diffs, "tables": rows, "differences": diffs}
 
 
@@ -109,7 +96,7 @@ def start_local(ctx, h, port, timeout=60):
     if st["running"]:
         pg.stop(ctx, h, "fast")
     say(f"{h.name}: starting PostgreSQL on port {port} (bulk-load settings: {BULK_LOAD})")
-    cmd = bulk_start_command(bindir(h), h.vars["pgdata"], port, pg._ctl_log(h), timeout)
+    cmd = bulk_start_command(bindir(h), h.vars["pgdata"], port, pg.ctl_log(h), timeout)
     res = run(ctx, h, cmd, warn=True, timeout=timeout + 30)
     deadline = time.monotonic() + timeout
     while not local_ok(ctx, h, port):
@@ -134,7 +121,7 @@ def ensure_running(ctx, h, port):
 def read_pool(ctx, c):
     """SHOW pool_nodes of cluster C, or None when pgpool does not answer."""
     try:
-        return pgpool.read_pool_nodes(ctx, c.name)
+        return backends.read_pool_nodes(ctx, c.name)
     except HaError:
         return None
 
@@ -153,13 +140,13 @@ def pool_host(ctx, c):
 
 def record_newest(ctx, p, st):
     """Journal which backend holds the newest data while pgpool still answers."""
-    rec = pgpool.record_newest(ctx, p["cluster"], f"sync.resync {p['source']} -> {p['target']}")
+    rec = newest.record_newest(ctx, p["cluster"], f"sync.resync {p['source']} -> {p['target']}")
     return {"newest_recorded": rec.get("newest") or (rec.get("previous") or {}).get("newest")}
 
 
 def stop_pgpool(ctx, p, st):
     """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran."""
-    c = db_cluster(ctx, p["cluster"])
+    c = backends.pgpool_cluster(ctx, p["cluster"])
     host = p.get("pgpool_host") or pool_host(ctx, c)
     if not host:
         say("pgpool is not running: nothing to stop")
@@ -171,12 +158,12 @@ def stop_pgpool(ctx, p, st):
 
 def restart_source_maint(ctx, p, st):
     """The source on the maintenance port, so no application writes during the copy."""
-    ensure_running(ctx, db_host(ctx, p["source"]), p["maint_port"])
+    ensure_running(ctx, pg.db_host(ctx, p["source"]), p["maint_port"])
     return {}
 
 
 def vacuum_source(ctx, p, st):
-    s = db_host(ctx, p["source"])
+    s = pg.db_host(ctx, p["source"])
     ensure_running(ctx, s, p["maint_port"])
     run(ctx, s, f"mkdir -p -m 700 {q(run_dir(p))}")
     pg.vacuum(ctx, s, p["maint_port"], run_dir(p))
@@ -185,7 +172,7 @@ def vacuum_source(ctx, p, st):
 
 def dump_source(ctx, p):
     """pg_dumpall of the source on the maintenance port into the work dir, checked complete."""
-    s = db_host(ctx, p["source"])
+    s = pg.db_host(ctx, p["source"])
     ensure_running(ctx, s, p["maint_port"])
     dest = run_dir(p)
     run(ctx, s, f"mkdir -p -m 700 {q(dest)}")
@@ -219,7 +206,7 @@ def dump_source(ctx, p):
 def safety_dump(ctx, p):
     """Safety pg_dumpall of the target's current data (runbook C); skipped with a note when the
     target's PostgreSQL does not run (its data dir is kept anyway)."""
-    t = db_host(ctx, p["target"])
+    t = pg.db_host(ctx, p["target"])
     st = pg.server_state(ctx, t)
     if not st["running"] or not pg.connectable(ctx, t, st["port"] or normal_port(t)):
         say(f"{t.name}: PostgreSQL not running: no safety dump (its data directory is kept instead)")
@@ -241,14 +228,14 @@ def dump_source_and_target(ctx, p, st):
 
 
 def stop_target(ctx, p, st):
-    t = db_host(ctx, p["target"])
+    t = pg.db_host(ctx, p["target"])
     pg.stop(ctx, t, "fast")
     return {}
 
 
 def keep_datadir(ctx, p, st):
     """Move the target's data dir aside under its kept name; never deleted here."""
-    t = db_host(ctx, p["target"])
+    t = pg.db_host(ctx, p["target"])
     if pg.server_state(ctx, t)["running"]:
         pg.stop(ctx, t, "fast")
     kept = p["kept"]
@@ -282,7 +269,7 @@ def _clear_new_datadir(ctx, t, p, why):
 
 def initdb_target(ctx, p, st):
     """A fresh data dir with the source's encoding, locale and checksum setting, marked as ours."""
-    t = db_host(ctx, p["target"])
+    t = pg.db_host(ctx, p["target"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
     run(ctx, t, f"install -d -o postgres -g postgres -m 700 {q(p['pgdata'])}", user="root")
     run(ctx, t, initdb_command(bindir(t), p["pgdata"], p["settings"]) + " >/dev/null")
@@ -294,7 +281,7 @@ def initdb_target(ctx, p, st):
 
 def basebackup_target(ctx, p, st):
     """A physical copy of the source as the new data dir, marked as ours."""
-    t, s = db_host(ctx, p["target"]), db_host(ctx, p["source"])
+    t, s = pg.db_host(ctx, p["target"]), pg.db_host(ctx, p["source"])
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
     t0 = time.monotonic()
@@ -307,7 +294,7 @@ def basebackup_target(ctx, p, st):
 
 def copy_config(ctx, p, st):
     """The target's own configuration files back from its kept data dir."""
-    t = db_host(ctx, p["target"])
+    t = pg.db_host(ctx, p["target"])
     res = run(ctx, t, copy_config_command(p["kept"], p["pgdata"]))
     files = res.stdout.split()
     say(f"{t.name}: copied back from {p['kept']}: {', '.join(files) or 'nothing'}")
@@ -315,13 +302,13 @@ def copy_config(ctx, p, st):
 
 
 def start_target_maint(ctx, p, st):
-    start_local(ctx, db_host(ctx, p["target"]), p["maint_port"])
+    start_local(ctx, pg.db_host(ctx, p["target"]), p["maint_port"])
     return {}
 
 
 def import_dump(ctx, p, st):
     """Stream the source's dump into the target; the first error stops it."""
-    t, s = db_host(ctx, p["target"]), db_host(ctx, p["source"])
+    t, s = pg.db_host(ctx, p["target"]), pg.db_host(ctx, p["source"])
     start_local(ctx, t, p["maint_port"])
     dump = st.get("dump")
     if not dump:
@@ -342,7 +329,7 @@ def import_dump(ctx, p, st):
 
 
 def vacuum_target(ctx, p, st):
-    t = db_host(ctx, p["target"])
+    t = pg.db_host(ctx, p["target"])
     ensure_running(ctx, t, p["maint_port"])
     pg.vacuum(ctx, t, p["maint_port"], run_dir(p))
     return {}
@@ -365,7 +352,7 @@ def verify(ctx, p, ports, attempts=1):
 
 def verify_copy(ctx, p, st):
     """Both backends compared table by table (retried for online: writes keep landing)."""
-    s, t = db_host(ctx, p["source"]), db_host(ctx, p["target"])
+    s, t = pg.db_host(ctx, p["source"]), pg.db_host(ctx, p["target"])
     if p["method"] == "online":
         return verify(ctx, p, {s.name: normal_port(s), t.name: normal_port(t)}, attempts=10)
     ensure_running(ctx, s, p["maint_port"])
@@ -382,7 +369,7 @@ def _parallel(fn, items):
 
 def restart_normal(ctx, p, st):
     """Both back on their normal ports (the bulk-load settings go with the restart)."""
-    hosts = [db_host(ctx, n) for n in (p["source"], p["target"])]
+    hosts = [pg.db_host(ctx, n) for n in (p["source"], p["target"])]
     _parallel(lambda h: ensure_running(ctx, h, normal_port(h)), hosts)
     return {}
 
@@ -392,10 +379,10 @@ def start_pgpool(ctx, p, st):
     if not st.get("pgpool_stopped"):
         say("pgpool was not stopped by this resync: not starting it")
         return {}
-    c = db_cluster(ctx, p["cluster"])
+    c = backends.pgpool_cluster(ctx, p["cluster"])
     host = st.get("pgpool_host") or p.get("pgpool_host")
     rid = c.vars.get("pgpool_resource")
-    if rid and not pgpool.maintenance_set(ctx, db_host(ctx, host), rid) and read_pool(ctx, c):
+    if rid and not pgpool.maintenance_set(ctx, pg.db_host(ctx, host), rid) and read_pool(ctx, c):
         say("pgpool already runs")
         return {}
     pgpool.start(ctx, host)
@@ -404,11 +391,11 @@ def start_pgpool(ctx, p, st):
 
 def attach_backends(ctx, p, st):
     """pcp_attach_node for each backend pgpool does not show up."""
-    c = db_cluster(ctx, p["cluster"])
-    data = pgpool.read_pool_nodes(ctx, c.name)
+    c = backends.pgpool_cluster(ctx, p["cluster"])
+    data = backends.read_pool_nodes(ctx, c.name)
     attached = []
     for name in (p["source"], p["target"]):
-        h = db_host(ctx, name)
+        h = pg.db_host(ctx, name)
         b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
         if b and b[0].get("status") != "up":
             try:
@@ -423,11 +410,11 @@ def attach_backends(ctx, p, st):
 
 def verify_pool(ctx, p, st):
     """Wait (30 s) until pgpool shows every backend up and none degenerated."""
-    c = db_cluster(ctx, p["cluster"])
+    c = backends.pgpool_cluster(ctx, p["cluster"])
     deadline = time.monotonic() + 30
     while True:
         try:
-            data = pgpool.read_pool_nodes(ctx, c.name)
+            data = backends.read_pool_nodes(ctx, c.name)
             seen = ", ".join(f"{b['host']} {b['status']}" for b in data["backends"])
             if not data.get("degenerated") and all(b.get("status") == "up" for b in data["backends"]):
                 break
@@ -465,12 +452,12 @@ def recovery_command_names(ctx, c):
 def install_recovery(ctx, hosts, cluster=None):
     """Install hatasks' recovery scripts into PGDATA of HOSTS (an existing different script is
     kept as NAME.orig-STAMP). Returns {host: [installed names]}."""
-    c = db_cluster(ctx, cluster)
+    c = backends.pgpool_cluster(ctx, cluster)
     names = recovery_command_names(ctx, c)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = {}
     for name in hosts:
-        h = db_host(ctx, name)
+        h = pg.db_host(ctx, name)
         pgdata = h.vars["pgdata"].rstrip("/")
         done = []
         if probe(ctx, h, f"test -f {q(pgdata + '/PG_VERSION')}").exited != 0:
@@ -512,10 +499,10 @@ def kept_list(ctx, t, pgdata):
 
 def recover_online(ctx, p, st):
     """pcp_recovery_node for the target, judged by what it printed (it exits 0 on failure)."""
-    c = db_cluster(ctx, p["cluster"])
-    t = db_host(ctx, p["target"])
+    c = backends.pgpool_cluster(ctx, p["cluster"])
+    t = pg.db_host(ctx, p["target"])
     before = kept_list(ctx, t, p["pgdata"])
-    data = pgpool.read_pool_nodes(ctx, c.name)
+    data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
     if me and me[0].get("status") == "up":
         pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online")
@@ -527,7 +514,7 @@ def recover_online(ctx, p, st):
     said = f"{res.stdout}\n{res.stderr}"
     if "ERROR" in said or "Command Successful" not in said:
         lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
-        log = probe(ctx, db_host(ctx, p["source"]), f"tail -n 5 {q(RECOVERY_LOG)}").stdout.strip()
+        log = probe(ctx, pg.db_host(ctx, p["source"]), f"tail -n 5 {q(RECOVERY_LOG)}").stdout.strip()
         raise StateError(f"pcp_recovery_node for {t.name} failed: {' '.join(lines)[-300:]}; "
                          f"{p['source']}:{RECOVERY_LOG}: {log.splitlines()[-1] if log else '(empty)'}")
     pgpool.wait_backend(ctx, c, t.pgpool_node_id, "up", 60)
@@ -536,7 +523,7 @@ def recover_online(ctx, p, st):
     new = after[len(before):] if after[:len(before)] == before else after[-1:]
     kept = new[0] if new else None
     say(f"{t.name}: online recovery done in {took:.1f}s; old data directory kept as {kept}")
-    s = db_host(ctx, p["source"])
+    s = pg.db_host(ctx, p["source"])
     left = remote.sql_rows(ctx, s, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s",
                            (SLOT,), port=normal_port(s))
     if left and int(left[0]["n"]):

@@ -8,7 +8,7 @@ import re
 
 from tabulate import tabulate
 
-from hatasks import checks, crm, crmmon, output, parsers, remote
+from hatasks import checks, crm, crmmon, output, parsers, remote, shell
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UsageError
 
@@ -20,7 +20,7 @@ _HTTP_MARK = "HATASKS_HTTP_CODE:"
 
 def check_command(conf):
     """apache2ctl (Debian) or apachectl (elsewhere) configuration test of CONF."""
-    q = remote.q(conf)
+    q = shell.q(conf)
     return (f"if command -v apache2ctl >/dev/null 2>&1; then apache2ctl -t -f {q}; "
             f"else apachectl -t -f {q}; fi 2>&1")
 
@@ -74,7 +74,7 @@ def check_task(ctx, host, format=None):
 
 def fetch_command(url, timeout=HTTP_TIMEOUT):
     """Body of URL then a last line `HATASKS_HTTP_CODE:NNN` (curl, else python3)."""
-    q = remote.q(url)
+    q = shell.q(url)
     py = ("import sys,urllib.request as u\n"
           "try:\n"
           f" r=u.urlopen(sys.argv[1],timeout={int(timeout)}); b=r.read(); c=r.status\n"
@@ -82,8 +82,8 @@ def fetch_command(url, timeout=HTTP_TIMEOUT):
           "except Exception:\n b=b''; c=0\n"
           f"sys.stdout.write(b.decode('utf-8','replace')+'\\n{_HTTP_MARK}%d\\n'%c)")
     return (f"if command -v curl >/dev/null 2>&1; then curl -s -m {int(timeout)} "
-            f"-w {remote.q(chr(10) + _HTTP_MARK + '%{http_code}' + chr(10))} {q}; "
-            f"else python3 -c {remote.q(py)} {q}; fi")
+            f"-w {shell.q(chr(10) + _HTTP_MARK + '%{http_code}' + chr(10))} {q}; "
+            f"else python3 -c {shell.q(py)} {q}; fi")
 
 
 def parse_fetch(text):
@@ -195,4 +195,3 @@ def status_task(ctx, cluster=None, format=None):
     return data
 
 
-check_step = check  # compat: removed in the merge sweep

@@ -1,14 +1,13 @@
 """db scenarios without a cluster: input validation, refusals before any command, the recover
 loop (diagnose -> one step -> diagnose again), exit codes. The cluster's state is given by
-patching hb.crm_status / pgpool readers; any ssh command would fail the test."""
+patching crm.crm_status / the backends readers; any ssh command would fail the test."""
 
 import pathlib
 
 import invoke
 import pytest
 
-from hatasks import cluster as crm
-from hatasks import db, engine, hb, pgpool, remote
+from hatasks import backends, crm, crmmon, db, engine, hb, newest, pgpool, remote
 from hatasks.errors import HaError, UsageError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -22,7 +21,7 @@ def ctx(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_pgpool_record(mocker):
-    mocker.patch.object(pgpool, "record_newest", return_value={"recorded": False})
+    mocker.patch.object(newest, "record_newest", return_value={"recorded": False})
 
 
 @pytest.fixture(autouse=True)
@@ -59,19 +58,19 @@ def crm_state(db01="online", db02="online", group_on="db01"):
     (lambda c: db.failover(c, timeout=0), "--timeout must be greater than 0"),
 ])
 def test_bad_input_is_refused_before_any_command(ctx, mocker, call, msg):
-    crm = mocker.patch.object(hb, "crm_status", side_effect=AssertionError("read state"))
+    read = mocker.patch.object(crm, "crm_status", side_effect=AssertionError("read state"))
     with pytest.raises(UsageError) as exc:
         call(ctx)
     assert msg in exc.value.message
-    crm.assert_not_called()
+    read.assert_not_called()
 
 
 # --------------------------------------------------------------------------- refusals on state
 
 
 def test_failover_refuses_when_the_other_node_is_not_online(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(db02="offline"))
-    standby = mocker.patch.object(hb, "standby_step")
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(db02="offline"))
+    standby = mocker.patch.object(hb, "standby")
     with pytest.raises(HaError) as exc:
         db.failover(ctx, yes=True)
     assert exc.value.code == HaError.STATE
@@ -80,15 +79,15 @@ def test_failover_refuses_when_the_other_node_is_not_online(ctx, mocker):
 
 
 def test_failover_from_a_node_not_running_the_group(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(group_on="db02"))
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(group_on="db02"))
     with pytest.raises(HaError) as exc:
         db.failover(ctx, from_="db01", yes=True)
     assert "runs on db02, not on db01" in exc.value.message
 
 
 def test_failback_refuses_with_a_node_offline(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(db01="offline", group_on="db02"))
-    standby = mocker.patch.object(hb, "standby_step")
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(db01="offline", group_on="db02"))
+    standby = mocker.patch.object(hb, "standby")
     with pytest.raises(HaError) as exc:
         db.failback(ctx, to="db01", yes=True)
     assert "both nodes must be online first" in exc.value.message
@@ -97,11 +96,11 @@ def test_failback_refuses_with_a_node_offline(ctx, mocker):
 
 
 def test_failback_refuses_while_pgpool_is_degenerated(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(group_on="db02"))
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(group_on="db02"))
     mocker.patch.object(pgpool, "status", return_value={
         "reachable": True, "degenerated": True,
         "backends": [{"host": "db01", "status": "down"}, {"host": "db02", "status": "up"}]})
-    standby = mocker.patch.object(hb, "standby_step")
+    standby = mocker.patch.object(hb, "standby")
     with pytest.raises(HaError) as exc:
         db.failback(ctx, to="db01", yes=True)
     assert "degenerated (db01 down)" in exc.value.message
@@ -109,17 +108,17 @@ def test_failback_refuses_while_pgpool_is_degenerated(ctx, mocker):
 
 
 def test_failback_to_where_it_runs_does_nothing(ctx, mocker, capsys):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(group_on="db01"))
-    standby = mocker.patch.object(hb, "standby_step")
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(group_on="db01"))
+    standby = mocker.patch.object(hb, "standby")
     db.failback(ctx, to="db01", yes=True)
     assert "already runs on db01: nothing to fail back" in capsys.readouterr().out
     standby.assert_not_called()
 
 
 def test_failover_without_terminal_or_yes_is_refused(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state())
+    mocker.patch.object(crm, "crm_status", return_value=crm_state())
     mocker.patch("sys.stdin.isatty", return_value=False)
-    standby = mocker.patch.object(hb, "standby_step")
+    standby = mocker.patch.object(hb, "standby")
     with pytest.raises(HaError) as exc:
         db.failover(ctx)
     assert exc.value.code == HaError.REFUSED
@@ -144,7 +143,7 @@ class CrmMon:
         self.reads = 0
 
     def __call__(self, ctx, host, command, **kw):
-        assert command == hb.CRM_MON, command
+        assert command == crm.CRM_MON, command
         self.reads += 1
         out = self.captures.pop(0) if len(self.captures) > 1 else self.captures[0]
         return invoke.Result(stdout=out, stderr="", exited=0)
@@ -155,25 +154,25 @@ def _failover_with(mocker, captures):
     mon = CrmMon(captures)
     remote.run.side_effect = mon
     calls = []
-    mocker.patch.object(hb, "standby_step",
+    mocker.patch.object(hb, "standby",
                         side_effect=lambda c, n, **k: calls.append(("standby", n)))
     # hb.online returns the state it read last (the real crm_mon parser on the capture)
-    mocker.patch.object(hb, "online_step", side_effect=lambda c, n, **k: (
-        calls.append(("online", n)), hb.crm_status(c, "db"))[1])
-    mocker.patch.object(pgpool, "read_pool_nodes", return_value={"backends": []})
+    mocker.patch.object(hb, "online", side_effect=lambda c, n, **k: (
+        calls.append(("online", n)), crm.crm_status(c, "db"))[1])
+    mocker.patch.object(backends, "read_pool_nodes", return_value={"backends": []})
     return mon, calls
 
 
 def test_failover_moves_then_brings_the_node_back(ctx, mocker):
-    rec = mocker.patch.object(pgpool, "record_newest",
+    rec = mocker.patch.object(newest, "record_newest",
                               return_value={"recorded": True, "newest": "db01"})
     # before; after hb.online (db01 still in standby: not moved yet); polled twice more
     mon, calls = _failover_with(mocker, [INITIAL, DB01_STANDBY, DB01_STANDBY, DB01_BACK])
     after = db.failover(ctx, yes=True)
     assert calls == [("standby", "db01"), ("online", "db01")]
     rec.assert_called_once()
-    assert crm.group_node(after, "grp-pgpool") == "db02"
-    assert (hb.node_state(after, "db01"), hb.node_state(after, "db02")) == ("online", "online")
+    assert crmmon.group_node(after, "grp-pgpool") == "db02"
+    assert (crmmon.node_state(after, "db01"), crmmon.node_state(after, "db02")) == ("online", "online")
     assert mon.reads == 4
 
 

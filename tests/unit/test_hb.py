@@ -11,7 +11,7 @@ import subprocess
 import invoke
 import pytest
 
-from hatasks import crm, hb, journal
+from hatasks import crm, crmmon, hb, journal
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
 from conftest import FIXTURES, fail, make_ctx, psql_rows
@@ -151,8 +151,8 @@ def test_standby_sends_crm_standby_and_waits_for_the_move(lab, ctx):
     fake = lab(DB_INITIAL, after={"crm_standby -N db01 -v on": DB01_STANDBY})
     after = hb.standby(ctx, "db01", timeout=5, yes=True)
     assert fake.mutating() == [("db01", "crm_standby -N db01 -v on")]
-    assert hb.node_state(after, "db01") == "standby"
-    assert hb.group_node(after, "grp-pgpool") == "db02"
+    assert crmmon.node_state(after, "db01") == "standby"
+    assert crmmon.group_node(after, "grp-pgpool") == "db02"
 
 
 def test_standby_task_of_a_lb_node_derives_the_cluster(lab, ctx):
@@ -219,7 +219,7 @@ def test_online_sends_standby_off_and_waits(lab, ctx):
     fake = lab(DB01_STANDBY, after={"crm_standby -N db01 -v off": PGPOOL_CLEAN})
     after = hb.online(ctx, "db01", timeout=5, yes=True)
     assert fake.mutating() == [("db01", "crm_standby -N db01 -v off")]
-    assert hb.node_state(after, "db01") == "online"
+    assert crmmon.node_state(after, "db01") == "online"
 
 
 def test_online_waits_until_the_dc_is_idle_twice_in_a_row(lab, ctx):
@@ -300,7 +300,7 @@ def test_stop_records_newest_then_runs_stack_stop_and_checks_from_the_peer(lab, 
     assert "hb.stop --host db01" in rec["evidence"]["reason"]
     # before and after: read on the peer only
     assert {h for h, c in fake.sent if c == crm.CRM_MON} == {"db02"}
-    assert hb.node_state(after, "db01") == "offline"
+    assert crmmon.node_state(after, "db01") == "offline"
 
 
 def test_stop_refuses_when_newest_cannot_be_recorded_and_none_was(lab, ctx, fake):
@@ -357,7 +357,7 @@ def test_start_runs_stack_start_and_waits_for_online(lab, ctx):
     fake = lab(DB01_DOWN, after={START: DB_INITIAL})
     after = hb.start(ctx, "db01", timeout=5, yes=True)
     assert fake.mutating() == [("db01", START)]
-    assert hb.node_state(after, "db01") == "online"
+    assert crmmon.node_state(after, "db01") == "online"
 
 
 def test_start_of_an_online_node_does_nothing(lab, ctx):

@@ -1,13 +1,13 @@
 """lb scenarios without a cluster: refusals before any command, input validation, the failback
 verified through the CIB's policy and the page served behind the VIP. State comes from patched
-hb.crm_status; the CIB and the page from a fake ssh answering what the lab answers."""
+crm.crm_status; the CIB and the page from a fake ssh answering what the lab answers."""
 
 import pathlib
 
 import invoke
 import pytest
 
-from hatasks import hb, lb, remote, web
+from hatasks import crm, hb, lb, remote, web
 from hatasks.errors import HaError, UsageError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -75,16 +75,16 @@ def crm_state(lb01="online", lb02="online", group_on="lb01"):
     (lambda c: lb.recover(c, cluster="db"), "is a db cluster, not a lb cluster"),
 ])
 def test_bad_input_is_refused_before_any_command(ctx, mocker, call, msg):
-    crm = mocker.patch.object(hb, "crm_status", side_effect=AssertionError("read state"))
+    read = mocker.patch.object(crm, "crm_status", side_effect=AssertionError("read state"))
     with pytest.raises(UsageError) as exc:
         call(ctx)
     assert msg in exc.value.message
-    crm.assert_not_called()
+    read.assert_not_called()
 
 
 def test_failover_refuses_without_another_online_node(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(lb02="standby"))
-    standby = mocker.patch.object(hb, "standby_step")
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(lb02="standby"))
+    standby = mocker.patch.object(hb, "standby")
     with pytest.raises(HaError) as exc:
         lb.failover(ctx, yes=True)
     assert "no other LB node is online (lb02 standby)" in exc.value.message
@@ -92,8 +92,8 @@ def test_failover_refuses_without_another_online_node(ctx, mocker):
 
 
 def test_failback_refuses_with_a_node_offline(ctx, mocker):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(lb01="offline", group_on="lb02"))
-    online = mocker.patch.object(hb, "online_step")
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(lb01="offline", group_on="lb02"))
+    online = mocker.patch.object(hb, "online")
     with pytest.raises(HaError) as exc:
         lb.failback(ctx, yes=True)
     assert exc.value.code == HaError.STATE
@@ -103,8 +103,8 @@ def test_failback_refuses_with_a_node_offline(ctx, mocker):
 
 def test_failback_brings_the_standby_node_online_and_expects_the_preferred_node(ctx, mocker,
                                                                                  no_ssh):
-    mocker.patch.object(hb, "crm_status", return_value=crm_state(lb01="standby", group_on="lb02"))
-    online = mocker.patch.object(hb, "online_step")
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(lb01="standby", group_on="lb02"))
+    online = mocker.patch.object(hb, "online")
     seen = {}
 
     def wait_for(ctx_, cluster, check, timeout, expected, **kw):
@@ -113,7 +113,7 @@ def test_failback_brings_the_standby_node_online_and_expects_the_preferred_node(
         assert check(crm_state(group_on="lb02")) is False
         return crm_state(group_on="lb01")
 
-    mocker.patch.object(hb, "wait_for", side_effect=wait_for)
+    mocker.patch.object(crm, "wait_for", side_effect=wait_for)
     # the VIP still serves lb02's page once, then lb01's: the failback waits for lb01's
     no_ssh.side_effect = fake = FakeLB([lab_page("lb02"), lab_page("lb01")])
     lb.failback(ctx, yes=True)

@@ -342,7 +342,7 @@ def test_diff_counts_finds_mismatch_and_missing():
         "db01": {"GYOM_DB": {"public.a": 10, "public.b": 3}, "postgres": {}},
         "db02": {"GYOM_DB": {"public.a": 11}, "postgres": {}},
     }
-    rows, diffs = pg.diff_counts(per_host)
+    rows, diffs = compare.diff_tables(per_host)
     assert [(d["table"], d["counts"]) for d in diffs] == [
         ("public.a", {"db01": 10, "db02": 11}), ("public.b", {"db01": 3, "db02": None})]
     assert diffs[1]["note"] == "missing on db02"
@@ -350,12 +350,12 @@ def test_diff_counts_finds_mismatch_and_missing():
 
 def test_diff_counts_equal():
     per_host = {"db01": {"GYOM_DB": {"public.a": 5}}, "db02": {"GYOM_DB": {"public.a": 5}}}
-    rows, diffs = pg.diff_counts(per_host)
+    rows, diffs = compare.diff_tables(per_host)
     assert diffs == [] and rows[0]["equal"] is True
 
 
 def test_diff_counts_missing_database():
-    rows, diffs = pg.diff_counts({"db01": {"X": {}}, "db02": {}})
+    rows, diffs = compare.diff_tables({"db01": {"X": {}}, "db02": {}})
     assert diffs and diffs[0]["note"] == "database missing on db02"
 
 

@@ -8,7 +8,7 @@ import subprocess
 import invoke
 import pytest
 
-from hatasks import journal, pgpool, pool, remote
+from hatasks import backends, journal, newest, pgpool, pool, remote
 from hatasks.errors import HaError, UnreachableError
 
 from conftest import FIXTURES, Seq, psql_rows, query_text
@@ -191,7 +191,7 @@ def test_status_pgpool_down_shows_recorded_value_and_fails(ctx, fake, capsys):
 
 def test_record_newest_in_sync(ctx, fake):
     use_pool(fake, BOTH_UP)
-    res = pgpool.record_newest(ctx, "db", "hb.stop on db01")
+    res = newest.record_newest(ctx, "db", "hb.stop on db01")
     assert res["newest"] == "db01" and res["evidence"]["in_sync"] is True
     assert journal.newest(ctx, "db")["evidence"]["reason"] == "hb.stop on db01"
 
@@ -199,7 +199,7 @@ def test_record_newest_in_sync(ctx, fake):
 def test_record_newest_pgpool_down_keeps_previous(ctx, fake):
     journal.record_newest(ctx, "db", "db01", {"source": "earlier"})
     use_pool(fake, UnreachableError("down"))
-    res = pgpool.record_newest(ctx, "db", "x")
+    res = newest.record_newest(ctx, "db", "x")
     assert res["recorded"] is False and res["previous"]["newest"] == "db01"
 
 
@@ -351,7 +351,7 @@ def test_dry_stop_prints_maintenance_and_stop(dry_ctx, fake, monkeypatch, capsys
 def test_unparsable_pool_nodes_is_a_state_error(ctx, fake):
     fake.sql("SHOW pool_nodes", [])
     with pytest.raises(HaError) as exc:
-        pgpool.read_pool_nodes(ctx, "db")
+        backends.read_pool_nodes(ctx, "db")
     assert exc.value.code == HaError.STATE and "not understood" in exc.value.message
 
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from psycopg2 import sql
 
-from hatasks import syncplan
+from hatasks import compare, syncplan
 from hatasks.errors import HaError, UsageError
 
 HOSTS = ["db01", "db02"]
@@ -324,12 +324,12 @@ def test_disk_needs_and_fit_sum_per_filesystem():
 def test_diff_digests():
     a = {"GYOM_DB": {"public.t": [3, "10"], "public.u": [1, "5"]}, "postgres": {}}
     b = {"GYOM_DB": {"public.t": [3, "11"], "public.u": [1, "5"]}, "postgres": {}}
-    rows, diffs = syncplan.diff_digests({"db01": a, "db02": b})
+    rows, diffs = compare.diff_digests({"db01": a, "db02": b})
     assert [r["table"] for r in diffs] == ["public.t"]
     assert diffs[0]["counts"] == {"db01": 3, "db02": 3} and diffs[0]["checksums"]["db02"] == "11"
-    rows, diffs = syncplan.diff_digests({"db01": a, "db02": {"postgres": {}}})
+    rows, diffs = compare.diff_digests({"db01": a, "db02": {"postgres": {}}})
     assert diffs[0]["note"] == "database missing on db02"
-    assert syncplan.diff_digests({"db01": a, "db02": a})[1] == []
+    assert compare.diff_digests({"db01": a, "db02": a})[1] == []
 
 
 # --------------------------------------------------------------------------- printed plan, start command, layer
@@ -376,7 +376,7 @@ def test_check_method_and_run_dir():
 def test_first_diff_counts_the_differences_and_names_the_first():
     a = {"GYOM_DB": {"public.t": [3, "10"], "public.u": [1, "5"]}}
     b = {"GYOM_DB": {"public.t": [4, "11"], "public.u": [2, "6"]}}
-    rows, diffs = syncplan.diff_digests({"db01": a, "db02": b})
+    rows, diffs = compare.diff_digests({"db01": a, "db02": b})
     line = syncplan.first_diff({"differences": diffs})
     assert line.startswith("2 ") and "GYOM_DB.public.t" in line and "public.u" not in line
     assert "db01=3 rows/10" in line and "db02=4 rows/11" in line
@@ -389,8 +389,8 @@ def test_summary_reports_the_checkpointed_facts():
         "safety_dump": None, "verified_tables": 7, "seconds": 12.3}
 
 
-def test_syncplan_imports_nothing_of_hatasks_but_errors():
+def test_syncplan_imports_only_the_leaf_modules_errors_and_shell():
     tree = ast.parse(pathlib.Path(syncplan.__file__).read_text())
     mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert {m for m in mods if m and m.startswith("hatasks")} == {"hatasks.errors"}
+    assert {m for m in mods if m and m.startswith("hatasks")} == {"hatasks.errors", "hatasks.shell"}

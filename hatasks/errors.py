@@ -2,7 +2,7 @@
 
 Every expected failure (bad input, wrong cluster state, a host that does not
 answer, a step that did not converge) raises :class:`HaError`. Tasks are
-wrapped by :func:`hatasks.tasks.task`, which turns it into ``invoke.Exit`` with
+wrapped by :func:`hatasks.base.task`, which turns it into ``invoke.Exit`` with
 a one-line message and the error's exit code: no traceback for the operator.
 """
 

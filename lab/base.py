@@ -146,11 +146,14 @@ class LabBase:
     """Lab instance N: its names, addresses and paths, its state files, and file writing."""
 
     # ---- names and paths -----------------------------------------------------------------
-    def __init__(self, n=None, out=print):
+    def __init__(self, n=None, out=print, dry=False):
         self.n = instance_from_env() if n is None else int(n)
         if not 0 <= self.n <= 255:
             raise UsageError("lab instance must be 0..255")
         self.out = out
+        # `inv --dry`: every operation checks and reads as usual, says what it would change,
+        # and changes nothing (no command that acts, no file written)
+        self.dry = dry
         self.net = f"10.231.{self.n}"
         self.subnet = f"{self.net}.0/24"
         self.gw = f"{self.net}.1"
@@ -187,6 +190,9 @@ class LabBase:
     @contextlib.contextmanager
     def locked(self):
         """One lab operation at a time per instance (two `inv lab.up` at once would collide)."""
+        if self.dry:  # changes nothing, so collides with nothing (and writes no lock file)
+            yield
+            return
         self.state.mkdir(parents=True, exist_ok=True)
         with open(self.state / ".lock", "w") as f:
             try:

@@ -86,12 +86,24 @@ class Lab(LabBootstrap, LabFaults):
                 problems = self.problems()
                 if built != code_version():
                     problems.append("the lab's code changed since this lab was built")
+                if not problems and self.dry:
+                    self.progress("[dry] already up and healthy: nothing to do")
+                    return "already"
                 if not problems:
                     self.write_client_files()
                     self.progress("already up and healthy")
                     return "already"
-                self.progress("up but not healthy, rebuilding: " + "; ".join(problems))
+                doing = "[dry] would rebuild" if self.dry else "rebuilding"
+                self.progress(f"up but not healthy, {doing}: " + "; ".join(problems))
             self.down(force=True)
+        if self.dry:
+            self.check_subnet_free()
+            self.progress(
+                f"[dry] would start lab {self.n} (subnet {self.subnet}, bridge {self.bridge}): "
+                f"keys and host file trees, bridge, {len(HOSTS)} namespaces and cables, "
+                f"boot {', '.join(HOSTS)}, PostgreSQL, both clusters, {APP_DB}"
+            )
+            return "dry"
         self.clear_run_state()
         self.check_subnet_free()
         self.progress(f"starting (subnet {self.subnet}, bridge {self.bridge})")
@@ -163,7 +175,8 @@ class Lab(LabBootstrap, LabFaults):
         if not self.has_objects():
             if not quiet:
                 self.progress("nothing to remove (no namespaces, no links)")
-            self.clear_run_state()
+            if not self.dry:
+                self.clear_run_state()
             return
         owner = self.owner()
         live = self.live_hosts()
@@ -174,6 +187,14 @@ class Lab(LabBootstrap, LabFaults):
                 f"use --force to tear it down anyway",
                 HaError.REFUSED,
             )
+        if self.dry:
+            self.progress(
+                f"[dry] would tear down lab {self.n}: kill PID 1 of "
+                f"{', '.join(live) or 'no host (stale)'}; delete namespaces "
+                f"{', '.join(self.ns(h) for h in self.netns_present()) or '-'}; delete links "
+                f"{', '.join(self.links_present()) or '-'}"
+            )
+            return
         if not live and not quiet:
             self.progress(
                 f"stale lab found (namespaces/links, no processes; "

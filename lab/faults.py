@@ -12,6 +12,18 @@ from hatasks.errors import StateError, UsageError
 from .base import DB_HOSTS, FAULT_KINDS, LB_HOSTS, PGDATA, sh, wait_until
 from .hosts import LabHosts
 
+# the cluster stack's daemons: killing them all is a node whose heartbeat stopped
+STACK_PROCESSES = (
+    "corosync",
+    "pacemakerd",
+    "pacemaker-based",
+    "pacemaker-fenced",
+    "pacemaker-execd",
+    "pacemaker-attrd",
+    "pacemaker-schedulerd",
+    "pacemaker-controld",
+)
+
 
 class LabFaults(LabHosts):
     """Fault injection and healing on lab instance N."""
@@ -26,15 +38,18 @@ class LabFaults(LabHosts):
             )
         self.write_json("faults.json", faults)
 
+    def backup_path(self, host, path):
+        return self.hostdir(host) / "fault-backup" / path.lstrip("/").replace("/", "__")
+
     def backup(self, host, path):
-        dst = self.hostdir(host) / "fault-backup" / path.lstrip("/").replace("/", "__")
+        dst = self.backup_path(host, path)
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.fs(host, path), dst)
         return dst
 
     def restore(self, host, path):
-        src = self.hostdir(host) / "fault-backup" / path.lstrip("/").replace("/", "__")
+        src = self.backup_path(host, path)
         if src.exists():
             shutil.copy2(src, self.fs(host, path))
             src.unlink()
@@ -65,96 +80,131 @@ class LabFaults(LabHosts):
             raise StateError(f"lab {self.n} is not up")
         if kind != "power" and self.pid1(host) is None:
             raise StateError(f"{host} is powered off; heal it first")
-        if kind == "power":
-            pid = self.pid1(host)
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-                self.drain(host)
-            if self.link_state(host) != "absent":
-                sh(["ip", "link", "del", self.veth(host)])
-            what = "powered off (all its processes killed, its NIC and addresses gone)"
-        elif kind == "network":
-            sh(["ip", "link", "set", self.veth(host), "down"])
-            what = f"link down ({self.veth(host)}: cable pulled)"
-        elif kind == "heartbeat":
-            self.kill_in_host(
-                host,
-                [
-                    "corosync",
-                    "pacemakerd",
-                    "pacemaker-based",
-                    "pacemaker-fenced",
-                    "pacemaker-execd",
-                    "pacemaker-attrd",
-                    "pacemaker-schedulerd",
-                    "pacemaker-controld",
-                ],
-            )
-            what = "corosync and pacemaker killed (SIGKILL)"
-        elif kind == "pgpool":
-            self.backup(host, "/etc/pgpool2/pgpool.conf")
-            with open(self.fs(host, "/etc/pgpool2/pgpool.conf"), "a") as f:
-                f.write(
-                    "\n# broken by lab.fault (pgpool start failure)\n"
-                    "port = this is broken by lab fault\n"
-                )
-            self.kill_in_host(host, ["pgpool"])
-            what = "pgpool.conf broken (invalid port) and pgpool killed"
-        elif kind == "postgres":
-            self.hrun(
-                host,
-                f'pid=$(head -n 1 {PGDATA}/postmaster.pid 2>/dev/null) && kill -9 "$pid"',
-                check=False,
-            )
-            what = "postmaster killed (SIGKILL)"
-        else:  # httpd
-            self.backup(host, "/etc/apache2/apache2.conf")
-            with open(self.fs(host, "/etc/apache2/apache2.conf"), "a") as f:
-                f.write(
-                    "\n# broken by lab.fault (httpd start failure)\n"
-                    "ThisIsNotADirective broken-by-lab-fault\n"
-                )
-            self.kill_in_host(host, ["apache2"])
-            what = "apache2.conf broken (unknown directive) and apache killed"
+        inject, what = self.injections(host)[kind]
+        if self.dry:
+            self.progress(f"[dry] would inject fault {kind} on {host}: {what}")
+            return
+        inject()
         self.record_fault(host, kind)
         self.progress(f"fault {kind} on {host}: {what}")
 
+    def injections(self, host):
+        """Each fault kind: (the function that injects it into `host`, what it does), so that
+        --dry describes exactly what a real run would do."""
+        veth = self.veth(host)
+        return {
+            "power": (
+                lambda: self.power_off(host),
+                "powered off (all its processes killed, its NIC and addresses gone)",
+            ),
+            "network": (
+                lambda: sh(["ip", "link", "set", veth, "down"]),
+                f"link down ({veth}: cable pulled)",
+            ),
+            "heartbeat": (
+                lambda: self.kill_in_host(host, STACK_PROCESSES),
+                "corosync and pacemaker killed (SIGKILL)",
+            ),
+            "pgpool": (
+                lambda: self.break_config(
+                    host,
+                    "/etc/pgpool2/pgpool.conf",
+                    "\n# broken by lab.fault (pgpool start failure)\n"
+                    "port = this is broken by lab fault\n",
+                    "pgpool",
+                ),
+                "pgpool.conf broken (invalid port) and pgpool killed",
+            ),
+            "postgres": (
+                lambda: self.hrun(
+                    host,
+                    f'pid=$(head -n 1 {PGDATA}/postmaster.pid 2>/dev/null) && kill -9 "$pid"',
+                    check=False,
+                ),
+                "postmaster killed (SIGKILL)",
+            ),
+            "httpd": (
+                lambda: self.break_config(
+                    host,
+                    "/etc/apache2/apache2.conf",
+                    "\n# broken by lab.fault (httpd start failure)\n"
+                    "ThisIsNotADirective broken-by-lab-fault\n",
+                    "apache2",
+                ),
+                "apache2.conf broken (unknown directive) and apache killed",
+            ),
+        }
+
+    def power_off(self, host):
+        pid = self.pid1(host)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            self.drain(host)
+        if self.link_state(host) != "absent":
+            sh(["ip", "link", "del", self.veth(host)])
+
+    def break_config(self, host, path, garbage, process):
+        """Append garbage to a config file (kept for heal) and kill the daemon that reads it,
+        so its next start fails the way a bad edit makes it fail."""
+        self.backup(host, path)
+        with open(self.fs(host, path), "a") as f:
+            f.write(garbage)
+        self.kill_in_host(host, [process])
+
     def heal(self, host):
-        """Undo what lab.fault did to the host (power on, cable, config). Does not repair
-        the cluster:
-        starting the stack or PostgreSQL after heartbeat/postgres faults is the operator's job."""
+        """Undo what lab.fault did to the host (power on, cable, config). Does not repair the
+        cluster: starting the stack or PostgreSQL after heartbeat/postgres faults is the
+        operator's job."""
         self.check_host(host)
         if not self.has_objects():
             raise StateError(f"lab {self.n} is not up")
         faults = self.faults()
         kinds = [f["kind"] for f in faults.get(host, [])]
         done = []
-        if self.pid1(host) is None:
-            if self.link_state(host) == "absent":
-                self.make_link(host)
-            boot = self.read_json("running.json", {}).get("boot_services", True)
-            self.start_init(host, boot=boot)
-            self.wait_host(host)
-            wait_until(f"{host} to finish booting", lambda: self.booted(host), 120, 0.2)
-            done.append(
-                "powered on (boot: PostgreSQL + cluster stack start)" if boot else "powered on"
-            )
-        if self.link_state(host) == "absent":
-            self.make_link(host)
-            done.append("NIC recreated")
-        if self.link_state(host) == "down":
-            sh(["ip", "link", "set", self.veth(host), "up"])
-            done.append("link up")
-        if self.restore(host, "/etc/pgpool2/pgpool.conf"):
-            done.append("pgpool.conf restored")
-        if self.restore(host, "/etc/apache2/apache2.conf"):
-            done.append("apache2.conf restored")
+        for what, act in self.heal_steps(host):
+            if not self.dry:
+                act()
+            done.append(what)
         for k in kinds:
             if k == "heartbeat":
                 done.append("heartbeat: nothing to undo (start the stack: stack_start)")
             elif k == "postgres":
                 done.append("postgres: nothing to undo (start PostgreSQL: pg_ctl start)")
+        if self.dry:
+            would = "would do: " + "; ".join(done) if done else "nothing to undo"
+            self.progress(f"[dry] heal {host}: {would}")
+            return done
         faults.pop(host, None)
         self.write_json("faults.json", faults)
         self.progress(f"heal {host}: " + ("; ".join(done) if done else "nothing to undo"))
         return done
+
+    def heal_steps(self, host):
+        """What heal has to undo on `host`, read from its state now: [(what, function)]. Powering
+        on recreates a missing NIC and leaves a pulled cable pulled, hence the order."""
+        steps = []
+        link = self.link_state(host)
+        if self.pid1(host) is None:
+            boot = self.read_json("running.json", {}).get("boot_services", True)
+            steps.append(
+                (
+                    "powered on (boot: PostgreSQL + cluster stack start)" if boot else "powered on",
+                    lambda: self.power_on(host, boot),
+                )
+            )
+        elif link == "absent":
+            steps.append(("NIC recreated", lambda: self.make_link(host)))
+        if link == "down":
+            steps.append(("link up", lambda: sh(["ip", "link", "set", self.veth(host), "up"])))
+        for path in ("/etc/pgpool2/pgpool.conf", "/etc/apache2/apache2.conf"):
+            if self.backup_path(host, path).exists():
+                name = path.rsplit("/", 1)[1]
+                steps.append((f"{name} restored", lambda path=path: self.restore(host, path)))
+        return steps
+
+    def power_on(self, host, boot):
+        if self.link_state(host) == "absent":
+            self.make_link(host)
+        self.start_init(host, boot=boot)
+        self.wait_host(host)
+        wait_until(f"{host} to finish booting", lambda: self.booted(host), 120, 0.2)

@@ -141,6 +141,9 @@ class LabHosts(LabNet):
         self.check_host(host)
         if self.pid1(host) is None:
             raise StateError(f"{host} is powered off (heal it to power it on)")
+        if self.dry:
+            self.progress(f"[dry] would reboot {host} (stack stop, PostgreSQL stop, boot)")
+            return
         wait_until(f"{host} to finish its current boot", lambda: self.booted(host), 60)
         self.hrun(host, "kill -USR1 1")
         self.progress(f"{host}: rebooting (stack stop, PostgreSQL stop, boot)")

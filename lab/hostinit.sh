@@ -1,5 +1,5 @@
 #!/bin/bash
-# PID 1 of one lab host (a "server"): started by lab/core.py as
+# PID 1 of one lab host (a "server"): started by lab/hosts.py (start_init) as
 #   ip netns exec NS unshare --uts --ipc --mount --pid --fork --mount-proc --propagation private \
 #       lab/hostinit.sh HOST HOSTDIR LABDIR BOOT
 # It gives the host its own hostname and its own copies of the directories that hold per-server

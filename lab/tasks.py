@@ -11,10 +11,15 @@ from hatasks.base import task
 from .core import FAULT_KINDS, HOSTS, Lab
 
 
+def is_dry(c):
+    """`inv --dry`: the lab tasks say what they would do and change nothing."""
+    return bool(c.config.run.dry)
+
+
 @task(help={"force": "also replace a LIVE lab of this instance made by another checkout"})
 def up(c, force=False):
     """Start the lab (idempotent): both clusters formed, VIPs answering, GYOM_DB on both DBs."""
-    lab = Lab()
+    lab = Lab(dry=is_dry(c))
     with lab.locked():
         lab.up(force=force)
 
@@ -22,7 +27,7 @@ def up(c, force=False):
 @task(help={"force": "also tear down a LIVE lab of this instance made by another checkout"})
 def down(c, force=False):
     """Stop the lab: kill each host's PID 1, remove namespaces, links, bridge (stale too)."""
-    lab = Lab()
+    lab = Lab(dry=is_dry(c))
     with lab.locked():
         lab.down(force=force)
 
@@ -61,7 +66,7 @@ def status(c, format="table"):
 @task(help={"host": "|".join(HOSTS), "kind": "|".join(FAULT_KINDS)})
 def fault(c, host, kind):
     """Inject a runbook failure into one lab host (power|network|heartbeat|pgpool|...)."""
-    lab = Lab()
+    lab = Lab(dry=is_dry(c))
     with lab.locked():
         lab.fault(host, kind)
 
@@ -69,7 +74,7 @@ def fault(c, host, kind):
 @task(help={"host": "|".join(HOSTS)})
 def heal(c, host):
     """Undo an injected fault (power on, link up, config restored); no cluster repair."""
-    lab = Lab()
+    lab = Lab(dry=is_dry(c))
     with lab.locked():
         lab.heal(host)
 
@@ -77,6 +82,6 @@ def heal(c, host):
 @task(help={"host": "|".join(HOSTS)})
 def reboot(c, host):
     """Reboot one lab host in order (stack stop, PostgreSQL stop, boot); wait for it."""
-    lab = Lab()
+    lab = Lab(dry=is_dry(c))
     with lab.locked():
         lab.reboot(host)

@@ -337,7 +337,7 @@ def test_stop_when_pgpool_does_not_answer_goes_on_with_a_note(ctx, rec, capsys):
 # ------------------------------------------------------------------ compare (pure part)
 
 
-def test_diff_counts_finds_mismatch_and_missing():
+def test_compare_diff_tables_finds_mismatch_and_missing():
     per_host = {
         "db01": {"GYOM_DB": {"public.a": 10, "public.b": 3}, "postgres": {}},
         "db02": {"GYOM_DB": {"public.a": 11}, "postgres": {}},
@@ -348,13 +348,13 @@ def test_diff_counts_finds_mismatch_and_missing():
     assert diffs[1]["note"] == "missing on db02"
 
 
-def test_diff_counts_equal():
+def test_compare_diff_tables_equal():
     per_host = {"db01": {"GYOM_DB": {"public.a": 5}}, "db02": {"GYOM_DB": {"public.a": 5}}}
     rows, diffs = compare.diff_tables(per_host)
     assert diffs == [] and rows[0]["equal"] is True
 
 
-def test_diff_counts_missing_database():
+def test_compare_diff_tables_missing_database():
     rows, diffs = compare.diff_tables({"db01": {"X": {}}, "db02": {}})
     assert diffs and diffs[0]["note"] == "database missing on db02"
 

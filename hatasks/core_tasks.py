@@ -1,8 +1,7 @@
 """Tasks about hatasks itself: the audit history."""
 
-from hatasks import journal, output
+from hatasks import checks, journal, output, remote
 from hatasks.base import task
-from hatasks.errors import UsageError
 
 _COLUMNS = ("ts", "user", "cluster", "action", "event", "detail")
 
@@ -32,11 +31,10 @@ def _table(records):
 def history(ctx, format=None, limit=50, cluster=None):
     """Show the audit journal: who did what to which cluster, when, and how it ended."""
     fmt = output.resolve_format(ctx, format)
-    try:
-        limit = int(limit)
-    except (TypeError, ValueError):
-        raise UsageError(f"--limit {limit!r}: a whole number please") from None
-    if limit < 0:
-        raise UsageError("--limit must be 0 (all) or more")
+    limit = checks.whole("limit", limit, 0, 1_000_000, "records, 0 = all")
+    if cluster is not None:
+        # a filter of the local journal: any cluster name may be asked for, but it is a value
+        # like any other (no metacharacters, no control characters, not empty)
+        remote.check_value("cluster", cluster)
     records = journal.history(ctx, limit=limit or None, cluster=cluster)
     output.emit(records, fmt, table=_table)

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from hatasks.errors import HaError, UsageError
 
 JOURNAL = "journal.jsonl"
-_CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
 def _now():

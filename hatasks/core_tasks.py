@@ -11,6 +11,8 @@ def _detail(rec):
         return f"newest={rec.get('newest')} ({rec.get('evidence')})"
     if rec.get("event") == "checkpoint":
         return f"step {rec.get('step')}"
+    if rec.get("event") == "step":
+        return f"begins {rec.get('step')}"
     if rec.get("event") == "start":
         args = rec.get("args") or {}
         return " ".join(f"{k}={v}" for k, v in args.items() if v not in (None, False, ""))

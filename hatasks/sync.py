@@ -232,6 +232,7 @@ def run_steps(ctx, op, p, done, st):
         item = plan[step]
         say(f"[{item['n']}/{total}] {step} [{item['host']}]: {item['what']}")
         t0 = time.monotonic()
+        op.step(step)
         data = STEPS[step](ctx, dict(p, kept=st.get("kept") or p.get("kept")), st) or {}
         st.update(data)
         data["seconds"] = round(time.monotonic() - t0, 2)

@@ -102,7 +102,7 @@ def interrupt_report(name, why, ops, journal_path=None):
     during = f" while running {'; '.join(running)}" if running else ""
     return (f"hatasks: {name} was interrupted ({why}){during}. The journal{where} records: "
             + "; ".join(parts)
-            + (". What the running step had begun may be half done" if running else
+            + (". What was running may be half done" if running else
                ". Anything after the last finished step may be half done")
             + ". Next: " + next_command(name, ops) + ".")
 

@@ -186,8 +186,8 @@ def test_interrupt_report_wording():
     assert text == (
         "hatasks: db.failover was interrupted (SIGINT (Ctrl-C)) while running hb.online. The"
         " journal (/s/journal.jsonl) records: db.failover on cluster db (began T, steps"
-        " finished: hb.standby) stopped in hb.online. What the running step had begun may be"
-        " half done. Next: inv db.diagnose to see the state of the cluster before anything"
+        " finished: hb.standby) stopped in hb.online. What was running may be half done."
+        " Next: inv db.diagnose to see the state of the cluster before anything"
         " else.")
     resync = [{"op": "r", "action": "sync.resync", "cluster": "db", "started": "T",
                "outcome": "failed", "checkpoints": ["plan", "stop_pgpool"],

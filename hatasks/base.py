@@ -39,37 +39,13 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def _is_dry(ctx):
-    try:
-        return bool(ctx.config.run.dry)
-    except (AttributeError, KeyError):
-        return False
-
-
 def _operations_since(ctx, since):
-    """This process's journaled operations begun at or after ``since`` (epoch seconds):
-    a list of {action, cluster, started, outcome, checkpoints, parent}, oldest first."""
-    if _is_dry(ctx):
-        return []
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(since)))
+    """This process's journaled operations begun at or after ``since`` (epoch seconds), as
+    :func:`hatasks.journal.operations` reads them; [] when the journal cannot be read."""
     try:
-        records = journal.Journal(ctx).records()
+        return journal.operations(ctx, os.getpid(), since)
     except Exception:  # noqa: BLE001 - reporting an interrupt must not fail
         return []
-    ops = {}
-    for r in records:
-        if r.get("pid") != os.getpid() or not r.get("op") or str(r.get("ts", "")) < stamp:
-            continue
-        if r.get("event") == "start":
-            ops[r["op"]] = {"action": r.get("action"), "cluster": r.get("cluster"),
-                            "started": r.get("ts"), "outcome": None, "checkpoints": [],
-                            "parent": r.get("parent")}
-        elif r["op"] in ops:
-            if r.get("event") == "checkpoint":
-                ops[r["op"]]["checkpoints"].append(str(r.get("step")))
-            elif r.get("event") in ("done", "failed"):
-                ops[r["op"]]["outcome"] = r.get("event")
-    return list(ops.values())
 
 
 def next_command(name, ops):
@@ -83,25 +59,52 @@ def next_command(name, ops):
     return "inv db.diagnose to see the state of the cluster before anything else"
 
 
+def _running(o, ops):
+    """What operation ``o`` was running when it stopped: its step begun and not finished,
+    and inside it the nested operation that had not finished (e.g. hb.standby in db.failover);
+    None when nothing was (it had finished, or stopped between steps)."""
+    if o.get("outcome") == "done":
+        return None
+    inner = [c for c in ops if c.get("parent") == o.get("op") and c.get("outcome") != "done"]
+    child = None
+    if inner:
+        deeper = _running(inner[-1], ops)
+        child = inner[-1]["action"] + (f" ({deeper})" if deeper else "")
+    step = o.get("running")
+    if step and child:
+        return f"step {step}, in it {child}"
+    return f"step {step}" if step else child
+
+
 def interrupt_report(name, why, ops, journal_path=None):
-    """The one paragraph an interrupted task prints on stderr."""
+    """The one paragraph an interrupted task prints on stderr: what was running, what each
+    operation had finished (its checkpoints and the nested operations that ended), what the
+    journal recorded, and the command to run next."""
     if not ops:
         text = (f"hatasks: {name} was interrupted ({why}) before it began any operation:"
                 " nothing was changed and the journal has no record of it. Run it again"
                 " when ready.")
         return text
+    ids = {o.get("op") for o in ops}
+    top = [o for o in ops if not o.get("parent") or o.get("parent") not in ids] or ops
+    running = [r for r in (_running(o, ops) for o in top) if r]
     parts = []
-    for o in ops:
-        steps = ", ".join(o["checkpoints"]) if o["checkpoints"] else "none"
-        state = {"done": "finished", "failed": "stopped unfinished"}.get(
-            o["outcome"], "stopped unfinished")
+    for o in top:
+        finished = list(o.get("checkpoints") or [])
+        finished += [c["action"] for c in ops
+                     if c.get("parent") == o.get("op") and c.get("outcome") == "done"
+                     and c.get("action") not in finished]
+        state = ("finished" if o.get("outcome") == "done" else
+                 f"stopped in {_running(o, ops)}" if _running(o, ops) else "stopped unfinished")
         parts.append(f"{o['action']} on cluster {o['cluster']} (began {o['started']},"
-                     f" steps finished: {steps}) {state}")
+                     f" steps finished: {', '.join(finished) or 'none'}) {state}")
     where = f" ({journal_path})" if journal_path else ""
-    return (f"hatasks: {name} was interrupted ({why}). The journal{where} records: "
+    during = f" while running {'; '.join(running)}" if running else ""
+    return (f"hatasks: {name} was interrupted ({why}){during}. The journal{where} records: "
             + "; ".join(parts)
-            + ". Anything after the last finished step may be half done. Next: "
-            + next_command(name, ops) + ".")
+            + (". What was running may be half done" if running else
+               ". Anything after the last finished step may be half done")
+            + ". Next: " + next_command(name, ops) + ".")
 
 
 def _journal_path(ctx):

@@ -4,6 +4,9 @@ Each check raises UsageError (naming the option) before anything runs, and retur
 value in the type the caller goes on with.
 """
 
+import re
+import unicodedata
+
 from hatasks import remote
 from hatasks.errors import UsageError
 
@@ -11,10 +14,20 @@ from hatasks.errors import UsageError
 MODES = ("smart", "fast", "immediate")
 
 
+def no_control(name, value):
+    """``value`` unchanged, or UsageError naming ``--name`` when it is a string holding a
+    control character (a trailing newline, a tab, an escape): int() and float() would
+    quietly strip some of them, a shell or a log line would not."""
+    if isinstance(value, str) and any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise UsageError(f"--{name} {value!r}: control characters are not allowed")
+    return value
+
+
 def positive(name, value, cast=float, whole_to_int=False):
     """``cast(value)`` if it is greater than 0, else UsageError naming ``--name``.
 
     With ``whole_to_int`` a whole number comes back as an int (2.0 -> 2)."""
+    no_control(name, value)
     try:
         value = cast(value)
     except (TypeError, ValueError):
@@ -30,12 +43,27 @@ def port(value, option="port"):
     """None (or "") stays None; else an int in 1..65535 or UsageError."""
     if value is None or value == "":
         return None
+    no_control(option, value)
     try:
         number = int(str(value))
     except ValueError:
         raise UsageError(f"--{option} must be a number, not {value!r}") from None
     if not 1 <= number <= 65535:
         raise UsageError(f"--{option} {number} is out of range (1-65535)")
+    return number
+
+
+def whole(name, value, low, high, unit=""):
+    """``value`` as an int in ``low``..``high``, else UsageError naming ``--name`` and the
+    range (the same words as a whole-number option refused on the command line)."""
+    no_control(name, value)
+    span = f"{low}-{high}" + (f" {unit}" if unit else "")
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise UsageError(f"--{name} {value!r}: a whole number please ({span})")
+    number = int(text)
+    if not low <= number <= high:
+        raise UsageError(f"--{name} {value!r}: out of range ({span})")
     return number
 
 

@@ -1,8 +1,7 @@
 """Tasks about hatasks itself: the audit history."""
 
-from hatasks import journal, output
+from hatasks import checks, journal, output, remote
 from hatasks.base import task
-from hatasks.errors import UsageError
 
 _COLUMNS = ("ts", "user", "cluster", "action", "event", "detail")
 
@@ -12,6 +11,8 @@ def _detail(rec):
         return f"newest={rec.get('newest')} ({rec.get('evidence')})"
     if rec.get("event") == "checkpoint":
         return f"step {rec.get('step')}"
+    if rec.get("event") == "step":
+        return f"begins {rec.get('step')}"
     if rec.get("event") == "start":
         args = rec.get("args") or {}
         return " ".join(f"{k}={v}" for k, v in args.items() if v not in (None, False, ""))
@@ -32,11 +33,10 @@ def _table(records):
 def history(ctx, format=None, limit=50, cluster=None):
     """Show the audit journal: who did what to which cluster, when, and how it ended."""
     fmt = output.resolve_format(ctx, format)
-    try:
-        limit = int(limit)
-    except (TypeError, ValueError):
-        raise UsageError(f"--limit {limit!r}: a whole number please") from None
-    if limit < 0:
-        raise UsageError("--limit must be 0 (all) or more")
+    limit = checks.whole("limit", limit, 0, 1_000_000, "records, 0 = all")
+    if cluster is not None:
+        # a filter of the local journal: any cluster name may be asked for, but it is a value
+        # like any other (no metacharacters, no control characters, not empty)
+        remote.check_value("cluster", cluster)
     records = journal.history(ctx, limit=limit or None, cluster=cluster)
     output.emit(records, fmt, table=_table)

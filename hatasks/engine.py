@@ -264,6 +264,7 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
                               f"({'; '.join(d['evidence'][:3])})",
                               HaError.NOT_CONVERGED)
             print(f"=== step {len(done) + 1}: {line}  ({plan_step['why']})", flush=True)
+            op.step(line)
             execute_fn(plan_step)
             if plan_step["task"].endswith(".check"):
                 passed.add(step_key(plan_step))

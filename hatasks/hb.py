@@ -101,11 +101,14 @@ def status_task(ctx, cluster=None, format=None):
 
     Runbook 5.1.2.1, 5.2.2.1: `crm_mon -i 3` (here `crm_mon -1 --output-as=xml` on the first node
     that answers): each node online / standby / OFFLINE, where each group is Started, and the
-    `Failed actions` with node, operation, rc and reason.
+    `Failed actions` with node, operation, rc and reason. Exit 3 when a node is OFFLINE.
     """
     fmt = output.resolve_format(ctx, format)
     data = status(ctx, cluster)
     output.emit(data, fmt, table=status_table)
+    offline = [f"{n['name']} ({n['cluster']})" for n in data["nodes"] if n["state"] == "offline"]
+    if offline:
+        raise StateError(f"node(s) OFFLINE: {', '.join(offline)}")
     return data
 
 
@@ -404,7 +407,7 @@ def log_command(path, lines):
 def log(ctx, host_name, lines=50):
     """ERROR/FATAL lines of HOST's cluster log (inventory ha_log), newest last."""
     host, cluster = node_of(ctx, host_name, option="host")
-    lines = checks.positive("lines", lines, int)
+    lines = checks.whole("lines", lines, 1, 1_000_000, "lines")
     path = (host.vars or {}).get("ha_log")
     if not path:
         raise UsageError(f"{host.name}: the inventory sets no ha_log (the cluster log file)")

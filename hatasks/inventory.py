@@ -111,8 +111,8 @@ def problems_message(problems):
         text += f" ({len(problems)} problems; inv inventory.check lists them)"
     return text
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class Host:

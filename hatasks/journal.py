@@ -4,8 +4,9 @@ Everything lives in ``state_dir`` (config ``hatasks.state_dir``, created mode 07
 
 - ``journal.jsonl``: append-only JSON lines (mode 0600, fsync'd on every write). A record:
   ``{ts, user, host, pid, op, cluster, action, args, event, ...}`` with ``event`` one of
-  ``start done failed refused note checkpoint newest``; ``done``/``failed``/``refused``
-  carry ``message``; ``op`` ties the records of one operation together.
+  ``start done failed refused note step checkpoint newest``; ``done``/``failed``/``refused``
+  carry ``message``; ``step`` (a step begins) and ``checkpoint`` (it completed) carry
+  ``step``; ``op`` ties the records of one operation together.
 - ``lock.<cluster>``: held with ``fcntl.flock`` while an operation runs; its body says
   who holds it (user, pid, action, since). The kernel drops the lock when the holder
   dies, so a stale lock file is simply taken over.
@@ -30,7 +31,7 @@ from datetime import datetime, timezone
 from hatasks.errors import HaError, UsageError
 
 JOURNAL = "journal.jsonl"
-_CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_CLUSTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
 def _now():
@@ -297,6 +298,11 @@ class Operation:
         """Journal that ``step`` completed (``event: checkpoint``), for resumable procedures."""
         return self._write("checkpoint", step=step, **({"data": data} if data else {}))
 
+    def step(self, name):
+        """Journal that step ``name`` begins (``event: step``): when the operation is cut short,
+        the step begun and not checkpointed is the one that was running."""
+        return self._write("step", step=name)
+
 
 _ops = threading.local()
 
@@ -372,6 +378,43 @@ def operation(ctx, cluster, action, args=None, yes=False, summary=None):
             stack.pop()
     finally:
         release(ctx, cluster)
+
+
+def operations(ctx, pid=None, since=None):
+    """The operations process ``pid`` (default: this one) began at or after ``since`` (epoch
+    seconds; default: any time), oldest first, read back from the journal. Each is a dict:
+    ``{op, action, cluster, args, parent, started, outcome ("done", "failed" or None while it
+    runs), message, checkpoints: [step...], running: the step begun and not checkpointed, or
+    None}``. Under ``inv --dry`` nothing is journaled: [].
+
+    For the report of an interrupted task, which must say what was running and what finished."""
+    if _is_dry(ctx):
+        return []
+    pid = os.getpid() if pid is None else int(pid)
+    stamp = (datetime.fromtimestamp(int(since), timezone.utc).isoformat(timespec="seconds")
+             .replace("+00:00", "Z") if since is not None else "")
+    ops = {}
+    for r in Journal(ctx).records():
+        if r.get("pid") != pid or not r.get("op") or str(r.get("ts", "")) < stamp:
+            continue
+        event, o = r.get("event"), ops.get(r["op"])
+        if event == "start":
+            ops[r["op"]] = {"op": r["op"], "action": r.get("action"), "cluster": r.get("cluster"),
+                            "args": r.get("args") or {}, "parent": r.get("parent"),
+                            "started": r.get("ts"), "outcome": None, "message": None,
+                            "checkpoints": [], "running": None}
+        elif o is None:
+            continue
+        elif event == "step":
+            o["running"] = str(r.get("step"))
+        elif event == "checkpoint":
+            step = str(r.get("step"))
+            o["checkpoints"].append(step)
+            if o["running"] == step:
+                o["running"] = None
+        elif event in ("done", "failed"):
+            o["outcome"], o["message"] = event, r.get("message")
+    return list(ops.values())
 
 
 def last_operation(ctx, cluster, action=None):

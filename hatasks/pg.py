@@ -39,13 +39,13 @@ def db_host(ctx, name, option="host"):
     return host
 
 
-def check_dest(dest):
-    """An absolute directory path without shell metacharacters."""
-    remote.check_value("dest", dest)
+def check_dest(dest, option="dest"):
+    """An absolute directory path without shell metacharacters (``option`` names it)."""
+    remote.check_value(option, dest)
     if not dest.startswith("/"):
-        raise UsageError(f"--dest {dest!r}: give an absolute directory on the host")
+        raise UsageError(f"--{option} {dest!r}: give an absolute directory on the host")
     if "/../" in dest + "/" or dest.endswith("/.."):
-        raise UsageError(f"--dest {dest!r}: no '..' in the path")
+        raise UsageError(f"--{option} {dest!r}: no '..' in the path")
     return dest.rstrip("/") or "/"
 
 
@@ -221,7 +221,7 @@ def status_task(ctx, format=None, cluster="db"):
     backend is down (it is listed with the reason).
     """
     fmt = output.resolve_format(ctx, format)
-    remote.check_value("cluster", cluster)
+    cluster = checks.cluster(ctx, cluster, "db").name
     data = status(ctx, cluster)
     output.emit(data, fmt, table=status_table)
     down = [b["host"] for b in data["backends"] if b["status"] != "up"]
@@ -569,7 +569,7 @@ def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False
     port = checks.port(port)
     dest = check_dest(dest)
     if keep is not None:
-        keep = checks.positive("keep", keep, int)
+        keep = checks.whole("keep", keep, 1, 100000, "dumps")
     # a routine (cron) job: no confirmation, but it holds the lock and is journaled like
     # every operation, so no scenario starts while a dump runs and vice versa
     args = {"host": h.name, "port": port, "dest": dest, "keep": keep}
@@ -660,7 +660,7 @@ def compare_task(ctx, format=None, cluster="db"):
     (a table whose counts differ, or that exists on one backend only).
     """
     fmt = output.resolve_format(ctx, format)
-    remote.check_value("cluster", cluster)
+    cluster = checks.cluster(ctx, cluster, "db").name
     data = compare(ctx, cluster)
     output.emit(data, fmt, table=compare_table)
     if not data["equal"]:

@@ -124,6 +124,10 @@ def status_task(ctx, format=None, cluster="db"):
         shown = (f"recorded newest backend: {rec.get('newest')} at {rec.get('ts')}" if rec
                  else "no newest-data record")
         raise StateError(f"pgpool is down ({data['error']}); {shown}")
+    if data.get("degenerated"):
+        down = ", ".join(b.get("host") for b in data.get("backends", []) if b.get("status") != "up")
+        raise StateError(f"pgpool is degenerated (backend down: {down or '?'}); newest data: "
+                         f"{data.get('newest') or '?'}")
 
 
 # --------------------------------------------------------------------------- where pgpool runs

@@ -101,7 +101,7 @@ _resolve = host
 # values that go into commands
 # ---------------------------------------------------------------------------
 
-_SAFE = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_.,:@%+=/-]*$")
+_SAFE = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_.,:@%+=/-]*\Z")
 
 
 def check_value(name, value):
@@ -118,6 +118,10 @@ def check_value(name, value):
         raise UsageError(f"{flag} {text!r}: a value may not start with '-'")
     if not _SAFE.match(text):
         bad = sorted({c for c in text if not re.match(r"[A-Za-z0-9_.,:@%+=/-]", c)})
+        if not bad:
+            # only the first character is wrong: . , : @ % + = may follow, not begin
+            raise UsageError(f"{flag} {text!r}: a value may not start with {text[0]!r}"
+                             " (it must begin with a letter, a digit, _ or /)")
         shown = " ".join(repr(c) for c in bad)
         raise UsageError(
             f"{flag} {text!r}: character(s) {shown} not allowed"

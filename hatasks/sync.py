@@ -232,6 +232,7 @@ def run_steps(ctx, op, p, done, st):
         item = plan[step]
         say(f"[{item['n']}/{total}] {step} [{item['host']}]: {item['what']}")
         t0 = time.monotonic()
+        op.step(step)
         data = STEPS[step](ctx, dict(p, kept=st.get("kept") or p.get("kept")), st) or {}
         st.update(data)
         data["seconds"] = round(time.monotonic() - t0, 2)
@@ -339,11 +340,14 @@ def rollback(ctx, yes=False, cluster=None):
             if pg.server_state(ctx, t)["running"]:
                 pg.stop(ctx, t, "fast")
             failed = f"{p['pgdata']}.failed-{datetime.datetime.now():%Y-%m-%d-%H%M%S}"
-            run(ctx, t, f"if [ -e {q(p['pgdata'])} ]; then mv -T -- {q(p['pgdata'])} {q(failed)}; fi; "
-                         f"mv -T -- {q(kept)} {q(p['pgdata'])}", user="root")
+            moved = run(ctx, t, f"if [ -e {q(p['pgdata'])} ]; then mv -T -- {q(p['pgdata'])} {q(failed)};"
+                                f" echo moved; fi; mv -T -- {q(kept)} {q(p['pgdata'])}", user="root")
+            failed = failed if "moved" in moved.stdout.split() else None
             restored = kept
             op.checkpoint("restore_datadir", restored=kept, failed_copy=failed)
-            say(f"{t.name}: {kept} is {p['pgdata']} again (the unfinished copy is kept as {failed})")
+            say(f"{t.name}: {kept} is {p['pgdata']} again "
+                + (f"(the unfinished copy is kept as {failed})" if failed
+                   else f"(there was no unfinished copy at {p['pgdata']} to keep)"))
         for h in (src, t):
             try:
                 ensure_running(ctx, h, normal_port(h))
@@ -383,8 +387,9 @@ def cleanup(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes
     if archive is not None and delete:
         raise UsageError("--archive and --delete exclude each other")
     if archive is not None:
-        archive = pg.check_dest(archive)
-    hosts = [pg.db_host(ctx, host)] if host else [pg.db_host(ctx, h.name) for h in c.hosts]
+        archive = pg.check_dest(archive, "archive")
+    # host "" is a bad value (db_host refuses it), never "every host"
+    hosts = [pg.db_host(ctx, host)] if host is not None else [pg.db_host(ctx, h.name) for h in c.hosts]
     workdir = pg.check_dest(c.vars.get("resync_dir") or DEFAULT_WORKDIR)
     _, s = state(ctx, c.name)
     active = s and not s["finished"] and not s["rolled_back"]
@@ -501,7 +506,7 @@ def cleanup_task(ctx, archive=None, delete=False, remove_datadir=None, host=None
 def install_recovery_task(ctx, host=None, yes=False):
     """Install hatasks' online-recovery scripts into PGDATA (pcp_recovery_node runs them)."""
     c = backends.pgpool_cluster(ctx)
-    hosts = [pg.db_host(ctx, host).name] if host else [h.name for h in c.hosts]
+    hosts = [pg.db_host(ctx, host).name] if host is not None else [h.name for h in c.hosts]
     with journal.operation(ctx, c.name, "sync.install-recovery", {"host": host}, yes=yes):
         install_recovery(ctx, hosts, c.name)
 

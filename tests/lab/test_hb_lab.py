@@ -312,7 +312,9 @@ def test_a_host_that_does_not_answer_is_named(inv):
     try:
         line = one_line_error(inv("hb.log", "--host", idle, check=False), 4)
         assert idle in line and "unreachable" in line
-        data = json.loads(inv("hb.status", "--cluster", "lb", "--format", "json").stdout)
+        proc = inv("hb.status", "--cluster", "lb", "--format", "json", check=False)
+        assert proc.returncode == 3 and idle in proc.stderr  # the node is OFFLINE
+        data = json.loads(proc.stdout)
         assert data["views"]["lb"]["read_on"] != idle
     finally:
         inv("lab.heal", "--host", idle)

@@ -46,6 +46,17 @@ def hold(c):
 
 
 @task
+def stepping(c):
+    """A journaled operation whose second step never ends."""
+    with journal.operation(c, "db", "sync.stepping", {}, yes=True) as op:
+        op.step("first")
+        op.checkpoint("first")
+        op.step("second")
+        print("ready", flush=True)
+        time.sleep(60)
+
+
+@task
 def spew(c):
     for i in range(200000):
         print(f"line {i}")
@@ -57,6 +68,7 @@ db.add_task(hold)
 db.add_task(sleepy)
 sync = Collection("sync")
 sync.add_task(hold)
+sync.add_task(stepping)
 ns.add_collection(db)
 ns.add_collection(sync)
 ns.add_task(spew)
@@ -115,6 +127,18 @@ def test_interrupted_sync_task_points_at_resume_and_rollback(tmp_path, env):
     assert "inv sync.resume" in text and "inv sync.rollback" in text
 
 
+def test_interrupt_names_the_step_that_was_running(tmp_path, env):
+    p = _start(tmp_path, env, "sync.stepping")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 130
+    text = " ".join(err.split())
+    assert "sync.stepping was interrupted (SIGINT (Ctrl-C)) while running step second." in text
+    assert "(began " in text and "steps finished: first) stopped in step second" in text
+    assert [r["event"] for r in _journal(tmp_path)] == [
+        "start", "step", "checkpoint", "step", "failed"]
+
+
 def test_interrupted_read_only_task_says_nothing_changed(tmp_path, env):
     p = _start(tmp_path, env, "db.sleepy")
     p.send_signal(signal.SIGTERM)
@@ -152,17 +176,27 @@ def test_parse_errors_exit_2_with_one_line(tmp_path, env):
 
 
 def test_interrupt_report_wording():
-    ops = [{"action": "db.failover", "cluster": "db", "started": "T", "outcome": "failed",
-            "checkpoints": ["standby"], "parent": None},
-           {"action": "hb.standby", "cluster": "db", "started": "T", "outcome": "done",
-            "checkpoints": [], "parent": "x"}]
+    ops = [{"op": "x", "action": "db.failover", "cluster": "db", "started": "T",
+            "outcome": "failed", "checkpoints": [], "running": None, "parent": None},
+           {"op": "y", "action": "hb.standby", "cluster": "db", "started": "T", "outcome": "done",
+            "checkpoints": [], "running": None, "parent": "x"},
+           {"op": "z", "action": "hb.online", "cluster": "db", "started": "T",
+            "outcome": "failed", "checkpoints": [], "running": None, "parent": "x"}]
     text = base.interrupt_report("db.failover", "SIGINT (Ctrl-C)", ops, "/s/journal.jsonl")
     assert text == (
-        "hatasks: db.failover was interrupted (SIGINT (Ctrl-C)). The journal (/s/journal.jsonl)"
-        " records: db.failover on cluster db (began T, steps finished: standby) stopped"
-        " unfinished; hb.standby on cluster db (began T, steps finished: none) finished."
-        " Anything after the last finished step may be half done. Next: inv db.diagnose to"
-        " see the state of the cluster before anything else.")
+        "hatasks: db.failover was interrupted (SIGINT (Ctrl-C)) while running hb.online. The"
+        " journal (/s/journal.jsonl) records: db.failover on cluster db (began T, steps"
+        " finished: hb.standby) stopped in hb.online. What was running may be half done."
+        " Next: inv db.diagnose to see the state of the cluster before anything"
+        " else.")
+    resync = [{"op": "r", "action": "sync.resync", "cluster": "db", "started": "T",
+               "outcome": "failed", "checkpoints": ["plan", "stop_pgpool"],
+               "running": "dump", "parent": None}]
+    text = base.interrupt_report("sync.resync", "SIGTERM", resync)
+    assert text.startswith("hatasks: sync.resync was interrupted (SIGTERM) while running step"
+                           " dump. The journal records: sync.resync on cluster db (began T,"
+                           " steps finished: plan, stop_pgpool) stopped in step dump.")
+    assert "inv sync.resume" in text
     assert "lb.diagnose" in base.next_command("lb.failover", [])
 
 

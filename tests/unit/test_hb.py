@@ -116,6 +116,16 @@ def test_status_without_cluster_reads_every_cluster(lab, ctx, capsys):
     assert {n["cluster"] for n in data["nodes"]} == {"db", "lb"}
 
 
+def test_status_with_a_node_offline_shows_it_and_exits_3(lab, ctx, capsys):
+    lab(DB01_DOWN)
+    with pytest.raises(invoke.Exit) as exc:
+        hb.status_task(ctx, cluster="db", format="table")
+    assert exc.value.code == HaError.STATE
+    out = capsys.readouterr()
+    assert "OFFLINE" in out.out  # the picture is printed as before
+    assert out.err == "hatasks: error: node(s) OFFLINE: db01 (db)\n"
+
+
 def test_status_shows_failed_actions(lab, ctx, capsys):
     lab(PGPOOL_KILLED)
     hb.status_task(ctx, cluster="db", format="table")

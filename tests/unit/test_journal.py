@@ -249,6 +249,28 @@ def test_last_operation_and_checkpoints(ctx, no_tty):
     assert journal.last_operation(ctx, "lb") is None
 
 
+def test_operations_name_the_step_running_and_the_nested_operation(ctx, state, no_tty):
+    import time
+    began = time.time() - 1
+    with pytest.raises(KeyboardInterrupt):
+        with journal.operation(ctx, "db", "db.failover", {"from": "db01"}, yes=True) as op:
+            op.step("standby")
+            with journal.operation(ctx, "db", "hb.standby", {"node": "db01"}, yes=True) as inner:
+                inner.step("wait")
+                inner.checkpoint("wait")
+            op.checkpoint("standby")
+            op.step("online")
+            raise KeyboardInterrupt
+    ops = journal.operations(ctx, os.getpid(), began)
+    assert [(o["action"], o["outcome"], o["checkpoints"], o["running"], bool(o["parent"]))
+            for o in ops] == [("db.failover", "failed", ["standby"], "online", False),
+                              ("hb.standby", "done", ["wait"], None, True)]
+    assert ops[1]["parent"] == ops[0]["op"] and ops[0]["message"] == "interrupted"
+    assert journal.operations(ctx, os.getpid() + 1, began) == []
+    assert journal.operations(ctx, os.getpid(), time.time() + 5) == []
+    assert journal.operations(make_ctx(state, dry=True)) == []
+
+
 def test_history_limit_and_cluster_filter(ctx, no_tty):
     for i in range(3):
         with journal.operation(ctx, "db", f"a{i}", yes=True):

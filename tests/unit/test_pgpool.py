@@ -164,8 +164,12 @@ def test_recover_fails_when_counts_differ(ctx, rec):
 
 def test_status_degenerated_records_newest(ctx, fake, capsys):
     use_pool(fake, DB01_DOWN)
-    pgpool.status_task(ctx, format="json")
-    data = json.loads(capsys.readouterr().out)
+    with pytest.raises(invoke.Exit) as exc:  # degenerated is unhealthy: exit 3, JSON shown
+        pgpool.status_task(ctx, format="json")
+    assert exc.value.code == HaError.STATE
+    out = capsys.readouterr()
+    assert out.err == "hatasks: error: pgpool is degenerated (backend down: db01); newest data: db02\n"
+    data = json.loads(out.out)
     assert data["degenerated"] is True and data["newest"] == "db02"
     assert data["recorded"]["newest"] == "db02"
     assert journal.newest(ctx, "db")["evidence"]["degenerated"] is True

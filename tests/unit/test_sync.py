@@ -15,10 +15,14 @@ def params(method="dump"):
 
 
 class Op:
-    """The journal operation as run_steps sees it: checkpoints in order."""
+    """The journal operation as run_steps sees it: steps begun and checkpoints, in order."""
 
     def __init__(self):
         self.checkpoints = []
+        self.begun = []
+
+    def step(self, name):
+        self.begun.append(name)
 
     def checkpoint(self, step, **data):
         self.checkpoints.append((step, data))
@@ -74,3 +78,5 @@ def test_run_steps_stops_at_a_failing_step_without_checkpointing_it(calls, monke
         sync.run_steps(None, op, params(), [], {})
     steps = syncplan.steps_for("dump")
     assert [c[0] for c in op.checkpoints] == steps[:steps.index("import")]
+    # the step that was running is journaled as begun: an interrupt report names it
+    assert op.begun == steps[:steps.index("import") + 1]

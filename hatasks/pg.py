@@ -114,7 +114,9 @@ def parse_server_state(text):
         if ln.startswith("rc="):
             rc = ln[3:]
             break
-    state = {"running": rc == "0", "pid": None, "port": None, "pg_ctl_rc": rc}
+    # pg_ctl status: 0 running, 3 not running, 4 no accessible data directory
+    state = {"running": rc == "0", "pid": None, "port": None, "pg_ctl_rc": rc,
+             "datadir": rc != "4"}
     if state["running"]:
         rest = lines[lines.index(f"rc={rc}") + 1:]
         if rest and rest[0].isdigit():
@@ -334,6 +336,7 @@ def stop(ctx, host, mode="fast", timeout=60, quiet=False):
     host = remote.host(ctx, host)
     before = server_state(ctx, host)
     if not before["running"]:
+        check_datadir_matches(ctx, host, before)
         _say(quiet, f"{host.name}: PostgreSQL is already stopped")
         return {"host": host.name, "stopped": False}
     _say(quiet, f"{host.name}: PostgreSQL running on port {before['port']} (pid {before['pid']}); "
@@ -352,6 +355,22 @@ def stop(ctx, host, mode="fast", timeout=60, quiet=False):
                       HaError.NOT_CONVERGED)
     _say(quiet, f"{host.name}: PostgreSQL stopped")
     return {"host": host.name, "stopped": True, "port": before["port"]}
+
+
+def check_datadir_matches(ctx, host, state):
+    """Refuse to call a server stopped when the inventory's pgdata is not what runs.
+
+    pg_ctl only knows the data directory it is given: a wrong ``pgdata`` reads as "not
+    running" while PostgreSQL serves from another directory."""
+    pgdata = host.vars["pgdata"]
+    if not state.get("datadir", True):
+        raise StateError(f"{host.name}: {pgdata} is not an accessible PostgreSQL data directory "
+                         f"(pg_ctl status exit 4): check the inventory var pgdata")
+    port = _default_port(host)
+    if not remote.is_dry(ctx) and connectable(ctx, host, port):
+        raise StateError(f"{host.name}: PostgreSQL answers on port {port} but not from {pgdata}: "
+                         f"the inventory var pgdata does not name the running server's data "
+                         f"directory")
 
 
 def _last_line(res):
@@ -504,8 +523,10 @@ def dumpall(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
     try:
         version = server_version_num(ctx, host, port)
     except HaError as exc:
+        # a host that does not answer ssh is UNREACHABLE (4), a server that refuses is STATE (3)
+        code = HaError.UNREACHABLE if exc.code == HaError.UNREACHABLE else HaError.STATE
         raise HaError(f"{host.name}: pg_dumpall not started: cannot connect on port {port}: "
-                      f"{exc.message}", HaError.STATE) from None
+                      f"{exc.message}", code) from None
     flags = dumpall_flags(version)
     remote.run(ctx, host, f"mkdir -p -m 700 {shell.q(dest)}", user="postgres")
     stamp = _fresh_stamp(ctx, host, dest, lambda st: dump_names(host.name, st))

@@ -13,7 +13,7 @@ import pytest
 from psycopg2 import sql
 
 from hatasks import compare, journal, pg, remote
-from hatasks.errors import HaError
+from hatasks.errors import HaError, UnreachableError
 
 from conftest import FIXTURES, ROOT, Seq, fail, make_ctx, psql_rows
 
@@ -126,8 +126,10 @@ def test_count_query_uses_identifiers():
 
 def test_parse_server_state():
     out = "rc=0\n4242\n/var/lib/postgresql/15/data\n1700000000\n1234\n"
-    assert pg.parse_server_state(out) == {"running": True, "pid": 4242, "port": 1234, "pg_ctl_rc": "0"}
+    assert pg.parse_server_state(out) == {"running": True, "pid": 4242, "port": 1234, "pg_ctl_rc": "0",
+                                          "datadir": True}
     assert pg.parse_server_state("rc=3\n")["running"] is False
+    assert pg.parse_server_state("rc=4\n")["datadir"] is False  # no accessible data directory
 
 
 # ------------------------------------------------------------------ dump names and pruning
@@ -332,6 +334,32 @@ def test_stop_when_pgpool_does_not_answer_goes_on_with_a_note(ctx, rec, capsys):
     rec.on("status >/dev/null", Seq([(0, "rc=0\n99\n/x\n1\n5432\n"), (0, "rc=3\n")]))
     pg.stop_task(ctx, host="db02", yes=True)
     assert "cannot tell whether this backend is attached" in capsys.readouterr().err
+
+
+def test_stop_with_a_wrong_pgdata_does_not_call_a_running_server_stopped(ctx, rec):
+    rec.sql("SHOW pool_nodes", DB02_DOWN)
+    rec.on("status >/dev/null", (0, "rc=3\n"))  # pg_ctl finds no server for this pgdata ...
+    rec.sql("SELECT 1", [{"one": 1}])            # ... while PostgreSQL answers on pg_port
+    with pytest.raises(invoke.Exit) as exc:
+        pg.stop_task(ctx, host="db02", yes=True)
+    assert exc.value.code == HaError.STATE
+    assert not [c for c in rec.commands if c.endswith(" stop")]
+
+
+def test_stop_with_a_missing_data_directory_is_a_state_error(ctx, rec):
+    rec.sql("SHOW pool_nodes", DB02_DOWN)
+    rec.on("status >/dev/null", (0, "rc=4\n"))
+    with pytest.raises(invoke.Exit) as exc:
+        pg.stop_task(ctx, host="db02", yes=True)
+    assert exc.value.code == HaError.STATE
+
+
+def test_dumpall_on_a_host_that_does_not_answer_exits_unreachable(ctx, rec):
+    rec.sql("SHOW server_version_num", UnreachableError("db01: ssh: timed out"))
+    rec.sql("server_version_num", UnreachableError("db01: ssh: timed out"))
+    with pytest.raises(invoke.Exit) as exc:
+        pg.dumpall_task(ctx, host="db01")
+    assert exc.value.code == HaError.UNREACHABLE
 
 
 # ------------------------------------------------------------------ compare (pure part)

@@ -6,16 +6,17 @@ from hatasks import core_tasks, db, hb, inventory_tasks, lb, notify, pg, pgpool,
 from hatasks.config import DEFAULTS
 
 
-def build():
-    """Return the root collection used by both ``tasks.py`` and ``fabfile.py``."""
-    from lab import tasks as labtasks  # the lab's own package, only needed for the root collection
-
+def build(lab=None):
+    """Return the root collection of ``tasks.py``, ``fabfile.py`` and the installed ``hatasks``
+    command. ``lab``: the checkout's ``lab.tasks`` module (``tasks.py``/``fabfile.py`` pass it;
+    the installed command has no lab)."""
     ns = Collection()
     # sub-collections are added here, one line each
     ns.add_task(core_tasks.history)
     ns.add_collection(Collection.from_module(hb))
     ns.add_collection(Collection.from_module(web))
-    ns.add_collection(Collection.from_module(labtasks, name="lab"))
+    if lab is not None:
+        ns.add_collection(Collection.from_module(lab, name="lab"))
     ns.add_collection(Collection.from_module(pgpool))
     ns.add_collection(Collection.from_module(pg))
     ns.add_task(status.status)

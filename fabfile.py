@@ -4,12 +4,14 @@ host (hatasks/base.py)."""
 
 import sys
 
-from hatasks import cli
+from hatasks import base, cli
 from hatasks.namespace import build
 from hatasks.program import follow_invoke
 from lab import tasks as labtasks  # the lab: a tool of the checkout, not of the installed command
 
 cli.install()  # bad command lines exit 2 with one line (hatasks/cli.py)
-# `fab` (fabric.main.program) built its configuration before importing this file
-follow_invoke(getattr(getattr(sys.modules.get("fabric.main"), "program", None), "config", None))
+# `fab` (fabric.main.program) built its configuration and parsed -H before importing this file
+_fab = getattr(sys.modules.get("fabric.main"), "program", None)
+follow_invoke(getattr(_fab, "config", None))
+base.hosts_from_fab(bool(getattr(getattr(getattr(_fab, "args", None), "hosts", None), "value", None)))
 ns = build(lab=labtasks)

@@ -84,7 +84,7 @@ class HaProgram(Program):
 def make_program():
     """A new ``hatasks`` program (tests build their own)."""
     cli.install()  # bad command lines exit 2 with one line (hatasks/cli.py)
-    return HaProgram(name=NAME, binary=NAME, version=hatasks.__version__,
+    return HaProgram(name=NAME, binary=NAME, binary_names=[NAME], version=hatasks.__version__,
                      namespace=Collection(), config_class=HaConfig)
 
 

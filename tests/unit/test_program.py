@@ -263,4 +263,4 @@ def test_wheel_installs_a_working_hatasks_command(tmp_path):
                        cwd=elsewhere, env=env, capture_output=True, text=True)
     assert p.stdout.startswith(str(venv))
     p = run("--print-completion-script", "bash")
-    assert p.returncode == 0 and "hatasks" in p.stdout
+    assert p.returncode == 0 and "complete -F _complete_hatasks -o default hatasks" in p.stdout

@@ -13,5 +13,6 @@ cli.install()  # bad command lines exit 2 with one line (hatasks/cli.py)
 # `fab` (fabric.main.program) built its configuration and parsed -H before importing this file
 _fab = getattr(sys.modules.get("fabric.main"), "program", None)
 follow_invoke(getattr(_fab, "config", None))
-base.hosts_from_fab(bool(getattr(getattr(getattr(_fab, "args", None), "hosts", None), "value", None)))
+_hosts = getattr(getattr(getattr(_fab, "args", None), "hosts", None), "value", None)
+base.hosts_from_fab(bool(_hosts))
 ns = build(lab=labtasks)

@@ -1,6 +1,6 @@
 """Start-up of the command line, side by side: this checkout against an earlier tree.
 
-    .venv/bin/python bench/startup.py [--before DIR] [--runs N]
+    .venv/bin/python bench/startup.py [--before DIR] [--runs N] [--inventory LAB_HOSTS_INI]
 
 ``--before DIR``: another copy of the repository (e.g. ``git archive main | tar -x -C DIR``);
 without it only this checkout is measured. Each figure is the median wall time of N runs,
@@ -13,6 +13,9 @@ alternating the trees, printed with the ratio after/before. Asserts nothing.
   ``socket.connect`` call (the process then exits there), on an inventory whose hosts point
   at 127.0.0.1, so no host is needed. This is the fixed cost every task pays before it can
   talk to a cluster: interpreter, imports, configuration, inventory.
+- with ``--inventory`` (a running lab's, e.g. ``lab/.state/N/hosts.ini``): ``status`` end to end.
+
+Each figure: the median and, in brackets, the fastest run (the closest to a quiet machine).
 """
 
 import argparse
@@ -57,7 +60,9 @@ def inventory(tmp):
     return path
 
 
-def wall(argv, env, cwd, connects=False):
+def wall(argv, env, cwd, connects=False, lab=None):
+    if lab and "status" in argv and "--inventory" not in argv:
+        env = dict(env, INVOKE_HATASKS_INVENTORY=str(lab))
     start = time.time()
     p = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     end = time.time()
@@ -69,7 +74,7 @@ def wall(argv, env, cwd, connects=False):
     return end - start
 
 
-def commands(root, has_program):
+def commands(root, has_program, lab=None):
     entry = f"import sys; sys.path.insert(0, {str(root)!r}); "
     cmds = {
         "inv -l": [INV, "-r", str(root), "-l"],
@@ -78,12 +83,18 @@ def commands(root, has_program):
             sys.executable, "-c", HOOK + "from invoke.main import program; program.run()",
             "-r", str(root), "status"],
     }
+    if lab:
+        cmds["inv status, end to end (lab)"] = [INV, "-r", str(root), "status"]
     if has_program:
         cmds["hatasks --version"] = [
             sys.executable, "-c", entry + "from hatasks.program import main; main()", "--version"]
         cmds["status to its first ssh connect (hatasks)"] = [
             sys.executable, "-c",
             HOOK + entry + "from hatasks.program import main; main()", "status"]
+        if lab:
+            cmds["hatasks status, end to end (lab)"] = [
+                sys.executable, "-c", entry + "from hatasks.program import main; main()",
+                "--inventory", str(lab), "status"]
     return cmds
 
 
@@ -91,6 +102,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=pathlib.Path, help="an earlier copy of the repository")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--inventory", type=pathlib.Path, help="a running lab's hosts.ini")
     opts = ap.parse_args()
     trees = {"after": HERE}
     if opts.before:
@@ -101,27 +113,32 @@ def main():
                    INVOKE_HATASKS_STATE_DIR=str(pathlib.Path(tmp) / "state"),
                    HATASKS_STATE_DIR=str(pathlib.Path(tmp) / "state"),
                    INVOKE_HATASKS_CONNECT_TIMEOUT="1", PYTHONDONTWRITEBYTECODE="")
-        plans = {name: commands(root, (root / "hatasks" / "program.py").exists())
+        lab = opts.inventory.resolve() if opts.inventory else None
+        plans = {name: commands(root, (root / "hatasks" / "program.py").exists(), lab)
                  for name, root in trees.items()}
         times = {name: {k: [] for k in plan} for name, plan in plans.items()}
         for name, plan in plans.items():  # warm the caches (pyc, page cache) once
             for label, argv in plan.items():
-                wall(argv, env, tmp, "connect" in label)
+                wall(argv, env, tmp, "connect" in label, lab if "lab" in label else None)
         for _ in range(opts.runs):
             for name, plan in plans.items():
                 for label, argv in plan.items():
-                    times[name][label].append(wall(argv, env, tmp, "connect" in label))
+                    times[name][label].append(wall(argv, env, tmp, "connect" in label,
+                                                   lab if "lab" in label else None))
     labels = list(plans["after"])
     print(f"median of {opts.runs} runs, seconds (load average {os.getloadavg()[0]:.2f},"
           f" {os.cpu_count()} cpus)")
-    print(f"{'measure':45} {'before':>8} {'after':>8} {'ratio':>7}")
+    print(f"{'measure':45} {'before':>16} {'after':>16} {'ratio':>11}")
+
+    def cell(values):
+        return f"{statistics.median(values):7.3f} ({min(values):.3f})" if values else " " * 7
+
     for label in labels:
-        after = statistics.median(times["after"][label])
-        b = times.get("before", {}).get(label)
-        before = statistics.median(b) if b else None
-        ratio = f"{after / before:7.2f}" if before else "      -"
-        shown = f"{before:8.3f}" if before else "       -"
-        print(f"{label:45} {shown} {after:8.3f} {ratio}")
+        after = times["after"][label]
+        before = times.get("before", {}).get(label)
+        ratio = (f"{statistics.median(after) / statistics.median(before):5.2f}"
+                 f" ({min(after) / min(before):.2f})") if before else "-"
+        print(f"{label:45} {cell(before):>16} {cell(after):>16} {ratio:>11}")
 
 
 if __name__ == "__main__":

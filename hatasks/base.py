@@ -138,11 +138,10 @@ class HaTask(invoke.Task):
 
     def get_arguments(self, ignore_unknown_help=None):
         args = cli.typed_arguments(super().get_arguments(ignore_unknown_help))
-        own = self.host_option()
-        if _fab_hosts["given"] and own:
-            for arg in args:
-                if arg.name == own:
-                    arg.positional = False
+        own = self.host_option() if _fab_hosts["given"] else None
+        for arg in args:
+            if own and arg.name == own:
+                arg.positional = False
         return args
 
     def host_option(self):

@@ -11,7 +11,8 @@ directory:
 - ``--inventory FILE`` (overrides every other source of ``hatasks.inventory``);
 - ``--version``; ``--print-completion-script bash|zsh|fish`` for shell completion;
 - the task modules are imported only once the command line needs the collection, so
-  ``hatasks --version`` and ``--print-completion-script`` start at Python's own speed.
+  ``hatasks --version`` and ``--print-completion-script`` import none, and ``hatasks
+  hb.status`` only those ``hb`` needs (``namespace.build(only=...)``).
 
 The lab's tasks (``lab.*``) are a development tool of the checkout: they appear with ``inv``
 and ``fab`` run from the repository (``tasks.py``/``fabfile.py``), never here.
@@ -39,14 +40,15 @@ class HaConfig(Config):
     def load_shell_env(self):
         """``HATASKS_<KEY>`` for each ``hatasks.<key>`` setting, plus invoke's own settings
         as ``HATASKS_<SECTION>_<KEY>`` (the environment level of invoke's hierarchy)."""
-        super().load_shell_env()
+        self.merge()  # the environment is read for the keys the configuration has
+        found = Environment(config=self._config, prefix=self._env_prefix).load()
         own = self._config.get(NAME)
-        if not isinstance(own, dict) or not own:
-            return
-        found = Environment(config=own, prefix=self._env_prefix).load()
-        if found:
-            self._set(_env=merge_dicts(copy.deepcopy(self._env), {NAME: found}))
-            self.merge()
+        if isinstance(own, dict) and own:
+            mine = Environment(config=own, prefix=self._env_prefix).load()
+            if mine:
+                found = merge_dicts(found, {NAME: mine})
+        self._set(_env=found)
+        self.merge()
 
 
 class HaProgram(Program):
@@ -61,9 +63,12 @@ class HaProgram(Program):
 
     def parse_collection(self):
         if not getattr(self, "_built", False):
-            from hatasks.namespace import build
+            from hatasks.namespace import build, parts_named
 
-            self.namespace = build()
+            # only the modules of the tasks named on the command line are imported; a task
+            # list, help, completion or an unknown name gets the whole collection
+            whole = any(self.args[flag].value for flag in ("list", "help", "complete"))
+            self.namespace = build(only=None if whole else parts_named(self.core.unparsed))
             self._built = True
         # ./hatasks.yaml, as inv reads the invoke.yaml next to tasks.py
         self.config.set_project_location(os.getcwd())

@@ -164,6 +164,20 @@ def test_version_and_completion_do_not_import_the_tasks(tmp_path):
     assert p.stdout.splitlines() == ["hatasks 0.1.0", "[]"]
 
 
+def test_a_task_imports_only_the_modules_it_needs(tmp_path):
+    probe = ENTRY.replace("main()", "import atexit; atexit.register(lambda: print(sorted(m for m"
+                          " in sys.modules if m in ('hatasks.db', 'hatasks.sync', 'hatasks.hb',"
+                          " 'fabric', 'paramiko', 'psycopg2')))); main()")
+    p = subprocess.run([sys.executable, "-c", probe, "history", "--format", "json"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, HATASKS_STATE_DIR=str(tmp_path / "state")))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "[]"  # no task module but history's, no ssh, no SQL
+    # a mistyped name still gets the closest names of the whole collection
+    p = hatasks("stats", cwd=tmp_path)
+    assert p.returncode == 2 and "status" in p.stderr
+
+
 def test_the_checkout_lists_the_lab_the_program_does_not(tmp_path):
     sys.path.insert(0, str(ROOT))
     try:

@@ -9,7 +9,7 @@ alternating the trees, printed with the ratio after/before. Asserts nothing.
 - ``inv -l``: the task list (imports every task module);
 - ``inv --version`` and ``hatasks --version`` (the installed command; ``python -c`` running its
   entry point, as the console script does);
-- ``status`` up to its first ssh connect: the time from starting the process to the first
+- ``status`` (and ``hb.status``, which needs fewer modules) up to its first ssh connect: the time from starting the process to the first
   ``socket.connect`` call (the process then exits there), on an inventory whose hosts point
   at 127.0.0.1, so no host is needed. This is the fixed cost every task pays before it can
   talk to a cluster: interpreter, imports, configuration, inventory.
@@ -83,6 +83,9 @@ def commands(root, has_program, lab=None):
             sys.executable, "-c", HOOK + "from invoke.main import program; program.run()",
             "-r", str(root), "status"],
     }
+    cmds["hb.status to its first ssh connect (inv)"] = [
+        sys.executable, "-c", HOOK + "from invoke.main import program; program.run()",
+        "-r", str(root), "hb.status"]
     if lab:
         cmds["inv status, end to end (lab)"] = [INV, "-r", str(root), "status"]
     if has_program:
@@ -91,6 +94,9 @@ def commands(root, has_program, lab=None):
         cmds["status to its first ssh connect (hatasks)"] = [
             sys.executable, "-c",
             HOOK + entry + "from hatasks.program import main; main()", "status"]
+        cmds["hb.status to its first ssh connect (hatasks)"] = [
+            sys.executable, "-c",
+            HOOK + entry + "from hatasks.program import main; main()", "hb.status"]
         if lab:
             cmds["hatasks status, end to end (lab)"] = [
                 sys.executable, "-c", entry + "from hatasks.program import main; main()",

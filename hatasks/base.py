@@ -185,7 +185,7 @@ class HaTask(invoke.Task):
     def _fab_host(self, ctx, kwargs):
         """``fab -H HOST TASK``: fabric calls the task once per host with a Connection as
         ``ctx``. The host fills the task's ``--host`` (else ``--node``); a task without either
-        acts on a whole cluster and refuses -H (exit 2), as does a different explicit value."""
+        (a whole cluster, the journal) refuses -H (exit 2), as does a different explicit value."""
         host = getattr(ctx, "original_host", None)
         if not host or not type(ctx).__module__.startswith("fabric"):
             return kwargs
@@ -197,8 +197,8 @@ class HaTask(invoke.Task):
                       " disagree; give one of them", file=sys.stderr, flush=True)
                 raise invoke.Exit(code=2)
             return {**kwargs, name: host}
-        print(f"hatasks: error: {self.called_as} acts on a whole cluster, not on one host:"
-              " run it without -H (--cluster chooses the cluster)", file=sys.stderr, flush=True)
+        print(f"hatasks: error: {self.called_as} does not act on one host (it has no --host"
+              " or --node): run it without -H", file=sys.stderr, flush=True)
         raise invoke.Exit(code=2)
 
     def _report(self, ctx, began, why, main, ops=None):

@@ -96,7 +96,7 @@ def test_fab_host_is_refused_where_it_cannot_apply(capsys):
     with pytest.raises(invoke.Exit) as exc:
         _whole_cluster(_connection("db01"))
     assert exc.value.code == 2
-    assert "acts on a whole cluster" in capsys.readouterr().err
+    assert "does not act on one host" in capsys.readouterr().err
     with pytest.raises(invoke.Exit) as exc:
         _one_host(_connection("db01"), host="db02")
     assert exc.value.code == 2

@@ -1,7 +1,18 @@
-"""Entry point for ``fab``: the same collections as ``inv`` (``fab -l``)."""
+"""Entry point for ``fab``: the same collections as ``inv`` (``fab -l``), the same configuration
+(``invoke.yaml``, ``INVOKE_HATASKS_*``), and ``fab -H HOST TASK`` for the tasks that act on one
+host (hatasks/base.py)."""
 
-from hatasks import cli
+import sys
+
+from hatasks import base, cli
 from hatasks.namespace import build
+from hatasks.program import follow_invoke
+from lab import tasks as labtasks  # the lab: a tool of the checkout, not of the installed command
 
 cli.install()  # bad command lines exit 2 with one line (hatasks/cli.py)
-ns = build()
+# `fab` (fabric.main.program) built its configuration and parsed -H before importing this file
+_fab = getattr(sys.modules.get("fabric.main"), "program", None)
+follow_invoke(getattr(_fab, "config", None))
+_hosts = getattr(getattr(getattr(_fab, "args", None), "hosts", None), "value", None)
+base.hosts_from_fab(bool(_hosts))
+ns = build(lab=labtasks)

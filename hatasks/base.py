@@ -114,11 +114,43 @@ def _journal_path(ctx):
         return None
 
 
+#: the only short flags, one meaning each in every task (invoke's automatic ones are off:
+#: they gave -f three meanings); README "Short flags"
+SHORT_FLAGS = {"yes": "y", "cluster": "c", "node": "n", "quiet": "q", "timeout": "t"}
+
+#: the task options that ``fab -H HOST`` fills, in order of preference
+FAB_HOST_OPTIONS = ("host", "node")
+_fab_hosts = {"given": False}
+
+
+def hosts_from_fab(given=True):
+    """``fabfile.py`` calls this when ``fab -H`` was given: a task's ``--host`` (else
+    ``--node``) is then no longer required on the command line; :class:`HaTask` fills it."""
+    _fab_hosts["given"] = bool(given)
+
+
 class HaTask(invoke.Task):
     """An invoke Task with typed options and the interrupt and closed-pipe rules."""
 
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short and short not in taken_names and short not in opts["names"]:
+            opts["names"].append(short)
+        return opts
+
     def get_arguments(self, ignore_unknown_help=None):
-        return cli.typed_arguments(super().get_arguments(ignore_unknown_help))
+        args = cli.typed_arguments(super().get_arguments(ignore_unknown_help))
+        own = self.host_option() if _fab_hosts["given"] else None
+        for arg in args:
+            if own and arg.name == own:
+                arg.positional = False
+        return args
+
+    def host_option(self):
+        """The option naming the one host this task acts on (``fab -H``), or None."""
+        params = self.argspec(self.body).parameters
+        return next((name for name in FAB_HOST_OPTIONS if name in params), None)
 
     @property
     def called_as(self):
@@ -131,6 +163,7 @@ class HaTask(invoke.Task):
 
     def __call__(self, *args, **kwargs):
         ctx = args[0] if args else None
+        kwargs = self._fab_host(ctx, kwargs)
         began = time.time()
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
@@ -151,6 +184,25 @@ class HaTask(invoke.Task):
         finally:
             if main:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    def _fab_host(self, ctx, kwargs):
+        """``fab -H HOST TASK``: fabric calls the task once per host with a Connection as
+        ``ctx``. The host fills the task's ``--host`` (else ``--node``); a task without either
+        (a whole cluster, the journal) refuses -H (exit 2), as does a different explicit value."""
+        host = getattr(ctx, "original_host", None)
+        if not host or not type(ctx).__module__.startswith("fabric"):
+            return kwargs
+        name = self.host_option()
+        if name:
+            given = kwargs.get(name)
+            if given not in (None, "", host):
+                print(f"hatasks: error: {self.called_as}: -H {host} and --{name} {given}"
+                      " disagree; give one of them", file=sys.stderr, flush=True)
+                raise invoke.Exit(code=2)
+            return {**kwargs, name: host}
+        print(f"hatasks: error: {self.called_as} does not act on one host (it has no --host"
+              " or --node): run it without -H", file=sys.stderr, flush=True)
+        raise invoke.Exit(code=2)
 
     def _report(self, ctx, began, why, main, ops=None):
         # a second Ctrl-C must not cut the paragraph short with a traceback
@@ -174,6 +226,7 @@ def task(*args, **kwargs):
     """Like ``invoke.task``; turns :class:`HaError` into a clean non-zero exit."""
     bare = len(args) == 1 and callable(args[0]) and not kwargs
     kwargs.setdefault("klass", HaTask)
+    kwargs.setdefault("auto_shortflags", False)  # SHORT_FLAGS only
 
     def decorate(fn):
         @functools.wraps(fn)

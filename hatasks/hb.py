@@ -7,10 +7,9 @@ Every mutating task verifies its effect by reading crm_mon again before it retur
 
 import xml.etree.ElementTree as ET
 
-from tabulate import tabulate
-
 from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote, shell
 from hatasks.base import task
+from hatasks.output import tabulate
 from hatasks.errors import HaError, StateError, UsageError
 
 #: the configured resources (to refuse an unknown one before acting)

@@ -1,28 +1,55 @@
 """The root collection: one sub-collection per tool, configured once here."""
 
+import importlib
+
 from invoke import Collection
 
-from hatasks import core_tasks, db, hb, inventory_tasks, lb, notify, pg, pgpool, status, sync, web
 from hatasks.config import DEFAULTS
 
+#: the root collection's parts, one line each: (its name on the command line, the module,
+#: the task when the part is one root task, else None for the module's sub-collection)
+PARTS = (
+    ("history", "core_tasks", "history"),
+    ("hb", "hb", None),
+    ("web", "web", None),
+    ("lab", None, None),  # the checkout's lab.tasks, when given
+    ("pgpool", "pgpool", None),
+    ("pg", "pg", None),
+    ("status", "status", "status"),
+    ("inventory", "inventory_tasks", None),
+    ("sync", "sync", None),
+    ("db", "db", None),
+    ("lb", "lb", None),
+    ("notify", "notify", None),
+)
 
-def build():
-    """Return the root collection used by both ``tasks.py`` and ``fabfile.py``."""
-    from lab import tasks as labtasks  # the lab's own package, only needed for the root collection
 
+def build(lab=None, only=None):
+    """Return the root collection of ``tasks.py``, ``fabfile.py`` and the installed ``hatasks``
+    command. ``lab``: the checkout's ``lab.tasks`` module (``tasks.py``/``fabfile.py`` pass it;
+    the installed command has no lab). ``only``: the names of :data:`PARTS` to build (the
+    others' modules are not even imported); None: all."""
     ns = Collection()
-    # sub-collections are added here, one line each
-    ns.add_task(core_tasks.history)
-    ns.add_collection(Collection.from_module(hb))
-    ns.add_collection(Collection.from_module(web))
-    ns.add_collection(Collection.from_module(labtasks, name="lab"))
-    ns.add_collection(Collection.from_module(pgpool))
-    ns.add_collection(Collection.from_module(pg))
-    ns.add_task(status.status)
-    ns.add_collection(Collection.from_module(inventory_tasks, name="inventory"))
-    ns.add_collection(Collection.from_module(sync))
-    ns.add_collection(Collection.from_module(db))
-    ns.add_collection(Collection.from_module(lb))
-    ns.add_collection(Collection.from_module(notify))
+    for name, module, task in PARTS:
+        if only is not None and name not in only:
+            continue
+        if module is None:
+            if lab is not None:
+                ns.add_collection(Collection.from_module(lab, name=name))
+            continue
+        mod = importlib.import_module(f"hatasks.{module}")
+        if task:
+            ns.add_task(getattr(mod, task))
+        else:
+            ns.add_collection(Collection.from_module(mod, name=name))
     ns.configure(DEFAULTS)
     return ns
+
+
+def parts_named(words):
+    """The :data:`PARTS` that the command-line ``words`` name as tasks (``hb.standby`` ->
+    ``hb``), or None when they name none (then the whole collection is needed, e.g. for
+    the closest names to a mistyped task)."""
+    names = {name for name, _, _ in PARTS}
+    found = {w.split(".", 1)[0] for w in words if not w.startswith("-")} & names
+    return found or None

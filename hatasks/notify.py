@@ -20,10 +20,8 @@ import contextlib
 import functools
 import inspect
 import io
-import smtplib
 import socket
 import sys
-from email.message import EmailMessage
 
 from hatasks import remote
 from hatasks.base import task
@@ -65,6 +63,8 @@ def settings(ctx):
 
 
 def message(conf, subject, body):
+    from email.message import EmailMessage  # imported when a mail is made, not at start-up
+
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = conf["from"]
@@ -81,6 +81,8 @@ def send(ctx, subject, body, timeout=10):
     conf = settings(ctx)
     if conf is None:
         return False
+    import smtplib  # imported when a mail is sent, not at start-up
+
     try:
         with smtplib.SMTP(conf["host"], conf["port"], timeout=timeout) as smtp:
             smtp.send_message(message(conf, subject, body))

@@ -15,9 +15,16 @@ machine contract); with ``fmt="table"`` prints the human view given by
 import json
 import sys
 
-from tabulate import tabulate
-
 from hatasks.errors import UsageError
+
+
+def tabulate(*args, **kwargs):
+    """``tabulate.tabulate``, imported on first use (it costs start-up time every task that
+    prints no table, or prints JSON, would pay)."""
+    from tabulate import tabulate as render
+
+    return render(*args, **kwargs)
+
 
 FORMATS = ("table", "json")
 

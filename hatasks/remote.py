@@ -22,6 +22,7 @@ Every task that talks to a cluster host goes through this module:
 
 import atexit
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -31,9 +32,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import fabric
 import invoke
-import paramiko
 
 from hatasks import inventory as _inventory
 from hatasks.shell import q
@@ -43,6 +42,22 @@ from hatasks.errors import HaError, UnreachableError, UsageError
 # Connection refused" when a tunnel's target is down); without a handler of its own, Python's
 # last-resort handler would print them to the operator's terminal.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+class _Lazy:
+    """A module imported on first attribute access: fabric and paramiko (with cryptography)
+    cost a tenth of a second, which a task that never opens ssh (``--help``, ``history``, a
+    refused command line) should not pay."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+fabric = _Lazy("fabric")
+paramiko = _Lazy("paramiko")
 
 # ---------------------------------------------------------------------------
 # inventory

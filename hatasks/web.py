@@ -6,10 +6,9 @@ start; fix it, then `hb.cleanup --resource apache --node lbNN`.
 
 import re
 
-from tabulate import tabulate
-
 from hatasks import checks, crm, crmmon, output, parsers, remote, shell
 from hatasks.base import task
+from hatasks.output import tabulate
 from hatasks.errors import HaError, StateError, UsageError
 
 #: seconds curl waits for the page through the VIP

@@ -24,7 +24,7 @@ LAYERS = {
     "engine": 3, "syncsteps": 3, "sync": 3, "db": 3, "lb": 3, "status": 3, "core_tasks": 3,
     "inventory_tasks": 3,
     # 4: entry
-    "namespace": 4,
+    "namespace": 4, "program": 4,
 }
 TOOLS = 2
 

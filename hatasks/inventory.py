@@ -359,6 +359,14 @@ class Inventory:
                     add(self._host_line(h.name, c.name),
                         f"host {h.name} of {c.kind} cluster {c.name} lacks {', '.join(lack)}",
                         strict=True)
+        for key, value, line, owner, hname in self._definitions():
+            # files on this admin host that every ssh connection reads: a missing one is a
+            # set-up problem (exit 2), not a host that does not answer
+            if key in ("ssh_config", "known_hosts") and value:
+                path = self.resolve_path(value)
+                if not os.path.isfile(path):
+                    add(line, f"{key} {value!r} {owner}: no such file on this admin host ({path};"
+                              f" for the lab, inv lab.up writes it)", strict=True)
         if self.hosts and not self.clusters:
             add(None, f"no cluster: no group sets cluster_kind ({' or '.join(KINDS)})",
                 strict=True)

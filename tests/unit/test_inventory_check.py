@@ -27,8 +27,29 @@ BROKEN = (
 )
 
 
-def test_the_lab_inventory_passes_every_check():
-    assert inventory.load(str(ROOT / "hosts.ini"), strict=True).problems == []
+def lab_inventory_copy(tmp_path, with_ssh_config=True):
+    """The repository's hosts.ini in a folder of its own, with or without the ssh_config file
+    it names (lab.up writes that file; a fresh clone has none)."""
+    (tmp_path / "lab").mkdir()
+    if with_ssh_config:
+        (tmp_path / "lab" / "ssh_config").write_text("Host db01\n    HostName 10.231.0.11\n")
+    path = tmp_path / "hosts.ini"
+    path.write_text((ROOT / "hosts.ini").read_text())
+    return str(path)
+
+
+def test_the_lab_inventory_passes_every_check(tmp_path):
+    assert inventory.load(lab_inventory_copy(tmp_path), strict=True).problems == []
+
+
+def test_a_missing_ssh_config_is_a_set_up_problem_not_a_host_down(tmp_path):
+    path = lab_inventory_copy(tmp_path, with_ssh_config=False)
+    # a plain load (tests, Python callers) keeps the problem as a strict one and does not refuse
+    assert [p.strict for p in inventory.load(path).problems] == [True]
+    with pytest.raises(UsageError) as exc:
+        inventory.load(path, strict=True)
+    assert "ssh_config 'lab/ssh_config'" in exc.value.message
+    assert "no such file on this admin host" in exc.value.message
 
 
 def test_every_problem_at_once_in_line_order():

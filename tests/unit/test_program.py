@@ -269,7 +269,11 @@ def test_wheel_installs_a_working_hatasks_command(tmp_path):
     p = run("-l")
     assert p.returncode == 0, p.stderr
     assert "status" in p.stdout and "sync.resync" in p.stdout and "lab." not in p.stdout
-    p = run("hb.standby", "--node", "db99", "--inventory", str(HOSTS_INI))
+    site = tmp_path / "site"  # the lab's inventory with the ssh_config it names (lab.up writes it)
+    (site / "lab").mkdir(parents=True)
+    (site / "lab" / "ssh_config").write_text("Host db01\n    HostName 10.231.0.11\n")
+    (site / "hosts.ini").write_text(HOSTS_INI.read_text())
+    p = run("hb.standby", "--node", "db99", "--inventory", str(site / "hosts.ini"))
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "db99" in p.stderr
     p = run("hb.stats")
     assert p.returncode == 2 and "hb.status" in p.stderr

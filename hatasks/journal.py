@@ -464,3 +464,20 @@ def newest(ctx, cluster):
     if contra:
         standing["contradicted_by"] = contra
     return standing
+
+
+def stale_attached(ctx, cluster):
+    """Backends of ``cluster`` attached to pgpool without a resync (``stale_attach`` records of
+    ``pgpool.attach --force``) that nothing has proved equal since: a done ``sync.resync`` or
+    ``pgpool.recover``, or an ``equal`` record (a comparison that found every table equal)."""
+    cluster = _check_cluster(cluster)
+    stale = []
+    for r in Journal(ctx).records():
+        if r.get("cluster") != cluster:
+            continue
+        if r.get("event") == "stale_attach" and r.get("backend") not in stale:
+            stale.append(r.get("backend"))
+        elif r.get("event") == "equal" or (
+                r.get("event") == "done" and r.get("action") in ("sync.resync", "pgpool.recover")):
+            stale = []
+    return stale

@@ -140,3 +140,19 @@ def test_equal_record_ends_stale_attach(ctx):
     j.write("done", "db", "sync.resync", {})
     assert journal.stale_attached(ctx, "db") == []
     assert json.dumps(journal.history(ctx))
+
+
+@pytest.mark.parametrize("chosen,source,target", [("db02", "db02", "db01"), ("db01", "db01", "db02"),
+                                                  (None, "db01", "db02")])
+def test_db_recover_source_reaches_the_resync_as_the_chosen_winner(ctx, mocker, chosen, source,
+                                                                   target):
+    """After the proof refused (split brain the rules did not see), db.recover --source X
+    makes X the source and tells sync.resync the operator chose it."""
+    from hatasks import db, engine, remote, rules
+    mocker.patch.object(engine, "wait_settled")
+    resync = mocker.patch.object(sync, "resync")
+    c = remote.inventory(ctx).cluster("db")
+    plan_step = rules.step("sync.resync", "copy", source="db01", target="db02")
+    engine.execute(engine.Run(ctx, c, 60, source=chosen), plan_step, db.STEPS)
+    resync.assert_called_once_with(ctx, source=source, target=target, method="dump", force=False,
+                                   yes=True, chosen=chosen is not None)

@@ -1,0 +1,158 @@
+"""Never lose an acknowledged write, on the real lab (issue 10), without fencing:
+
+- swapped pgpool_node_id in the inventory: pgpool.switch refused naming both, nothing detached;
+- stale attach: refused; with --force journaled stale-attach (pgpool.status not in sync) until
+  a rebuild proves the backends equal;
+- split brain: db02's cable pulled, db02's side runs its own pgpool and takes a write (s1),
+  db01's side another (s2); after the cable is back db.recover refuses naming the split brain,
+  both writes still exist; db.recover --source db01 then sync.salvage: both on both backends.
+
+The checks read the backends with psql directly (lab.core), not through hatasks.
+"""
+
+import json
+import time
+import uuid
+
+import pytest
+
+from lab.core import APP_DB, Lab
+
+from .conftest import INSTANCE, Inv, inventory_path
+
+pytestmark = pytest.mark.lab
+
+LAB = Lab(INSTANCE, out=lambda *a, **k: None)
+DDL = "CREATE TABLE IF NOT EXISTS hatasks_safety (id text PRIMARY KEY, v text NOT NULL);"
+
+
+def rows_on(host, tag):
+    proc = LAB.psql(LAB.ip(host), 5432, f"SELECT v FROM hatasks_safety WHERE id LIKE '{tag}%' "
+                                        f"ORDER BY v;", db=APP_DB)
+    return proc.stdout.split()
+
+
+def pool_status(inv):
+    return json.loads(inv("pgpool.status", "--format", "json").stdout)
+
+
+def history(inv, event):
+    recs = json.loads(inv("history", "--format", "json", "--limit", "0").stdout)
+    return [r for r in recs if r.get("event") == event]
+
+
+def wait(what, fn, timeout=90):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout}s: {what}")
+        time.sleep(1)
+
+
+def both_up_and_equal(inv):
+    data = pool_status(inv)
+    for b in data["backends"]:
+        if b["status"] != "up":
+            if inv("pgpool.attach", "--node", b["host"], "--yes", check=False).returncode != 0:
+                inv("pgpool.recover", "--node", b["host"], "--yes", "--force", timeout=600)
+    if inv("pg.compare", check=False).returncode != 0:
+        inv("pgpool.recover", "--node", "db02", "--yes", "--force", timeout=600)
+
+
+@pytest.fixture
+def table(inv):
+    LAB.psql(LAB.db_vip, 9999, DDL, db=APP_DB)
+    tag = uuid.uuid4().hex[:10]
+    yield tag
+    both_up_and_equal(inv)
+    LAB.psql(LAB.db_vip, 9999, f"DELETE FROM hatasks_safety WHERE id LIKE '{tag}%';", db=APP_DB)
+
+
+def test_swapped_node_ids_refused_nothing_detached(inv):
+    real = inventory_path()
+    text = real.read_text()
+    assert "pgpool_node_id=0" in text and "pgpool_node_id=1" in text
+    swapped = real.with_name("hosts-swapped-ids.ini")
+    swapped.write_text(text.replace("pgpool_node_id=0", "pgpool_node_id=X")
+                       .replace("pgpool_node_id=1", "pgpool_node_id=0")
+                       .replace("pgpool_node_id=X", "pgpool_node_id=1"))
+    wrong = Inv(inv.state_dir)
+    wrong.env["INVOKE_HATASKS_INVENTORY"] = str(swapped)
+    try:
+        res = wrong("pgpool.switch", "--node", "db02", "--yes", check=False)
+    finally:
+        swapped.unlink()
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "inventory: db02 is pgpool node 0; pgpool: node 0 is db01:5432" in res.stderr
+    assert [b["status"] for b in pool_status(inv)["backends"]] == ["up", "up"]
+
+
+def test_stale_attach_refused_forced_marked_until_rebuilt(inv, table):
+    inv("pgpool.switch", "--node", "db02", "--yes")
+    LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES ('{table}-1', 'missed');",
+             db=APP_DB)
+    refused = inv("pgpool.attach", "--node", "db02", "--yes", check=False)
+    assert refused.returncode == 7, refused.stdout + refused.stderr
+    assert "refusing to attach db02" in refused.stderr
+    assert [b["status"] for b in pool_status(inv)["backends"]] == ["up", "down"]
+
+    forced = inv("pgpool.attach", "--node", "db02", "--force", "--yes")
+    assert "attached WITHOUT resync" in forced.stderr
+    data = pool_status(inv)
+    assert [b["status"] for b in data["backends"]] == ["up", "up"]
+    assert data["stale_attach"] == ["db02"]
+    table_text = inv("pgpool.status").stdout
+    assert "NOT in sync: db02 attached without resync" in table_text
+    assert "all backends in sync" not in table_text
+
+    # the rebuild proves db02 holds nothing db01 lacks (it only missed a write), then rebuilds
+    rec = inv("pgpool.recover", "--node", "db02", "--yes", timeout=600)
+    assert "proof: db02 holds no write db01 lacks" in rec.stdout
+    assert pool_status(inv)["stale_attach"] == []
+    assert rows_on("db02", table) == ["missed"]
+
+
+def test_split_brain_refused_both_writes_kept_then_chosen_and_salvaged(inv, table):
+    """No fencing: each side of the cut runs its own pgpool and acknowledges a write."""
+    LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES ('{table}-0', 'before');",
+             db=APP_DB)
+    inv("lab.fault", "--host", "db02", "--kind", "network")
+    try:
+        # db02 alone starts the DB group (VIP + pgpool), which detaches the unreachable db01
+        def db02_has_group():
+            mon = LAB.crm_mon("db02")
+            return mon["resources"].get("pgpool") == ["db02"]
+        wait("db02 runs its own pgpool", db02_has_group)
+
+        def write_on_db02():
+            proc = LAB.hrun("db02", f"PGPASSFILE={LAB.pgpass} PGCONNECT_TIMEOUT=5 psql -X -q "
+                                    f"-h {LAB.db_vip} -p 9999 -U postgres -d {APP_DB} -c "
+                                    f"\"INSERT INTO hatasks_safety VALUES ('{table}-1', 's1')\"",
+                            check=False, timeout=40)
+            return proc.returncode == 0 or "duplicate key" in proc.stderr
+        wait("s1 acknowledged by db02's pgpool", write_on_db02, timeout=120)
+
+        def write_on_db01():
+            proc = LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES "
+                                              f"('{table}-2', 's2');", db=APP_DB, check=False)
+            return proc.returncode == 0 or "duplicate key" in proc.stderr
+        wait("s2 acknowledged by db01's pgpool", write_on_db01, timeout=120)
+    finally:
+        inv("lab.heal", "--host", "db02")
+
+    refused = inv("db.recover", "--yes", check=False, timeout=900)
+    assert refused.returncode == 3, refused.stdout[-3000:] + refused.stderr
+    assert "split brain" in refused.stderr
+    # both acknowledged writes still exist, each on its own side
+    assert "s1" in rows_on("db02", table) and "s2" in rows_on("db01", table)
+
+    chosen = inv("db.recover", "--yes", "--source", "db01", check=False, timeout=900)
+    assert chosen.returncode == 0, chosen.stdout[-3000:] + chosen.stderr
+    kept = [r for r in history(inv, "salvage") if r["backend"] == "db02"]
+    assert kept, "no salvage file of db02's writes was journaled"
+    inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
+    for h in ("db01", "db02"):
+        assert rows_on(h, table) == ["before", "s1", "s2"], h

@@ -154,5 +154,5 @@ def test_db_recover_source_reaches_the_resync_as_the_chosen_winner(ctx, mocker, 
     c = remote.inventory(ctx).cluster("db")
     plan_step = rules.step("sync.resync", "copy", source="db01", target="db02")
     engine.execute(engine.Run(ctx, c, 60, source=chosen), plan_step, db.STEPS)
-    resync.assert_called_once_with(ctx, source=source, target=target, method="dump", force=False,
-                                   yes=True, chosen=chosen is not None)
+    resync.assert_called_once_with(ctx, source=source, target=target, method="dump",
+                                   force=chosen is not None, yes=True, chosen=chosen is not None)

@@ -26,6 +26,7 @@ table in syncsteps.
 
 import contextlib
 import datetime
+import os
 import re
 import signal
 import threading
@@ -571,6 +572,7 @@ def salvage_task(ctx, file, cluster=None, yes=False):
     conflicting keys are only listed in the file. Verified: both backends equal afterwards.
     """
     c = backends.pgpool_cluster(ctx, cluster)
+    file = os.path.abspath(file)   # as the salvage record names it (journal.salvage_pending)
     with journal.operation(ctx, c.name, "sync.salvage", {"file": file}, yes=yes,
                            summary=f"apply {file} through pgpool"):
         return salvage.apply(ctx, c.name, file)

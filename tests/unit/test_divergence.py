@@ -156,3 +156,14 @@ def test_db_recover_source_reaches_the_resync_as_the_chosen_winner(ctx, mocker, 
     engine.execute(engine.Run(ctx, c, 60, source=chosen), plan_step, db.STEPS)
     resync.assert_called_once_with(ctx, source=source, target=target, method="dump",
                                    force=chosen is not None, yes=True, chosen=chosen is not None)
+
+
+def test_salvage_pending_until_applied(ctx):
+    j = journal.Journal(ctx)
+    j.write("salvage", "db", "salvage", {"host": "db02"}, backend="db02", source="db01",
+            local="/s/db-db02-1.sql", remote=None, proof={})
+    assert [p["local"] for p in journal.salvage_pending(ctx, "db")] == ["/s/db-db02-1.sql"]
+    j.write("done", "db", "sync.salvage", {"file": "/s/other.sql"})
+    assert len(journal.salvage_pending(ctx, "db")) == 1
+    j.write("done", "db", "sync.salvage", {"file": "/s/db-db02-1.sql"})
+    assert journal.salvage_pending(ctx, "db") == []

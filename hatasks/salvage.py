@@ -149,10 +149,10 @@ def apply(ctx, cluster, path):
         if remote.is_dry(ctx):
             continue
         with remote.pg_connect(ctx, via, port=backends.pgpool_port(c), dbname=db,
-                               target=c.vars["vip"], autocommit=False) as conn:
+                               target=c.vars["vip"]) as conn:
             with conn.cursor() as cur:
-                cur.execute(body)
-            conn.commit()
+                # one transaction: the first error rolls back the whole section
+                cur.execute("BEGIN;\n" + body + "\nCOMMIT;")
     if remote.is_dry(ctx):
         return {"databases": [d for d, _ in parts], "dry": True}
     cmp = divergence.compare_digests(ctx, {h.name: divergence.port_of(h) for h in c.hosts})

@@ -70,10 +70,10 @@ def test_source_updates_after_the_target_left_are_not_conflicts(ctx, fake):
                            lsn={"db02": "0/100"})
     record_left(ctx, contents)
     contents["db01"]["GYOM_DB"]["public.t"] = dbsim.table((1, "updated on db01"))
-    dbsim.serve(fake, contents, lsn={"db02": "0/200"})
-    fake.sql_rules.reverse()   # the newer answers first
+    dbsim.serve(fake, contents, lsn={"db02": "0/200"})   # newest rules answer first
     r = divergence.prove(ctx, "db", "db01", "db02")
     assert r["clean"], r
+    assert "recorded fingerprints" in r["how"] and "1 differ" in r["how"]
 
 
 def test_unreadable_target_proves_nothing(ctx, fake):
@@ -167,3 +167,22 @@ def test_salvage_pending_until_applied(ctx):
     assert len(journal.salvage_pending(ctx, "db")) == 1
     j.write("done", "db", "sync.salvage", {"file": "/s/db-db02-1.sql"})
     assert journal.salvage_pending(ctx, "db") == []
+
+
+def test_salvage_apply_runs_each_section_through_pgpool_then_verifies(ctx, fake, tmp_path):
+    from test_pgpool import BOTH_UP, DB02_DOWN
+    f = tmp_path / "s.sql"
+    f.write_text('-- hatasks salvage: test\n\\connect "GYOM_DB"\nINSERT INTO public.t SELECT 1;\n')
+    fake.sql("SHOW pool_nodes", BOTH_UP)
+    dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))})
+    fake.sql("INSERT INTO public.t", [])
+    out = salvage.apply(ctx, "db", str(f))
+    assert out == {"databases": ["GYOM_DB"], "equal": True}
+    [ins] = [q for q in fake.queries if "INSERT INTO public.t" in str(q.query)]
+    assert (ins.port, ins.target, ins.dbname) == (9999, "10.231.0.100", "GYOM_DB")
+    # a backend down: the rows would reach only one side
+    fake.sql_rules.insert(0, ("SHOW pool_nodes", None, DB02_DOWN))
+    with pytest.raises(StateError):
+        salvage.apply(ctx, "db", str(f))
+    with pytest.raises(HaError):
+        salvage.apply(ctx, "db", str(tmp_path / "missing.sql"))

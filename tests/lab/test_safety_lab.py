@@ -11,6 +11,7 @@ The checks read the backends with psql directly (lab.core), not through hatasks.
 """
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -18,7 +19,7 @@ import pytest
 
 from lab.core import APP_DB, Lab
 
-from .conftest import INSTANCE, Inv, inventory_path
+from .conftest import INSTANCE, ROOT, Inv, inventory_path
 
 pytestmark = pytest.mark.lab
 
@@ -156,3 +157,87 @@ def test_split_brain_refused_both_writes_kept_then_chosen_and_salvaged(inv, tabl
     inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
     for h in ("db01", "db02"):
         assert rows_on(h, table) == ["before", "s1", "s2"], h
+
+
+# --------------------------------------------------------------------------- with fencing
+
+
+class Writer:
+    """Writes (tag, n) rows in a loop from one side of a cut: from the operator machine through
+    the DB VIP (side "net"), or from inside a DB host through the VIP it sees (side HOST).
+    Each acknowledged write is kept with its time."""
+
+    def __init__(self, tag, side):
+        import threading
+        self.tag, self.side, self.n, self.acked = tag, side, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def write_once(self):
+        self.n += 1
+        row = f"('{self.tag}-{self.side}-{self.n}', '{self.side}')"
+        sql = f"INSERT INTO hatasks_safety VALUES {row};"
+        if self.side == "net":
+            proc = LAB.psql(LAB.db_vip, 9999, sql, db=APP_DB, check=False, timeout=15)
+        else:
+            proc = LAB.hrun(self.side, f"PGPASSFILE={LAB.pgpass} PGCONNECT_TIMEOUT=3 psql -X -q "
+                                       f"-h {LAB.db_vip} -p 9999 -U postgres -d {APP_DB} -c "
+                                       f"\"{sql}\"", check=False, timeout=15)
+        if proc.returncode == 0:
+            self.acked.append((time.monotonic(), f"{self.tag}-{self.side}-{self.n}"))
+
+    def loop(self):
+        while not self.stop.is_set():
+            try:
+                self.write_once()
+            except Exception:   # a host powered off under the writer: not acknowledged
+                pass
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+def ipmi_power(host):
+    proc = subprocess.run([str(ROOT / "lab" / "bin" / "ipmi-power"), "--lab", str(INSTANCE), host],
+                          capture_output=True, text=True, timeout=30)
+    return {0: "on", 1: "off"}.get(proc.returncode)
+
+
+@pytest.mark.parametrize("cut", ["db02", "db01"])
+def test_fenced_cut_one_side_acknowledges_every_write_survives(inv, cut):
+    """Fencing on: pull a DB node's cable while a writer runs on each side. At most one side
+    acknowledges writes after the cut; the other node is fenced (powered off through its BMC);
+    after lab.heal and db.recover every acknowledged write is on both backends."""
+    inv("lab.up", "--fencing", "on", timeout=900)
+    try:
+        LAB.psql(LAB.db_vip, 9999, DDL, db=APP_DB)
+        tag = uuid.uuid4().hex[:10]
+        with Writer(tag, "net") as outside, Writer(tag, cut) as inside:
+            time.sleep(3)
+            t_cut = time.monotonic()
+            inv("lab.fault", "--host", cut, "--kind", "network")
+            fenced = wait(f"{cut} fenced (power off through its BMC)",
+                          lambda: ipmi_power(cut) == "off", timeout=60)
+            time.sleep(10)   # the survivor takes over and acknowledges writes again
+        assert fenced
+        after = {w.side: [k for t, k in w.acked if t > t_cut] for w in (outside, inside)}
+        sides = [s for s, keys in after.items() if keys]
+        assert len(sides) <= 1, f"both sides acknowledged writes after the cut: {after}"
+        inv("lab.heal", "--host", cut, timeout=300)
+        assert ipmi_power(cut) == "on"
+        rec = inv("db.recover", "--yes", check=False, timeout=900)
+        assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr
+        acked = sorted(k for w in (outside, inside) for _, k in w.acked)
+        for h in ("db01", "db02"):
+            proc = LAB.psql(LAB.ip(h), 5432, f"SELECT id FROM hatasks_safety WHERE id LIKE "
+                                             f"'{tag}%';", db=APP_DB)
+            missing = sorted(set(acked) - set(proc.stdout.split()))
+            assert not missing, f"acknowledged writes missing on {h}: {missing}"
+    finally:
+        inv("lab.up", timeout=900)   # the unfenced lab the other tests expect

@@ -571,7 +571,7 @@ def print_nodes(label, data):
     print(f"{label}: {text}; degenerated: {'yes' if data.get('degenerated') else 'no'}", flush=True)
 
 
-def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
+def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch", position=True):
     """pcp_detach_node for NODE_ID (refuses the last up backend); records newest; verified."""
     c = backends.pgpool_cluster(ctx, host.cluster)
     before = backends.check_node_ids(c, backends.read_pool_nodes(ctx, c.name))
@@ -594,7 +594,9 @@ def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
         raise HaError("pgpool does not report degenerated after the detach", HaError.NOT_CONVERGED)
     newest.record_newest(ctx, c.name, f"{reason}: detached {host.name} (node {node_id})")
     # its write position as it leaves replication: a later rebuild proves it clean from this
-    divergence.record_left(ctx, c.name, host, f"{reason}: detached from pgpool")
+    # (not when the caller rebuilds it at once: POSITION False)
+    if position:
+        divergence.record_left(ctx, c.name, host, f"{reason}: detached from pgpool")
     return after
 
 
@@ -671,7 +673,7 @@ def recover(ctx, host, node_id, timeout=300, force=False):
     if _backend(before, node_id).get("status") == "up":
         print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)",
               flush=True)
-        detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover")
+        detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover", position=False)
     else:
         print_nodes("before", before)
     run_pcp(ctx, c, "recovery_node", node_id, timeout)

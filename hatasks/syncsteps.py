@@ -479,7 +479,7 @@ def recover_online(ctx, p, st):
     data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
     if me and me[0].get("status") == "up":
-        pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online")
+        pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online", position=False)
     t0 = time.monotonic()
     res = pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
     if remote.is_dry(ctx):

@@ -154,9 +154,34 @@ def test_split_brain_refused_both_writes_kept_then_chosen_and_salvaged(inv, tabl
     assert chosen.returncode == 0, chosen.stdout[-3000:] + chosen.stderr
     kept = [r for r in history(inv, "salvage") if r["backend"] == "db02"]
     assert kept, "no salvage file of db02's writes was journaled"
+    assert "s1" in open(kept[-1]["local"]).read()
     inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
     for h in ("db01", "db02"):
         assert rows_on(h, table) == ["before", "s1", "s2"], h
+
+
+def test_rebuild_refused_when_the_target_took_writes(inv, table):
+    """The proof itself, deterministically: db02 detached (its position journaled), s2 written
+    through pgpool (db01 only), s1 written on db02 directly (as a split brain's other side
+    would). db.recover plans a resync of db02 from db01: refused, exit 3, naming the table and
+    the key; after --source db01 and the salvage, both writes on both backends."""
+    inv("pgpool.switch", "--node", "db02", "--yes")
+    LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES ('{table}-2', 's2');",
+             db=APP_DB)
+    LAB.psql(LAB.ip("db02"), 5432, f"INSERT INTO hatasks_safety VALUES ('{table}-1', 's1');",
+             db=APP_DB)
+    refused = inv("db.recover", "--yes", check=False, timeout=900)
+    assert refused.returncode == 3, refused.stdout[-3000:] + refused.stderr
+    assert "split brain: refusing to rebuild db02 from db01: db02 holds writes db01 lacks: " \
+           f'GYOM_DB public.hatasks_safety by id: 1 row(s) only on db02, e.g. ["{table}-1"]' \
+        in refused.stderr
+    assert rows_on("db02", table) == ["s1"] and rows_on("db01", table) == ["s2"]
+    kept = [r for r in history(inv, "salvage") if r["backend"] == "db02"]
+    assert kept and kept[-1]["remote"].endswith(".sql")
+    inv("db.recover", "--yes", "--source", "db01", timeout=900)
+    inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
+    for h in ("db01", "db02"):
+        assert rows_on(h, table) == ["s1", "s2"], h
 
 
 # --------------------------------------------------------------------------- with fencing

@@ -199,6 +199,7 @@ class Writer:
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def write_once(self):
+        t0 = time.monotonic()
         self.n += 1
         row = f"('{self.tag}-{self.side}-{self.n}', '{self.side}')"
         sql = f"INSERT INTO hatasks_safety VALUES {row};"
@@ -208,8 +209,8 @@ class Writer:
             proc = LAB.hrun(self.side, f"PGPASSFILE={LAB.pgpass} PGCONNECT_TIMEOUT=3 psql -X -q "
                                        f"-h {LAB.db_vip} -p 9999 -U postgres -d {APP_DB} -c "
                                        f"\"{sql}\"", check=False, timeout=15)
-        if proc.returncode == 0:
-            self.acked.append((time.monotonic(), f"{self.tag}-{self.side}-{self.n}"))
+        if proc.returncode == 0:   # (sent at, acknowledged at, key)
+            self.acked.append((t0, time.monotonic(), f"{self.tag}-{self.side}-{self.n}"))
 
     def loop(self):
         while not self.stop.is_set():
@@ -245,20 +246,20 @@ def test_fenced_cut_one_side_acknowledges_every_write_survives(inv, cut):
         tag = uuid.uuid4().hex[:10]
         with Writer(tag, "net") as outside, Writer(tag, cut) as inside:
             time.sleep(3)
-            t_cut = time.monotonic()
             inv("lab.fault", "--host", cut, "--kind", "network")
+            t_cut = time.monotonic()   # the cable is out: a write sent from now on is "after"
             fenced = wait(f"{cut} fenced (power off through its BMC)",
                           lambda: ipmi_power(cut) == "off", timeout=60)
             time.sleep(10)   # the survivor takes over and acknowledges writes again
         assert fenced
-        after = {w.side: [k for t, k in w.acked if t > t_cut] for w in (outside, inside)}
+        after = {w.side: [k for t, _, k in w.acked if t > t_cut] for w in (outside, inside)}
         sides = [s for s, keys in after.items() if keys]
         assert len(sides) <= 1, f"both sides acknowledged writes after the cut: {after}"
         inv("lab.heal", "--host", cut, timeout=300)
         assert ipmi_power(cut) == "on"
         rec = inv("db.recover", "--yes", check=False, timeout=900)
         assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr
-        acked = sorted(k for w in (outside, inside) for _, k in w.acked)
+        acked = sorted(k for w in (outside, inside) for _, _, k in w.acked)
         for h in ("db01", "db02"):
             proc = LAB.psql(LAB.ip(h), 5432, f"SELECT id FROM hatasks_safety WHERE id LIKE "
                                              f"'{tag}%';", db=APP_DB)

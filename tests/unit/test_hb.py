@@ -491,3 +491,12 @@ def test_fence_not_converged_without_a_new_event(ctx, fake, monkeypatch):
     with pytest.raises(HaError) as exc:
         hb.fence(ctx, "db02", yes=True)
     assert exc.value.code == HaError.NOT_CONVERGED
+
+
+def test_parse_fence_history_of_the_lab():
+    """stonith_admin --history as Pacemaker 2.1.5 printed it on the fenced lab."""
+    text = (FIXTURES / "fencing" / "stonith_admin_history_db02.xml").read_text()
+    [e] = hb.parse_fence_history(text)
+    assert (e["action"], e["target"], e["status"], e["delegate"], e["origin"]) == (
+        "off", "db02", "success", "db01", "db01")
+    assert e["completed"].startswith("2026-11-30 ")

@@ -425,6 +425,28 @@ def fence_history(ctx, host, node):
     return parse_fence_history(res.stdout)
 
 
+def fencing(ctx, cluster):
+    """What hb.status/status should show about fencing (read-only, from the first node that
+    answers crm_mon): {"cluster", "enabled", "devices": [ids], "events": [the 5 latest fence
+    events], "risk": a line when a DB cluster runs without fencing, else None}."""
+    state = crm.crm_status(ctx, cluster)
+    via = remote.host(ctx, state["read_on"])
+    enabled = fencing_enabled(ctx, via)
+    res = remote.run(ctx, via, "stonith_admin --list-registered", probe=True, warn=True)
+    devices = [ln.strip() for ln in (res.stdout or "").splitlines()
+               if ln.strip() and not ln.strip()[0].isdigit() and " " not in ln.strip()]
+    res = remote.run(ctx, via, "stonith_admin --history '*' --output-as=xml", probe=True, warn=True)
+    events = parse_fence_history(res.stdout) if res.exited == 0 else []
+    events.sort(key=lambda e: e.get("completed") or "")
+    kind = remote.inventory(ctx).cluster(cluster).kind
+    risk = None
+    if kind == "db" and not (enabled and devices):
+        risk = ("no fencing (stonith-enabled false or no device): a partition can run two "
+                "pgpools: split brain")
+    return {"cluster": cluster, "enabled": enabled, "devices": devices, "events": events[-5:],
+            "risk": risk}
+
+
 def fence(ctx, node, action="off", timeout=120, force=False, yes=False):
     """Fence NODE through the cluster's fencing devices (stonith_admin, run on a peer); verified:
     a new successful fence event for NODE in the fencing history, and NODE OFFLINE (off) or back

@@ -500,3 +500,22 @@ def test_parse_fence_history_of_the_lab():
     assert (e["action"], e["target"], e["status"], e["delegate"], e["origin"]) == (
         "off", "db02", "success", "db01", "db01")
     assert e["completed"].startswith("2026-11-30 ")
+
+
+@pytest.mark.parametrize("enabled,listed,risk", [
+    ("false", "0 fence devices found\n", True),
+    ("true", "fence-db01\nfence-db02\n2 fence devices found\n", False),
+])
+def test_fencing_summary_names_the_risk_of_an_unfenced_db_cluster(ctx, fake, monkeypatch,
+                                                                 enabled, listed, risk):
+    monkeypatch.setattr(crm, "crm_status", lambda *a, **k: {"read_on": "db01"})
+    fake.on("crm_attribute --type crm_config --name stonith-enabled", (0, enabled + "\n"))
+    fake.on("stonith_admin --list-registered", (0, listed))
+    fake.on("stonith_admin --history '*'",
+            (0, (FIXTURES / "fencing" / "stonith_admin_history_db02.xml").read_text()))
+    data = hb.fencing(ctx, "db")
+    assert data["enabled"] is (enabled == "true")
+    assert data["devices"] == ([] if risk else ["fence-db01", "fence-db02"])
+    assert (data["risk"] is not None) is risk and data["events"][0]["target"] == "db02"
+    if risk:
+        assert "split brain" in data["risk"]

@@ -7,7 +7,9 @@ On one lab instance, with a pgbench database created through pgpool (both backen
 2. --method basebackup total vs a raw pg_basebackup of the source (target <= 1.2);
 3. client-visible downtime through pgpool for each method: a probe connects to VIP:9999 and runs
    SELECT 1 every 100 ms; downtime = the sum of the gaps between successful probes longer than
-   0.5 s during the run; ratio online / dump (target <= 0.05).
+   0.5 s during the run; ratio online / dump (target <= 0.05);
+4. the proof before each rebuild (the target holds no write the source lacks), on a clean
+   target, as a share of that resync's time (target <= 5 %).
 
 Raw and hatasks runs alternate in one process, side by side (same data, same machine load).
 Before each hatasks run the target is detached (pgpool.switch) and a few rows are written through
@@ -188,8 +190,12 @@ def ours(state_dir, method):
         took, out = inv(state_dir, "sync.resync", "--method", method, "--yes")
     total, longest = probe.downtime()
     kept = [ln.split("old data dir kept: ", 1)[1].strip() for ln in out.splitlines() if "old data dir kept: " in ln]
+    # "proof: db02 holds no write db01 lacks (HOW, 0.123s)": the proof before the rebuild
+    proof = [ln for ln in out.splitlines() if ln.startswith("proof: ")]
+    proof_s = float(proof[0].rsplit(", ", 1)[1].rstrip("s)")) if proof else None
     return {"seconds": took, "downtime": total, "longest_gap": longest, "probes_failed": probe.failed,
-            "kept": kept[0] if kept else None}
+            "kept": kept[0] if kept else None, "proof_seconds": proof_s,
+            "proof": proof[0] if proof else None}
 
 
 def main():
@@ -243,6 +249,16 @@ def main():
               f"{r['probes_failed']} failed probes, resync {r['seconds']:.1f}s)")
     ratio = o["downtime"] / d["downtime"] if d["downtime"] else float("nan")
     print(f"    ratio online/dump {ratio:.3f}  target <= 0.05")
+    print("(4) the proof that the (clean) target holds no write the source lacks, run before "
+          "every rebuild:")
+    for m in ("dump", "basebackup", "online"):
+        r = results[m]
+        if r.get("proof_seconds") is None:
+            print(f"    {m:10} no proof line in the output")
+            continue
+        print(f"    {m:10} {r['proof_seconds']:.2f}s = {100 * r['proof_seconds'] / r['seconds']:.1f} % "
+              f"of the resync's {r['seconds']:.1f}s  target <= 5 %")
+        print(f"               {r['proof']}")
     print(json.dumps(results, indent=1, default=str))
 
     if not args.keep:

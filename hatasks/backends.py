@@ -74,3 +74,52 @@ def evidence(data):
              .strip() for b in data.get("backends", [])]
     return {"source": f"SHOW pool_nodes via {data.get('via')}", "pool_nodes": "; ".join(parts),
             "degenerated": bool(data.get("degenerated"))}
+
+
+def id_disagreements(c, data):
+    """Pure: where pgpool's node ids (SHOW pool_nodes hostname and port) and the inventory's
+    pgpool_node_id disagree, one line per disagreement naming both; [] when they agree.
+
+    A backend is a host when its hostname is the host's inventory name or address and its port
+    the host's pg_port (default 5432)."""
+    rows = data.get("backends", [])
+    by_id = {str(b.get("node_id")): b for b in rows}
+
+    def is_host(b, h):
+        port = int(h.vars.get("pg_port") or 5432)
+        return b.get("host") in (h.name, h.address) and str(b.get("port")) == str(port)
+
+    def named(b):
+        return f"{b.get('host')}:{b.get('port')}"
+
+    lines = []
+    for h in c.hosts:
+        nid = h.pgpool_node_id
+        if nid is None:
+            continue
+        b = by_id.get(str(nid))
+        if b is None:
+            lines.append(f"inventory: {h.name} is pgpool node {nid}; pgpool has no node {nid}")
+        elif not is_host(b, h):
+            lines.append(f"inventory: {h.name} is pgpool node {nid}; pgpool: node {nid} is "
+                         f"{named(b)}")
+    for b in rows:
+        mine = [h for h in c.hosts if is_host(b, h)]
+        if not mine:
+            lines.append(f"pgpool: node {b.get('node_id')} is {named(b)}; the inventory has no "
+                         f"host {b.get('host')} on port {b.get('port')} in cluster {c.name}")
+        elif mine[0].pgpool_node_id is None:
+            lines.append(f"pgpool: node {b.get('node_id')} is {named(b)}; the inventory gives "
+                         f"{mine[0].name} no pgpool_node_id")
+    return list(dict.fromkeys(lines))
+
+
+def check_node_ids(c, data):
+    """Refuse (StateError, exit 3) any decision by node id while pgpool and the inventory
+    disagree on which backend is which node; returns DATA when they agree."""
+    lines = id_disagreements(c, data)
+    if lines:
+        raise StateError("pgpool and the inventory disagree on the backends' node ids ("
+                         + "; ".join(lines) + "); pgpool is the truth: fix pgpool_node_id in "
+                         "the inventory; nothing was changed")
+    return data

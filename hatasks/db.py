@@ -459,8 +459,14 @@ def _resync(run, args):
             source, target = run.source, source
         print(f"WARNING: resync from {source} onto {target} chosen by the operator "
               f"(split brain, see the evidence)", file=sys.stderr, flush=True)
+    elif run.source is not None:
+        # the operator named the winner after sync.resync's proof refused (split brain): the
+        # evidence may name the other one (force); the loser's writes go to a salvage file
+        if run.source == target:
+            source, target = target, source
+        force = True
     sync.resync(run.ctx, source=source, target=target, method=args.get("method", "dump"),
-                force=force, yes=True)
+                force=force, yes=True, chosen=run.source is not None)
 
 
 def _failback(run, args):

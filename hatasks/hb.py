@@ -394,6 +394,124 @@ def stop_task(ctx, host, timeout=120, force=False, yes=False):
     stop(ctx, host, timeout=timeout, force=force, yes=yes)
 
 
+# --------------------------------------------------------------------------- fence
+
+FENCE_ACTIONS = ("off", "reboot")
+
+
+def parse_fence_history(text):
+    """Pure: `stonith_admin --history NODE --output-as=xml` -> [{"action", "target", "status",
+    "origin", "delegate", "completed", "client"}], in the order printed."""
+    if not (text or "").strip():
+        return []
+    root = ET.fromstring(text)
+    return [{k: e.get(k) for k in ("action", "target", "status", "origin", "delegate",
+                                   "completed", "client", "exit-reason")}
+            for e in root.iter("fence_event")]
+
+
+def fencing_enabled(ctx, host):
+    """stonith-enabled of the CIB read on HOST (Pacemaker's default: true)."""
+    res = remote.run(ctx, host, "crm_attribute --type crm_config --name stonith-enabled --query "
+                                "--quiet", probe=True, warn=True)
+    value = (res.stdout or "").strip().lower()
+    return value not in ("false", "no", "0", "off")
+
+
+def fence_history(ctx, host, node):
+    res = remote.run(ctx, host, f"stonith_admin --history {shell.q(node)} --output-as=xml",
+                     probe=True, warn=True)
+    if res.exited != 0:
+        raise StateError(f"{host.name}: stonith_admin --history {node} failed: "
+                         f"{(res.stderr or res.stdout).strip()[:200]}")
+    return parse_fence_history(res.stdout)
+
+
+def fencing(ctx, cluster):
+    """What hb.status/status should show about fencing (read-only, from the first node that
+    answers crm_mon): {"cluster", "enabled", "devices": [ids], "events": [the 5 latest fence
+    events], "risk": a line when a DB cluster runs without fencing, else None}."""
+    state = crm.crm_status(ctx, cluster)
+    via = remote.host(ctx, state["read_on"])
+    enabled = fencing_enabled(ctx, via)
+    res = remote.run(ctx, via, "stonith_admin --list-registered", probe=True, warn=True)
+    devices = [ln.strip() for ln in (res.stdout or "").splitlines()
+               if ln.strip() and not ln.strip()[0].isdigit() and " " not in ln.strip()]
+    res = remote.run(ctx, via, "stonith_admin --history '*' --output-as=xml", probe=True, warn=True)
+    events = parse_fence_history(res.stdout) if res.exited == 0 else []
+    events.sort(key=lambda e: e.get("completed") or "")
+    kind = remote.inventory(ctx).cluster(cluster).kind
+    risk = None
+    if kind == "db" and not (enabled and devices):
+        risk = ("no fencing (stonith-enabled false or no device): a partition can run two "
+                "pgpools: split brain")
+    return {"cluster": cluster, "enabled": enabled, "devices": devices, "events": events[-5:],
+            "risk": risk}
+
+
+def fence(ctx, node, action="off", timeout=120, force=False, yes=False):
+    """Fence NODE through the cluster's fencing devices (stonith_admin, run on a peer); verified:
+    a new successful fence event for NODE in the fencing history, and NODE OFFLINE (off) or back
+    online (reboot) in the peer's crm_mon. A DB node: the newest-data backend is recorded first."""
+    host, cluster = node_of(ctx, node)
+    if action not in FENCE_ACTIONS:
+        raise UsageError(f"--action must be one of {', '.join(FENCE_ACTIONS)}, not {action!r}")
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
+    peers = _peers(ctx, cluster, host.name)
+    before = crm.crm_status(ctx, cluster, prefer=peers, only=peers)
+    print(crm.summary(before))
+    via = remote.host(ctx, before["read_on"])
+    if not fencing_enabled(ctx, via):
+        raise StateError(f"cluster {cluster}: stonith-enabled is false: no fencing configured, "
+                         f"nothing can fence {host.name}")
+    others = crmmon.others_online(before, host.name)
+    if not others and not force:
+        raise StateError(f"refusing to fence {host.name}: no other {cluster} node is online, the "
+                         f"service would stop (--force to do it anyway)")
+    done_before = [e for e in fence_history(ctx, via, host.name) if e.get("status") == "success"]
+    flag = {"off": "--fence", "reboot": "--reboot"}[action]
+    command = f"stonith_admin {flag} {shell.q(host.name)} --timeout {int(timeout)}"
+    kind = remote.inventory(ctx).cluster(cluster).kind
+    with journal.operation(ctx, cluster, "hb.fence", {"node": host.name, "action": action},
+                           yes=yes, summary=f"fence ({action}) {host.name} from {via.name}: "
+                                            f"{command}"):
+        if kind == "db" and not remote.is_dry(ctx):
+            newest.record_before_stop(ctx, cluster, host.name, force)
+        crm.run_action(ctx, via, command, timeout=timeout + 30)
+        if remote.is_dry(ctx):
+            return before
+        events = fence_history(ctx, via, host.name)
+        new = [e for e in events if e.get("status") == "success" and e not in done_before]
+        new.sort(key=lambda e: e.get("completed") or "")
+        if not new:
+            raise HaError(f"{host.name}: no successful fencing event after `{command}` (history: "
+                          f"{events[-1:] or 'empty'})", HaError.NOT_CONVERGED)
+        want = "offline" if action == "off" else "online"
+        after = crm.wait_for(ctx, cluster, lambda st: crmmon.node_state(st, host.name) == want,
+                             timeout, f"{host.name} {want} after fencing ({action})",
+                             prefer=peers)
+        print(f"{host.name} fenced ({action}) by {new[-1].get('delegate') or new[-1].get('origin')} "
+              f"at {new[-1].get('completed')}", flush=True)
+    print(crm.summary(after))
+    return after
+
+
+@task(name="fence", help={"node": "inventory host to fence (power off or reboot via its device)",
+            "action": "off (default) or reboot",
+            "timeout": "seconds for the fencing and its verification (default 120)",
+            "force": "even when no other node is online (stops the service)",
+            "yes": "do not ask for confirmation (needed without a terminal)"})
+def fence_task(ctx, node, action="off", timeout=120, force=False, yes=False):
+    """Fence a node on purpose (STONITH): `stonith_admin --fence|--reboot NODE` run on a peer.
+
+    Verified: a new successful event in `stonith_admin --history` and the node OFFLINE (off) or
+    online again (reboot) in the peer's crm_mon. Refused when stonith-enabled is false, or when
+    no other node is online (unless --force). A DB node: the newest-data backend is recorded
+    first. Power it back on through its BMC (lab: lab.heal).
+    """
+    fence(ctx, node, action=action, timeout=timeout, force=force, yes=yes)
+
+
 # --------------------------------------------------------------------------- log
 
 

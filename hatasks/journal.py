@@ -507,3 +507,37 @@ def newest(ctx, cluster):
     if contra:
         standing["contradicted_by"] = contra
     return standing
+
+
+def stale_attached(ctx, cluster):
+    """Backends of ``cluster`` attached to pgpool without a resync (``stale_attach`` records of
+    ``pgpool.attach --force``) that nothing has proved equal since: a done ``sync.resync`` or
+    ``pgpool.recover``, or an ``equal`` record (a comparison that found every table equal)."""
+    cluster = _check_cluster(cluster)
+    stale = []
+    for r in Journal(ctx).records():
+        if r.get("cluster") != cluster:
+            continue
+        if r.get("event") == "stale_attach" and r.get("backend") not in stale:
+            stale.append(r.get("backend"))
+        elif r.get("event") == "equal" or (
+                r.get("event") == "done" and r.get("action") in ("sync.resync", "pgpool.recover")):
+            stale = []
+    return stale
+
+
+def salvage_pending(ctx, cluster):
+    """Salvage files of ``cluster`` (``salvage`` records: a target's writes its source lacked)
+    not yet re-applied by a done ``sync.salvage`` of that file: [{"backend", "source", "local",
+    "remote", "ts", "proof"}], oldest first."""
+    cluster = _check_cluster(cluster)
+    pending = {}
+    for r in Journal(ctx).records():
+        if r.get("cluster") != cluster:
+            continue
+        if r.get("event") == "salvage" and r.get("local"):
+            pending[r["local"]] = {k: r.get(k) for k in ("backend", "source", "local", "remote",
+                                                          "ts", "proof")}
+        elif r.get("event") == "done" and r.get("action") == "sync.salvage":
+            pending.pop((r.get("args") or {}).get("file"), None)
+    return list(pending.values())

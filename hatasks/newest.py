@@ -15,7 +15,8 @@ def record_newest(ctx, cluster, reason):
     """Journal which backend holds the newest data, read from SHOW pool_nodes now.
 
     Degenerated: the backend still up. All up: they are in sync, the record says so (newest =
-    the main backend, evidence in_sync=True). pgpool not answering: nothing new can be known;
+    the main backend, evidence in_sync=True), unless a backend was attached without a resync
+    (journal.stale_attached): then in_sync=False, newest = a backend not stale. pgpool not answering: nothing new can be known;
     returns {"recorded": False, "error", "previous"} and the earlier record stays the reference.
     """
     c = backends.pgpool_cluster(ctx, cluster)
@@ -28,9 +29,17 @@ def record_newest(ctx, cluster, reason):
     if not up:
         return {"recorded": False, "error": "pgpool has no backend up",
                 "previous": journal.newest(ctx, c.name)}
+    stale = journal.stale_attached(ctx, c.name)
     if data.get("degenerated"):
         host = data.get("newest") or up[0].get("host")
         evidence["in_sync"] = False
+    elif stale:
+        # every backend up, but one was attached without a resync (pgpool.attach --force) and
+        # nothing proved it equal since: not in sync; the newest data is on the others
+        fresh = [b.get("host") for b in up if b.get("host") not in stale]
+        host = fresh[0] if fresh else (data.get("main") or up[0].get("host"))
+        evidence["in_sync"] = False
+        evidence["stale_attach"] = stale
     else:
         host = data.get("newest") or data.get("main") or up[0].get("host")
         evidence["in_sync"] = True

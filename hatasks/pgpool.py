@@ -13,7 +13,8 @@ ever on a command line.
 import sys
 import time
 
-from hatasks import backends, checks, compare, crm, journal, newest, output, parsers, remote, shell
+from hatasks import (backends, checks, compare, crm, divergence, journal, newest, output, parsers,
+                     remote, salvage, shell)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -79,6 +80,7 @@ def status(ctx, cluster="db", record=True):
         journal.record_newest(ctx, c.name, data["newest"],
                               dict(backends.evidence(data), reason="pgpool.status saw pgpool degenerated"))
     data["recorded"] = journal.newest(ctx, c.name)
+    data["stale_attach"] = journal.stale_attached(ctx, c.name)
     return data
 
 
@@ -94,8 +96,11 @@ def status_table(data):
         return [("pgpool", (["item", "value"], rows))]
     rows = [[b.get("node_id"), b.get("host"), b.get("port"), b.get("status"), b.get("role")]
             for b in data.get("backends", [])]
+    stale = data.get("stale_attach") or []
+    in_sync = ("NOT in sync: " + ", ".join(stale) + " attached without resync (stale-attach); "
+               "pgpool.recover or sync.resync" if stale else "all backends in sync")
     summary = [["degenerated", "yes" if data.get("degenerated") else "no"],
-               ["newest data", data.get("newest") or ("all backends in sync"
+               ["newest data", data.get("newest") or (in_sync
                                                       if not data.get("degenerated") else "?")],
                ["read via", data.get("via")]]
     rec = data.get("recorded") or {}
@@ -570,10 +575,10 @@ def print_nodes(label, data):
     print(f"{label}: {text}; degenerated: {'yes' if data.get('degenerated') else 'no'}", flush=True)
 
 
-def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
+def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch", position=True):
     """pcp_detach_node for NODE_ID (refuses the last up backend); records newest; verified."""
     c = backends.pgpool_cluster(ctx, host.cluster)
-    before = backends.read_pool_nodes(ctx, c.name)
+    before = backends.check_node_ids(c, backends.read_pool_nodes(ctx, c.name))
     print_nodes("before", before)
     b = _backend(before, node_id)
     if b.get("status") != "up":
@@ -592,58 +597,89 @@ def detach(ctx, host, node_id, timeout=30, reason="pgpool.switch"):
     if not after.get("degenerated"):
         raise HaError("pgpool does not report degenerated after the detach", HaError.NOT_CONVERGED)
     newest.record_newest(ctx, c.name, f"{reason}: detached {host.name} (node {node_id})")
+    # its write position as it leaves replication: a later rebuild proves it clean from this
+    # (not when the caller rebuilds it at once: POSITION False)
+    if position:
+        divergence.record_left(ctx, c.name, host, f"{reason}: detached from pgpool")
     return after
 
 
-def attach(ctx, host, node_id, timeout=30):
+def attach_guard(ctx, c, host, before, force):
+    """Before attaching HOST: its contents must equal those of a backend pgpool has up (row
+    counts and checksums of every table). Different, or not comparable: refused (REFUSED)
+    unless FORCE. Returns {"equal": bool, "with": host name or None, "why"}."""
+    mains = [b.get("host") for b in backends.up(before)
+             if b.get("host") not in (host.name, host.address)]
+    if not mains:
+        return {"equal": True, "with": None, "why": "no other backend is up"}
+    main = next((h for h in c.hosts if h.name in mains or h.address in mains), None)
+    if main is None:
+        raise StateError(f"pgpool's backend {mains[0]} is not an inventory host")
+    try:
+        cmp = divergence.compare_digests(ctx, {main.name: divergence.port_of(main),
+                                               host.name: divergence.port_of(host)})
+        equal = cmp["equal"]
+        why = ("contents equal" if equal else
+               f"contents differ from {main.name}'s in {len(cmp['differences'])} table(s), first "
+               f"{cmp['differences'][0]['database']}.{cmp['differences'][0]['table']} "
+               f"{cmp['differences'][0].get('counts')}")
+    except HaError as exc:
+        equal, why = False, f"cannot compare with {main.name}: {exc.message}"
+    if not equal and not force:
+        raise HaError(f"refusing to attach {host.name}: {why}; it missed writes made while it "
+                      f"was detached. Rebuild it: pgpool.recover --node {host.name} (or "
+                      f"sync.resync); --force attaches it anyway, journaled as attached without "
+                      f"resync (stale-attach) until a resync or sync.verify proves it equal",
+                      HaError.REFUSED)
+    return {"equal": equal, "with": main.name, "why": why}
+
+
+def attach(ctx, host, node_id, timeout=30, force=False, proven=False):
+    """pcp_attach_node for NODE_ID, verified up. Refused when its contents differ from the
+    main backend's (attach_guard) unless FORCE; PROVEN: the caller has just verified the
+    contents equal (a resync)."""
     c = backends.pgpool_cluster(ctx, host.cluster)
-    before = backends.read_pool_nodes(ctx, c.name)
+    before = backends.check_node_ids(c, backends.read_pool_nodes(ctx, c.name))
     print_nodes("before", before)
     if _backend(before, node_id).get("status") == "up":
         print(f"backend {node_id} ({host.name}) is already attached", flush=True)
         return before
+    guard = {"equal": True, "why": "verified by the caller"} if proven else \
+        attach_guard(ctx, c, host, before, force)
     run_pcp(ctx, c, "attach_node", node_id, timeout)
     if remote.is_dry(ctx):
         return before
     after = wait_backend(ctx, c, node_id, "up", timeout)
     print_nodes("after", after)
-    print(f"note: writes made while {host.name} was detached are NOT on it: check with pg.compare, "
-          f"resync with pgpool.recover --node {host.name}", flush=True)
-    _warn_if_different(ctx, c, host)
+    if guard["equal"]:
+        print(f"{host.name}: {guard['why']}", flush=True)
+        journal.Journal(ctx).write("equal", c.name, "equal", {"host": host.name},
+                                   backends=[h.name for h in c.hosts], proof=guard["why"])
+    else:
+        journal.Journal(ctx).write("stale_attach", c.name, "stale_attach", {"host": host.name},
+                                   backend=host.name, why=guard["why"])
+        print(f"warning: {host.name} attached WITHOUT resync (--force): {guard['why']}; "
+              f"journaled as stale-attach; reads through pgpool may return its old data. "
+              f"Rebuild it: pgpool.recover --node {host.name}", file=sys.stderr, flush=True)
     return after
 
 
-def _warn_if_different(ctx, c, host):
-    """After an attach: say (stderr) whether row counts already show the backends differ."""
-    try:
-        cmp = compare.row_count_report(ctx, c.name)
-    except HaError as exc:
-        print(f"warning: could not compare the backends: {exc.message}", file=sys.stderr, flush=True)
-        return None
-    if cmp["equal"]:
-        print(f"row counts equal on {', '.join(cmp['hosts'])} ({len(cmp['tables'])} tables)",
-              flush=True)
-    else:
-        d = cmp["differences"][0]
-        print(f"warning: backends differ in {len(cmp['differences'])} table(s), first "
-              f"{d['database']}.{d['table']} {d['counts']}: run pgpool.recover --node {host.name}",
-              file=sys.stderr, flush=True)
-    return cmp
-
-
-def recover(ctx, host, node_id, timeout=300):
-    """Online recovery of NODE_ID from the main backend (pcp_recovery_node), then compare."""
+def recover(ctx, host, node_id, timeout=300, force=False):
+    """Online recovery of NODE_ID from the main backend (pcp_recovery_node), then compare.
+    First proves HOST holds no write the main backend lacks (salvage.prove_clean)."""
     c = backends.pgpool_cluster(ctx, host.cluster)
-    before = backends.read_pool_nodes(ctx, c.name)
+    before = backends.check_node_ids(c, backends.read_pool_nodes(ctx, c.name))
+    others = [x for x in backends.up(before) if str(x.get("node_id")) != str(node_id)]
+    if not others:
+        raise HaError("no backend is up to recover from", HaError.REFUSED)
+    src = next(h for h in c.hosts if str(h.pgpool_node_id) == str(others[0].get("node_id")))
+    salvage.prove_clean(ctx, c.name, host, src, force, what=f"pgpool.recover of {host.name}")
     if _backend(before, node_id).get("status") == "up":
         print(f"{host.name} is attached: detaching it first (online recovery rebuilds it)",
               flush=True)
-        detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover")
+        detach(ctx, host, node_id, min(timeout, 60), reason="pgpool.recover", position=False)
     else:
         print_nodes("before", before)
-        others = [x for x in backends.up(before) if str(x.get("node_id")) != str(node_id)]
-        if not others:
-            raise HaError("no backend is up to recover from", HaError.REFUSED)
     run_pcp(ctx, c, "recovery_node", node_id, timeout)
     if remote.is_dry(ctx):
         return before
@@ -682,29 +718,38 @@ def switch_task(ctx, node=None, side=None, timeout=30, yes=False):
 
 
 @task(name="attach", help={"node": "host name or pgpool node id", "timeout": "seconds (default 30)",
+                           "force": "attach even when its contents differ (journaled stale-attach)",
                            "yes": "do not ask for confirmation"})
-def attach_task(ctx, node, timeout=30, yes=False):
+def attach_task(ctx, node, timeout=30, force=False, yes=False):
     """Attach a detached backend to pgpool again (pcp_attach_node), verified up.
 
-    Data written while it was detached is NOT copied: use pgpool.recover for that.
+    Data written while it was detached is NOT copied: use pgpool.recover for that. Refused
+    (exit 7) when its row counts and checksums differ from the backend pgpool has up; --force
+    attaches it anyway and journals it as attached without resync (stale-attach).
     """
     h, node_id = resolve_node(ctx, node)
     timeout = checks.positive("timeout", timeout, int)
-    with journal.operation(ctx, h.cluster, "pgpool.attach", {"node": node}, yes=yes):
-        attach(ctx, h, node_id, timeout)
+    args = {"node": node, **({"force": True} if force else {})}
+    with journal.operation(ctx, h.cluster, "pgpool.attach", args, yes=yes):
+        attach(ctx, h, node_id, timeout, force=bool(force))
 
 
 @task(name="recover", help={"node": "host name or pgpool node id to rebuild",
                             "timeout": "seconds for pcp_recovery_node (default 300)",
+                            "force": "rebuild even when it holds writes the main backend lacks "
+                                     "(they are kept in a salvage file)",
                             "yes": "do not ask for confirmation"})
-def recover_task(ctx, node, timeout=300, yes=False):
+def recover_task(ctx, node, timeout=300, force=False, yes=False):
     """Rebuild a backend from the main one by online recovery (pcp_recovery_node), verified.
 
     New since 2008 (replaces the dump/restore resync when the cluster allows it). If the
     backend is attached it is detached first. Verified: the backend is up again and the
-    row counts of every table are equal on all backends (pg.compare).
+    row counts of every table are equal on all backends (pg.compare). First proven from both
+    backends: the node holds no write the main one lacks; otherwise refused (exit 3) with a
+    salvage file of its writes, unless --force.
     """
     h, node_id = resolve_node(ctx, node)
     timeout = checks.positive("timeout", timeout, int)
-    with journal.operation(ctx, h.cluster, "pgpool.recover", {"node": node}, yes=yes):
-        recover(ctx, h, node_id, timeout)
+    args = {"node": node, **({"force": True} if force else {})}
+    with journal.operation(ctx, h.cluster, "pgpool.recover", args, yes=yes):
+        recover(ctx, h, node_id, timeout, force=bool(force))

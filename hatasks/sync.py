@@ -26,12 +26,13 @@ table in syncsteps.
 
 import contextlib
 import datetime
+import os
 import re
 import signal
 import threading
 import time
 
-from hatasks import backends, checks, journal, newest, output, pg, pgpool, remote
+from hatasks import backends, checks, journal, newest, output, pg, pgpool, remote, salvage
 from hatasks.base import task
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
@@ -154,9 +155,13 @@ def _both_up(ctx, s, t):
 
 
 def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=False, maint_port=None,
-            workdir=None, cluster=None):
+            workdir=None, cluster=None, chosen=False):
     """Validate, choose source/target from the evidence, build the plan params (probes only).
-    Returns (params, plan) or (None, reason) when there is nothing to do."""
+    Returns (params, plan) or (None, reason) when there is nothing to do.
+
+    Before any plan: proof from both backends that the target holds no write the source lacks
+    (salvage.prove_clean); refused (exit 3, salvage file kept) unless CHOSEN (the operator
+    named the source) or FORCE."""
     check_method(method)
     c = backends.pgpool_cluster(ctx, cluster)
     hosts = [h.name for h in c.hosts]
@@ -193,7 +198,10 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
             choice["evidence"].append("contents equal now (row counts + checksums)")
         else:
             choice["evidence"].append(f"contents differ: {first_diff(cmp)}")
+    proof = salvage.prove_clean(ctx, c.name, t, s, force, chosen=chosen,
+                                what=f"to rebuild {t.name} from {s.name}")
     p = _params(ctx, c, method, choice, maint_port, vacuum, workdir, force)
+    p["proof"] = {k: proof.get(k) for k in ("clean", "how", "seconds")}
     if method == "online":
         # the recovery scripts append the kept dir to this list: rollback finds it from here
         p["kept_list_len"] = len(kept_list(ctx, t, p["pgdata"]))
@@ -241,10 +249,13 @@ def run_steps(ctx, op, p, done, st):
 
 
 def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=False, yes=False,
-           maint_port=None, workdir=None, cluster=None):
+           maint_port=None, workdir=None, cluster=None, chosen=False):
     """The whole resync (plan, confirm, run, verify). Returns a summary dict, or
-    {"nothing_to_do": reason}. Under --dry: plan + probes only."""
-    p, plan = prepare(ctx, source, target, method, vacuum, force, maint_port, workdir, cluster)
+    {"nothing_to_do": reason}. Under --dry: plan + probes only. CHOSEN: the operator named
+    the source (a target holding writes the source lacks is rebuilt, its writes kept in a
+    salvage file); otherwise such a target is refused (exit 3)."""
+    p, plan = prepare(ctx, source, target, method, vacuum, force, maint_port, workdir, cluster,
+                      chosen)
     if p is None:
         say(plan)
         return {"nothing_to_do": plan}
@@ -462,7 +473,8 @@ def kept_dirs(ctx, cluster=None):
     "target": "backend to rebuild (default: the other one)",
     "method": "dump (default; maintenance window), basebackup (physical copy) or online (pcp_recovery_node)",
     "vacuum": "vacuumdb -a -f -z on the source before the dump and on the target after the import",
-    "force": "resync even when both are identical; accept a --source that contradicts the evidence",
+    "force": "resync even when both are identical; accept a --source that contradicts the evidence; "
+             "rebuild a target whose contents cannot be read (its data dir is kept)",
     "port": f"maintenance port (default inventory maintenance_port or {DEFAULT_MAINT_PORT})",
     "yes": "do not ask for confirmation (needed without a terminal)"})
 def resync_task(ctx, source=None, target=None, method="dump", vacuum=False, force=False, port=None,
@@ -471,9 +483,12 @@ def resync_task(ctx, source=None, target=None, method="dump", vacuum=False, forc
 
     Runbook 5.2.2.2 (f) steps A-D. Prints the plan (every step, every host) first; --dry runs the
     probes and prints the plan only. Every step is journaled: sync.resume continues after an
-    interruption, sync.rollback restores the target's old data dir.
+    interruption, sync.rollback restores the target's old data dir. First, proven from both
+    backends: the target holds no write the source lacks; a target that does is refused (exit
+    3) with a salvage file of its writes, unless --source names the winner.
     """
-    resync(ctx, source, target, method, vacuum, force, yes, maint_port=port)
+    resync(ctx, source, target, method, vacuum, force, yes, maint_port=port,
+           chosen=source is not None)
 
 
 @task(name="resume", help={"yes": "do not ask for confirmation"})
@@ -545,3 +560,24 @@ def verify_task(ctx, format=None):
         for r in d["tables"]]))
     if not cmp["equal"]:
         raise StateError(first_diff(cmp))
+    if not remote.is_dry(ctx):
+        # proof of equality: a stale-attach (pgpool.attach --force) no longer stands
+        journal.Journal(ctx).write("equal", c.name, "equal", {}, backends=hosts,
+                                   proof=f"sync.verify: {len(cmp['tables'])} tables, row counts "
+                                         f"and checksums equal")
+
+
+@task(name="salvage", help={"file": "the salvage file a refused rebuild wrote (local path)",
+                            "cluster": "DB cluster (default: the only one)",
+                            "yes": "do not ask for confirmation"})
+def salvage_task(ctx, file, cluster=None, yes=False):
+    """Re-apply a salvage file (the loser's writes after a split brain) through pgpool.
+
+    One transaction per database; rows already there are left alone (ON CONFLICT DO NOTHING);
+    conflicting keys are only listed in the file. Verified: both backends equal afterwards.
+    """
+    c = backends.pgpool_cluster(ctx, cluster)
+    file = os.path.abspath(file)   # as the salvage record names it (journal.salvage_pending)
+    with journal.operation(ctx, c.name, "sync.salvage", {"file": file}, yes=yes,
+                           summary=f"apply {file} through pgpool"):
+        return salvage.apply(ctx, c.name, file)

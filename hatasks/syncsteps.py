@@ -12,12 +12,13 @@ import pathlib
 import re
 import time
 
-from hatasks import backends, compare, newest, pg, pgpool, remote
+from hatasks import backends, newest, pg, pgpool, remote
+from hatasks.divergence import compare_digests, digests  # noqa: F401 (names of this module)
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
 from hatasks.syncplan import (BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS,
                               SLOT, basebackup_command, bulk_start_command, copy_config_command,
-                              digest_query, dump_command, first_diff, guarded,
+                              dump_command, first_diff, guarded,
                               import_command, initdb_command, run_dir)
 
 RECOVERY_DIR = pathlib.Path(__file__).resolve().parent / "recovery"
@@ -50,33 +51,6 @@ def run(ctx, h, cmd, user="postgres", **kw):
 def probe(ctx, h, cmd, user="postgres"):
     """A read-only command on H that runs under --dry too and never raises on a non-zero exit."""
     return remote.run(ctx, h, cmd, user=user, probe=True, warn=True)
-
-
-def digests(ctx, host, port):
-    """{db: {"schema.table": [count, checksum]}} of every connectable non-template database."""
-    h = remote.host(ctx, host)
-    out = {}
-    for db in [r["datname"] for r in remote.sql_rows(ctx, h, compare.LIST_DBS, port=port)]:
-        tables = {}
-        with remote.pg_connect(ctx, h, port=port, dbname=db) as conn:
-            with conn.cursor() as cur:
-                cur.execute(compare.LIST_TABLES)
-                for schema, table in cur.fetchall():
-                    cur.execute(digest_query(schema, table))
-                    n, s = cur.fetchone()
-                    tables[f"{schema}.{table}"] = [int(n), str(s)]
-        out[db] = tables
-    return out
-
-
-def compare_digests(ctx, ports):
-    """Checksums of both backends in parallel: {"equal", "tables", "differences", "hosts"}."""
-    res = remote.probe_many(ctx, list(ports), lambda n: digests(ctx, n, ports[n]))
-    bad = [r.message for r in res.values() if isinstance(r, HaError)]
-    if bad:
-        raise StateError("cannot verify: " + "; ".join(bad))
-    rows, diffs = compare.diff_digests(res)
-    return {"hosts": list(res), "equal": not diffs, "tables": rows, "differences": diffs}
 
 
 def local_ok(ctx, h, port):
@@ -399,7 +373,7 @@ def attach_backends(ctx, p, st):
         b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
         if b and b[0].get("status") != "up":
             try:
-                pgpool.attach(ctx, h, h.pgpool_node_id)
+                pgpool.attach(ctx, h, h.pgpool_node_id, proven=True)
             except HaError as exc:
                 # pgpool restarts its children on failback: SHOW pool_nodes may fail for a moment;
                 # verify_pool polls until it answers
@@ -505,7 +479,7 @@ def recover_online(ctx, p, st):
     data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
     if me and me[0].get("status") == "up":
-        pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online")
+        pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online", position=False)
     t0 = time.monotonic()
     res = pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
     if remote.is_dry(ctx):

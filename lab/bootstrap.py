@@ -252,9 +252,11 @@ class LabBootstrap(LabHealth, LabConfigs):
             self.write_file(LAB_DIR / "ssh_config", ssh_config)
         self.write_file(self.state / "hosts.ini", self.inventory_text())
         self.make_dir(self.state / "bin")
+        # with fencing, the power check asks the host's BMC over IPMI, as a site's does
+        check = "ipmi-power" if getattr(self, "fencing", False) else "power-check"
         self.write_file(
             self.state / "bin" / "power-check",
             f"#!/bin/sh\n# power check of lab instance {self.n}\n"
-            f"exec {LAB_DIR / 'bin' / 'power-check'} --lab {self.n} \"$@\"\n",
+            f"exec {LAB_DIR / 'bin' / check} --lab {self.n} \"$@\"\n",
             mode=0o755,
         )

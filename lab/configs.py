@@ -2,7 +2,8 @@
 PostgreSQL, sshd, /etc/hosts), the application's data, and the operator's ssh_config and
 inventory. Pure: nothing here touches the machine but reading the top-level hosts.ini."""
 
-from .base import DB_HOSTS, HOSTS, NODE_ID, PGDATA, ROOT, LabBase, LabError
+from .base import DB_HOSTS, HOSTS, NODE_ID, OCTET, PGDATA, ROOT, LabBase, LabError
+from .bmc import BMC_PORT, BMC_USER
 
 
 class LabConfigs(LabBase):
@@ -81,12 +82,33 @@ class LabConfigs(LabBase):
                 '<rsc_location id="loc-grp-apache-lb01" rsc="grp-apache" node="lb01" score="100"/>'
             )
             stickiness = "0"
+        if getattr(self, "fencing", False):
+            # one fence_ipmilan device per node, never run on the node it fences; a fenced node
+            # stays off (stonith-action off) until the operator powers it on through its BMC
+            for h in hosts:
+                rid, p = f"fence-{h}", f"fence-{h}-instance_attributes"
+                group += (
+                    f'<primitive id="{rid}" class="stonith" type="fence_ipmilan">'
+                    f'<instance_attributes id="{p}">{nv(p, "ip", self.gw)}'
+                    f'{nv(p, "ipport", str(BMC_PORT + OCTET[h]))}{nv(p, "username", BMC_USER)}'
+                    f'{nv(p, "password_script", "/opt/hatasks-lab/host/fence-password")}'
+                    f'{nv(p, "lanplus", "1")}{nv(p, "cipher", "3")}{nv(p, "pcmk_host_list", h)}'
+                    f'</instance_attributes><meta_attributes id="{rid}-meta">'
+                    f'{nv(rid + "-meta", "failure-timeout", "60s")}</meta_attributes>'
+                    f'<operations><op id="{rid}-monitor-60s" name="monitor" interval="60s" '
+                    f'timeout="20s"/></operations></primitive>'
+                )
+                constraints += (
+                    f'<rsc_location id="loc-{rid}" rsc="{rid}" node="{h}" score="-INFINITY"/>'
+                )
+        fencing = "true" if getattr(self, "fencing", False) else "false"
         b = "cib-bootstrap-options"
         props = "".join(
             nv(b, k, v)
             for k, v in (
                 ("dc-deadtime", "5s"),
-                ("stonith-enabled", "false"),
+                ("stonith-enabled", fencing),
+                ("stonith-action", "off"),
                 ("no-quorum-policy", "ignore"),
                 ("cluster-name", cluster),
                 ("cluster-recheck-interval", "1min"),

@@ -32,6 +32,7 @@ from .base import (
     sh,
     wait_until,
 )
+from .bmc import LabBmc
 from .bootstrap import LabBootstrap
 from .faults import LabFaults
 from .health import parse_crm_mon
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 
-class Lab(LabBootstrap, LabFaults):
+class Lab(LabBootstrap, LabFaults, LabBmc):
     """Lab instance N: names, addresses, paths, and the operations on it."""
 
     # ---- preflight -----------------------------------------------------------------------
@@ -70,7 +71,10 @@ class Lab(LabBootstrap, LabFaults):
             raise StateError(f"missing commands: {', '.join(missing)} (install the lab packages)")
 
     # ---- up ------------------------------------------------------------------------------
-    def up(self, force=False):
+    def up(self, force=False, fencing=False):
+        """FENCING: a BMC per host (ipmi_sim) and a fence_ipmilan device per node in both
+        clusters, stonith-enabled=true; without it the runbook's unfenced clusters."""
+        self.fencing = bool(fencing)
         self.preflight()
         if self.has_objects():
             live = self.live_hosts()
@@ -86,6 +90,8 @@ class Lab(LabBootstrap, LabFaults):
                 problems = self.problems()
                 if built != code_version():
                     problems.append("the lab's code changed since this lab was built")
+                if bool(self.read_json("running.json", {}).get("fencing")) != self.fencing:
+                    problems.append(f"fencing is to be {'on' if self.fencing else 'off'}")
                 if not problems and self.dry:
                     self.progress("[dry] already up and healthy: nothing to do")
                     return "already"
@@ -111,6 +117,10 @@ class Lab(LabBootstrap, LabFaults):
         self.build_files()
         self.progress("host file trees written")
         self.make_bridge()
+        if self.fencing:
+            self.bmc_write_files()
+            self.bmc_start()
+            self.progress(f"BMCs answering IPMI on {self.gw} (ports {self.bmc_port('db01')}...)")
         for h in HOSTS:
             self.make_netns(h)
             self.make_link(h)
@@ -124,6 +134,7 @@ class Lab(LabBootstrap, LabFaults):
                 "started": datetime.datetime.now().isoformat(timespec="seconds"),
                 "boot_services": False,
                 "code": code_version(),
+                "fencing": self.fencing,
             },
         )
         for h in HOSTS:
@@ -209,6 +220,7 @@ class Lab(LabBootstrap, LabFaults):
                     pass
         for h in HOSTS:
             self.drain(h)
+        self.bmc_stop()
         for h in self.netns_present():
             sh(["ip", "netns", "del", self.ns(h)], check=False)
         for link in self.links_present():

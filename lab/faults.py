@@ -184,7 +184,17 @@ class LabFaults(LabHosts):
         on recreates a missing NIC and leaves a pulled cable pulled, hence the order."""
         steps = []
         link = self.link_state(host)
-        if self.pid1(host) is None:
+        if self.pid1(host) is None and self.fencing_on():
+            # fenced (or powered off) in a fenced lab: cable first (the boot waits for sshd),
+            # then power on through the host's BMC, as an operator would
+            if link == "down":
+                steps.append(("link up", lambda: sh(["ip", "link", "set", self.veth(host), "up"])))
+            elif link == "absent":
+                steps.append(("NIC recreated", lambda: self.make_link(host)))
+            steps.append(("powered on through its BMC (ipmitool chassis power on)",
+                          lambda: self.bmc_power_on(host)))
+            link = "up"
+        elif self.pid1(host) is None:
             boot = self.read_json("running.json", {}).get("boot_services", True)
             steps.append(
                 (

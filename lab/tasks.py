@@ -7,6 +7,7 @@ subnet 10.231.N.0/24, state in lab/.state/N (ssh_config, hosts.ini, pgpass). Nee
 import json
 
 from hatasks.base import task
+from hatasks.errors import UsageError
 
 from .core import FAULT_KINDS, HOSTS, Lab
 
@@ -16,12 +17,16 @@ def is_dry(c):
     return bool(c.config.run.dry)
 
 
-@task(help={"force": "also replace a LIVE lab of this instance made by another checkout"})
-def up(c, force=False):
+@task(help={"force": "also replace a LIVE lab of this instance made by another checkout",
+            "fencing": "on: a BMC per host (IPMI over LAN) and fence_ipmilan in both clusters; "
+                       "off (default): the runbook's unfenced clusters"})
+def up(c, force=False, fencing="off"):
     """Start the lab (idempotent): both clusters formed, VIPs answering, GYOM_DB on both DBs."""
+    if fencing not in ("on", "off"):
+        raise UsageError(f"--fencing must be on or off, not {fencing!r}")
     lab = Lab(dry=is_dry(c))
     with lab.locked():
-        lab.up(force=force)
+        lab.up(force=force, fencing=fencing == "on")
 
 
 @task(help={"force": "also tear down a LIVE lab of this instance made by another checkout"})

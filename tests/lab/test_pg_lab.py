@@ -47,8 +47,9 @@ def restore_health(inv, hctx):
     if st["status"] != "up" or st["port"] != 5432:
         inv("pg.restart", "--host", "db02", "--force", "--yes")
     for b in pool(inv)["backends"]:
-        if b["status"] != "up":
-            inv("pgpool.attach", "--node", b["host"], "--yes")
+        if b["status"] != "up" and inv("pgpool.attach", "--node", b["host"], "--yes",
+                                       check=False).returncode != 0:
+            inv("pgpool.recover", "--node", b["host"], "--yes", timeout=600)
     if inv("pg.compare", check=False).returncode != 0:
         inv("pgpool.recover", "--node", "db02", "--yes", timeout=600)
 

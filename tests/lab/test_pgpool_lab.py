@@ -48,8 +48,9 @@ def restore_health(inv):
     """Both backends attached and equal (recover if not)."""
     data = pool(inv)
     for b in data["backends"]:
-        if b["status"] != "up":
-            inv("pgpool.attach", "--node", b["host"], "--yes")
+        if b["status"] != "up" and inv("pgpool.attach", "--node", b["host"], "--yes",
+                                       check=False).returncode != 0:
+            inv("pgpool.recover", "--node", b["host"], "--yes", timeout=600)
     if inv("pg.compare", check=False).returncode != 0:
         inv("pgpool.recover", "--node", "db02", "--yes", timeout=600)
 
@@ -93,8 +94,12 @@ def test_switch_status_attach_recover(inv, hctx):
         # written while degenerated: only db01 gets it
         via_pgpool(hctx, "INSERT INTO customers VALUES (%s, 'while degenerated', %s, 'Osaka', now())",
                    (row, f"degenerated{row}@example.invalid"))
-        attached = inv("pgpool.attach", "--node", "1", "--yes")
-        assert "backends differ in 1 table(s), first GYOM_DB.public.customers" in attached.stderr
+        # it missed that write: attaching it as it is would serve stale reads
+        refused = inv("pgpool.attach", "--node", "1", "--yes", check=False)
+        assert refused.returncode == 7, refused.stderr
+        assert "differ from db01's in 1 table(s), first GYOM_DB.public.customers" in refused.stderr
+        attached = inv("pgpool.attach", "--node", "1", "--force", "--yes")
+        assert "attached WITHOUT resync" in attached.stderr
         assert [b["status"] for b in pool(inv)["backends"]] == ["up", "up"]
         cmp = inv("pg.compare", "--format", "json", check=False)
         assert cmp.returncode == 3, cmp.stderr

@@ -220,7 +220,7 @@ def test_split_brain_resync_follows_the_chosen_source(ctx, mocker, chosen, sourc
     c = remote.inventory(ctx).cluster("db")
     engine.execute(engine.Run(ctx, c, 60, source=chosen), _split_brain_step(), db.STEPS)
     resync.assert_called_once_with(ctx, source=source, target=target, method="dump", force=True,
-                                   yes=True)
+                                   yes=True, chosen=True)
 
 
 def test_recover_source_must_be_a_db_host(ctx):

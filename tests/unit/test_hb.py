@@ -442,3 +442,90 @@ def test_log_bad_lines_sends_nothing(lab, ctx):
     with pytest.raises(UsageError):
         hb.log(ctx, "db01", lines="0")
     assert fake.sent == []
+
+
+# --------------------------------------------------------------------------- fence
+
+FENCE_HISTORY_EMPTY = '<pacemaker-result api-version="2.25" request="stonith_admin --history db02 --output-as=xml"><fence_history/><status code="0" message="OK"/></pacemaker-result>'
+FENCE_HISTORY_DONE = ('<pacemaker-result api-version="2.25" request="stonith_admin"><fence_history>'
+                      '<fence_event status="success" action="off" target="db02" client="stonith_admin.4242" '
+                      'origin="db01" delegate="db01" completed="2026-11-30 19:20:00Z"/>'
+                      '</fence_history><status code="0" message="OK"/></pacemaker-result>')
+
+
+def test_parse_fence_history():
+    assert hb.parse_fence_history(FENCE_HISTORY_EMPTY) == []
+    [e] = hb.parse_fence_history(FENCE_HISTORY_DONE)
+    assert (e["action"], e["target"], e["status"], e["delegate"]) == ("off", "db02", "success", "db01")
+
+
+def test_fence_refused_without_fencing(ctx, fake, monkeypatch):
+    from hatasks import crm
+    monkeypatch.setattr(crm, "crm_status", lambda *a, **k: {"read_on": "db01", "nodes": [],
+                                                           "resources": [], "failed_actions": []})
+    monkeypatch.setattr(crm, "summary", lambda st: "")
+    fake.on("crm_attribute --type crm_config --name stonith-enabled", (0, "false\n"))
+    with pytest.raises(HaError) as exc:
+        hb.fence(ctx, "db02", yes=True)
+    assert exc.value.code == HaError.STATE and "stonith-enabled is false" in exc.value.message
+    assert not [c for c in fake.commands if c.startswith("stonith_admin --fence")]
+
+
+def test_fence_runs_on_the_peer_and_is_verified(ctx, fake, monkeypatch):
+    from hatasks import crm, crmmon, newest
+    states = {"read_on": "db01", "nodes": [], "resources": [], "failed_actions": []}
+    monkeypatch.setattr(crm, "crm_status", lambda *a, **k: states)
+    monkeypatch.setattr(crm, "summary", lambda st: "")
+    monkeypatch.setattr(crmmon, "others_online", lambda st, n: ["db01"])
+    monkeypatch.setattr(crm, "wait_for", lambda ctx, c, check, *a, **k: states)
+    monkeypatch.setattr(newest, "record_before_stop", lambda *a, **k: {"recorded": True})
+    fake.on("crm_attribute --type crm_config --name stonith-enabled", (0, "true\n"))
+    from conftest import Seq
+    fake.on("stonith_admin --history db02", Seq([(0, FENCE_HISTORY_EMPTY), (0, FENCE_HISTORY_DONE)]))
+    fake.on("stonith_admin --fence db02", (0, ""))
+    hb.fence(ctx, "db02", yes=True)
+    [cmd] = [c for c in fake.calls if "stonith_admin --fence" in c.command]
+    assert cmd.host == "db01" and cmd.command == "stonith_admin --fence db02 --timeout 120"
+
+
+def test_fence_not_converged_without_a_new_event(ctx, fake, monkeypatch):
+    from hatasks import crm, crmmon, newest
+    states = {"read_on": "db01", "nodes": [], "resources": [], "failed_actions": []}
+    monkeypatch.setattr(crm, "crm_status", lambda *a, **k: states)
+    monkeypatch.setattr(crm, "summary", lambda st: "")
+    monkeypatch.setattr(crmmon, "others_online", lambda st, n: ["db01"])
+    monkeypatch.setattr(newest, "record_before_stop", lambda *a, **k: {"recorded": True})
+    fake.on("crm_attribute --type crm_config --name stonith-enabled", (0, "true\n"))
+    fake.on("stonith_admin --history db02", (0, FENCE_HISTORY_DONE))
+    fake.on("stonith_admin --fence db02", (0, ""))
+    with pytest.raises(HaError) as exc:
+        hb.fence(ctx, "db02", yes=True)
+    assert exc.value.code == HaError.NOT_CONVERGED
+
+
+def test_parse_fence_history_of_the_lab():
+    """stonith_admin --history as Pacemaker 2.1.5 printed it on the fenced lab."""
+    text = (FIXTURES / "fencing" / "stonith_admin_history_db02.xml").read_text()
+    [e] = hb.parse_fence_history(text)
+    assert (e["action"], e["target"], e["status"], e["delegate"], e["origin"]) == (
+        "off", "db02", "success", "db01", "db01")
+    assert e["completed"].startswith("2026-11-30 ")
+
+
+@pytest.mark.parametrize("enabled,listed,risk", [
+    ("false", "0 fence devices found\n", True),
+    ("true", "fence-db01\nfence-db02\n2 fence devices found\n", False),
+])
+def test_fencing_summary_names_the_risk_of_an_unfenced_db_cluster(ctx, fake, monkeypatch,
+                                                                 enabled, listed, risk):
+    monkeypatch.setattr(crm, "crm_status", lambda *a, **k: {"read_on": "db01"})
+    fake.on("crm_attribute --type crm_config --name stonith-enabled", (0, enabled + "\n"))
+    fake.on("stonith_admin --list-registered", (0, listed))
+    fake.on("stonith_admin --history '*'",
+            (0, (FIXTURES / "fencing" / "stonith_admin_history_db02.xml").read_text()))
+    data = hb.fencing(ctx, "db")
+    assert data["enabled"] is (enabled == "true")
+    assert data["devices"] == ([] if risk else ["fence-db01", "fence-db02"])
+    assert (data["risk"] is not None) is risk and data["events"][0]["target"] == "db02"
+    if risk:
+        assert "split brain" in data["risk"]

@@ -17,7 +17,7 @@ LAYERS = {
     "remote": 0, "checks": 0, "cli": 0, "base": 0, "crmmon": 0, "pool": 0, "parsers": 0,
     "syncplan": 0, "rules": 0,
     # 1: shared readers and state
-    "crm": 1, "backends": 1, "newest": 1, "compare": 1,
+    "crm": 1, "backends": 1, "newest": 1, "compare": 1, "divergence": 1, "salvage": 1,
     # 2: tools
     "hb": 2, "pgpool": 2, "pg": 2, "web": 2, "notify": 2,
     # 3: scenarios and the tasks above the tools

@@ -11,6 +11,7 @@ import pytest
 from hatasks import backends, journal, newest, pgpool, pool, remote
 from hatasks.errors import HaError, UnreachableError
 
+import dbsim
 from conftest import FIXTURES, Seq, psql_rows, query_text
 
 CAPTURES = FIXTURES / "captures"
@@ -87,6 +88,7 @@ def test_resolve_node(ctx, node, side, host, node_id):
 
 def test_switch_detaches_records_newest_and_verifies(ctx, rec):
     use_pool(rec, BOTH_UP, DB02_DOWN)
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))})
     pgpool.switch_task(ctx, side="secondary", yes=True)
     assert rec.commands == ["pcp_detach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
     assert rec.calls[0].user == "postgres"
@@ -96,6 +98,10 @@ def test_switch_detaches_records_newest_and_verifies(ctx, rec):
     assert "db02(node 1) down" in newest["evidence"]["pool_nodes"]
     events = [(r["action"], r["event"]) for r in journal.history(ctx)]
     assert ("pgpool.switch", "start") in events and ("pgpool.switch", "done") in events
+    # its write position as it left replication: WAL position and table fingerprints
+    left = [r for r in journal.history(ctx) if r["event"] == "left"]
+    assert [r["backend"] for r in left] == ["db02"]
+    assert left[0]["position"]["lsn"] and left[0]["digests"]["GYOM_DB"]["public.t"][0] == 1
 
 
 def test_detach_alias_exists():
@@ -118,30 +124,95 @@ def test_switch_not_converged_when_backend_stays_up(ctx, rec):
     assert exc.value.code == HaError.NOT_CONVERGED
 
 
-def test_attach_runs_pcp_attach_and_waits_up(ctx, rec, capsys):
+def test_attach_refused_when_contents_differ(ctx, rec):
+    """Detached db02 missed a write: attaching it would serve stale reads. Refused, nothing sent."""
+    use_pool(rec, DB02_DOWN)
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a"), (2, "b")), "db02": dbsim.same((1, "a"))})
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.attach_task(ctx, node="1", yes=True)
+    assert exc.value.code == HaError.REFUSED
+    assert "pcp_attach_node" not in " ".join(rec.commands)
+    assert not [r for r in journal.history(ctx) if r["event"] == "stale_attach"]
+
+
+def test_attach_forced_is_journaled_stale_and_not_in_sync(ctx, rec, capsys):
     use_pool(rec, DB02_DOWN, BOTH_UP)
-    use_counts(rec, {"db01": {"GYOM_DB": {"public.t": 2}}, "db02": {"GYOM_DB": {"public.t": 1}}})
-    pgpool.attach_task(ctx, node="1", yes=True)
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a"), (2, "b")), "db02": dbsim.same((1, "a"))})
+    pgpool.attach_task(ctx, node="1", force=True, yes=True)
+    assert rec.commands == ["pcp_attach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
+    assert "attached WITHOUT resync" in capsys.readouterr().err
+    assert journal.stale_attached(ctx, "db") == ["db02"]
+    # every backend up again, but nothing proved them equal: not recorded as in sync
+    r = newest.record_newest(ctx, "db", "test")
+    assert r["evidence"]["in_sync"] is False and r["newest"] == "db01"
+    assert r["evidence"]["stale_attach"] == ["db02"]
+
+
+def test_stale_attach_ends_with_proof_of_equality(ctx, rec):
+    use_pool(rec, DB02_DOWN, BOTH_UP)
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a"), (2, "b")), "db02": dbsim.same((1, "a"))})
+    pgpool.attach_task(ctx, node="1", force=True, yes=True)
+    journal.Journal(ctx).write("equal", "db", "equal", {}, backends=["db01", "db02"], proof="t")
+    assert journal.stale_attached(ctx, "db") == []
+
+
+def test_attach_with_equal_contents_says_so(ctx, rec, capsys):
+    use_pool(rec, DB02_DOWN, BOTH_UP)
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))})
+    pgpool.attach_task(ctx, node="db02", yes=True)
     assert rec.commands == ["pcp_attach_node -h 10.231.0.100 -p 9898 -U postgres -w -n 1"]
     out = capsys.readouterr()
-    assert "NOT on it" in out.out
-    assert "backends differ in 1 table(s)" in out.err and "pgpool.recover --node db02" in out.err
-    assert "GYOM_DB.public.t {'db01': 2, 'db02': 1}" in out.err
+    assert "db02: contents equal" in out.out and out.err == ""
+    assert journal.stale_attached(ctx, "db") == []
 
 
-def test_attach_with_equal_counts_says_so(ctx, rec, capsys):
-    use_pool(rec, DB02_DOWN, BOTH_UP)
-    same = {"GYOM_DB": {"public.t": 2, "public.u": 0}, "postgres": {}}
-    use_counts(rec, {"db01": same, "db02": same})
-    pgpool.attach_task(ctx, node="db02", yes=True)
-    out = capsys.readouterr()
-    assert "row counts equal on db01, db02 (2 tables)" in out.out and out.err == ""
+SWAPPED = """
+[db]
+db01 ansible_host=10.231.0.11 pgpool_node_id=1
+db02 ansible_host=10.231.0.12 pgpool_node_id=0
+[db:vars]
+cluster_kind=db
+vip=10.231.0.100
+pg_port=5432
+pgdata=/var/lib/postgresql/15/data
+pg_bindir=/usr/lib/postgresql/15/bin
+"""
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: pgpool.switch_task(c, node="db02", yes=True),
+    lambda c: pgpool.attach_task(c, node="db02", yes=True),
+    lambda c: pgpool.recover_task(c, node="db02", yes=True),
+])
+def test_swapped_node_ids_refused_naming_both(tmp_path, rec, call):
+    """The inventory says db02 is node 0; pgpool says node 0 is db01: nothing is sent."""
+    from conftest import make_ctx
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(SWAPPED)
+    c = make_ctx(tmp_path, inventory=str(inv))
+    use_pool(rec, BOTH_UP)
+    with pytest.raises(invoke.Exit) as exc:
+        call(c)
+    assert exc.value.code == HaError.STATE
+    assert not [x for x in rec.commands if x.startswith("pcp_")]
+
+
+def test_id_disagreements_name_both_sides(ctx):
+    c = remote.inventory(ctx).cluster("db")
+    assert backends.id_disagreements(c, pool.parse_pool_nodes(BOTH_UP)) == []
+    swapped = [dict(r, hostname={"db01": "db02", "db02": "db01"}[r["hostname"].strip()])
+               for r in BOTH_UP]
+    lines = backends.id_disagreements(c, pool.parse_pool_nodes(swapped))
+    assert "inventory: db01 is pgpool node 0; pgpool: node 0 is db02:5432" in lines
+    assert "inventory: db02 is pgpool node 1; pgpool: node 1 is db01:5432" in lines
+    wrong_port = [dict(r, port="5433") if r["hostname"].strip() == "db02" else r for r in BOTH_UP]
+    lines = backends.id_disagreements(c, pool.parse_pool_nodes(wrong_port))
+    assert any("node 1 is db02:5433" in ln for ln in lines)
 
 
 def test_recover_detaches_attached_node_first(ctx, rec):
     use_pool(rec, BOTH_UP, BOTH_UP, DB02_DOWN, DB02_DOWN, BOTH_UP)
-    same = {"GYOM_DB": {"public.t": 2}}
-    use_counts(rec, {"db01": same, "db02": same})
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))})
     pgpool.recover_task(ctx, node="db02", yes=True)
     rec_ = journal.newest(ctx, "db")
     assert rec_["evidence"]["in_sync"] is True and "rebuilt" in rec_["evidence"]["reason"]
@@ -151,9 +222,24 @@ def test_recover_detaches_attached_node_first(ctx, rec):
     ]
 
 
+def test_recover_refuses_a_target_with_writes_the_main_lacks(ctx, rec):
+    """db02 took a write db01 lacks (split brain): refused, salvage kept, nothing rebuilt."""
+    use_pool(rec, DB02_DOWN)
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a"), (2, "b")),
+                      "db02": dbsim.same((1, "a"), (3, "s1"))})
+    with pytest.raises(invoke.Exit) as exc:
+        pgpool.recover_task(ctx, node="db02", yes=True)
+    assert exc.value.code == HaError.STATE
+    assert not [x for x in rec.commands if x.startswith("pcp_")]
+    sv = [r for r in journal.history(ctx) if r["event"] == "salvage"]
+    assert len(sv) == 1 and sv[0]["backend"] == "db02"
+    text = open(sv[0]["local"]).read()
+    assert '"s1"' in text and '"b"' not in text
+
+
 def test_recover_fails_when_counts_differ(ctx, rec):
     use_pool(rec, DB02_DOWN, BOTH_UP)
-    use_counts(rec, {"db01": {"GYOM_DB": {"public.t": 2}}, "db02": {"GYOM_DB": {"public.t": 1}}})
+    dbsim.serve(rec, {"db01": dbsim.same((1, "a"), (2, "b")), "db02": dbsim.same((1, "a"))})
     with pytest.raises(invoke.Exit) as exc:
         pgpool.recover_task(ctx, node="db02", yes=True)
     assert exc.value.code == HaError.NOT_CONVERGED
@@ -364,6 +450,7 @@ def test_recovery_that_exits_0_with_an_error_is_a_failure(ctx, fake):
     fake.on("pcp_recovery_node", (0, 'ERROR:  executing recovery, execution of command '
                                      'failed at "1st stage"\n'))
     use_pool(fake, DB02_DOWN)
+    dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))})
     host = remote.inventory(ctx).host("db02")
     with pytest.raises(HaError) as exc:
         pgpool.recover(ctx, host, 1)

@@ -1,0 +1,290 @@
+"""Never lose an acknowledged write, on the real lab (issue 10), without fencing:
+
+- swapped pgpool_node_id in the inventory: pgpool.switch refused naming both, nothing detached;
+- stale attach: refused; with --force journaled stale-attach (pgpool.status not in sync) until
+  a rebuild proves the backends equal;
+- split brain: db02's cable pulled, db02's side runs its own pgpool and takes a write (s1),
+  db01's side another (s2); after the cable is back db.recover refuses naming the split brain,
+  both writes still exist; db.recover --source db01 then sync.salvage: both on both backends.
+
+The checks read the backends with psql directly (lab.core), not through hatasks.
+"""
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from lab.core import APP_DB, Lab
+
+from .conftest import INSTANCE, ROOT, Inv, inventory_path
+
+pytestmark = pytest.mark.lab
+
+LAB = Lab(INSTANCE, out=lambda *a, **k: None)
+DDL = "CREATE TABLE IF NOT EXISTS hatasks_safety (id text PRIMARY KEY, v text NOT NULL);"
+
+
+def rows_on(host, tag):
+    proc = LAB.psql(LAB.ip(host), 5432, f"SELECT v FROM hatasks_safety WHERE id LIKE '{tag}%' "
+                                        f"ORDER BY v;", db=APP_DB)
+    return proc.stdout.split()
+
+
+def pool_status(inv):
+    return json.loads(inv("pgpool.status", "--format", "json").stdout)
+
+
+def history(inv, event):
+    recs = json.loads(inv("history", "--format", "json", "--limit", "0").stdout)
+    return [r for r in recs if r.get("event") == event]
+
+
+def wait(what, fn, timeout=90):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout}s: {what}")
+        time.sleep(1)
+
+
+def both_up_and_equal(inv):
+    data = pool_status(inv)
+    for b in data["backends"]:
+        if b["status"] != "up":
+            if inv("pgpool.attach", "--node", b["host"], "--yes", check=False).returncode != 0:
+                inv("pgpool.recover", "--node", b["host"], "--yes", "--force", timeout=600)
+    if inv("pg.compare", check=False).returncode != 0:
+        inv("pgpool.recover", "--node", "db02", "--yes", "--force", timeout=600)
+
+
+@pytest.fixture
+def table(inv):
+    LAB.psql(LAB.db_vip, 9999, DDL, db=APP_DB)
+    tag = uuid.uuid4().hex[:10]
+    yield tag
+    both_up_and_equal(inv)
+    LAB.psql(LAB.db_vip, 9999, f"DELETE FROM hatasks_safety WHERE id LIKE '{tag}%';", db=APP_DB)
+
+
+def test_swapped_node_ids_refused_nothing_detached(inv):
+    real = inventory_path()
+    text = real.read_text()
+    assert "pgpool_node_id=0" in text and "pgpool_node_id=1" in text
+    swapped = real.with_name("hosts-swapped-ids.ini")
+    swapped.write_text(text.replace("pgpool_node_id=0", "pgpool_node_id=X")
+                       .replace("pgpool_node_id=1", "pgpool_node_id=0")
+                       .replace("pgpool_node_id=X", "pgpool_node_id=1"))
+    wrong = Inv(inv.state_dir)
+    wrong.env["INVOKE_HATASKS_INVENTORY"] = str(swapped)
+    try:
+        res = wrong("pgpool.switch", "--node", "db02", "--yes", check=False)
+    finally:
+        swapped.unlink()
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "inventory: db02 is pgpool node 0; pgpool: node 0 is db01:5432" in res.stderr
+    assert [b["status"] for b in pool_status(inv)["backends"]] == ["up", "up"]
+
+
+def test_stale_attach_refused_forced_marked_until_rebuilt(inv, table):
+    inv("pgpool.switch", "--node", "db02", "--yes")
+    LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES ('{table}-1', 'missed');",
+             db=APP_DB)
+    refused = inv("pgpool.attach", "--node", "db02", "--yes", check=False)
+    assert refused.returncode == 7, refused.stdout + refused.stderr
+    assert "refusing to attach db02" in refused.stderr
+    assert [b["status"] for b in pool_status(inv)["backends"]] == ["up", "down"]
+
+    forced = inv("pgpool.attach", "--node", "db02", "--force", "--yes")
+    assert "attached WITHOUT resync" in forced.stderr
+    data = pool_status(inv)
+    assert [b["status"] for b in data["backends"]] == ["up", "up"]
+    assert data["stale_attach"] == ["db02"]
+    table_text = inv("pgpool.status").stdout
+    assert "NOT in sync: db02 attached without resync" in table_text
+    assert "all backends in sync" not in table_text
+
+    # the rebuild proves db02 holds nothing db01 lacks (it only missed a write), then rebuilds
+    rec = inv("pgpool.recover", "--node", "db02", "--yes", timeout=600)
+    assert "proof: db02 holds no write db01 lacks" in rec.stdout
+    assert pool_status(inv)["stale_attach"] == []
+    assert rows_on("db02", table) == ["missed"]
+
+
+def test_split_brain_refused_both_writes_kept_then_chosen_and_salvaged(inv, table):
+    """No fencing: each side of the cut runs its own pgpool and acknowledges a write."""
+    LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES ('{table}-0', 'before');",
+             db=APP_DB)
+    inv("lab.fault", "--host", "db02", "--kind", "network")
+    try:
+        # db02 alone starts the DB group (VIP + pgpool), which detaches the unreachable db01
+        def db02_has_group():
+            mon = LAB.crm_mon("db02")
+            return mon["resources"].get("pgpool") == ["db02"]
+        wait("db02 runs its own pgpool", db02_has_group)
+
+        def write_on_db02():
+            proc = LAB.hrun("db02", f"PGPASSFILE={LAB.pgpass} PGCONNECT_TIMEOUT=5 psql -X -q "
+                                    f"-h {LAB.db_vip} -p 9999 -U postgres -d {APP_DB} -c "
+                                    f"\"INSERT INTO hatasks_safety VALUES ('{table}-1', 's1')\"",
+                            check=False, timeout=40)
+            return proc.returncode == 0 or "duplicate key" in proc.stderr
+        wait("s1 acknowledged by db02's pgpool", write_on_db02, timeout=120)
+
+        def write_on_db01():
+            proc = LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES "
+                                              f"('{table}-2', 's2');", db=APP_DB, check=False)
+            return proc.returncode == 0 or "duplicate key" in proc.stderr
+        wait("s2 acknowledged by db01's pgpool", write_on_db01, timeout=120)
+    finally:
+        inv("lab.heal", "--host", "db02")
+
+    refused = inv("db.recover", "--yes", check=False, timeout=900)
+    assert refused.returncode == 3, refused.stdout[-3000:] + refused.stderr
+    assert "split brain" in refused.stderr
+    # both acknowledged writes still exist, each on its own side
+    assert "s1" in rows_on("db02", table) and "s2" in rows_on("db01", table)
+
+    chosen = inv("db.recover", "--yes", "--source", "db01", check=False, timeout=900)
+    assert chosen.returncode == 0, chosen.stdout[-3000:] + chosen.stderr
+    kept = [r for r in history(inv, "salvage") if r["backend"] == "db02"]
+    assert kept, "no salvage file of db02's writes was journaled"
+    assert "s1" in open(kept[-1]["local"]).read()
+    inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
+    for h in ("db01", "db02"):
+        assert rows_on(h, table) == ["before", "s1", "s2"], h
+
+
+def test_rebuild_refused_when_the_target_took_writes(inv, table):
+    """The proof itself, deterministically: db02 detached (its position journaled), s2 written
+    through pgpool (db01 only), s1 written on db02 directly (as a split brain's other side
+    would). db.recover plans a resync of db02 from db01: refused, exit 3, naming the table and
+    the key; after --source db01 and the salvage, both writes on both backends."""
+    inv("pgpool.switch", "--node", "db02", "--yes")
+    LAB.psql(LAB.db_vip, 9999, f"INSERT INTO hatasks_safety VALUES ('{table}-2', 's2');",
+             db=APP_DB)
+    LAB.psql(LAB.ip("db02"), 5432, f"INSERT INTO hatasks_safety VALUES ('{table}-1', 's1');",
+             db=APP_DB)
+    refused = inv("db.recover", "--yes", check=False, timeout=900)
+    assert refused.returncode == 3, refused.stdout[-3000:] + refused.stderr
+    assert "split brain: refusing to rebuild db02 from db01: db02 holds writes db01 lacks: " \
+           f'GYOM_DB public.hatasks_safety by id: 1 row(s) only on db02, e.g. ["{table}-1"]' \
+        in refused.stderr
+    assert rows_on("db02", table) == ["s1"] and rows_on("db01", table) == ["s2"]
+    kept = [r for r in history(inv, "salvage") if r["backend"] == "db02"]
+    assert kept and kept[-1]["remote"].endswith(".sql")
+    inv("db.recover", "--yes", "--source", "db01", timeout=900)
+    inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
+    for h in ("db01", "db02"):
+        assert rows_on(h, table) == ["s1", "s2"], h
+
+
+# --------------------------------------------------------------------------- with fencing
+
+
+class Writer:
+    """Writes (tag, n) rows in a loop from one side of a cut: from the operator machine through
+    the DB VIP (side "net"), or from inside a DB host through the VIP it sees (side HOST).
+    Each acknowledged write is kept with its time."""
+
+    def __init__(self, tag, side):
+        import threading
+        self.tag, self.side, self.n, self.acked = tag, side, 0, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def write_once(self):
+        t0 = time.monotonic()
+        self.n += 1
+        row = f"('{self.tag}-{self.side}-{self.n}', '{self.side}')"
+        sql = f"INSERT INTO hatasks_safety VALUES {row};"
+        if self.side == "net":
+            proc = LAB.psql(LAB.db_vip, 9999, sql, db=APP_DB, check=False, timeout=15)
+        else:
+            proc = LAB.hrun(self.side, f"PGPASSFILE={LAB.pgpass} PGCONNECT_TIMEOUT=3 psql -X -q "
+                                       f"-h {LAB.db_vip} -p 9999 -U postgres -d {APP_DB} -c "
+                                       f"\"{sql}\"", check=False, timeout=15)
+        if proc.returncode == 0:   # (sent at, acknowledged at, key)
+            self.acked.append((t0, time.monotonic(), f"{self.tag}-{self.side}-{self.n}"))
+
+    def loop(self):
+        while not self.stop.is_set():
+            try:
+                self.write_once()
+            except Exception:   # a host powered off under the writer: not acknowledged
+                pass
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+def ipmi_power(host):
+    proc = subprocess.run([str(ROOT / "lab" / "bin" / "ipmi-power"), "--lab", str(INSTANCE), host],
+                          capture_output=True, text=True, timeout=30)
+    return {0: "on", 1: "off"}.get(proc.returncode)
+
+
+def group_holder():
+    return LAB.crm_mon("db01" if LAB.pid1("db01") else "db02")["resources"]["pgpool"][0]
+
+
+def cut_and_recover(inv, cut):
+    """One cut of CUT's cable with a writer on each side; returns the keys acknowledged."""
+    tag = uuid.uuid4().hex[:10]
+    with Writer(tag, "net") as outside, Writer(tag, cut) as inside:
+        time.sleep(3)
+        inv("lab.fault", "--host", cut, "--kind", "network")
+        t_cut = time.monotonic()   # the cable is out: a write sent from now on is "after"
+        wait(f"{cut} fenced (power off through its BMC)", lambda: ipmi_power(cut) == "off",
+             timeout=60)
+        time.sleep(10)   # the survivor takes over and acknowledges writes again
+    after = {w.side: [k for t, _, k in w.acked if t > t_cut] for w in (outside, inside)}
+    sides = [s for s, keys in after.items() if keys]
+    assert len(sides) <= 1, f"both sides acknowledged writes after the cut of {cut}: {after}"
+    inv("lab.heal", "--host", cut, timeout=300)
+    assert ipmi_power(cut) == "on"
+    rec = inv("db.recover", "--yes", check=False, timeout=900)
+    if rec.returncode == 3 and "split brain" in rec.stderr:
+        # the fenced node held the group: until its power went off (about 12 s) its own pgpool
+        # acknowledged writes the survivor never got. db.recover refuses to rebuild over them
+        # and keeps them in a salvage file; the operator keeps the survivor and re-applies them.
+        survivor = "db01" if cut == "db02" else "db02"
+        inv("db.recover", "--yes", "--source", survivor, timeout=900)
+        kept = [r for r in history(inv, "salvage") if r["backend"] == cut]
+        inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
+    else:
+        assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr
+    acked = sorted(k for w in (outside, inside) for _, _, k in w.acked)
+    for h in ("db01", "db02"):
+        proc = LAB.psql(LAB.ip(h), 5432, f"SELECT id FROM hatasks_safety WHERE id LIKE "
+                                         f"'{tag}%';", db=APP_DB)
+        missing = sorted(set(acked) - set(proc.stdout.split()))
+        assert not missing, f"acknowledged writes missing on {h} after the cut of {cut}: {missing}"
+    return acked
+
+
+def test_fenced_cut_one_side_acknowledges_every_write_survives(inv):
+    """Fencing on: pull a DB node's cable while a writer runs on each side (first the idle
+    node, then the group's): at most one side acknowledges writes sent after the cut; the cut
+    node is fenced (powered off through its BMC); after lab.heal and db.recover every
+    acknowledged write is on both backends (the group's node: through its salvage file)."""
+    inv("lab.up", "--fencing", "on", timeout=900)
+    try:
+        LAB.psql(LAB.db_vip, 9999, DDL, db=APP_DB)
+        holder = group_holder()
+        idle = "db02" if holder == "db01" else "db01"
+        assert cut_and_recover(inv, idle)
+        assert cut_and_recover(inv, group_holder())
+    finally:
+        inv("lab.up", timeout=900)   # the unfenced lab the other tests expect

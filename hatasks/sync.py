@@ -34,12 +34,13 @@ import time
 
 from hatasks import backends, checks, journal, newest, output, pg, pgpool, remote, salvage
 from hatasks.base import task
+from hatasks.divergence import compare_digests
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
 from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, plan_lines, resume_state, steps_to_run, summary)
-from hatasks.syncsteps import (STEPS, compare_digests, ensure_running, install_recovery,
+from hatasks.syncsteps import (STEPS, ensure_running, install_recovery,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
 
@@ -576,6 +577,9 @@ def salvage_task(ctx, file, cluster=None, yes=False):
     One transaction per database; rows already there are left alone (ON CONFLICT DO NOTHING);
     conflicting keys are only listed in the file. Verified: both backends equal afterwards.
     """
+    checks.no_control("file", file)
+    if not file:
+        raise UsageError("--file: an empty value is not allowed")
     c = backends.pgpool_cluster(ctx, cluster)
     file = os.path.abspath(file)   # as the salvage record names it (journal.salvage_pending)
     with journal.operation(ctx, c.name, "sync.salvage", {"file": file}, yes=yes,

@@ -13,7 +13,7 @@ import re
 import time
 
 from hatasks import backends, newest, pg, pgpool, remote
-from hatasks.divergence import compare_digests, digests  # noqa: F401 (names of this module)
+from hatasks.divergence import compare_digests
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
 from hatasks.syncplan import (BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS,

@@ -440,3 +440,46 @@ def is_healthy(status, group):
         if res.get("failed") or not res.get("managed", True):
             return False
     return not failed_for(status, group)
+
+
+def _score(raw):
+    raw = str(raw or "0").strip().upper()
+    if raw in ("INFINITY", "+INFINITY"):
+        return 1000000
+    if raw == "-INFINITY":
+        return -1000000
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
+def cli_constraints(constraints_xml):
+    """Pure: the location constraints `crm_resource --move/--ban` (pcs resource move/ban, crm
+    resource move/ban) left in the CIB: ids ``cli-prefer-*`` and ``cli-ban-*``.
+
+    Returns [{"id", "resource", "node", "score", "kind": "move" | "ban"}]; [] when none or
+    the XML is empty; ValueError when it is not XML."""
+    text = (constraints_xml or "").strip()
+    if not text:
+        return []
+    try:
+        root = ET.fromstring(text[text.find("<"):])
+    except ET.ParseError as exc:
+        raise ValueError("CIB constraints are not XML: %s" % exc) from None
+    out = []
+    for loc in root.iter("rsc_location"):
+        cid = loc.get("id") or ""
+        if not (cid.startswith("cli-prefer-") or cid.startswith("cli-ban-")):
+            continue
+        node = loc.get("node")
+        score = loc.get("score")
+        if node is None:  # a rule form (crm_resource --move --lifetime): the node is in it
+            expr = loc.find(".//expression[@attribute='#uname']")
+            node = expr.get("value") if expr is not None else None
+            rule = loc.find("rule")
+            score = rule.get("score") if rule is not None else score
+        out.append({"id": cid, "resource": loc.get("rsc"), "node": node,
+                    "score": _score(score),
+                    "kind": "move" if cid.startswith("cli-prefer-") else "ban"})
+    return out

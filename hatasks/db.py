@@ -16,7 +16,7 @@ import threading
 import time
 
 from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
-                     pgpool, remote, rules, sync)
+                     pgpool, remote, rules, states, sync, syncplan)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -43,7 +43,12 @@ def _probe_db_host(ctx, c, name):
             st = pg.server_state(ctx, host)
             port = st.get("port") or int(host.vars.get("pg_port") or 5432)
             out["pg"] = {"running": st["running"], "port": st.get("port"),
-                         "connect": pg.connectable(ctx, host, port) if st["running"] else False}
+                         "connect": pg.connectable(ctx, host, port) if st["running"] else False,
+                         "pg_port": int(host.vars.get("pg_port") or 5432),
+                         # pg_ctl status exits 4 when it cannot access the data directory
+                         "datadir": st.get("pg_ctl_rc") != "4"}
+            if out["crm"] is not None:
+                out["constraints"] = crm.read_constraints(ctx, host)
     except UnreachableError as exc:
         out["ssh"] = False
         out["ssh_error"] = exc.message
@@ -75,7 +80,17 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     facts = {"cluster": c.name, "kind": c.kind, "order": order, "group": c.vars.get("group"),
              "pgpool_resource": c.vars.get("pgpool_resource"), "hosts": hosts, "pgpool": pool,
              "failback_to": failback_to, "method": method}
-    facts.update(rules.journal_facts(journal.Journal(ctx).records(), c.name))
+    records = journal.Journal(ctx).records()
+    facts.update(rules.journal_facts(records, c.name))
+    facts["constraints"] = next((hosts[n].get("constraints") for n in order
+                                 if hosts[n].get("constraints") is not None), None)
+    for n in order:
+        hosts[n].pop("constraints", None)
+    facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name))
+    facts["home"] = states.home_from_journal(records, c.name)
+    held = journal.lock_held(ctx, c.name)
+    facts["lock"] = None if held is None or held.get("self") else {
+        k: held.get(k) for k in ("user", "pid", "host", "action", "since")}
     return facts
 
 
@@ -106,7 +121,7 @@ def diagnose(ctx, cluster=None, failback_to=None, method="dump", write=True):
     """Collect, decide, record: the diagnosis dict (+ "cluster", "facts")."""
     c = checks.cluster(ctx, cluster or None, "db")
     facts = collect_db(ctx, c, failback_to, method)
-    result = rules.diagnose_db(facts)
+    result = states.diagnose_db(facts)
     if write:
         record(ctx, c, facts, result)
     return dict(result, cluster=c.name, facts=facts)
@@ -475,8 +490,37 @@ def _wait_started(run, args):
     _pgpool_answers(run.ctx, run.cluster, run.timeout)
 
 
-#: the plan steps of rules.diagnose_db and the functions that run them
+def _start_pgpool(run, args):
+    h = pgpool.db_host(run.ctx, args["host"])[0]
+    with journal.operation(run.ctx, run.cluster.name, "pgpool.start", {"host": h.name}, yes=True):
+        pgpool.start(run.ctx, h.name, int(run.timeout))
+
+
+def _stop_postgres(run, args):
+    h = pg.db_host(run.ctx, args["host"])
+    with journal.operation(run.ctx, run.cluster.name, "pg.stop", {"host": h.name}, yes=True):
+        pg.stop(run.ctx, h, "fast", int(run.timeout))
+
+
+def _resume(run, args):
+    sync.resume(run.ctx, yes=True, cluster=run.cluster.name)
+
+
+def _rollback(run, args):
+    sync.rollback(run.ctx, yes=True, cluster=run.cluster.name)
+
+
+def _clear(run, args):
+    hb.clear(run.ctx, args["resource"], run.cluster.name, run.timeout, yes=True)
+
+
+#: the plan steps of states.diagnose_db and the functions that run them
 STEPS = {
+    "pgpool.start": _start_pgpool,
+    "pg.stop": _stop_postgres,
+    "sync.resume": _resume,
+    "sync.rollback": _rollback,
+    "hb.clear": _clear,
     "hb.start": engine.start_stack,
     "hb.online": engine.online_node,
     "hb.cleanup": engine.cleanup,
@@ -503,7 +547,7 @@ def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=6
         d = diagnose(ctx, c.name, failback_to=state["failback_to"], method=method)
         if failback and state["failback_to"] is None and d.get("host"):
             state["failback_to"] = d["host"]
-            d = rules.diagnose_db(dict(d["facts"], failback_to=d["host"]))
+            d = states.diagnose_db(dict(d["facts"], failback_to=d["host"]))
             d["cluster"] = c.name
         return d
 

@@ -1,0 +1,340 @@
+"""Diagnoses of the states hatasks or an operator leaves behind, on top of table 5-4's ten.
+
+Pure, like ``rules``: the facts ``db.collect_db`` read once (every node's crm_mon view with the
+cluster's flags, node flags and resources; the move/ban constraints of the CIB; pgpool; each
+PostgreSQL with its port and data directory; the journal: an interrupted resync, the lock) in,
+one diagnosis out. ``rules.detect_db`` finds the runbook's patterns; this module adds:
+
+- ``maintenance``: cluster maintenance-mode, a node in maintenance, or a resource in
+  maintenance that pgpool.stop did not put there: a human's decision (exit 3 with the words);
+- ``no-quorum``: a view without quorum (Pacemaker stops resources by policy): a human;
+- ``blocked``: a resource BLOCKED after a failed stop: hb.cleanup once it is known stopped;
+- ``resync-interrupted``: the journal's latest resync has no end, or failed: sync.resume
+  (sync.rollback is the alternative; both say what they do);
+- ``standby-left``: a node left in standby while no operation runs: hb.online;
+- ``constraint-left``: cli-prefer-*/cli-ban-* left by a move/ban: hb.clear;
+- ``pgpool-stopped``: the pgpool resource unmanaged/in maintenance or disabled and pgpool not
+  answering (pgpool.stop, an interrupted step): pgpool.start, the way hatasks hands it back;
+- ``maintenance-port``: PostgreSQL runs on another port than pg_port (a resync's bulk load):
+  pg.stop, then it is started on its port;
+- ``joining``: a node seen pending (joining the membership): given time, not a cut network.
+
+While another process holds the cluster's lock the diagnosis is ``in-progress``: the problems
+are listed, the plan held back ("operation X by Y since T in progress").
+"""
+
+from hatasks import rules
+from hatasks.rules import manual, step
+
+#: every DB pattern in the order a diagnosis names it when several hold
+DB_ORDER = ("power", "network", "heartbeat", "joining", "maintenance", "no-quorum", "blocked",
+            "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped", "pgpool",
+            "postgres", "maintenance-port", "degenerated")
+#: the patterns that need a human: recover exits 3 at once with the words
+HUMAN = ("maintenance", "no-quorum")
+
+
+# =========================================================================== journal facts
+
+
+def resync_facts(state):
+    """Pure: syncplan.resume_state's dict -> the interrupted resync (None when the latest one
+    finished, was rolled back, or there is none)."""
+    if not state or state.get("finished") or state.get("rolled_back"):
+        return None
+    p = state.get("params") or {}
+    done = list(state.get("done") or [])
+    return {"op": state.get("op"), "method": p.get("method"), "source": p.get("source"),
+            "target": p.get("target"), "maint_port": p.get("maint_port"), "done": done,
+            "last": done[-1] if done else None, "outcome": state.get("outcome") or "interrupted",
+            "message": state.get("message"), "resumable": bool(p)}
+
+
+def home_from_journal(records, cluster):
+    """Pure: the node the last db.failover (or db.maintenance's failover) moved the group from."""
+    for r in reversed(records):
+        if r.get("cluster") == cluster and r.get("event") == "start" and \
+                r.get("action") == "db.failover" and (r.get("args") or {}).get("from"):
+            return r["args"]["from"]
+    return None
+
+
+# =========================================================================== detection
+
+
+def _view_items(facts):
+    return list(rules.views(facts).items())
+
+
+def maintenance_problems(facts):
+    found, seen = [], set()
+    pool_rid = facts.get("pgpool_resource")
+    for viewer, v in _view_items(facts):
+        if (v.get("flags") or {}).get("maintenance_mode") and "cluster" not in seen:
+            seen.add("cluster")
+            found.append(("maintenance", None, [
+                f"{viewer}: cluster maintenance-mode is on: Pacemaker neither starts, stops nor "
+                f"monitors any resource"]))
+        for node, fl in (v.get("node_flags") or {}).items():
+            if fl.get("maintenance") and node not in seen:
+                seen.add(node)
+                found.append(("maintenance", node, [f"{viewer} sees node {node} in maintenance: "
+                                                    f"Pacemaker leaves its resources alone"]))
+        for r in v.get("resources", []):
+            if r.get("maintenance") and r["id"] not in seen and not (
+                    (v.get("flags") or {}).get("maintenance_mode")):
+                if r["id"] == pool_rid:
+                    continue  # pgpool.stop's own maintenance: pgpool-stopped
+                seen.add(r["id"])
+                found.append(("maintenance", None, [f"{viewer}: resource {r['id']} is in "
+                                                    f"maintenance (meta maintenance=true)"]))
+    return found
+
+
+def quorum_problems(facts):
+    found = []
+    for viewer, v in _view_items(facts):
+        if (v.get("flags") or {}).get("quorum") is False:
+            found.append(("no-quorum", viewer, [f"{viewer}'s partition has no quorum: Pacemaker "
+                                                f"stops resources there by policy"]))
+    return found
+
+
+def blocked_problems(facts):
+    found, seen = [], set()
+    for viewer, v in _view_items(facts):
+        for r in v.get("resources", []):
+            if r.get("blocked") and r["id"] not in seen:
+                seen.add(r["id"])
+                where = ", ".join(r.get("nodes") or []) or r.get("node") or "?"
+                found.append(("blocked", where.split(",")[0], [
+                    f"{viewer}: resource {r['id']} is BLOCKED on {where} (a stop failed and "
+                    f"there is no fencing to make it safe): Pacemaker will not touch it"]))
+    return found
+
+
+def resync_problems(facts):
+    rs = facts.get("resync")
+    if not rs:
+        return []
+    ev = [f"journal: sync.resync {rs['op']} ({rs.get('method')} {rs.get('source')} -> "
+          f"{rs.get('target')}) {rs['outcome']} after step "
+          f"{rs.get('last') or '(none)'}: {rs.get('message') or 'no end record'}"]
+    return [("resync-interrupted", rs.get("target"), ev)]
+
+
+def standby_problems(facts):
+    found, seen = [], set()
+    for viewer, node in rules.standby_nodes(facts):
+        if node not in seen:
+            seen.add(node)
+            found.append(("standby-left", node, [
+                f"{viewer} sees {node} in standby and no operation is running: left by a "
+                f"failover, a maintenance or by hand"]))
+    return found
+
+
+def constraint_problems(facts):
+    return [("constraint-left", c.get("node"), [
+        f"CIB: constraint {c['id']} ({'crm_resource --move' if c['kind'] == 'move' else 'crm_resource --ban'}) "
+        f"{'pins' if c['kind'] == 'move' else 'keeps'} {c.get('resource')} "
+        f"{'on' if c['kind'] == 'move' else 'off'} {c.get('node')} (score {c.get('score')}): "
+        f"it overrides the cluster's own placement"]) for c in facts.get("constraints") or []]
+
+
+def pgpool_resource(facts):
+    """The pgpool resource as the views see it (the first view that shows it)."""
+    rid = facts.get("pgpool_resource")
+    for _, v in _view_items(facts):
+        for r in v.get("resources", []):
+            if r.get("id") == rid:
+                return r
+    return None
+
+
+def pgpool_stopped_problems(facts):
+    pool = facts.get("pgpool") or {}
+    r = pgpool_resource(facts)
+    if r is None or pool.get("reachable"):
+        return []
+    if any((v.get("flags") or {}).get("maintenance_mode") for _, v in _view_items(facts)):
+        return []
+    why = []
+    if r.get("maintenance"):
+        why.append("in maintenance (pgpool.stop puts it there)")
+    elif not r.get("managed", True):
+        why.append("unmanaged")
+    if str(r.get("target_role") or "").lower() == "stopped":
+        why.append("disabled (target-role Stopped)")
+    if not why:
+        return []
+    gnode = rules.agreed_group_node(facts)
+    host = gnode or r.get("node") or (facts.get("order") or [None])[0]
+    return [("pgpool-stopped", host, [
+        f"pgpool resource {r['id']} is {' and '.join(why)}, role {r.get('role')}, and pgpool "
+        f"does not answer ({pool.get('error')}): nothing will start it by itself"])]
+
+
+def maintenance_port_problems(facts):
+    found = []
+    for name in facts["order"]:
+        p = (facts["hosts"].get(name) or {}).get("pg") or {}
+        if p.get("running") and p.get("port") and p.get("pg_port") and p["port"] != p["pg_port"]:
+            found.append(("maintenance-port", name, [
+                f"PostgreSQL on {name} runs on port {p['port']}, not {p['pg_port']} (a resync's "
+                f"bulk-load port): pgpool cannot reach it"]))
+    return found
+
+
+def joining(facts):
+    """Nodes a view shows pending (joining the membership)."""
+    return sorted({node for _, v in _view_items(facts)
+                   for node, fl in (v.get("node_flags") or {}).items() if fl.get("pending")})
+
+
+def detect(facts):
+    """Every problem of a DB cluster: the runbook's (rules.detect_db), some renamed for what
+    they are, plus the states above."""
+    old = rules.detect_db(facts)
+    pend = joining(facts)
+    new = []
+    for pat, host, ev in old:
+        if pat == "heartbeat" and ev and " in standby" in ev[0]:
+            continue  # standby-left below
+        if pat == "network" and pend and any("each sees the other OFFLINE" in e for e in ev):
+            new.append(("joining", host, [f"{', '.join(pend)} is joining the cluster (pending): "
+                                          f"the membership is still forming, not a cut network"]))
+            continue
+        new.append((pat, host, ev))
+    stopped = pgpool_stopped_problems(facts)
+    if stopped:
+        new = [p for p in new if p[0] != "pgpool" or any("Failed actions" in e for e in p[2])]
+    rs = facts.get("resync")
+    mport = [] if rs else maintenance_port_problems(facts)
+    if mport:
+        busy = {p[1] for p in mport}
+        new = [p for p in new if not (p[0] == "postgres" and p[1] in busy)]
+    if rs:  # the resync's own states are its business: resume or roll back
+        new = [p for p in new if not (p[0] == "postgres" and p[1] == rs.get("target"))]
+    new += maintenance_problems(facts) + quorum_problems(facts) + blocked_problems(facts)
+    new += resync_problems(facts) + standby_problems(facts) + constraint_problems(facts)
+    new += stopped + mport
+    return rules.rank(new, DB_ORDER)
+
+
+# =========================================================================== planning
+
+
+def steps_for(facts, pattern, host):
+    """The steps of one new-state PATTERN on HOST."""
+    out = []
+    if pattern == "maintenance":
+        if host:
+            out.append(manual(f"node {host} is in maintenance: someone put it there on purpose. "
+                              f"When their work is done: inv hb.maintenance --off --node {host}; "
+                              f"then run db.recover again"))
+        else:
+            out.append(manual("the cluster (or a resource) is in maintenance: someone put it "
+                              "there on purpose. When their work is done: inv hb.maintenance "
+                              "--off; then run db.recover again"))
+    elif pattern == "no-quorum":
+        out.append(manual(f"{host}'s partition has no quorum: bring the other DB node (or the "
+                          f"interconnect) back; never override quorum without fencing; then run "
+                          f"db.recover again"))
+    elif pattern == "joining":
+        out.append(manual(f"{host} is joining the cluster: wait for it to show online "
+                          f"(hb.status); then run db.recover again"))
+        out[-1]["settle"] = rules.SETTLE
+    elif pattern == "blocked":
+        rid = next((r["id"] for _, v in _view_items(facts) for r in v.get("resources", [])
+                    if r.get("blocked")), None)
+        out.append(step("hb.cleanup", f"{rid} is blocked after a failed stop on {host}: clear "
+                                      f"it so Pacemaker probes where it really runs",
+                        resource=rid, node=host))
+    elif pattern == "resync-interrupted":
+        rs = facts.get("resync") or {}
+        if rs.get("resumable"):
+            out.append(step("sync.resume", f"continue the {rs.get('method')} resync of "
+                                           f"{rs.get('target')} from {rs.get('source')} after "
+                                           f"its last completed step "
+                                           f"({rs.get('last') or 'none'}); pgpool stays stopped "
+                                           f"until it ends"))
+            alt = step("sync.rollback", f"instead: put {rs.get('target')}'s old data "
+                                        f"directory back, restart it on its port and start "
+                                        f"pgpool as before the resync", conditional=True)
+        else:
+            alt = step("sync.rollback", f"the resync stopped before its plan was journaled: "
+                                        f"undo what it did", conditional=False)
+        alt["label"] = "or:" if alt.get("conditional") else None
+        out.append(alt)
+    elif pattern == "standby-left":
+        out.append(step("hb.online", f"{host} was left in standby: bring it online", node=host))
+    elif pattern == "constraint-left":
+        for c in facts.get("constraints") or []:
+            if c.get("node") == host:
+                out.append(step("hb.clear", f"remove {c['id']} (left by a move/ban) so the "
+                                            f"cluster places {c['resource']} itself",
+                                resource=c["resource"]))
+    elif pattern == "pgpool-stopped":
+        out.append(step("pgpool.start", f"hand pgpool back to Pacemaker on {host} (the way "
+                                        f"pgpool.stop took it) and verify it answers",
+                        host=host))
+    elif pattern == "maintenance-port":
+        out.append(step("pg.stop", f"stop PostgreSQL on {host} (on the wrong port); it is then "
+                                   f"started on its own port", host=host))
+    return out
+
+
+NEW = set(DB_ORDER) - set(rules.DB_PATTERNS)
+
+
+def lock_result(facts, problems):
+    lock = facts["lock"]
+    line = (f"operation {lock.get('action')} by {lock.get('user')} (pid {lock.get('pid')} on "
+            f"{lock.get('host')}) since {lock.get('since')} in progress: what is seen may be its "
+            f"own intermediate state; no plan until it ends")
+    return rules.result("in-progress", None, [line] + rules.merged_evidence(problems), [], None,
+                        problems)
+
+
+def diagnose_db(facts):
+    """Pure: facts -> the diagnosis dict (rules.result) over every pattern of DB_ORDER."""
+    problems = detect(facts)
+    if facts.get("lock"):
+        return lock_result(facts, problems)
+    old = [p for p in problems if p[0] not in NEW]
+    new = [p for p in problems if p[0] in NEW]
+    home = facts.get("home")
+    if not new:
+        d = rules.diagnose_db(dict(facts)) if not old else rules.db_plan(
+            facts, old, facts.get("pending"))
+        return _home_failback(d, home)
+    top = problems[0]
+    steps = []
+    done = set()
+    for pat, host, _ in problems:
+        if pat in NEW and (pat, host) not in done:
+            done.add((pat, host))
+            steps += steps_for(facts, pat, host)
+    if old:
+        base = rules.db_plan(facts, old, facts.get("pending"))
+        steps += [s for s in base["steps"] if s not in steps]
+        source = base["source"]
+        evidence = rules.merged_evidence(problems) + [e for e in base["evidence"]
+                                                       if e not in rules.merged_evidence(problems)]
+    else:
+        source, evidence = None, rules.merged_evidence(problems)
+    d = rules.result(top[0], top[1], evidence, steps, source, problems)
+    return _home_failback(d, home)
+
+
+def _home_failback(d, home):
+    """The optional failback names the group's home node, not the failed host."""
+    if not home:
+        return d
+    for s in d["steps"]:
+        if s["task"] == "db.failback" and s.get("conditional"):
+            s["args"]["to"] = home
+            s["why"] = f"optional: move the group back to its home node {home} (db.recover --failback)"
+    d["plan"] = [rules.render(s) for s in d["steps"]]
+    return d

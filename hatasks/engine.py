@@ -120,6 +120,8 @@ def show_diagnosis(d, fmt, facts, recover):
     if not facts:
         shown.pop("facts", None)
     output.emit(shown, fmt, table=diagnosis_table)
+    if d["pattern"] == "in-progress":
+        raise StateError(f"{d['cluster']} cluster: {d['evidence'][0]}")
     if d["pattern"] != "healthy":
         raise StateError(f"{d['cluster']} cluster: {d['pattern']} failure"
                          + (f" of {d['host']}" if d.get("host") else "")

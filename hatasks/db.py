@@ -213,11 +213,38 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
             after = crm.wait_for(ctx, c.name, moved, timeout,
                                 f"{group} started on {dst}, {src} and {dst} online")
         if c.kind == "db":
-            _pgpool_answers(ctx, c, timeout)
+            pool_after = _pgpool_answers(ctx, c, timeout)
+            pgpool.print_nodes("pgpool after", pool_after)
+            if pool_after.get("degenerated"):
+                down = [b.get("host") for b in pool_after["backends"] if b.get("status") != "up"]
+                raise HaError(f"{group} moved to {dst} but pgpool there runs DEGENERATED "
+                              f"({', '.join(down)} down in SHOW pool_nodes; it may have read a "
+                              f"stale backend status): clients write to one backend only; see "
+                              f"inv db.diagnose", HaError.NOT_CONVERGED)
     return after
 
 
-def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
+def pool_before(ctx, c, force, what):
+    """SHOW pool_nodes before a move, printed; refused (exit 3) when pgpool runs degenerated
+    unless FORCE (the move would land clients on one backend). None when pgpool does not
+    answer (said so)."""
+    try:
+        data = backends.read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        print(f"pgpool before: does not answer ({exc.message})", flush=True)
+        return None
+    pgpool.print_nodes("pgpool before", data)
+    if data.get("degenerated"):
+        down = [b.get("host") for b in data["backends"] if b.get("status") != "up"]
+        if not force:
+            raise StateError(f"refusing to {what} while pgpool runs degenerated ({', '.join(down)} "
+                             f"down): resync first (inv db.recover), or --force")
+        print(f"WARNING: pgpool runs degenerated ({', '.join(down)} down): the {what} keeps "
+              f"clients on one backend (--force)", file=sys.stderr, flush=True)
+    return data
+
+
+def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     c = checks.cluster(ctx, cluster or None, "db")
     if from_ is not None:
         checks.host(ctx, from_, "from", cluster=c)
@@ -234,11 +261,13 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
     if from_ and src != from_:
         raise StateError(f"{group} runs on {src}, not on {from_}: nothing to fail over from "
                          f"{from_}")
-    others = engine.online_others(before, src)
+    others = [n for n in engine.online_others(before, src)
+              if not (crmmon.find_node(before, n) or {}).get("maintenance")]
     if not others:
         states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
         raise StateError(f"refusing to fail over from {src}: no other node is online to take "
                          f"{group} ({states})")
+    pool_before(ctx, c, force, "fail over")
     after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded)
     if after is not None:
         engine.print_state("after", after)
@@ -286,11 +315,7 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
     if src == to:
         print(f"{group} already runs on {to}: nothing to fail back")
         return before
-    pool = pgpool.status(ctx, c.name, record=False)
-    if pool.get("reachable") and pool.get("degenerated") and not force:
-        down = [b["host"] for b in pool["backends"] if b.get("status") != "up"]
-        raise StateError(f"refusing to fail back while pgpool runs degenerated ({', '.join(down)} "
-                         f"down): resync first (inv db.recover), or --force")
+    pool_before(ctx, c, force, "fail back")
     after = move_group(ctx, c, src, to, timeout, "db.failback", yes)
     if after is not None:
         engine.print_state("after", after)
@@ -302,16 +327,17 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
       help={"from": "node the group must be running on (default: where it runs)",
             "cluster": "DB cluster (default: the only one)",
             "timeout": "seconds for each verification (default 60)",
+            "force": "even while pgpool runs degenerated",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 @notify.mails("db.failover")
-def failover_task(ctx, from_=None, cluster=None, timeout=60, yes=False):
+def failover_task(ctx, from_=None, cluster=None, timeout=60, force=False, yes=False):
     """Move the DB group to the other node by hand, verified (5.2.1 HB failover).
 
     crm_standby on the node running the group, verify the group is Started on the other
     node and pgpool answers, then bring the node back online: the group stays where it
     is (no automatic failback in the DB cluster). The newest-data backend is recorded first.
     """
-    failover(ctx, from_, cluster, timeout, yes)
+    failover(ctx, from_, cluster, timeout, yes, force)
 
 
 @task(name="failback",
@@ -545,9 +571,9 @@ def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=6
 
     def diag():
         d = diagnose(ctx, c.name, failback_to=state["failback_to"], method=method)
-        if failback and state["failback_to"] is None and d.get("host"):
-            state["failback_to"] = d["host"]
-            d = states.diagnose_db(dict(d["facts"], failback_to=d["host"]))
+        if failback and state["failback_to"] is None and (d["facts"].get("home") or d.get("host")):
+            state["failback_to"] = d["facts"].get("home") or d["host"]
+            d = states.diagnose_db(dict(d["facts"], failback_to=state["failback_to"]))
             d["cluster"] = c.name
         return d
 

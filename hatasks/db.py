@@ -42,8 +42,15 @@ def _probe_db_host(ctx, c, name):
         if c.kind == "db":
             st = pg.server_state(ctx, host)
             port = st.get("port") or int(host.vars.get("pg_port") or 5432)
+            info = None
+            if st["running"]:
+                try:
+                    info = pg.backend_info(ctx, host, port)
+                except HaError:
+                    info = None
             out["pg"] = {"running": st["running"], "port": st.get("port"),
-                         "connect": pg.connectable(ctx, host, port) if st["running"] else False,
+                         "connect": info is not None,
+                         "bytes": sum(d["size"] for d in info["databases"]) if info else None,
                          "pg_port": int(host.vars.get("pg_port") or 5432),
                          # pg_ctl status exits 4 when it cannot access the data directory
                          "datadir": st.get("pg_ctl_rc") != "4"}

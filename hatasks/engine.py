@@ -110,6 +110,7 @@ def diagnosis_table(d):
     lines += [f"  - {e}" for e in d["evidence"]]
     lines.append("recovery plan:" if d["plan"] else "recovery plan: nothing to do")
     lines += [f"  {i}. {p}" for i, p in enumerate(d["plan"], 1)]
+    lines += [f"what clients will feel: {x}" for x in d.get("impact") or []]
     return "\n".join(lines)
 
 
@@ -245,6 +246,9 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
     if todo and todo[0]["task"] == "manual":
         raise NeedsHuman(todo[0]["text"])
     summary = f"{first['pattern']} recovery: " + "; ".join(first["plan"])
+    for line in first.get("impact") or []:
+        print(f"NOTE: {line}", flush=True)
+        summary += f" [{line}]"
     done, passed = [], set()
     with journal.operation(ctx, c.name, action, args, yes=yes, summary=summary) as op:
         d = first

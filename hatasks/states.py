@@ -308,7 +308,9 @@ def diagnose_db(facts):
     if not new:
         d = rules.diagnose_db(dict(facts)) if not old else rules.db_plan(
             facts, old, facts.get("pending"))
-        return _home_failback(d, home)
+        d = _home_failback(d, home)
+        d["impact"] = impact(facts, d["steps"])
+        return d
     top = problems[0]
     steps = []
     done = set()
@@ -325,7 +327,37 @@ def diagnose_db(facts):
     else:
         source, evidence = None, rules.merged_evidence(problems)
     d = rules.result(top[0], top[1], evidence, steps, source, problems)
-    return _home_failback(d, home)
+    d = _home_failback(d, home)
+    d["impact"] = impact(facts, d["steps"])
+    return d
+
+
+#: a conservative copy rate for the estimate of how long clients are refused (bytes/s)
+COPY_RATE = 20 * 1024 * 1024
+
+
+def impact(facts, steps):
+    """What the user will feel, one line per step that stops pgpool (shown before the
+    confirmation): clients refused for the copy, an estimate from the data size, and the
+    online method when it is available."""
+    out = []
+    sizes = [(h.get("pg") or {}).get("bytes") for h in facts["hosts"].values()]
+    size = max([b for b in sizes if b] or [0])
+    for s in steps:
+        if s.get("conditional"):
+            continue
+        if s["task"] == "sync.resync" and s["args"].get("method") != "online":
+            est = (f" for about {max(1, round(size / COPY_RATE))} s ({size / 1048576:.0f} MB "
+                   f"of data at ~20 MB/s)" if size else " for the whole copy")
+            out.append(f"{s['args'].get('method')} resync: pgpool STOPS and clients are refused"
+                       f"{est}; `--method online` keeps pgpool serving while "
+                       f"{s['args'].get('target')} is rebuilt")
+        elif s["task"] == "sync.resume":
+            out.append("sync.resume: pgpool stays stopped (clients refused) until the resync ends")
+        elif s["task"] == "pg.stop":
+            out.append(f"pg.stop: {s['args'].get('host')}'s PostgreSQL stops (it is not serving "
+                       f"through pgpool now)")
+    return out
 
 
 def _home_failback(d, home):

@@ -242,3 +242,17 @@ def test_states_captured(name):
     d = states.diagnose_db(copy.deepcopy(data["facts"]))
     assert d["pattern"] == data["pattern"] == name.split("_", 2)[1].replace("-", "_").replace("_", "-")
     assert d["plan"] == data["plan"]
+
+
+def test_impact_says_pgpool_stops_with_an_estimate_and_names_the_online_method():
+    f = facts()
+    f["hosts"]["db01"]["pg"]["bytes"] = 200 * 1048576
+    steps = [{"task": "sync.resync", "args": {"method": "dump", "target": "db02"}, "why": ""},
+             {"task": "sync.resume", "args": {}, "why": ""}]
+    lines = states.impact(f, steps)
+    assert lines[0] == ("dump resync: pgpool STOPS and clients are refused for about 10 s "
+                        "(200 MB of data at ~20 MB/s); `--method online` keeps pgpool serving "
+                        "while db02 is rebuilt")
+    assert lines[1].startswith("sync.resume: pgpool stays stopped")
+    online = [{"task": "sync.resync", "args": {"method": "online", "target": "db02"}, "why": ""}]
+    assert states.impact(f, online) == []

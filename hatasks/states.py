@@ -232,13 +232,13 @@ def steps_for(facts, pattern, host):
         if host:
             out.append(manual(f"node {host} is in maintenance: someone put it there on purpose. "
                               f"When their work is done: inv hb.maintenance --off --node {host}; "
-                              f"then run db.recover again"))
+                              f"then run recover again"))
         else:
             out.append(manual("the cluster (or a resource) is in maintenance: someone put it "
                               "there on purpose. When their work is done: inv hb.maintenance "
-                              "--off; then run db.recover again"))
+                              "--off; then run recover again"))
     elif pattern == "no-quorum":
-        out.append(manual(f"{host}'s partition has no quorum: bring the other DB node (or the "
+        out.append(manual(f"{host}'s partition has no quorum: bring the other node (or the "
                           f"interconnect) back; never override quorum without fencing; then run "
                           f"db.recover again"))
     elif pattern == "joining":
@@ -270,11 +270,12 @@ def steps_for(facts, pattern, host):
     elif pattern == "standby-left":
         out.append(step("hb.online", f"{host} was left in standby: bring it online", node=host))
     elif pattern == "constraint-left":
+        extra = {"cluster": facts["cluster"]} if facts.get("kind") == "lb" else {}
         for c in facts.get("constraints") or []:
             if c.get("node") == host:
                 out.append(step("hb.clear", f"remove {c['id']} (left by a move/ban) so the "
                                             f"cluster places {c['resource']} itself",
-                                resource=c["resource"]))
+                                resource=c["resource"], **extra))
     elif pattern == "pgpool-stopped":
         out.append(step("pgpool.start", f"hand pgpool back to Pacemaker on {host} (the way "
                                         f"pgpool.stop took it) and verify it answers",
@@ -370,3 +371,32 @@ def _home_failback(d, home):
             s["why"] = f"optional: move the group back to its home node {home} (db.recover --failback)"
     d["plan"] = [rules.render(s) for s in d["steps"]]
     return d
+
+
+#: the LB patterns in the order a diagnosis names them
+LB_ORDER = ("power", "network", "heartbeat", "maintenance", "no-quorum", "blocked",
+            "constraint-left", "httpd")
+
+
+def diagnose_lb(facts):
+    """Pure: the LB diagnosis (rules.diagnose_lb) plus maintenance, no-quorum, blocked,
+    constraint-left and an operation in progress. A standby LB node stays rules' heartbeat
+    pattern planned as lb.failback (the LB cluster fails back by itself once it is online)."""
+    base = rules.diagnose_lb(facts)
+    new = maintenance_problems(facts) + quorum_problems(facts) + blocked_problems(facts)
+    new += constraint_problems(facts)
+    old = [(p[0], p[1], []) for p in base["problems"]]
+    if facts.get("lock"):
+        return lock_result(facts, new + old)
+    if not new:
+        return base
+    problems = rules.rank(new + old, LB_ORDER)
+    steps = []
+    for pat, host, _ in problems:
+        if pat in NEW:
+            steps += steps_for(facts, pat, host)
+    steps += [s for s in base["steps"] if s not in steps]
+    evidence = rules.merged_evidence(new) + (base["evidence"] if base["pattern"] != "healthy"
+                                             else [])
+    top = problems[0]
+    return rules.result(top[0], top[1], evidence, steps, None, problems)

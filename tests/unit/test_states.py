@@ -256,3 +256,32 @@ def test_impact_says_pgpool_stops_with_an_estimate_and_names_the_online_method()
     assert lines[1].startswith("sync.resume: pgpool stays stopped")
     online = [{"task": "sync.resync", "args": {"method": "online", "target": "db02"}, "why": ""}]
     assert states.impact(f, online) == []
+
+
+def lb_facts(v, **kw):
+    out = {"cluster": "lb", "kind": "lb", "order": ["lb01", "lb02"], "group": "grp-apache",
+           "apache_resource": "apache",
+           "hosts": {n: {"ssh": True, "ssh_error": None, "power": None, "crm": v,
+                         "crm_error": None} for n in ("lb01", "lb02")},
+           "web": {"serving": True, "http_code": 200, "page_node": "lb01"},
+           "policy": {"preferred": "lb01", "score": 100, "stickiness": 0, "automatic": True},
+           "constraints": [], "lock": None}
+    out.update(kw)
+    return out
+
+
+def lb_view(**kw):
+    v = view(nodes={"lb01": "online", "lb02": "online"}, group_node="lb01",
+             resources=[res("lb-vip", "lb01"), res("apache", "lb01")], **kw)
+    return v
+
+
+def test_lb_healthy_and_lb_maintenance_and_ban():
+    assert states.diagnose_lb(lb_facts(lb_view()))["pattern"] == "healthy"
+    d = states.diagnose_lb(lb_facts(lb_view(flags={"maintenance_mode": True})))
+    assert d["pattern"] == "maintenance" and d["steps"][0]["task"] == "manual"
+    cons = [{"id": "cli-ban-grp-apache-on-lb02", "resource": "grp-apache", "node": "lb02",
+             "score": -1000000, "kind": "ban"}]
+    d = states.diagnose_lb(lb_facts(lb_view(), constraints=cons))
+    assert d["pattern"] == "constraint-left"
+    assert d["plan"][0] == "inv hb.clear --resource grp-apache --cluster lb"

@@ -158,7 +158,9 @@ def problems(c, entry):
         for host, why in (st.get("unanswered") or {}).items():
             if host not in dead:
                 out.append(f"{host} did not answer: {why}")
-        out.extend(crmmon.problems(st, c.vars.get("group")))
+        cons_ids = {x["id"] for x in (entry.get("constraints") or {}).get("constraints") or []}
+        out.extend(p for p in crmmon.problems(st, c.vars.get("group"))
+                   if not any(p.startswith(f"constraint {i} ") for i in cons_ids))
     cons = entry.get("constraints") or {}
     for x in cons.get("constraints") or []:
         out.append(f"constraint {x['id']} left by a {x['kind']}: {x['resource']} "
@@ -198,9 +200,12 @@ def _table(data):
         if "error" in st:
             parts.append(f"== cluster {name}: Pacemaker: {st['error']}")
         else:
-            one = {"clusters": [name], "views": {name: {"read_on": st.get("read_on"),
-                                                        "dc": st.get("dc"),
-                                                        "unanswered": st.get("unanswered") or {}}}}
+            one = {"clusters": [name], "views": {name: {
+                "read_on": st.get("read_on"), "dc": st.get("dc"),
+                "unanswered": st.get("unanswered") or {}, "quorum": st.get("quorum"),
+                "maintenance_mode": st.get("maintenance_mode"),
+                "stop_all_resources": st.get("stop_all_resources"),
+                "stonith_enabled": st.get("stonith_enabled"), "bans": st.get("bans") or []}}}
             for key in ("nodes", "resources", "failed_actions"):
                 one[key] = [dict(item, cluster=name) for item in st.get(key, [])]
             parts.append(hb.status_table(one))

@@ -78,3 +78,39 @@ def test_bundle_filtered_view():
     st = parse("bundle.xml")
     ids = {r["id"] for r in st["resources"]}
     assert "httpd" in ids
+
+
+STATES = CTS.parent / "states"
+
+
+def lab(name):
+    return crmmon.parse_crm_mon_xml((STATES / name).read_text())
+
+
+def test_lab_pgpool_stopped_reads_unmanaged_and_still_placed():
+    st = lab("pgpool_stopped.xml")
+    pg = next(r for r in st["resources"] if r["id"] == "pgpool")
+    assert pg["managed"] is False and pg["node"] == "db01"
+    assert "resource pgpool is unmanaged" in crmmon.problems(st, "grp-pgpool")
+
+
+def test_lab_standby_left_and_maintenance_mode():
+    st = lab("standby_left.xml")
+    assert {n["name"]: n["state"] for n in st["nodes"]}["db02"] == "standby"
+    assert "node db02 is standby" in crmmon.problems(st, "grp-pgpool")
+    st = lab("maintenance_mode.xml")
+    assert st["maintenance_mode"] is True
+    assert crmmon.problems(st, "grp-pgpool")[0].startswith("cluster maintenance-mode is on")
+
+
+def test_lab_ban_left_in_the_cib():
+    found = crmmon.cli_constraints((STATES / "cib_constraints_ban.xml").read_text())
+    assert found == [{"id": "cli-ban-grp-pgpool-on-db02", "resource": "grp-pgpool",
+                      "node": "db02", "score": -1000000, "kind": "ban"}]
+    assert crmmon.cli_constraints("") == []
+    move = ('<constraints><rsc_location id="cli-prefer-grp-pgpool" rsc="grp-pgpool" '
+            'role="Started" node="db02" score="INFINITY"/><rsc_location id="loc-home" '
+            'rsc="grp-pgpool" node="db01" score="100"/></constraints>')
+    assert crmmon.cli_constraints(move) == [{"id": "cli-prefer-grp-pgpool",
+                                             "resource": "grp-pgpool", "node": "db02",
+                                             "score": 1000000, "kind": "move"}]

@@ -363,7 +363,11 @@ def impact(facts, steps):
 
 def _home_failback(d, home):
     """The optional failback names the group's home node, not the failed host."""
-    if not home:
+    if not home:  # nowhere known to go back to: no failback step naming nothing
+        d["steps"] = [s for s in d["steps"] if not (s["task"] == "db.failback"
+                                                    and s.get("conditional")
+                                                    and not s["args"].get("to"))]
+        d["plan"] = [rules.render(s) for s in d["steps"]]
         return d
     for s in d["steps"]:
         if s["task"] == "db.failback" and s.get("conditional"):

@@ -29,8 +29,30 @@ def collectors(ctx, cluster=None):
         jobs.append(((name, "constraints"), lambda c=c: _constraints(ctx, c)))
         if c.kind == "db":
             jobs.append(((name, "pgpool"), lambda name=name: pgpool.status(ctx, name)))
-            jobs.append(((name, "pg"), lambda name=name: pg.status(ctx, name)))
+            for h in c.hosts:  # one job per backend: a dead host never hides the other
+                jobs.append(((name, f"pg:{h.name}"), lambda h=h: backend(ctx, h)))
     return names, jobs
+
+
+def backend(ctx, h):
+    """One backend directly (pg.status's row): on pg_port, else on the port it really runs on
+    (a resync's maintenance start) with a note; {"status": "down", "reason"} when neither."""
+    port = int(h.vars.get("pg_port") or 5432)
+    try:
+        return pg.backend_info(ctx, h)
+    except HaError as first:
+        down = {"host": h.name, "status": "down", "port": port, "version": None,
+                "databases": [], "reason": first.message}
+        try:
+            st = pg.server_state(ctx, h)
+            if not st["running"] or not st["port"] or st["port"] == port:
+                return down
+            info = pg.backend_info(ctx, h, st["port"])
+        except HaError:
+            return down
+        info["note"] = (f"running on port {st['port']}, not pg_port {port}: applications and "
+                        f"pgpool cannot reach it")
+        return info
 
 
 def _reach(ctx, h):
@@ -118,6 +140,12 @@ def collect(ctx, cluster=None, parallel=True):
                 entry["hosts"][part[4:]] = value
                 if "error" in value:
                     data["unreachable"][part[4:]] = value["error"]
+            elif part.startswith("pg:"):
+                if "error" in value:  # did not answer in time
+                    port = int(inv.host(part[3:]).vars.get("pg_port") or 5432)
+                    value = {"host": part[3:], "status": "down", "port": port, "version": None,
+                             "databases": [], "reason": value["error"]}
+                entry.setdefault("pg", {"cluster": name, "backends": []})["backends"].append(value)
             else:
                 entry[part] = value
         try:

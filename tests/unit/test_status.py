@@ -156,7 +156,11 @@ def test_status_unreachable_host_exits_4_naming_it(ctx, fake, capsys):
         status.status(ctx, format="json")
     assert exc.value.code == HaError.UNREACHABLE
     out, err = capsys.readouterr()
-    assert "db02" in json.loads(out)["unreachable"] and "db02" in err
+    data = json.loads(out)
+    assert "db02" in data["unreachable"] and "db02" in err
+    # the dead host does not hide the other backend
+    assert {b["host"]: b["status"] for b in data["clusters"]["db"]["pg"]["backends"]} == \
+        {"db01": "up", "db02": "down"}
 
 
 def test_host_key_problem_is_not_a_service_down():

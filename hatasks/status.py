@@ -13,7 +13,7 @@ from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError
 
 #: seconds granted beyond the connect timeout before status gives up on a read
-GRACE = 4
+GRACE = 3
 
 
 def collectors(ctx, cluster=None):

@@ -64,11 +64,22 @@ def _probe_db_host(ctx, c, name):
     return out
 
 
+def _policy(ctx, c):
+    """The group's location preference in the CIB, read on the first host that answers."""
+    for h in c.hosts:
+        try:
+            return engine.read_policy(ctx, c, h)
+        except HaError:
+            continue
+    return {}
+
+
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
     order = c.host_names
     jobs = {f"host:{n}": (lambda n=n: _probe_db_host(ctx, c, n)) for n in order}
     jobs["pgpool"] = lambda: pgpool.status(ctx, c.name, record=False)
+    jobs["policy"] = lambda: _policy(ctx, c)
     results = remote.probe_many(ctx, list(jobs), lambda key: jobs[key]())
     hosts = {}
     for n in order:
@@ -94,7 +105,8 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     for n in order:
         hosts[n].pop("constraints", None)
     facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name))
-    facts["home"] = states.home_from_journal(records, c.name)
+    policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
+    facts["home"] = policy.get("preferred") or states.home_from_journal(records, c.name)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {
         k: held.get(k) for k in ("user", "pid", "host", "action", "since")}
@@ -529,6 +541,12 @@ def _start_pgpool(run, args):
         pgpool.start(run.ctx, h.name, int(run.timeout))
 
 
+def _stop_pgpool(run, args):
+    h = pgpool.db_host(run.ctx, args["host"])[0]
+    with journal.operation(run.ctx, run.cluster.name, "pgpool.stop", {"host": h.name}, yes=True):
+        pgpool.stop(run.ctx, h.name, "fast", int(run.timeout))
+
+
 def _stop_postgres(run, args):
     h = pg.db_host(run.ctx, args["host"])
     with journal.operation(run.ctx, run.cluster.name, "pg.stop", {"host": h.name}, yes=True):
@@ -550,6 +568,7 @@ def _clear(run, args):
 #: the plan steps of states.diagnose_db and the functions that run them
 STEPS = {
     "pgpool.start": _start_pgpool,
+    "pgpool.stop": _stop_pgpool,
     "pg.stop": _stop_postgres,
     "sync.resume": _resume,
     "sync.rollback": _rollback,

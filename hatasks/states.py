@@ -15,6 +15,9 @@ one diagnosis out. ``rules.detect_db`` finds the runbook's patterns; this module
 - ``constraint-left``: cli-prefer-*/cli-ban-* left by a move/ban: hb.clear;
 - ``pgpool-stopped``: the pgpool resource unmanaged/in maintenance or disabled and pgpool not
   answering (pgpool.stop, an interrupted step): pgpool.start, the way hatasks hands it back;
+- ``no-backend``: pgpool runs but accepts no connection: every backend is down in its view
+  (e.g. pg.stop --force of the last attached one); it never re-reads them by itself: start the
+  PostgreSQL that is down, then restart pgpool (pgpool.stop, pgpool.start);
 - ``maintenance-port``: PostgreSQL runs on another port than pg_port (a resync's bulk load):
   pg.stop, then it is started on its port;
 - ``joining``: a node seen pending (joining the membership): given time, not a cut network.
@@ -28,7 +31,8 @@ from hatasks.rules import manual, step
 
 #: every DB pattern in the order a diagnosis names it when several hold
 DB_ORDER = ("power", "network", "heartbeat", "joining", "maintenance", "no-quorum", "blocked",
-            "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped", "pgpool",
+            "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
+            "no-backend", "pgpool",
             "postgres", "maintenance-port", "degenerated")
 #: the patterns that need a human: recover exits 3 at once with the words
 HUMAN = ("maintenance", "no-quorum")
@@ -175,6 +179,22 @@ def pgpool_stopped_problems(facts):
         f"does not answer ({pool.get('error')}): nothing will start it by itself"])]
 
 
+NOT_ACCEPTING = "not accepting any new connections"
+
+
+def no_backend_problems(facts):
+    pool = facts.get("pgpool") or {}
+    if pool.get("reachable") or NOT_ACCEPTING not in (pool.get("error") or ""):
+        return []
+    gnode = rules.agreed_group_node(facts)
+    down = [n for n in facts["order"]
+            if not ((facts["hosts"].get(n) or {}).get("pg") or {}).get("running")]
+    return [("no-backend", gnode, [
+        f"pgpool on {gnode} runs but says it is not accepting any new connections: every "
+        f"backend is down in its view (PostgreSQL down on {', '.join(down) or 'no host now'}); "
+        f"pgpool does not take a backend back by itself"])]
+
+
 def maintenance_port_problems(facts):
     found = []
     for name in facts["order"]:
@@ -206,7 +226,7 @@ def detect(facts):
                                           f"the membership is still forming, not a cut network"]))
             continue
         new.append((pat, host, ev))
-    stopped = pgpool_stopped_problems(facts)
+    stopped = pgpool_stopped_problems(facts) or no_backend_problems(facts)
     if stopped:
         new = [p for p in new if p[0] != "pgpool" or any("Failed actions" in e for e in p[2])]
     rs = facts.get("resync")
@@ -280,6 +300,16 @@ def steps_for(facts, pattern, host):
         out.append(step("pgpool.start", f"hand pgpool back to Pacemaker on {host} (the way "
                                         f"pgpool.stop took it) and verify it answers",
                         host=host))
+    elif pattern == "no-backend":
+        for n in facts["order"]:
+            p = (facts["hosts"].get(n) or {}).get("pg") or {}
+            if facts["hosts"][n].get("ssh") and not p.get("running") and p.get("datadir", True):
+                out.append(step("pg.start", f"start PostgreSQL on {n} (pgpool has no backend)",
+                                host=n))
+        out.append(step("pgpool.stop", f"pgpool on {host} keeps every backend down: stop it "
+                                       f"(the newest-data backend is recorded first), then it "
+                                       f"is started again and reads the backends afresh",
+                        host=host))
     elif pattern == "maintenance-port":
         out.append(step("pg.stop", f"stop PostgreSQL on {host} (on the wrong port); it is then "
                                    f"started on its own port", host=host))
@@ -309,7 +339,7 @@ def diagnose_db(facts):
     if not new:
         d = rules.diagnose_db(dict(facts)) if not old else rules.db_plan(
             facts, old, facts.get("pending"))
-        d = _home_failback(d, home)
+        d = _home_failback(d, home, rules.agreed_group_node(facts))
         d["impact"] = impact(facts, d["steps"])
         return d
     top = problems[0]
@@ -321,14 +351,16 @@ def diagnose_db(facts):
             steps += steps_for(facts, pat, host)
     if old:
         base = rules.db_plan(facts, old, facts.get("pending"))
-        steps += [s for s in base["steps"] if s not in steps]
+        keys = {(s["task"], tuple(sorted(s["args"].items()))) for s in steps}
+        steps += [s for s in base["steps"]
+                  if (s["task"], tuple(sorted(s["args"].items()))) not in keys]
         source = base["source"]
         evidence = rules.merged_evidence(problems) + [e for e in base["evidence"]
                                                        if e not in rules.merged_evidence(problems)]
     else:
         source, evidence = None, rules.merged_evidence(problems)
     d = rules.result(top[0], top[1], evidence, steps, source, problems)
-    d = _home_failback(d, home)
+    d = _home_failback(d, home, rules.agreed_group_node(facts))
     d["impact"] = impact(facts, d["steps"])
     return d
 
@@ -361,8 +393,12 @@ def impact(facts, steps):
     return out
 
 
-def _home_failback(d, home):
-    """The optional failback names the group's home node, not the failed host."""
+def _home_failback(d, home, gnode=None):
+    """The optional failback names the group's home node, not the failed host; none when it
+    would name the node the group already runs on."""
+    d["steps"] = [s for s in d["steps"] if not (s["task"] == "db.failback" and s.get("conditional")
+                                                and (home or s["args"].get("to")) == gnode
+                                                and gnode)]
     if not home:  # nowhere known to go back to: no failback step naming nothing
         d["steps"] = [s for s in d["steps"] if not (s["task"] == "db.failback"
                                                     and s.get("conditional")

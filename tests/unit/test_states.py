@@ -216,12 +216,20 @@ def test_combination_resync_interrupted_wins_over_what_it_left():
 
 
 def test_failback_names_the_home_node_not_the_failed_host():
+    # a failover moved the group from db01 to db02; later PostgreSQL fails on db01
+    f = facts(view(group_node="db02"), home="db01")
+    f["hosts"]["db01"]["pg"] = {"running": False, "port": None, "connect": False,
+                                "pg_port": 5432, "datadir": True}
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "postgres" and d["host"] == "db01"
+    assert d["plan"][-1] == "optional: inv db.failback --to db01"
+    # PostgreSQL fails on db02 while the group runs on db01 (its home): no failback at all,
+    # and never one to the failed host
     f = facts(view(group_node="db01"), home="db01")
     f["hosts"]["db02"]["pg"] = {"running": False, "port": None, "connect": False,
                                 "pg_port": 5432, "datadir": True}
     d = states.diagnose_db(f)
-    assert d["pattern"] == "postgres" and d["host"] == "db02"
-    assert d["plan"][-1] == "optional: inv db.failback --to db01"
+    assert d["pattern"] == "postgres" and not any("db.failback" in p for p in d["plan"])
 
 
 def test_home_from_journal():

@@ -16,7 +16,7 @@ import threading
 import time
 
 from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
-                     pgpool, remote, rules, states, sync, syncplan)
+                     pgpool, remote, rules, shell, states, sync, syncplan)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -204,7 +204,30 @@ def _record_async(ctx, c, reason):
     return result
 
 
-def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None):
+def carry_pool_view(ctx, c, dst, data):
+    """Write pgpool's current backend view (SHOW pool_nodes, in node-id order) into DST's
+    pgpool_status file before pgpool starts there, so that it does not come up with the stale
+    status of its last run (pgpool keeps one per node). Only when that pgpool is not running."""
+    if not data or not data.get("backends"):
+        return
+    words = [("up" if b.get("status") == "up" else "down")
+             for b in sorted(data["backends"], key=lambda b: int(b.get("node_id") or 0))]
+    conf = c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
+    port = int(c.vars.get("pgpool_port") or 9999)
+    script = (f"conf={shell.q(conf)}; "
+              "d=$(sed -n \"s/^[[:space:]]*logdir[[:space:]]*=[[:space:]]*'\\(.*\\)'.*/\\1/p\" "
+              "\"$conf\" | tail -n 1); [ -n \"$d\" ] || d=/tmp; "
+              f"if ss -Hltn {shell.q(f'sport = :{port}')} | grep -q .; then echo running; "
+              f"else printf '%s\\n' {' '.join(words)} > \"$d/pgpool_status\" "
+              "&& echo \"written $d/pgpool_status\"; fi")
+    res = remote.run(ctx, remote.host(ctx, dst), script, user="postgres", warn=True)
+    if res is not None and res.exited == 0 and "written" in (res.stdout or ""):
+        print(f"{dst}: pgpool_status set to the current view ({', '.join(words)}) before pgpool "
+              f"starts there", flush=True)
+
+
+def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None,
+               pool=None):
     """Standby SRC, verify the group runs on DST, bring SRC online, verify it stays (no
     automatic failback in the DB cluster). The newest-data backend is recorded first
     (``recorded``: a callable from _record_async already started)."""
@@ -218,6 +241,8 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         rec = recorded()
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
+        if c.kind == "db":
+            carry_pool_view(ctx, c, dst, pool)
         hb.standby(ctx, src, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
@@ -286,8 +311,9 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
         states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
         raise StateError(f"refusing to fail over from {src}: no other node is online to take "
                          f"{group} ({states})")
-    pool_before(ctx, c, force, "fail over")
-    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded)
+    pool = pool_before(ctx, c, force, "fail over")
+    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded,
+                       pool=pool)
     if after is not None:
         engine.print_state("after", after)
         print(f"{group} now runs on {others[0]}; {src} is online and the group stays on "
@@ -334,8 +360,8 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
     if src == to:
         print(f"{group} already runs on {to}: nothing to fail back")
         return before
-    pool_before(ctx, c, force, "fail back")
-    after = move_group(ctx, c, src, to, timeout, "db.failback", yes)
+    pool = pool_before(ctx, c, force, "fail back")
+    after = move_group(ctx, c, src, to, timeout, "db.failback", yes, pool=pool)
     if after is not None:
         engine.print_state("after", after)
         print(f"{group} runs on {to} again; both nodes online")

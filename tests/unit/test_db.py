@@ -244,3 +244,4 @@ def test_split_brain_resync_follows_the_chosen_source(ctx, mocker, chosen, sourc
 def test_recover_source_must_be_a_db_host(ctx):
     with pytest.raises(UsageError):
         db.recover(ctx, source="lb01", yes=True)
+

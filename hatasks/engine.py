@@ -108,7 +108,10 @@ def diagnosis_table(d):
              + (f" ({d['host']})" if d.get("host") else "")]
     lines.append("evidence:")
     lines += [f"  - {e}" for e in d["evidence"]]
-    lines.append("recovery plan:" if d["plan"] else "recovery plan: nothing to do")
+    if d["pattern"] == "in-progress":
+        lines.append("recovery plan: held back until the operation ends (run diagnose again)")
+    else:
+        lines.append("recovery plan:" if d["plan"] else "recovery plan: nothing to do")
     lines += [f"  {i}. {p}" for i, p in enumerate(d["plan"], 1)]
     lines += [f"what clients will feel: {x}" for x in d.get("impact") or []]
     return "\n".join(lines)

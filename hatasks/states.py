@@ -132,9 +132,9 @@ def standby_problems(facts):
     for viewer, node in rules.standby_nodes(facts):
         if node not in seen:
             seen.add(node)
-            found.append(("standby-left", node, [
-                f"{viewer} sees {node} in standby and no operation is running: left by a "
-                f"failover, a maintenance or by hand"]))
+            why = ("" if facts.get("lock") else
+                   " and no operation is running: left by a failover, a maintenance or by hand")
+            found.append(("standby-left", node, [f"{viewer} sees {node} in standby{why}"]))
     return found
 
 

@@ -104,7 +104,8 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
                                  if hosts[n].get("constraints") is not None), None)
     for n in order:
         hosts[n].pop("constraints", None)
-    facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name))
+    facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name),
+                                          [r for r in records if r.get("cluster") == c.name])
     policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
     facts["home"] = policy.get("preferred") or states.home_from_journal(records, c.name)
     held = journal.lock_held(ctx, c.name)

@@ -41,10 +41,20 @@ HUMAN = ("maintenance", "no-quorum")
 # =========================================================================== journal facts
 
 
-def resync_facts(state):
+#: a later success of one of these settles an interrupted resync (the backends were rebuilt)
+SETTLES = ("sync.resync", "pgpool.recover", "sync.rollback", "sync.cleanup")
+
+
+def resync_facts(state, records=()):
     """Pure: syncplan.resume_state's dict -> the interrupted resync (None when the latest one
-    finished, was rolled back, or there is none)."""
-    if not state or state.get("finished") or state.get("rolled_back"):
+    finished, was rolled back or cleaned up, was settled later by another successful resync
+    or online recovery (RECORDS: the journal), or there is none)."""
+    if not state or state.get("finished") or state.get("rolled_back") or state.get("cleaned"):
+        return None
+    records = list(records)
+    last = max((i for i, r in enumerate(records) if r.get("op") == state.get("op")), default=-1)
+    if any(r.get("event") == "done" and r.get("action") in SETTLES
+           and r.get("op") != state.get("op") for r in records[last + 1:]):
         return None
     p = state.get("params") or {}
     done = list(state.get("done") or [])

@@ -293,3 +293,16 @@ def test_lb_healthy_and_lb_maintenance_and_ban():
     d = states.diagnose_lb(lb_facts(lb_view(), constraints=cons))
     assert d["pattern"] == "constraint-left"
     assert d["plan"][0] == "inv hb.clear --resource grp-apache --cluster lb"
+
+
+def test_interrupted_resync_settled_by_a_later_online_recovery():
+    st = {"op": "r1", "finished": False, "rolled_back": False, "cleaned": False,
+          "params": {"method": "dump", "source": "db01", "target": "db02"}, "done": ["plan"],
+          "outcome": None, "message": None}
+    recs = [{"op": "r1", "event": "start", "action": "sync.resync"},
+            {"op": "r1", "event": "checkpoint", "step": "plan"}]
+    assert states.resync_facts(st, recs)["target"] == "db02"
+    later = recs + [{"op": "p2", "event": "start", "action": "pgpool.recover"},
+                    {"op": "p2", "event": "done", "action": "pgpool.recover"}]
+    assert states.resync_facts(st, later) is None
+    assert states.resync_facts(dict(st, cleaned=True), recs) is None

@@ -269,12 +269,35 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
     return after
 
 
-def pool_before(ctx, c, force, what):
+def read_pool_async(ctx, c):
+    """Start reading SHOW pool_nodes in a thread (while crm_mon is read); a callable gives
+    the data or raises its HaError."""
+    box = {}
+
+    def work():
+        try:
+            box["data"] = backends.read_pool_nodes(ctx, c.name)
+        except HaError as exc:
+            box["err"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "err" in box:
+            raise box["err"]
+        return box["data"]
+
+    return result
+
+
+def pool_before(ctx, c, force, what, pending=None):
     """SHOW pool_nodes before a move, printed; refused (exit 3) when pgpool runs degenerated
     unless FORCE (the move would land clients on one backend). None when pgpool does not
-    answer (said so)."""
+    answer (said so). PENDING: a read_pool_async already started."""
     try:
-        data = backends.read_pool_nodes(ctx, c.name)
+        data = pending() if pending else backends.read_pool_nodes(ctx, c.name)
     except HaError as exc:
         print(f"pgpool before: does not answer ({exc.message})", flush=True)
         return None
@@ -296,6 +319,7 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
     recorded = _record_async(ctx, c, "db.failover: pgpool moves")
+    pool_read = read_pool_async(ctx, c)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     src = crmmon.group_node(before, group)
@@ -312,7 +336,7 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
         states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
         raise StateError(f"refusing to fail over from {src}: no other node is online to take "
                          f"{group} ({states})")
-    pool = pool_before(ctx, c, force, "fail over")
+    pool = pool_before(ctx, c, force, "fail over", pool_read)
     after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded,
                        pool=pool)
     if after is not None:

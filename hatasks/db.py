@@ -107,7 +107,8 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name),
                                           [r for r in records if r.get("cluster") == c.name])
     policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
-    facts["home"] = policy.get("preferred") or states.home_from_journal(records, c.name)
+    # where the last move by hatasks took the group from, else the CIB's preference
+    facts["home"] = states.home_from_journal(records, c.name) or policy.get("preferred")
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {
         k: held.get(k) for k in ("user", "pid", "host", "action", "since")}

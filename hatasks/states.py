@@ -20,6 +20,8 @@ one diagnosis out. ``rules.detect_db`` finds the runbook's patterns; this module
   PostgreSQL that is down, then restart pgpool (pgpool.stop, pgpool.start);
 - ``maintenance-port``: PostgreSQL runs on another port than pg_port (a resync's bulk load):
   pg.stop, then it is started on its port;
+- ``host-key``: ssh refuses a host because its key does not match known_hosts (or is
+  unknown): never a service or network failure; a human checks the fingerprint;
 - ``joining``: a node seen pending (joining the membership): given time, not a cut network.
 
 While another process holds the cluster's lock the diagnosis is ``in-progress``: the problems
@@ -30,12 +32,12 @@ from hatasks import rules
 from hatasks.rules import manual, step
 
 #: every DB pattern in the order a diagnosis names it when several hold
-DB_ORDER = ("power", "network", "heartbeat", "joining", "maintenance", "no-quorum", "blocked",
+DB_ORDER = ("host-key", "power", "network", "heartbeat", "joining", "maintenance", "no-quorum", "blocked",
             "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
             "no-backend", "pgpool",
             "postgres", "maintenance-port", "degenerated")
 #: the patterns that need a human: recover exits 3 at once with the words
-HUMAN = ("maintenance", "no-quorum")
+HUMAN = ("host-key", "maintenance", "no-quorum")
 
 
 # =========================================================================== journal facts
@@ -222,13 +224,26 @@ def joining(facts):
                    for node, fl in (v.get("node_flags") or {}).items() if fl.get("pending")})
 
 
+def host_key(facts, problems):
+    """PROBLEMS with an unreachable host whose ssh failed on its host key renamed host-key."""
+    out = []
+    for pat, host, ev in problems:
+        err = ((facts["hosts"].get(host) or {}).get("ssh_error") or "")
+        if pat in ("power", "network") and "host key" in err:
+            out.append(("host-key", host, [f"ssh to {host} refused: {err}: this says nothing "
+                                           f"about its services or its network"]))
+        else:
+            out.append((pat, host, ev))
+    return out
+
+
 def detect(facts):
     """Every problem of a DB cluster: the runbook's (rules.detect_db), some renamed for what
     they are, plus the states above."""
     old = rules.detect_db(facts)
     pend = joining(facts)
     new = []
-    for pat, host, ev in old:
+    for pat, host, ev in host_key(facts, old):
         if pat == "heartbeat" and ev and " in standby" in ev[0]:
             continue  # standby-left below
         if pat == "network" and pend and any("each sees the other OFFLINE" in e for e in ev):
@@ -258,7 +273,12 @@ def detect(facts):
 def steps_for(facts, pattern, host):
     """The steps of one new-state PATTERN on HOST."""
     out = []
-    if pattern == "maintenance":
+    if pattern == "host-key":
+        out.append(manual(f"{host}'s ssh host key does not match known_hosts (or is unknown): "
+                          f"find out why (a reinstalled host? someone else on its address?), "
+                          f"check the fingerprint on its console, then update known_hosts "
+                          f"yourself; then run recover again"))
+    elif pattern == "maintenance":
         if host:
             out.append(manual(f"node {host} is in maintenance: someone put it there on purpose. "
                               f"When their work is done: inv hb.maintenance --off --node {host}; "
@@ -424,7 +444,7 @@ def _home_failback(d, home, gnode=None):
 
 
 #: the LB patterns in the order a diagnosis names them
-LB_ORDER = ("power", "network", "heartbeat", "maintenance", "no-quorum", "blocked",
+LB_ORDER = ("host-key", "power", "network", "heartbeat", "maintenance", "no-quorum", "blocked",
             "constraint-left", "httpd")
 
 
@@ -433,7 +453,18 @@ def diagnose_lb(facts):
     constraint-left and an operation in progress. A standby LB node stays rules' heartbeat
     pattern planned as lb.failback (the LB cluster fails back by itself once it is online)."""
     base = rules.diagnose_lb(facts)
-    new = maintenance_problems(facts) + quorum_problems(facts) + blocked_problems(facts)
+    renamed = host_key(facts, [(p[0], p[1], []) for p in base["problems"]])
+    keyed = {p[1] for p in renamed if p[0] == "host-key"}
+    if keyed:  # what rules planned for that host (network/power) does not apply
+        base["problems"] = [p for p in base["problems"] if p[1] not in keyed]
+        base["steps"] = [x for x in base["steps"] if x["task"] != "manual"
+                         and (x.get("args") or {}).get("host") not in keyed]
+        base["evidence"] = [e for e in base["evidence"]
+                            if not any(f"ssh to {h} " in e or f"for {h}:" in e for h in keyed)]
+        if not base["problems"]:
+            base["pattern"] = "healthy"
+    new = [p for p in renamed if p[0] == "host-key"]
+    new += maintenance_problems(facts) + quorum_problems(facts) + blocked_problems(facts)
     new += constraint_problems(facts)
     old = [(p[0], p[1], []) for p in base["problems"]]
     if facts.get("lock"):

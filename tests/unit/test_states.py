@@ -306,3 +306,27 @@ def test_interrupted_resync_settled_by_a_later_online_recovery():
                     {"op": "p2", "event": "done", "action": "pgpool.recover"}]
     assert states.resync_facts(st, later) is None
     assert states.resync_facts(dict(st, cleaned=True), recs) is None
+
+
+def test_a_host_key_problem_is_never_a_network_failure_nor_a_resync():
+    f = facts()
+    f["hosts"]["db02"] = {"ssh": False, "power": None, "crm": None, "crm_error": None,
+                          "pg": None,
+                          "ssh_error": "db02 (10.231.1.12:22) unreachable: host key does not "
+                                       "match known_hosts (possible impersonation)"}
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "host-key" and d["host"] == "db02"
+    assert d["steps"][0]["task"] == "manual" and "fingerprint" in d["steps"][0]["text"]
+    assert not any(s["task"] == "sync.resync" for s in d["steps"])
+    assert not any(p[0] in ("network", "power") for p in d["problems"])
+
+
+def test_lb_host_key_problem():
+    f = lb_facts(lb_view())
+    f["hosts"]["lb02"] = {"ssh": False, "power": None, "crm": None, "crm_error": None,
+                          "ssh_error": "lb02 (10.0.0.22:22) unreachable: unknown host key (not "
+                                       "in known_hosts; add it after checking the fingerprint)"}
+    d = states.diagnose_lb(f)
+    assert d["pattern"] == "host-key" and d["host"] == "lb02"
+    assert [s["task"] for s in d["steps"] if not s.get("conditional")] == ["manual"]
+    assert "fingerprint" in d["steps"][0]["text"]

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
+from hatasks import (backends, checks, compare, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
                      pgpool, remote, rules, shell, states, sync, syncplan)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
@@ -74,6 +74,27 @@ def _policy(ctx, c):
     return {}
 
 
+def _contents_if_suspect(ctx, c, facts):
+    """Row counts of both backends compared, only when pgpool shows them both attached while
+    the journal still holds a degenerated record no resync settled (an attach without a
+    resync): None otherwise, or when a backend cannot be read."""
+    pool = facts.get("pgpool") or {}
+    if not (pool.get("reachable") and not pool.get("degenerated") and pool.get("backends")
+            and facts.get("first_degenerated") and not facts.get("pending")
+            and not facts.get("resync")):
+        return None
+    try:
+        rep = compare.row_count_report(ctx, c.name)
+    except HaError:
+        return None
+    def line(d):
+        if isinstance(d, dict) and "counts" in d:
+            return (f"{d.get('database')}.{d.get('table')}: "
+                    + ", ".join(f"{h} {n}" for h, n in d["counts"].items()))
+        return str(d)
+    return {"equal": rep["equal"], "differences": [line(d) for d in rep["differences"][:3]]}
+
+
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
     order = c.host_names
@@ -109,6 +130,7 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
     # where the last move by hatasks took the group from, else the CIB's preference
     facts["home"] = states.home_from_journal(records, c.name) or policy.get("preferred")
+    facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {
         k: held.get(k) for k in ("user", "pid", "host", "action", "since")}

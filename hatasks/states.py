@@ -18,6 +18,8 @@ one diagnosis out. ``rules.detect_db`` finds the runbook's patterns; this module
 - ``no-backend``: pgpool runs but accepts no connection: every backend is down in its view
   (e.g. pg.stop --force of the last attached one); it never re-reads them by itself: start the
   PostgreSQL that is down, then restart pgpool (pgpool.stop, pgpool.start);
+- ``stale-attach``: both backends attached, but their contents differ after a degenerated
+  record no resync settled (an attach without a resync): a resync from the newest;
 - ``maintenance-port``: PostgreSQL runs on another port than pg_port (a resync's bulk load):
   pg.stop, then it is started on its port;
 - ``host-key``: ssh refuses a host because its key does not match known_hosts (or is
@@ -35,7 +37,7 @@ from hatasks.rules import manual, step
 DB_ORDER = ("host-key", "power", "network", "heartbeat", "joining", "maintenance", "no-quorum", "blocked",
             "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
             "no-backend", "pgpool",
-            "postgres", "maintenance-port", "degenerated")
+            "postgres", "maintenance-port", "degenerated", "stale-attach")
 #: the patterns that need a human: recover exits 3 at once with the words
 HUMAN = ("host-key", "maintenance", "no-quorum")
 
@@ -218,6 +220,19 @@ def maintenance_port_problems(facts):
     return found
 
 
+def stale_attach_problems(facts):
+    cont = facts.get("contents")
+    first = facts.get("first_degenerated") or {}
+    if not cont or cont.get("equal") or not first.get("newest"):
+        return []
+    newest = first["newest"]
+    stale = [h for h in facts["order"] if h != newest]
+    return [("stale-attach", stale[0] if stale else None, [
+        f"pgpool shows both backends attached, but their contents differ "
+        f"({'; '.join(cont.get('differences') or []) or 'row counts'}): attached without a "
+        f"resync since {newest} alone took the writes ({first.get('ts')})"])]
+
+
 def joining(facts):
     """Nodes a view shows pending (joining the membership)."""
     return sorted({node for _, v in _view_items(facts)
@@ -263,7 +278,7 @@ def detect(facts):
         new = [p for p in new if not (p[0] == "postgres" and p[1] == rs.get("target"))]
     new += maintenance_problems(facts) + quorum_problems(facts) + blocked_problems(facts)
     new += resync_problems(facts) + standby_problems(facts) + constraint_problems(facts)
-    new += stopped + mport
+    new += stopped + mport + stale_attach_problems(facts)
     return rules.rank(new, DB_ORDER)
 
 
@@ -340,6 +355,12 @@ def steps_for(facts, pattern, host):
                                        f"(the newest-data backend is recorded first), then it "
                                        f"is started again and reads the backends afresh",
                         host=host))
+    elif pattern == "stale-attach":
+        newest = (facts.get("first_degenerated") or {}).get("newest")
+        out.append(step("sync.resync", f"rebuild {host} from {newest}, which took the writes "
+                                       f"while {host} was detached (its stale contents are "
+                                       f"kept, never deleted)", source=newest, target=host,
+                        method=facts.get("method") or "dump"))
     elif pattern == "maintenance-port":
         out.append(step("pg.stop", f"stop PostgreSQL on {host} (on the wrong port); it is then "
                                    f"started on its own port", host=host))
@@ -369,6 +390,11 @@ def diagnose_db(facts):
     if not new:
         d = rules.diagnose_db(dict(facts)) if not old else rules.db_plan(
             facts, old, facts.get("pending"))
+        if not old and facts.get("pending"):
+            # only the resync a past failure left owed: its cause is gone (nothing detected
+            # now), so no manual step of that failure is asked again
+            d["steps"] = [x for x in d["steps"] if x["task"] != "manual"]
+            d["plan"] = [rules.render(x) for x in d["steps"]]
         d = _home_failback(d, home, rules.agreed_group_node(facts))
         d["impact"] = impact(facts, d["steps"])
         return d

@@ -330,3 +330,21 @@ def test_lb_host_key_problem():
     assert d["pattern"] == "host-key" and d["host"] == "lb02"
     assert [s["task"] for s in d["steps"] if not s.get("conditional")] == ["manual"]
     assert "fingerprint" in d["steps"][0]["text"]
+
+
+def test_a_resync_owed_by_a_past_network_failure_asks_no_human_again():
+    pending = {"pattern": "network", "host": "db02", "source": "db01", "ts": "2026-11-30T03:00Z"}
+    d = states.diagnose_db(facts(pending=pending))
+    assert d["pattern"] == "network" and d["problems"] == []
+    assert plan_tasks(d) == ["sync.resync"]
+
+
+def test_stale_attach_resyncs_from_the_newest():
+    first = {"newest": "db01", "ts": "2026-11-30T03:00Z", "evidence": {}}
+    f = facts(first_degenerated=first,
+              contents={"equal": False, "differences": ["GYOM_DB.public.t db01=2 db02=None"]})
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "stale-attach" and d["host"] == "db02"
+    assert d["plan"][0] == "inv sync.resync --source db01 --target db02 --method dump"
+    f["contents"]["equal"] = True
+    assert states.diagnose_db(f)["pattern"] == "healthy"

@@ -74,11 +74,24 @@ def summary(state):
     nodes = ", ".join(f"{n['name']} {n['state'].upper() if n['state'] == 'offline' else n['state']}"
                       for n in state.get("nodes", []))
     lines.append(f"cluster {state.get('cluster')} (read on {state.get('read_on')}): {nodes}")
+    flags = [f"node {n['name']} in maintenance" for n in state.get("nodes", [])
+             if n.get("maintenance")]
+    if state.get("maintenance_mode"):
+        flags.insert(0, "cluster maintenance-mode ON")
+    if state.get("stop_all_resources"):
+        flags.append("stop-all-resources ON")
+    if state.get("quorum") is False:
+        flags.append("NO QUORUM")
+    if flags:
+        lines.append("  !! " + "; ".join(flags))
     groups = {}
     for res in state.get("resources", []):
         groups.setdefault(res.get("group") or res.get("id"), []).append(res)
     for name, members in groups.items():
-        where = sorted({f"{r.get('role')} {r.get('node') or ''}".strip() for r in members})
+        where = sorted({(f"{r.get('role')} {r.get('node') or ''}".strip()
+                         + (" (unmanaged)" if not r.get("managed", True) else "")
+                         + (" (BLOCKED)" if r.get("blocked") else "")
+                         + (" (disabled)" if crmmon.disabled(r) else "")) for r in members})
         lines.append(f"  {name}: {'; '.join(where)}")
     for f in state.get("failed_actions", []):
         lines.append(f"  FAILED {f.get('resource')} {f.get('operation')} on {f.get('node')}: "
@@ -86,6 +99,19 @@ def summary(state):
     for name, why in (state.get("unanswered") or {}).items():
         lines.append(f"  ({name} did not answer: {why})")
     return "\n".join(lines)
+
+
+def read_constraints(ctx, host):
+    """The move/ban constraints left in the CIB, read on HOST (crmmon.cli_constraints);
+    None when the CIB cannot be read there."""
+    res = remote.run(ctx, host, "cibadmin --query --scope constraints", probe=True, warn=True,
+                     timeout=30)
+    if res.exited != 0:
+        return None
+    try:
+        return crmmon.cli_constraints(res.stdout)
+    except ValueError:
+        return None
 
 
 def dc_idle(ctx, state):

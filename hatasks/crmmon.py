@@ -109,7 +109,8 @@ def _finish(result):
 
 def _empty(source):
     return {"source": source, "dc": None, "quorum": None, "nodes": [], "resources": [],
-            "groups": {}, "failed_actions": [], "fail_counts": []}
+            "groups": {}, "failed_actions": [], "fail_counts": [], "bans": [],
+            "maintenance_mode": False, "stonith_enabled": None, "stop_all_resources": False}
 
 
 # --------------------------------------------------------------------------- XML
@@ -152,6 +153,8 @@ def parse_crm_mon_xml(text):
     if opts is not None:
         result["maintenance_mode"] = _bool(opts.get("maintenance-mode"))
         result["stonith_enabled"] = _bool(opts.get("stonith-enabled"))
+        result["stop_all_resources"] = _bool(opts.get("stop-all-resources"))
+        result["no_quorum_policy"] = opts.get("no-quorum-policy")
 
     for n in nodes_el.findall("node"):
         name = n.get("name")
@@ -174,6 +177,7 @@ def parse_crm_mon_xml(text):
             "shutdown": _bool(n.get("shutdown")),
             "dc": _bool(n.get("is_dc")),
             "resources_running": int(running) if running and running.isdigit() else None,
+            "type": n.get("type") or "member",
         })
     if result["dc"] is None:
         for node in result["nodes"]:
@@ -182,7 +186,8 @@ def parse_crm_mon_xml(text):
 
     resources_el = root.find("resources")
     if resources_el is not None:
-        _xml_resources(resources_el, None, result["resources"])
+        unclean = {n["name"] for n in result["nodes"] if n["unclean"]}
+        _xml_resources(resources_el, None, result["resources"], unclean)
 
     for f in root.iterfind("failures/failure"):
         op_key = f.get("op_key", "")
@@ -208,6 +213,10 @@ def parse_crm_mon_xml(text):
             "last_rc_change": f.get("last-rc-change"),
             "op_key": op_key,
         })
+
+    for ban in root.iterfind("bans/ban"):
+        result["bans"].append({"id": ban.get("id"), "resource": ban.get("resource"),
+                               "node": ban.get("node"), "weight": ban.get("weight")})
 
     for hist_node in root.iterfind("node_history/node"):
         for rh in hist_node.findall("resource_history"):
@@ -236,10 +245,20 @@ def _fail_count(value):
     return _int_or_none(value)
 
 
-def _xml_resources(parent, group, out):
+def _cached(node_el, unclean):
+    """False for a location crm_mon only remembers (cached="false": the node is offline);
+    an UNCLEAN node keeps it (the resource may still run there until it is fenced)."""
+    return _bool(node_el.get("cached"), True) or node_el.get("name") in unclean
+
+
+def _xml_resources(parent, group, out, unclean=()):
     for child in parent:
         if child.tag == "resource":
-            names = [n.get("name") for n in child.findall("node") if n.get("name")]
+            # cached="false": the location is only remembered (the node is offline): dropped
+            names = [n.get("name") for n in child.findall("node")
+                     if n.get("name") and _cached(n, unclean)]
+            stale = [n.get("name") for n in child.findall("node")
+                     if n.get("name") and not _cached(n, unclean)]
             out.append({
                 "id": child.get("id"),
                 "group": group,
@@ -252,13 +271,16 @@ def _xml_resources(parent, group, out):
                 "active": _bool(child.get("active"), bool(names)),
                 "blocked": _bool(child.get("blocked")),
                 "orphaned": _bool(child.get("orphaned")),
+                "maintenance": _bool(child.get("maintenance")),
+                "target_role": child.get("target_role"),
+                "stale_on": stale,
             })
             if len(names) > 1:
                 out[-1]["multiple_active"] = True
         elif child.tag == "group":
-            _xml_resources(child, child.get("id"), out)
+            _xml_resources(child, child.get("id"), out, unclean)
         elif child.tag in ("clone", "bundle", "replica"):
-            _xml_resources(child, group, out)
+            _xml_resources(child, group, out, unclean)
 
 
 # --------------------------------------------------------------------------- text
@@ -349,9 +371,22 @@ def failed_for(status, resource=None, node=None):
     return out
 
 
+def disabled(res):
+    """True when RES was stopped on purpose (target-role Stopped): not a failure."""
+    return str(res.get("target_role") or "").lower() == "stopped"
+
+
 def problems(status, group=None):
-    """Human-readable list of what is wrong (empty when nothing is): nodes, group, failures."""
+    """Human-readable list of what is wrong (empty when nothing is): the cluster's flags,
+    nodes, group, resources (unmanaged, in maintenance, disabled, blocked), bans, failures."""
     out = []
+    if status.get("maintenance_mode"):
+        out.append("cluster maintenance-mode is on (Pacemaker neither starts, stops nor "
+                   "monitors anything)")
+    if status.get("stop_all_resources"):
+        out.append("cluster stop-all-resources is on")
+    if not status.get("nodes"):
+        out.append("crm_mon shows no node (filtered view, or the stack is starting)")
     for node in status.get("nodes", []):
         if node.get("unclean"):
             out.append("node %s is UNCLEAN" % node["name"])
@@ -372,8 +407,19 @@ def problems(status, group=None):
     for res in resources:
         if res.get("failed"):
             out.append("resource %s FAILED on %s" % (res["id"], res.get("node")))
-        if not res.get("managed", True):
+        if res.get("blocked"):
+            out.append("resource %s is BLOCKED (a failed stop: Pacemaker will not touch it)"
+                       % res["id"])
+        if res.get("maintenance"):
+            out.append("resource %s is in maintenance (unmanaged)" % res["id"])
+        elif not res.get("managed", True) and not status.get("maintenance_mode"):
             out.append("resource %s is unmanaged" % res["id"])
+        if disabled(res):
+            out.append("resource %s is disabled (target-role Stopped)" % res["id"])
+    for ban in status.get("bans", []):
+        if group is None or ban.get("resource") in ({r["id"] for r in resources} | {group}):
+            out.append("constraint %s keeps %s off %s" % (ban.get("id"), ban.get("resource"),
+                                                         ban.get("node")))
     for fa in failed_for(status, group) if group else status.get("failed_actions", []):
         out.append("failed action: %s %s on %s (rc=%s): %s" % (
             fa.get("resource"), fa.get("operation"), fa.get("node"), fa.get("rc"),
@@ -394,3 +440,46 @@ def is_healthy(status, group):
         if res.get("failed") or not res.get("managed", True):
             return False
     return not failed_for(status, group)
+
+
+def _score(raw):
+    raw = str(raw or "0").strip().upper()
+    if raw in ("INFINITY", "+INFINITY"):
+        return 1000000
+    if raw == "-INFINITY":
+        return -1000000
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
+def cli_constraints(constraints_xml):
+    """Pure: the location constraints `crm_resource --move/--ban` (pcs resource move/ban, crm
+    resource move/ban) left in the CIB: ids ``cli-prefer-*`` and ``cli-ban-*``.
+
+    Returns [{"id", "resource", "node", "score", "kind": "move" | "ban"}]; [] when none or
+    the XML is empty; ValueError when it is not XML."""
+    text = (constraints_xml or "").strip()
+    if not text:
+        return []
+    try:
+        root = ET.fromstring(text[text.find("<"):])
+    except ET.ParseError as exc:
+        raise ValueError("CIB constraints are not XML: %s" % exc) from None
+    out = []
+    for loc in root.iter("rsc_location"):
+        cid = loc.get("id") or ""
+        if not (cid.startswith("cli-prefer-") or cid.startswith("cli-ban-")):
+            continue
+        node = loc.get("node")
+        score = loc.get("score")
+        if node is None:  # a rule form (crm_resource --move --lifetime): the node is in it
+            expr = loc.find(".//expression[@attribute='#uname']")
+            node = expr.get("value") if expr is not None else None
+            rule = loc.find("rule")
+            score = rule.get("score") if rule is not None else score
+        out.append({"id": cid, "resource": loc.get("rsc"), "node": node,
+                    "score": _score(score),
+                    "kind": "move" if cid.startswith("cli-prefer-") else "ban"})
+    return out

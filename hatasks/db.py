@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 
-from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
-                     pgpool, remote, rules, sync)
+from hatasks import (backends, checks, compare, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
+                     pgpool, remote, rules, shell, states, sync, syncplan)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -42,8 +42,20 @@ def _probe_db_host(ctx, c, name):
         if c.kind == "db":
             st = pg.server_state(ctx, host)
             port = st.get("port") or int(host.vars.get("pg_port") or 5432)
+            info = None
+            if st["running"]:
+                try:
+                    info = pg.backend_info(ctx, host, port)
+                except HaError:
+                    info = None
             out["pg"] = {"running": st["running"], "port": st.get("port"),
-                         "connect": pg.connectable(ctx, host, port) if st["running"] else False}
+                         "connect": info is not None,
+                         "bytes": sum(d["size"] for d in info["databases"]) if info else None,
+                         "pg_port": int(host.vars.get("pg_port") or 5432),
+                         # pg_ctl status exits 4 when it cannot access the data directory
+                         "datadir": st.get("pg_ctl_rc") != "4"}
+            if out["crm"] is not None:
+                out["constraints"] = crm.read_constraints(ctx, host)
     except UnreachableError as exc:
         out["ssh"] = False
         out["ssh_error"] = exc.message
@@ -52,11 +64,43 @@ def _probe_db_host(ctx, c, name):
     return out
 
 
+def _policy(ctx, c):
+    """The group's location preference in the CIB, read on the first host that answers."""
+    for h in c.hosts:
+        try:
+            return engine.read_policy(ctx, c, h)
+        except HaError:
+            continue
+    return {}
+
+
+def _contents_if_suspect(ctx, c, facts):
+    """Row counts of both backends compared, only when pgpool shows them both attached while
+    the journal still holds a degenerated record no resync settled (an attach without a
+    resync): None otherwise, or when a backend cannot be read."""
+    pool = facts.get("pgpool") or {}
+    if not (pool.get("reachable") and not pool.get("degenerated") and pool.get("backends")
+            and facts.get("first_degenerated") and not facts.get("pending")
+            and not facts.get("resync")):
+        return None
+    try:
+        rep = compare.row_count_report(ctx, c.name)
+    except HaError:
+        return None
+    def line(d):
+        if isinstance(d, dict) and "counts" in d:
+            return (f"{d.get('database')}.{d.get('table')}: "
+                    + ", ".join(f"{h} {n}" for h, n in d["counts"].items()))
+        return str(d)
+    return {"equal": rep["equal"], "differences": [line(d) for d in rep["differences"][:3]]}
+
+
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
     order = c.host_names
     jobs = {f"host:{n}": (lambda n=n: _probe_db_host(ctx, c, n)) for n in order}
     jobs["pgpool"] = lambda: pgpool.status(ctx, c.name, record=False)
+    jobs["policy"] = lambda: _policy(ctx, c)
     results = remote.probe_many(ctx, list(jobs), lambda key: jobs[key]())
     hosts = {}
     for n in order:
@@ -75,7 +119,21 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     facts = {"cluster": c.name, "kind": c.kind, "order": order, "group": c.vars.get("group"),
              "pgpool_resource": c.vars.get("pgpool_resource"), "hosts": hosts, "pgpool": pool,
              "failback_to": failback_to, "method": method}
-    facts.update(rules.journal_facts(journal.Journal(ctx).records(), c.name))
+    records = journal.Journal(ctx).records()
+    facts.update(rules.journal_facts(records, c.name))
+    facts["constraints"] = next((hosts[n].get("constraints") for n in order
+                                 if hosts[n].get("constraints") is not None), None)
+    for n in order:
+        hosts[n].pop("constraints", None)
+    facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name),
+                                          [r for r in records if r.get("cluster") == c.name])
+    policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
+    # where the last move by hatasks took the group from, else the CIB's preference
+    facts["home"] = states.home_from_journal(records, c.name) or policy.get("preferred")
+    facts["contents"] = _contents_if_suspect(ctx, c, facts)
+    held = journal.lock_held(ctx, c.name)
+    facts["lock"] = None if held is None or held.get("self") else {
+        k: held.get(k) for k in ("user", "pid", "host", "action", "since")}
     return facts
 
 
@@ -106,7 +164,7 @@ def diagnose(ctx, cluster=None, failback_to=None, method="dump", write=True):
     """Collect, decide, record: the diagnosis dict (+ "cluster", "facts")."""
     c = checks.cluster(ctx, cluster or None, "db")
     facts = collect_db(ctx, c, failback_to, method)
-    result = rules.diagnose_db(facts)
+    result = states.diagnose_db(facts)
     if write:
         record(ctx, c, facts, result)
     return dict(result, cluster=c.name, facts=facts)
@@ -170,7 +228,30 @@ def _record_async(ctx, c, reason):
     return result
 
 
-def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None):
+def carry_pool_view(ctx, c, dst, data):
+    """Write pgpool's current backend view (SHOW pool_nodes, in node-id order) into DST's
+    pgpool_status file before pgpool starts there, so that it does not come up with the stale
+    status of its last run (pgpool keeps one per node). Only when that pgpool is not running."""
+    if not data or not data.get("backends"):
+        return
+    words = [("up" if b.get("status") == "up" else "down")
+             for b in sorted(data["backends"], key=lambda b: int(b.get("node_id") or 0))]
+    conf = c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
+    port = int(c.vars.get("pgpool_port") or 9999)
+    script = (f"conf={shell.q(conf)}; "
+              "d=$(sed -n \"s/^[[:space:]]*logdir[[:space:]]*=[[:space:]]*'\\(.*\\)'.*/\\1/p\" "
+              "\"$conf\" | tail -n 1); [ -n \"$d\" ] || d=/tmp; "
+              f"if ss -Hltn {shell.q(f'sport = :{port}')} | grep -q .; then echo running; "
+              f"else printf '%s\\n' {' '.join(words)} > \"$d/pgpool_status\" "
+              "&& echo \"written $d/pgpool_status\"; fi")
+    res = remote.run(ctx, remote.host(ctx, dst), script, user="postgres", warn=True)
+    if res is not None and res.exited == 0 and "written" in (res.stdout or ""):
+        print(f"{dst}: pgpool_status set to the current view ({', '.join(words)}) before pgpool "
+              f"starts there", flush=True)
+
+
+def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None,
+               pool=None):
     """Standby SRC, verify the group runs on DST, bring SRC online, verify it stays (no
     automatic failback in the DB cluster). The newest-data backend is recorded first
     (``recorded``: a callable from _record_async already started)."""
@@ -184,6 +265,8 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         rec = recorded()
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
+        if c.kind == "db":
+            carry_pool_view(ctx, c, dst, pool)
         hb.standby(ctx, src, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
@@ -198,17 +281,68 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
             after = crm.wait_for(ctx, c.name, moved, timeout,
                                 f"{group} started on {dst}, {src} and {dst} online")
         if c.kind == "db":
-            _pgpool_answers(ctx, c, timeout)
+            pool_after = _pgpool_answers(ctx, c, timeout)
+            pgpool.print_nodes("pgpool after", pool_after)
+            if pool_after.get("degenerated"):
+                down = [b.get("host") for b in pool_after["backends"] if b.get("status") != "up"]
+                raise HaError(f"{group} moved to {dst} but pgpool there runs DEGENERATED "
+                              f"({', '.join(down)} down in SHOW pool_nodes; it may have read a "
+                              f"stale backend status): clients write to one backend only; see "
+                              f"inv db.diagnose", HaError.NOT_CONVERGED)
     return after
 
 
-def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
+def read_pool_async(ctx, c):
+    """Start reading SHOW pool_nodes in a thread (while crm_mon is read); a callable gives
+    the data or raises its HaError."""
+    box = {}
+
+    def work():
+        try:
+            box["data"] = backends.read_pool_nodes(ctx, c.name)
+        except HaError as exc:
+            box["err"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "err" in box:
+            raise box["err"]
+        return box["data"]
+
+    return result
+
+
+def pool_before(ctx, c, force, what, pending=None):
+    """SHOW pool_nodes before a move, printed; refused (exit 3) when pgpool runs degenerated
+    unless FORCE (the move would land clients on one backend). None when pgpool does not
+    answer (said so). PENDING: a read_pool_async already started."""
+    try:
+        data = pending() if pending else backends.read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        print(f"pgpool before: does not answer ({exc.message})", flush=True)
+        return None
+    pgpool.print_nodes("pgpool before", data)
+    if data.get("degenerated"):
+        down = [b.get("host") for b in data["backends"] if b.get("status") != "up"]
+        if not force:
+            raise StateError(f"refusing to {what} while pgpool runs degenerated ({', '.join(down)} "
+                             f"down): resync first (inv db.recover), or --force")
+        print(f"WARNING: pgpool runs degenerated ({', '.join(down)} down): the {what} keeps "
+              f"clients on one backend (--force)", file=sys.stderr, flush=True)
+    return data
+
+
+def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     c = checks.cluster(ctx, cluster or None, "db")
     if from_ is not None:
         checks.host(ctx, from_, "from", cluster=c)
     timeout = checks.positive("timeout", timeout)
     group = c.vars.get("group")
     recorded = _record_async(ctx, c, "db.failover: pgpool moves")
+    pool_read = read_pool_async(ctx, c)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     src = crmmon.group_node(before, group)
@@ -219,12 +353,15 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
     if from_ and src != from_:
         raise StateError(f"{group} runs on {src}, not on {from_}: nothing to fail over from "
                          f"{from_}")
-    others = engine.online_others(before, src)
+    others = [n for n in engine.online_others(before, src)
+              if not (crmmon.find_node(before, n) or {}).get("maintenance")]
     if not others:
         states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
         raise StateError(f"refusing to fail over from {src}: no other node is online to take "
                          f"{group} ({states})")
-    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded)
+    pool = pool_before(ctx, c, force, "fail over", pool_read)
+    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded,
+                       pool=pool)
     if after is not None:
         engine.print_state("after", after)
         print(f"{group} now runs on {others[0]}; {src} is online and the group stays on "
@@ -271,12 +408,8 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
     if src == to:
         print(f"{group} already runs on {to}: nothing to fail back")
         return before
-    pool = pgpool.status(ctx, c.name, record=False)
-    if pool.get("reachable") and pool.get("degenerated") and not force:
-        down = [b["host"] for b in pool["backends"] if b.get("status") != "up"]
-        raise StateError(f"refusing to fail back while pgpool runs degenerated ({', '.join(down)} "
-                         f"down): resync first (inv db.recover), or --force")
-    after = move_group(ctx, c, src, to, timeout, "db.failback", yes)
+    pool = pool_before(ctx, c, force, "fail back")
+    after = move_group(ctx, c, src, to, timeout, "db.failback", yes, pool=pool)
     if after is not None:
         engine.print_state("after", after)
         print(f"{group} runs on {to} again; both nodes online")
@@ -287,16 +420,17 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
       help={"from": "node the group must be running on (default: where it runs)",
             "cluster": "DB cluster (default: the only one)",
             "timeout": "seconds for each verification (default 60)",
+            "force": "even while pgpool runs degenerated",
             "yes": "do not ask for confirmation (needed without a terminal)"})
 @notify.mails("db.failover")
-def failover_task(ctx, from_=None, cluster=None, timeout=60, yes=False):
+def failover_task(ctx, from_=None, cluster=None, timeout=60, force=False, yes=False):
     """Move the DB group to the other node by hand, verified (5.2.1 HB failover).
 
     crm_standby on the node running the group, verify the group is Started on the other
     node and pgpool answers, then bring the node back online: the group stays where it
     is (no automatic failback in the DB cluster). The newest-data backend is recorded first.
     """
-    failover(ctx, from_, cluster, timeout, yes)
+    failover(ctx, from_, cluster, timeout, yes, force)
 
 
 @task(name="failback",
@@ -481,8 +615,44 @@ def _wait_started(run, args):
     _pgpool_answers(run.ctx, run.cluster, run.timeout)
 
 
-#: the plan steps of rules.diagnose_db and the functions that run them
+def _start_pgpool(run, args):
+    h = pgpool.db_host(run.ctx, args["host"])[0]
+    with journal.operation(run.ctx, run.cluster.name, "pgpool.start", {"host": h.name}, yes=True):
+        pgpool.start(run.ctx, h.name, int(run.timeout))
+
+
+def _stop_pgpool(run, args):
+    h = pgpool.db_host(run.ctx, args["host"])[0]
+    with journal.operation(run.ctx, run.cluster.name, "pgpool.stop", {"host": h.name}, yes=True):
+        pgpool.stop(run.ctx, h.name, "fast", int(run.timeout))
+
+
+def _stop_postgres(run, args):
+    h = pg.db_host(run.ctx, args["host"])
+    with journal.operation(run.ctx, run.cluster.name, "pg.stop", {"host": h.name}, yes=True):
+        pg.stop(run.ctx, h, "fast", int(run.timeout))
+
+
+def _resume(run, args):
+    sync.resume(run.ctx, yes=True, cluster=run.cluster.name)
+
+
+def _rollback(run, args):
+    sync.rollback(run.ctx, yes=True, cluster=run.cluster.name)
+
+
+def _clear(run, args):
+    hb.clear(run.ctx, args["resource"], run.cluster.name, run.timeout, yes=True)
+
+
+#: the plan steps of states.diagnose_db and the functions that run them
 STEPS = {
+    "pgpool.start": _start_pgpool,
+    "pgpool.stop": _stop_pgpool,
+    "pg.stop": _stop_postgres,
+    "sync.resume": _resume,
+    "sync.rollback": _rollback,
+    "hb.clear": _clear,
     "hb.start": engine.start_stack,
     "hb.online": engine.online_node,
     "hb.cleanup": engine.cleanup,
@@ -507,9 +677,9 @@ def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=6
 
     def diag():
         d = diagnose(ctx, c.name, failback_to=state["failback_to"], method=method)
-        if failback and state["failback_to"] is None and d.get("host"):
-            state["failback_to"] = d["host"]
-            d = rules.diagnose_db(dict(d["facts"], failback_to=d["host"]))
+        if failback and state["failback_to"] is None and (d["facts"].get("home") or d.get("host")):
+            state["failback_to"] = d["facts"].get("home") or d["host"]
+            d = states.diagnose_db(dict(d["facts"], failback_to=state["failback_to"]))
             d["cluster"] = c.name
         return d
 

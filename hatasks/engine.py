@@ -108,8 +108,12 @@ def diagnosis_table(d):
              + (f" ({d['host']})" if d.get("host") else "")]
     lines.append("evidence:")
     lines += [f"  - {e}" for e in d["evidence"]]
-    lines.append("recovery plan:" if d["plan"] else "recovery plan: nothing to do")
+    if d["pattern"] == "in-progress":
+        lines.append("recovery plan: held back until the operation ends (run diagnose again)")
+    else:
+        lines.append("recovery plan:" if d["plan"] else "recovery plan: nothing to do")
     lines += [f"  {i}. {p}" for i, p in enumerate(d["plan"], 1)]
+    lines += [f"what clients will feel: {x}" for x in d.get("impact") or []]
     return "\n".join(lines)
 
 
@@ -120,6 +124,8 @@ def show_diagnosis(d, fmt, facts, recover):
     if not facts:
         shown.pop("facts", None)
     output.emit(shown, fmt, table=diagnosis_table)
+    if d["pattern"] == "in-progress":
+        raise StateError(f"{d['cluster']} cluster: {d['evidence'][0]}")
     if d["pattern"] != "healthy":
         raise StateError(f"{d['cluster']} cluster: {d['pattern']} failure"
                          + (f" of {d['host']}" if d.get("host") else "")
@@ -243,6 +249,9 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
     if todo and todo[0]["task"] == "manual":
         raise NeedsHuman(todo[0]["text"])
     summary = f"{first['pattern']} recovery: " + "; ".join(first["plan"])
+    for line in first.get("impact") or []:
+        print(f"NOTE: {line}", flush=True)
+        summary += f" [{line}]"
     done, passed = [], set()
     with journal.operation(ctx, c.name, action, args, yes=yes, summary=summary) as op:
         d = first

@@ -58,7 +58,12 @@ def status(ctx, cluster=None):
         for key in ("nodes", "resources", "failed_actions"):
             result[key].extend(dict(item, cluster=name) for item in state.get(key, []))
         result["views"][name] = {"read_on": state["read_on"], "dc": state.get("dc"),
-                                 "unanswered": state.get("unanswered") or {}}
+                                 "unanswered": state.get("unanswered") or {},
+                                 "quorum": state.get("quorum"),
+                                 "maintenance_mode": bool(state.get("maintenance_mode")),
+                                 "stop_all_resources": bool(state.get("stop_all_resources")),
+                                 "stonith_enabled": state.get("stonith_enabled"),
+                                 "bans": state.get("bans") or []}
     return result
 
 
@@ -73,13 +78,28 @@ def status_table(data):
         out.append(head + ")")
         for host, why in view["unanswered"].items():
             out.append(f"   !! {host} did not answer: {why}")
+        flags = [w for w, on in (("MAINTENANCE-MODE ON", view.get("maintenance_mode")),
+                                 ("STOP-ALL-RESOURCES ON", view.get("stop_all_resources")),
+                                 ("NO QUORUM", view.get("quorum") is False)) if on]
+        out.append(f"   quorum {'yes' if view.get('quorum') else 'NO' if view.get('quorum') is False else '?'}"
+                   f", stonith {'enabled' if view.get('stonith_enabled') else 'disabled'}"
+                   + (f"; !! {'; '.join(flags)}" if flags else ""))
+        for b in view.get("bans") or []:
+            out.append(f"   !! ban {b.get('id')}: {b.get('resource')} kept off {b.get('node')}")
         nodes = [n for n in data["nodes"] if n["cluster"] == name]
-        out.append(tabulate([[n["name"], n["state"].upper() if n["state"] != "online" else "online"]
-                             for n in nodes], headers=["node", "state"]))
+        out.append(tabulate([[n["name"], n["state"].upper() if n["state"] != "online" else "online",
+                              ", ".join(k for k in ("maintenance", "unclean", "pending")
+                                        if n.get(k)) or "-"]
+                             for n in nodes], headers=["node", "state", "flags"]))
         res = [r for r in data["resources"] if r["cluster"] == name]
         out.append("")
-        out.append(tabulate([[r.get("group") or "-", r["id"], r.get("role"), r.get("node") or "-"]
-                             for r in res], headers=["group", "resource", "role", "node"]))
+        out.append(tabulate([[r.get("group") or "-", r["id"], r.get("role"), r.get("node") or "-",
+                              ", ".join(w for w, on in (
+                                  ("unmanaged", not r.get("managed", True)),
+                                  ("maintenance", r.get("maintenance")),
+                                  ("BLOCKED", r.get("blocked")), ("FAILED", r.get("failed")),
+                                  ("disabled", crmmon.disabled(r))) if on) or "-"]
+                             for r in res], headers=["group", "resource", "role", "node", "flags"]))
         fails = [f for f in data["failed_actions"] if f["cluster"] == name]
         out.append("")
         if fails:
@@ -123,7 +143,12 @@ def standby(ctx, node, timeout=60, force=False, yes=False):
     if crmmon.node_state(before, node) is None:
         raise StateError(f"{node} is not a node of the running {cluster} cluster (crm_mon on "
                          f"{before['read_on']})")
-    others = crmmon.others_online(before, node)
+    if crmmon.node_state(before, node) == "offline":
+        raise StateError(f"refusing standby of {node}: it is OFFLINE (nothing runs there to move; "
+                         f"see hb.status)")
+    # a node in maintenance keeps what it runs as it is: not a target
+    others = [n for n in crmmon.others_online(before, node)
+              if not (crmmon.find_node(before, n) or {}).get("maintenance")]
     if not others and not force:
         raise StateError(f"refusing standby of {node}: no other {cluster} node is online, the "
                          f"service would stop (--force to do it anyway)")
@@ -562,3 +587,106 @@ def log_table(data):
     out = [f"== {data['host']}: {data['log']} ({len(data['entries'])} error lines, newest last)"]
     out.extend(entry["line"] for entry in data["entries"])
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- maintenance, clear
+
+
+def _node_maintenance(state, node):
+    return bool((crmmon.find_node(state, node) or {}).get("maintenance"))
+
+
+def maintenance(ctx, on, node=None, cluster=None, timeout=60, yes=False):
+    """Cluster maintenance-mode (or one NODE's maintenance) on or off, verified in crm_mon."""
+    if node is not None:
+        host, cluster = node_of(ctx, node)
+    else:
+        cluster = checks.cluster(ctx, cluster, None).name if cluster is not None else \
+            checks.cluster(ctx, None, "db").name
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
+    before = crm.crm_status(ctx, cluster)
+    value = "true" if on else "false"
+    if node is not None:
+        command = f"crm_attribute --type nodes --node {shell.q(node)} --name maintenance " \
+                  f"--update {value}"
+        what = f"node {node} maintenance {'on' if on else 'off'}"
+
+        def converged(state):
+            return _node_maintenance(state, node) == on
+    else:
+        command = f"crm_attribute --type crm_config --name maintenance-mode --update {value}"
+        what = f"cluster {cluster} maintenance-mode {'on' if on else 'off'}"
+
+        def converged(state):
+            return bool(state.get("maintenance_mode")) == on
+    print(crm.summary(before))
+    args = {"on": on, "node": node, "cluster": cluster}
+    with journal.operation(ctx, cluster, "hb.maintenance", args, yes=yes, summary=what):
+        if converged(before):
+            print(f"already: {what}")
+            return before
+        crm.run_action(ctx, remote.host(ctx, before["read_on"]), command)
+        if remote.is_dry(ctx):
+            return before
+        after = crm.wait_for(ctx, cluster, converged, timeout, what, prefer=[before["read_on"]])
+    print(crm.summary(after))
+    return after
+
+
+@task(name="maintenance", help={"on": "turn maintenance on", "off": "turn maintenance off",
+            "node": "one node only (node attribute maintenance) instead of the whole cluster",
+            "cluster": "db or lb (default: the DB cluster; ignored with --node)",
+            "timeout": "seconds to wait (default 60)",
+            "yes": "do not ask for confirmation (needed without a terminal)"})
+def maintenance_task(ctx, on=False, off=False, node=None, cluster=None, timeout=60, yes=False):
+    """Cluster maintenance-mode or a node's maintenance on/off, verified in crm_mon.
+
+    In maintenance Pacemaker neither starts, stops nor monitors resources (cluster), or those
+    of the node. `crm_attribute --type crm_config --name maintenance-mode`, or
+    `--type nodes --node N --name maintenance`.
+    """
+    if on == off:
+        raise UsageError("give exactly one of --on or --off")
+    maintenance(ctx, on, node, cluster, timeout, yes)
+
+
+def clear(ctx, resource, cluster=None, timeout=60, yes=False):
+    """Remove the move/ban constraints (cli-prefer-*, cli-ban-*) of RESOURCE, verified."""
+    remote.check_value("resource", resource)
+    c = checks.cluster(ctx, cluster, None) if cluster is not None else checks.cluster(ctx, None, "db")
+    timeout = checks.positive("timeout", timeout, whole_to_int=True)
+    before = crm.crm_status(ctx, c.name)
+    ids = known_resources(ctx, c.name, before["read_on"])
+    if resource not in ids:
+        raise UsageError(f"unknown resource {resource!r} in the {c.name} cluster "
+                         f"(known: {', '.join(sorted(ids))})")
+    where = remote.host(ctx, before["read_on"])
+    left = [x for x in crm.read_constraints(ctx, where) or [] if x["resource"] == resource]
+    if not left:
+        print(f"no move/ban constraint on {resource}")
+        return before
+    names = ", ".join(x["id"] for x in left)
+    with journal.operation(ctx, c.name, "hb.clear", {"resource": resource, "cluster": c.name},
+                           yes=yes, summary=f"remove {names}"):
+        crm.run_action(ctx, where, f"crm_resource --clear --resource {shell.q(resource)}")
+        if remote.is_dry(ctx):
+            return before
+        still = [x for x in crm.read_constraints(ctx, where) or [] if x["resource"] == resource]
+        if still:
+            raise HaError(f"{', '.join(x['id'] for x in still)} still in the CIB after "
+                          f"crm_resource --clear", HaError.NOT_CONVERGED)
+    print(f"removed {names}; Pacemaker places {resource} by its own rules again")
+    return crm.crm_status(ctx, c.name, prefer=[before["read_on"]])
+
+
+@task(name="clear", help={"resource": "resource or group whose move/ban constraints to remove",
+            "cluster": "db or lb (default: the DB cluster)",
+            "timeout": "seconds to wait (default 60)",
+            "yes": "do not ask for confirmation (needed without a terminal)"})
+def clear_task(ctx, resource, cluster=None, timeout=60, yes=False):
+    """Remove what `crm_resource --move/--ban` (pcs/crm resource move/ban) left in the CIB.
+
+    The cli-prefer-*/cli-ban-* location constraints pin a resource or keep it off a node for
+    ever; `crm_resource --clear --resource R` removes them. Verified by reading the CIB again.
+    """
+    clear(ctx, resource, cluster, timeout, yes)

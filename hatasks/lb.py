@@ -10,7 +10,7 @@ The decision logic is the pure function `rules.diagnose_lb(facts)`.
 
 import time
 
-from hatasks import checks, crm, crmmon, engine, hb, journal, notify, output, remote, rules, web
+from hatasks import checks, crm, crmmon, engine, hb, journal, notify, output, remote, states, web
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError
 
@@ -58,21 +58,26 @@ def collect_lb(ctx, c):
         hosts[n] = r
     answering = [n for n in order if hosts[n]["ssh"]]
     with_crm = [n for n in order if hosts[n].get("crm")]
-    extra = remote.probe_many(ctx, ["web", "policy"], lambda k: (
+    extra = remote.probe_many(ctx, ["web", "policy", "constraints"], lambda k: (
         fetch_page(ctx, c, answering) if k == "web" else
-        (engine.read_policy(ctx, c, with_crm[0]) if with_crm else {})))
+        (engine.read_policy(ctx, c, with_crm[0]) if with_crm else {}) if k == "policy" else
+        (crm.read_constraints(ctx, remote.host(ctx, with_crm[0])) if with_crm else None)))
     web_ = extra["web"] if not isinstance(extra["web"], HaError) else {"serving": False}
     policy = extra["policy"] if not isinstance(extra["policy"], HaError) else {}
+    cons = extra["constraints"] if not isinstance(extra["constraints"], HaError) else None
+    held = journal.lock_held(ctx, c.name)
     return {"cluster": c.name, "kind": c.kind, "order": order, "group": c.vars.get("group"),
             "apache_resource": c.vars.get("apache_resource"), "hosts": hosts, "web": web_,
-            "policy": policy}
+            "policy": policy, "constraints": cons,
+            "lock": None if held is None or held.get("self") else {
+                k: held.get(k) for k in ("user", "pid", "host", "action", "since")}}
 
 
 def diagnose(ctx, cluster=None):
     """Collect and decide: the diagnosis dict (+ "cluster", "facts")."""
     c = checks.cluster(ctx, cluster or None, "lb")
     facts = collect_lb(ctx, c)
-    result = rules.diagnose_lb(facts)
+    result = states.diagnose_lb(facts)
     return dict(result, cluster=c.name, facts=facts)
 
 
@@ -248,9 +253,14 @@ def _wait_started(run, args):
 
 
 #: the plan steps of rules.diagnose_lb and the functions that run them
+def _clear(run, args):
+    hb.clear(run.ctx, args["resource"], run.cluster.name, run.timeout, yes=True)
+
+
 STEPS = {
     "hb.start": engine.start_stack,
     "hb.cleanup": engine.cleanup,
+    "hb.clear": _clear,
     "web.check": _check_apache,
     "lb.failback": _failback,
     "wait": _wait_started,

@@ -85,8 +85,19 @@ def crm_view(state, group):
     return {
         "nodes": {n["name"]: n["state"] for n in state.get("nodes", [])},
         "group_node": crmmon.group_node(state, group) if group else None,
+        "flags": {"maintenance_mode": bool(state.get("maintenance_mode")),
+                  "stop_all_resources": bool(state.get("stop_all_resources")),
+                  "quorum": state.get("quorum"), "stonith_enabled": state.get("stonith_enabled"),
+                  "dc": state.get("dc")},
+        "node_flags": {n["name"]: {k: bool(n.get(k)) for k in
+                                   ("maintenance", "standby", "unclean", "pending", "online")}
+                       for n in state.get("nodes", [])},
+        "bans": [dict(b) for b in state.get("bans", [])],
         "resources": [{"id": r.get("id"), "node": r.get("node"), "role": r.get("role"),
-                       "nodes": r.get("nodes") or ([r["node"]] if r.get("node") else [])}
+                       "nodes": r.get("nodes") or ([r["node"]] if r.get("node") else []),
+                       "managed": r.get("managed", True), "maintenance": bool(r.get("maintenance")),
+                       "target_role": r.get("target_role"), "blocked": bool(r.get("blocked")),
+                       "failed": bool(r.get("failed"))}
                       for r in state.get("resources", [])
                       if not group or r.get("group") == group or r.get("id") == group],
         "failed_actions": [{k: f.get(k) for k in ("resource", "node", "operation", "rc", "reason")}

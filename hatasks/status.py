@@ -4,12 +4,16 @@ The facts are collected from all hosts in parallel (crm_mon of every cluster, SH
 through the DB VIP, a direct connection to each backend); `--format json` gives one document.
 """
 
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from hatasks import crm, crmmon, hb, output, pg, pgpool, remote
+from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote
 from hatasks.base import task
-from hatasks.errors import HaError, StateError
+from hatasks.errors import HaError, StateError, UnreachableError
+
+#: seconds granted beyond the connect timeout before status gives up on a read
+GRACE = 3
 
 
 def collectors(ctx, cluster=None):
@@ -20,17 +24,100 @@ def collectors(ctx, cluster=None):
     for name in names:
         c = inv.cluster(name)
         jobs.append(((name, "hb"), lambda name=name: crm.crm_status(ctx, name)))
+        for h in c.hosts:
+            jobs.append(((name, f"ssh:{h.name}"), lambda h=h: _reach(ctx, h)))
+        jobs.append(((name, "constraints"), lambda c=c: _constraints(ctx, c)))
         if c.kind == "db":
             jobs.append(((name, "pgpool"), lambda name=name: pgpool.status(ctx, name)))
-            jobs.append(((name, "pg"), lambda name=name: pg.status(ctx, name)))
+            for h in c.hosts:  # one job per backend: a dead host never hides the other
+                jobs.append(((name, f"pg:{h.name}"), lambda h=h: backend(ctx, h)))
     return names, jobs
+
+
+def backend(ctx, h):
+    """One backend directly (pg.status's row): on pg_port, else on the port it really runs on
+    (a resync's maintenance start) with a note; {"status": "down", "reason"} when neither."""
+    port = int(h.vars.get("pg_port") or 5432)
+    try:
+        return pg.backend_info(ctx, h)
+    except HaError as first:
+        down = {"host": h.name, "status": "down", "port": port, "version": None,
+                "databases": [], "reason": first.message}
+        try:
+            st = pg.server_state(ctx, h)
+            if not st["running"] or not st["port"] or st["port"] == port:
+                return down
+            info = pg.backend_info(ctx, h, st["port"])
+        except HaError:
+            return down
+        info["note"] = (f"running on port {st['port']}, not pg_port {port}: applications and "
+                        f"pgpool cannot reach it")
+        return info
+
+
+def _reach(ctx, h):
+    """ssh to H answers (a connection opened, or cached): {"ok": True}; else UnreachableError."""
+    remote.connection(ctx, h)
+    return {"ok": True}
+
+
+def _constraints(ctx, c):
+    """The move/ban constraints, read on the first host of C that answers."""
+    for h in c.hosts:
+        try:
+            found = crm.read_constraints(ctx, h)
+        except HaError:
+            continue
+        if found is not None:
+            return {"constraints": found}
+    return {"error": "the CIB's constraints could not be read on any node"}
 
 
 def _call(fn):
     try:
         return fn()
     except HaError as exc:
-        return {"error": exc.message}
+        return {"error": exc.message, "code": exc.code}
+
+
+def deadline_seconds(ctx):
+    """One deadline for every read of status: the connect timeout plus GRACE."""
+    try:
+        timeout = int(ctx.config.hatasks.connect_timeout)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        timeout = 10
+    return max(1, timeout) + GRACE
+
+
+def run_jobs(jobs, deadline):
+    """Run every job in a daemon thread; what has not answered after DEADLINE seconds is
+    {"error": "no answer within ..."} (a dead host never holds status longer than that)."""
+    box = queue.Queue()
+
+    def one(key, fn):
+        try:
+            box.put((key, _call(fn)))
+        except BaseException as exc:  # a bug: raised again in the caller's thread
+            box.put((key, exc))
+
+    for key, fn in jobs:
+        threading.Thread(target=one, args=(key, fn), daemon=True).start()
+    results, end = {}, time.monotonic() + deadline
+    while len(results) < len(jobs):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            key, value = box.get(timeout=left)
+        except queue.Empty:
+            break
+        if isinstance(value, BaseException):
+            raise value
+        results[key] = value
+    for key, _ in jobs:
+        results.setdefault(key, {"error": f"no answer within {deadline:g}s",
+                                 "code": HaError.UNREACHABLE})
+    return results
 
 
 def collect(ctx, cluster=None, parallel=True):
@@ -38,19 +125,35 @@ def collect(ctx, cluster=None, parallel=True):
     names, jobs = collectors(ctx, cluster)
     started = time.monotonic()
     if parallel:
-        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-            futures = [(key, pool.submit(_call, fn)) for key, fn in jobs]
-            results = {key: f.result() for key, f in futures}
+        results = run_jobs(jobs, deadline_seconds(ctx))
     else:
         results = {key: _call(fn) for key, fn in jobs}
     inv = remote.inventory(ctx)
-    data = {"clusters": {}, "problems": [], "seconds": None}
+    data = {"clusters": {}, "problems": [], "unreachable": {}, "seconds": None}
     for name in names:
         c = inv.cluster(name)
-        entry = {"kind": c.kind}
+        entry = {"kind": c.kind, "hosts": {}}
         for (cname, part), value in results.items():
-            if cname == name:
+            if cname != name:
+                continue
+            if part.startswith("ssh:"):
+                entry["hosts"][part[4:]] = value
+                if "error" in value:
+                    data["unreachable"][part[4:]] = value["error"]
+            elif part.startswith("pg:"):
+                if "error" in value:  # did not answer in time
+                    port = int(inv.host(part[3:]).vars.get("pg_port") or 5432)
+                    value = {"host": part[3:], "status": "down", "port": port, "version": None,
+                             "databases": [], "reason": value["error"]}
+                entry.setdefault("pg", {"cluster": name, "backends": []})["backends"].append(value)
+            else:
                 entry[part] = value
+        try:
+            held = journal.lock_held(ctx, name)
+        except HaError:
+            held = None
+        if held and not held.get("self"):
+            entry["operation"] = {k: held.get(k) for k in ("action", "user", "pid", "host", "since")}
         data["clusters"][name] = entry
         data["problems"].extend(f"{name}: {p}" for p in problems(c, entry))
     data["healthy"] = not data["problems"]
@@ -58,16 +161,39 @@ def collect(ctx, cluster=None, parallel=True):
     return data
 
 
+def host_key_problem(why):
+    return "host key" in (why or "")
+
+
 def problems(c, entry):
     """What is wrong in one cluster's entry, as short sentences (empty when healthy)."""
     out = []
+    op = entry.get("operation")
+    if op:
+        out.append(f"operation {op.get('action')} by {op.get('user')} (pid {op.get('pid')} on "
+                   f"{op.get('host')}) since {op.get('since')} in progress")
+    dead = {}
+    for host, r in (entry.get("hosts") or {}).items():
+        if "error" in r:
+            dead[host] = r["error"]
+            kind = ("HOST KEY problem, not a service failure" if host_key_problem(r["error"])
+                    else "unreachable")
+            out.append(f"{host} {kind}: {r['error']}")
     st = entry.get("hb") or {}
     if "error" in st:
         out.append(f"Pacemaker: {st['error']}")
     else:
         for host, why in (st.get("unanswered") or {}).items():
-            out.append(f"{host} did not answer: {why}")
-        out.extend(crmmon.problems(st, c.vars.get("group")))
+            if host not in dead:
+                out.append(f"{host} did not answer: {why}")
+        cons_ids = {x["id"] for x in (entry.get("constraints") or {}).get("constraints") or []}
+        out.extend(p for p in crmmon.problems(st, c.vars.get("group"))
+                   if not any(p.startswith(f"constraint {i} ") for i in cons_ids))
+    cons = entry.get("constraints") or {}
+    for x in cons.get("constraints") or []:
+        out.append(f"constraint {x['id']} left by a {x['kind']}: {x['resource']} "
+                   f"{'pinned on' if x['kind'] == 'move' else 'kept off'} {x['node']} "
+                   f"(inv hb.clear --resource {x['resource']})")
     pool = entry.get("pgpool")
     if pool is not None:
         if "error" in pool or not pool.get("reachable"):
@@ -85,7 +211,13 @@ def problems(c, entry):
             out.append(f"PostgreSQL: {pgs['error']}")
         else:
             out.extend(f"PostgreSQL on {b['host']} is down: {b.get('reason')}"
-                       for b in pgs.get("backends", []) if b.get("status") != "up")
+                       for b in pgs.get("backends", [])
+                       if b.get("status") != "up" and not host_key_problem(dead.get(b["host"])))
+            for b in pgs.get("backends", []):
+                if b.get("status") == "up" and b.get("port") and c.vars.get("pg_port") and \
+                        str(b["port"]) != str(c.vars.get("pg_port")):
+                    out.append(f"PostgreSQL on {b['host']} runs on port {b['port']}, not "
+                               f"{c.vars.get('pg_port')} (left on a resync's port?)")
     return out
 
 
@@ -96,9 +228,12 @@ def _table(data):
         if "error" in st:
             parts.append(f"== cluster {name}: Pacemaker: {st['error']}")
         else:
-            one = {"clusters": [name], "views": {name: {"read_on": st.get("read_on"),
-                                                        "dc": st.get("dc"),
-                                                        "unanswered": st.get("unanswered") or {}}}}
+            one = {"clusters": [name], "views": {name: {
+                "read_on": st.get("read_on"), "dc": st.get("dc"),
+                "unanswered": st.get("unanswered") or {}, "quorum": st.get("quorum"),
+                "maintenance_mode": st.get("maintenance_mode"),
+                "stop_all_resources": st.get("stop_all_resources"),
+                "stonith_enabled": st.get("stonith_enabled"), "bans": st.get("bans") or []}}}
             for key in ("nodes", "resources", "failed_actions"):
                 one[key] = [dict(item, cluster=name) for item in st.get(key, [])]
             parts.append(hb.status_table(one))
@@ -134,6 +269,9 @@ def status(ctx, cluster=None, format=None):
         remote.inventory(ctx).cluster(cluster)
     data = collect(ctx, cluster)
     output.emit(data, fmt, table=_table)
+    if data["unreachable"]:
+        raise UnreachableError("not answering: " + "; ".join(
+            f"{h}: {why}" for h, why in data["unreachable"].items()))
     if not data["healthy"]:
         raise StateError(f"not healthy: {len(data['problems'])} problem(s): "
                          + "; ".join(data["problems"]))

@@ -32,7 +32,8 @@ import signal
 import threading
 import time
 
-from hatasks import backends, checks, journal, newest, output, pg, pgpool, remote, salvage
+from hatasks import (backends, checks, crm, journal, newest, output, pg, pgpool, remote,
+                     salvage)
 from hatasks.base import task
 from hatasks.divergence import compare_digests
 from hatasks.shell import q
@@ -249,6 +250,28 @@ def run_steps(ctx, op, p, done, st):
     return st
 
 
+def restart_stopped_pgpool(ctx, cluster, yes):
+    """Nothing to copy, but pgpool left stopped (pgpool.stop, an interrupted step): hand it
+    back to Pacemaker where the group runs, so the cluster serves both backends again."""
+    c = backends.pgpool_cluster(ctx, cluster)
+    try:
+        backends.read_pool_nodes(ctx, c.name)
+        return None
+    except HaError:
+        pass
+    rs = pgpool.resource_state(ctx, c)
+    if not rs or (rs["managed"] and not rs["maintenance"]):
+        return None
+    where = pgpool.running_on(ctx, c) or [h.name for h in c.hosts]
+    vip = [r.get("node") for r in crm.crm_status(ctx, c.name).get("resources", [])
+           if r.get("id") == c.vars.get("vip_resource") and r.get("node")]
+    host = (vip or where)[0]
+    say(f"pgpool is stopped ({rs['id']} {'in maintenance' if rs['maintenance'] else 'unmanaged'}):"
+        f" starting it on {host}")
+    with journal.operation(ctx, c.name, "pgpool.start", {"host": host}, yes=yes):
+        return pgpool.start(ctx, host)
+
+
 def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=False, yes=False,
            maint_port=None, workdir=None, cluster=None, chosen=False):
     """The whole resync (plan, confirm, run, verify). Returns a summary dict, or
@@ -259,6 +282,7 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
                       chosen)
     if p is None:
         say(plan)
+        restart_stopped_pgpool(ctx, cluster, yes)
         return {"nothing_to_do": plan}
     print_plan(p, plan)
     info = preflight(ctx, p)

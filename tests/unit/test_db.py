@@ -7,7 +7,7 @@ import pathlib
 import invoke
 import pytest
 
-from hatasks import backends, crm, crmmon, db, engine, hb, newest, pgpool, remote
+from hatasks import backends, crm, crmmon, db, engine, hb, newest, remote
 from hatasks.errors import HaError, UsageError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -97,14 +97,32 @@ def test_failback_refuses_with_a_node_offline(ctx, mocker):
 
 def test_failback_refuses_while_pgpool_is_degenerated(ctx, mocker):
     mocker.patch.object(crm, "crm_status", return_value=crm_state(group_on="db02"))
-    mocker.patch.object(pgpool, "status", return_value={
-        "reachable": True, "degenerated": True,
-        "backends": [{"host": "db01", "status": "down"}, {"host": "db02", "status": "up"}]})
+    mocker.patch.object(db.backends, "read_pool_nodes", return_value={
+        "degenerated": True,
+        "backends": [{"node_id": 0, "host": "db01", "status": "down"},
+                     {"node_id": 1, "host": "db02", "status": "up"}]})
     standby = mocker.patch.object(hb, "standby")
     with pytest.raises(HaError) as exc:
         db.failback(ctx, to="db01", yes=True)
     assert "degenerated (db01 down)" in exc.value.message
     standby.assert_not_called()
+
+
+def test_failover_refuses_while_pgpool_is_degenerated_unless_forced(ctx, mocker, capsys):
+    mocker.patch.object(crm, "crm_status", return_value=crm_state(group_on="db01"))
+    mocker.patch.object(db.backends, "read_pool_nodes", return_value={
+        "degenerated": True,
+        "backends": [{"node_id": 0, "host": "db01", "status": "up"},
+                     {"node_id": 1, "host": "db02", "status": "down"}]})
+    mocker.patch.object(db, "_record_async", return_value=lambda: None)
+    move = mocker.patch.object(db, "move_group", return_value=None)
+    with pytest.raises(HaError) as exc:
+        db.failover(ctx, yes=True)
+    assert exc.value.code == HaError.STATE and "degenerated (db02 down)" in exc.value.message
+    move.assert_not_called()
+    db.failover(ctx, yes=True, force=True)
+    move.assert_called_once()
+    assert "pgpool before: 0:db01 up, 1:db02 down; degenerated: yes" in capsys.readouterr().out
 
 
 def test_failback_to_where_it_runs_does_nothing(ctx, mocker, capsys):
@@ -226,3 +244,4 @@ def test_split_brain_resync_follows_the_chosen_source(ctx, mocker, chosen, sourc
 def test_recover_source_must_be_a_db_host(ctx):
     with pytest.raises(UsageError):
         db.recover(ctx, source="lb01", yes=True)
+

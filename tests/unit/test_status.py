@@ -92,7 +92,7 @@ def test_collect_runs_the_probes_in_parallel(mocker):
     data = status.collect(object())
     assert peak[0] == 4
     assert data["healthy"] is True
-    assert set(data["clusters"]["db"]) == {"kind", "hb", "pgpool", "pg"}
+    assert set(data["clusters"]["db"]) == {"kind", "hosts", "hb", "pgpool", "pg"}
 
     running[0] = peak[0] = 0
     status.collect(object(), parallel=False)
@@ -110,6 +110,7 @@ def lab_answers(fake, db_crm_mon):
     fake.sql("current_setting('server_version')", [("15.18 (Debian 15.18-0+deb12u1)", 150018,
                                                     5432)])
     fake.sql("pg_database_size", [("GYOM_DB", 7700000), ("postgres", 7500000)])
+    fake.on("cibadmin --query --scope constraints", (0, "<constraints/>"))
 
 
 def test_status_task_on_a_healthy_lab(ctx, fake, capsys):
@@ -131,3 +132,44 @@ def test_status_task_names_the_failed_action_and_exits_3(ctx, fake, capsys):
     out, err = capsys.readouterr()
     assert "FAILED ACTIONS" in out and "PROBLEMS:" in out
     assert "failed action: pgpool monitor on db02" in err
+
+
+BAN = """<constraints><rsc_location id="cli-ban-grp-pgpool-on-db01" rsc="grp-pgpool" role="Started"
+ node="db01" score="-INFINITY"/></constraints>"""
+
+
+def test_status_names_a_constraint_left_by_a_ban(ctx, fake, capsys):
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    fake.on("cibadmin --query --scope constraints", (0, BAN))
+    with pytest.raises(invoke.Exit) as exc:
+        status.status(ctx, format="json")
+    assert exc.value.code == HaError.STATE
+    data = json.loads(capsys.readouterr().out)
+    assert any("cli-ban-grp-pgpool-on-db01" in p and "hb.clear --resource grp-pgpool" in p
+               for p in data["problems"]), data["problems"]
+
+
+def test_status_unreachable_host_exits_4_naming_it(ctx, fake, capsys):
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    fake.down.add("db02")
+    with pytest.raises(invoke.Exit) as exc:
+        status.status(ctx, format="json")
+    assert exc.value.code == HaError.UNREACHABLE
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert "db02" in data["unreachable"] and "db02" in err
+    # the dead host does not hide the other backend
+    assert {b["host"]: b["status"] for b in data["clusters"]["db"]["pg"]["backends"]} == \
+        {"db01": "up", "db02": "down"}
+
+
+def test_host_key_problem_is_not_a_service_down():
+    entry = {"hosts": {"db01": {"ok": True},
+                       "db02": {"error": "db02 (10.0.0.2:22) unreachable: host key does not "
+                                         "match known_hosts (possible impersonation)"}},
+             "hb": xml("initial.xml"), "pgpool": healthy_pool(),
+             "pg": {"backends": [{"host": "db01", "status": "up"},
+                                 {"host": "db02", "status": "down", "reason": "host key"}]}}
+    found = status.problems(db_cluster(), entry)
+    assert any(p.startswith("db02 HOST KEY problem, not a service failure") for p in found)
+    assert not any("PostgreSQL on db02 is down" in p for p in found)

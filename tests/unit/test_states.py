@@ -1,0 +1,350 @@
+"""The diagnoses of the states hatasks or an operator leaves behind (hatasks.states), on facts
+shaped as db.collect_db reads them; combinations ranked. Lab captures of the same states are in
+tests/fixtures/diagnose/states_*.json (test_states_captured below)."""
+
+import copy
+import json
+import pathlib
+
+import pytest
+
+from hatasks import states
+
+FIX = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "diagnose"
+
+
+def res(rid, node="db01", **kw):
+    out = {"id": rid, "node": node, "role": "Started" if node else "Stopped",
+           "nodes": [node] if node else [], "managed": True, "maintenance": False,
+           "target_role": None, "blocked": False, "failed": False}
+    out.update(kw)
+    return out
+
+
+def view(nodes=None, group_node="db01", resources=None, flags=None, node_flags=None):
+    nodes = nodes or {"db01": "online", "db02": "online"}
+    nf = {n: {"maintenance": False, "standby": st == "standby", "unclean": False,
+              "pending": False, "online": st != "offline"} for n, st in nodes.items()}
+    for n, extra in (node_flags or {}).items():
+        nf[n].update(extra)
+    return {"nodes": dict(nodes), "group_node": group_node,
+            "flags": dict({"maintenance_mode": False, "stop_all_resources": False,
+                           "quorum": True, "stonith_enabled": False, "dc": "db01"}, **(flags or {})),
+            "node_flags": nf, "bans": [],
+            "resources": resources if resources is not None else
+            [res("db-vip", group_node), res("pgpool", group_node)],
+            "failed_actions": []}
+
+
+def host(v, port=5432, running=True, datadir=True):
+    return {"ssh": True, "ssh_error": None, "power": None, "crm": v, "crm_error": None,
+            "pg": {"running": running, "port": port if running else None, "connect": running,
+                   "pg_port": 5432, "datadir": datadir}}
+
+
+def facts(v=None, pool=None, **kw):
+    v = v or view()
+    out = {"cluster": "db", "kind": "db", "order": ["db01", "db02"], "group": "grp-pgpool",
+           "pgpool_resource": "pgpool", "hosts": {"db01": host(v), "db02": host(v)},
+           "pgpool": pool or {"reachable": True, "error": None, "degenerated": False,
+                              "newest": None, "via": "db01",
+                              "backends": [{"node_id": 0, "host": "db01", "status": "up"},
+                                           {"node_id": 1, "host": "db02", "status": "up"}]},
+           "failback_to": None, "method": "dump", "pending": None, "first_degenerated": None,
+           "constraints": [], "resync": None, "lock": None, "home": None}
+    out.update(kw)
+    return out
+
+
+DOWN = {"reachable": False, "error": "pgpool does not answer on 10.0.0.10:9999",
+        "backends": [], "degenerated": None, "newest": None, "via": None}
+
+
+def plan_tasks(d):
+    return [s["task"] for s in d["steps"] if not s.get("conditional")]
+
+
+def test_healthy_stays_healthy():
+    d = states.diagnose_db(facts())
+    assert d["pattern"] == "healthy" and d["problems"] == []
+
+
+def test_cluster_maintenance_is_a_human_decision_naming_the_command():
+    v = view(flags={"maintenance_mode": True},
+             resources=[res("db-vip", managed=False, maintenance=True),
+                        res("pgpool", managed=False, maintenance=True)])
+    d = states.diagnose_db(facts(v))
+    assert d["pattern"] == "maintenance" and ["maintenance", None] in d["problems"]
+    assert d["steps"][0]["task"] == "manual"
+    assert "inv hb.maintenance --off" in d["steps"][0]["text"]
+    assert not any(p[0] == "pgpool-stopped" for p in d["problems"])
+
+
+def test_node_maintenance_names_the_node():
+    d = states.diagnose_db(facts(view(node_flags={"db02": {"maintenance": True}})))
+    assert d["problems"][0] == ["maintenance", "db02"]
+    assert "hb.maintenance --off --node db02" in d["steps"][0]["text"]
+
+
+def test_standby_left_is_not_a_heartbeat_failure():
+    v = view(nodes={"db01": "online", "db02": "standby"})
+    d = states.diagnose_db(facts(v))
+    assert d["pattern"] == "standby-left" and d["host"] == "db02"
+    assert d["plan"][0] == "inv hb.online --node db02"
+    assert not any(p[0] == "heartbeat" for p in d["problems"])
+
+
+def test_pgpool_stopped_by_pgpool_stop_is_started_again():
+    v = view(resources=[res("db-vip"), res("pgpool", managed=False, maintenance=True)])
+    d = states.diagnose_db(facts(v, DOWN))
+    assert d["pattern"] == "pgpool-stopped" and d["host"] == "db01"
+    assert d["plan"][0] == "inv pgpool.start --host db01"
+    assert [p[0] for p in d["problems"]] == ["pgpool-stopped"]  # not also "pgpool" + a wait
+    assert "wait" not in plan_tasks(d)
+
+
+def test_pgpool_disabled_is_pgpool_stopped():
+    v = view(group_node=None, resources=[res("db-vip"), res("pgpool", None, target_role="Stopped")])
+    d = states.diagnose_db(facts(v, DOWN))
+    assert d["pattern"] == "pgpool-stopped"
+    assert "disabled (target-role Stopped)" in d["evidence"][0]
+
+
+RESYNC = {"op": "abc123", "method": "dump", "source": "db01", "target": "db02",
+          "maint_port": 5433, "done": ["plan", "stop_pgpool", "keep_datadir"],
+          "last": "keep_datadir", "outcome": "interrupted", "message": None, "resumable": True}
+
+
+def test_interrupted_resync_plans_resume_or_rollback_saying_what_each_does():
+    v = view(resources=[res("db-vip"), res("pgpool", managed=False, maintenance=True)])
+    f = facts(v, DOWN, resync=dict(RESYNC))
+    f["hosts"]["db02"]["pg"] = {"running": False, "port": None, "connect": False,
+                                "pg_port": 5432, "datadir": False}
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "resync-interrupted" and d["host"] == "db02"
+    assert d["plan"][0] == "inv sync.resume"
+    assert d["plan"][1] == "or: inv sync.rollback"
+    assert "after its last completed step (keep_datadir)" in d["steps"][0]["why"]
+    assert "old data directory back" in d["steps"][1]["why"]
+    # no pg.start on a host whose data directory the resync moved away
+    assert not any(s["task"] == "pg.start" and s["args"].get("host") == "db02" for s in d["steps"])
+    assert "keep_datadir" in d["evidence"][0]
+
+
+def test_resync_facts_from_the_journal_state():
+    assert states.resync_facts(None) is None
+    assert states.resync_facts({"finished": True}) is None
+    assert states.resync_facts({"finished": False, "rolled_back": True}) is None
+    rs = states.resync_facts({"op": "x", "finished": False, "rolled_back": False,
+                              "params": {"method": "dump", "source": "db01", "target": "db02"},
+                              "done": ["plan", "stop_pgpool"], "outcome": "failed",
+                              "message": "interrupted"})
+    assert rs["last"] == "stop_pgpool" and rs["resumable"] and rs["target"] == "db02"
+
+
+def test_constraint_left_by_a_move_is_cleared():
+    cons = [{"id": "cli-prefer-grp-pgpool", "resource": "grp-pgpool", "node": "db02",
+             "score": 1000000, "kind": "move"}]
+    d = states.diagnose_db(facts(view(group_node="db02"), constraints=cons))
+    assert d["pattern"] == "constraint-left" and d["host"] == "db02"
+    assert d["plan"][0] == "inv hb.clear --resource grp-pgpool"
+    assert "cli-prefer-grp-pgpool" in d["evidence"][0]
+
+
+def test_postgres_left_on_the_maintenance_port():
+    f = facts()
+    f["hosts"]["db02"]["pg"].update(port=5433)
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "maintenance-port" and d["plan"][0] == "inv pg.stop --host db02"
+
+
+def test_blocked_resource_is_cleaned_up():
+    v = view(resources=[res("db-vip"), res("pgpool", managed=False, blocked=True, failed=True)])
+    d = states.diagnose_db(facts(v))
+    assert d["pattern"] == "blocked"
+    assert d["plan"][0] == "inv hb.cleanup --resource pgpool --node db01"
+
+
+def test_no_quorum_needs_a_human():
+    d = states.diagnose_db(facts(view(flags={"quorum": False})))
+    assert d["pattern"] == "no-quorum" and d["steps"][0]["task"] == "manual"
+
+
+def test_operation_in_progress_holds_the_plan_back():
+    v = view(nodes={"db01": "standby", "db02": "online"}, group_node="db02")
+    lock = {"user": "ops", "pid": 42, "host": "admin1", "action": "db.failover",
+            "since": "2026-11-30T03:00:00Z"}
+    d = states.diagnose_db(facts(v, lock=lock))
+    assert d["pattern"] == "in-progress" and d["steps"] == [] and d["plan"] == []
+    assert d["evidence"][0].startswith("operation db.failover by ops (pid 42 on admin1) since "
+                                       "2026-11-30T03:00:00Z in progress")
+    assert ["standby-left", "db01"] in d["problems"]
+
+
+def test_a_node_joining_is_not_a_cut_network():
+    a = view(nodes={"db01": "online", "db02": "offline"}, node_flags={"db02": {"pending": True}})
+    b = view(nodes={"db01": "offline", "db02": "online"}, group_node=None, resources=[])
+    f = facts()
+    f["hosts"]["db01"]["crm"], f["hosts"]["db02"]["crm"] = a, b
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "joining"
+    assert d["steps"][0]["task"] == "manual" and d["steps"][0]["settle"]
+    assert not any(p[0] == "network" for p in d["problems"])
+
+
+def test_combination_ranked_maintenance_before_standby_before_pgpool():
+    v = view(nodes={"db01": "online", "db02": "standby"},
+             node_flags={"db01": {"maintenance": True}},
+             resources=[res("db-vip"), res("pgpool", managed=False, maintenance=True)])
+    cons = [{"id": "cli-ban-grp-pgpool-on-db02", "resource": "grp-pgpool", "node": "db02",
+             "score": -1000000, "kind": "ban"}]
+    d = states.diagnose_db(facts(v, DOWN, constraints=cons))
+    assert [p[0] for p in d["problems"]] == ["maintenance", "standby-left", "constraint-left",
+                                             "pgpool-stopped"]
+    assert [s["task"] for s in d["steps"]][:4] == ["manual", "hb.online", "hb.clear",
+                                                   "pgpool.start"]
+
+
+def test_combination_resync_interrupted_wins_over_what_it_left():
+    v = view(resources=[res("db-vip"), res("pgpool", managed=False, maintenance=True)])
+    f = facts(v, DOWN, resync=dict(RESYNC))
+    f["hosts"]["db02"]["pg"].update(port=5433)
+    d = states.diagnose_db(f)
+    assert d["problems"][0] == ["resync-interrupted", "db02"]
+    assert not any(p[0] == "maintenance-port" for p in d["problems"])
+    assert plan_tasks(d)[0] == "sync.resume"
+
+
+def test_failback_names_the_home_node_not_the_failed_host():
+    # a failover moved the group from db01 to db02; later PostgreSQL fails on db01
+    f = facts(view(group_node="db02"), home="db01")
+    f["hosts"]["db01"]["pg"] = {"running": False, "port": None, "connect": False,
+                                "pg_port": 5432, "datadir": True}
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "postgres" and d["host"] == "db01"
+    assert d["plan"][-1] == "optional: inv db.failback --to db01"
+    # PostgreSQL fails on db02 while the group runs on db01 (its home): no failback at all,
+    # and never one to the failed host
+    f = facts(view(group_node="db01"), home="db01")
+    f["hosts"]["db02"]["pg"] = {"running": False, "port": None, "connect": False,
+                                "pg_port": 5432, "datadir": True}
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "postgres" and not any("db.failback" in p for p in d["plan"])
+
+
+def test_home_from_journal():
+    recs = [{"cluster": "db", "event": "start", "action": "db.failover", "args": {"from": "db02"}},
+            {"cluster": "db", "event": "start", "action": "hb.online", "args": {}}]
+    assert states.home_from_journal(recs, "db") == "db02"
+    assert states.home_from_journal(recs, "lb") is None
+
+
+CAPTURED = sorted(p.stem for p in FIX.glob("states_*.json"))
+
+
+@pytest.mark.parametrize("name", CAPTURED)
+def test_states_captured(name):
+    """Facts captured on the lab in each state (db.diagnose --format json --facts): the
+    pattern named then is named now, first, with the same plan."""
+    data = json.loads((FIX / f"{name}.json").read_text())
+    d = states.diagnose_db(copy.deepcopy(data["facts"]))
+    assert d["pattern"] == data["pattern"] == name.split("_", 2)[1].replace("-", "_").replace("_", "-")
+    assert d["plan"] == data["plan"]
+
+
+def test_impact_says_pgpool_stops_with_an_estimate_and_names_the_online_method():
+    f = facts()
+    f["hosts"]["db01"]["pg"]["bytes"] = 200 * 1048576
+    steps = [{"task": "sync.resync", "args": {"method": "dump", "target": "db02"}, "why": ""},
+             {"task": "sync.resume", "args": {}, "why": ""}]
+    lines = states.impact(f, steps)
+    assert lines[0] == ("dump resync: pgpool STOPS and clients are refused for about 10 s "
+                        "(200 MB of data at ~20 MB/s); `--method online` keeps pgpool serving "
+                        "while db02 is rebuilt")
+    assert lines[1].startswith("sync.resume: pgpool stays stopped")
+    online = [{"task": "sync.resync", "args": {"method": "online", "target": "db02"}, "why": ""}]
+    assert states.impact(f, online) == []
+
+
+def lb_facts(v, **kw):
+    out = {"cluster": "lb", "kind": "lb", "order": ["lb01", "lb02"], "group": "grp-apache",
+           "apache_resource": "apache",
+           "hosts": {n: {"ssh": True, "ssh_error": None, "power": None, "crm": v,
+                         "crm_error": None} for n in ("lb01", "lb02")},
+           "web": {"serving": True, "http_code": 200, "page_node": "lb01"},
+           "policy": {"preferred": "lb01", "score": 100, "stickiness": 0, "automatic": True},
+           "constraints": [], "lock": None}
+    out.update(kw)
+    return out
+
+
+def lb_view(**kw):
+    v = view(nodes={"lb01": "online", "lb02": "online"}, group_node="lb01",
+             resources=[res("lb-vip", "lb01"), res("apache", "lb01")], **kw)
+    return v
+
+
+def test_lb_healthy_and_lb_maintenance_and_ban():
+    assert states.diagnose_lb(lb_facts(lb_view()))["pattern"] == "healthy"
+    d = states.diagnose_lb(lb_facts(lb_view(flags={"maintenance_mode": True})))
+    assert d["pattern"] == "maintenance" and d["steps"][0]["task"] == "manual"
+    cons = [{"id": "cli-ban-grp-apache-on-lb02", "resource": "grp-apache", "node": "lb02",
+             "score": -1000000, "kind": "ban"}]
+    d = states.diagnose_lb(lb_facts(lb_view(), constraints=cons))
+    assert d["pattern"] == "constraint-left"
+    assert d["plan"][0] == "inv hb.clear --resource grp-apache --cluster lb"
+
+
+def test_interrupted_resync_settled_by_a_later_online_recovery():
+    st = {"op": "r1", "finished": False, "rolled_back": False, "cleaned": False,
+          "params": {"method": "dump", "source": "db01", "target": "db02"}, "done": ["plan"],
+          "outcome": None, "message": None}
+    recs = [{"op": "r1", "event": "start", "action": "sync.resync"},
+            {"op": "r1", "event": "checkpoint", "step": "plan"}]
+    assert states.resync_facts(st, recs)["target"] == "db02"
+    later = recs + [{"op": "p2", "event": "start", "action": "pgpool.recover"},
+                    {"op": "p2", "event": "done", "action": "pgpool.recover"}]
+    assert states.resync_facts(st, later) is None
+    assert states.resync_facts(dict(st, cleaned=True), recs) is None
+
+
+def test_a_host_key_problem_is_never_a_network_failure_nor_a_resync():
+    f = facts()
+    f["hosts"]["db02"] = {"ssh": False, "power": None, "crm": None, "crm_error": None,
+                          "pg": None,
+                          "ssh_error": "db02 (10.231.1.12:22) unreachable: host key does not "
+                                       "match known_hosts (possible impersonation)"}
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "host-key" and d["host"] == "db02"
+    assert d["steps"][0]["task"] == "manual" and "fingerprint" in d["steps"][0]["text"]
+    assert not any(s["task"] == "sync.resync" for s in d["steps"])
+    assert not any(p[0] in ("network", "power") for p in d["problems"])
+
+
+def test_lb_host_key_problem():
+    f = lb_facts(lb_view())
+    f["hosts"]["lb02"] = {"ssh": False, "power": None, "crm": None, "crm_error": None,
+                          "ssh_error": "lb02 (10.0.0.22:22) unreachable: unknown host key (not "
+                                       "in known_hosts; add it after checking the fingerprint)"}
+    d = states.diagnose_lb(f)
+    assert d["pattern"] == "host-key" and d["host"] == "lb02"
+    assert [s["task"] for s in d["steps"] if not s.get("conditional")] == ["manual"]
+    assert "fingerprint" in d["steps"][0]["text"]
+
+
+def test_a_resync_owed_by_a_past_network_failure_asks_no_human_again():
+    pending = {"pattern": "network", "host": "db02", "source": "db01", "ts": "2026-11-30T03:00Z"}
+    d = states.diagnose_db(facts(pending=pending))
+    assert d["pattern"] == "network" and d["problems"] == []
+    assert plan_tasks(d) == ["sync.resync"]
+
+
+def test_stale_attach_resyncs_from_the_newest():
+    first = {"newest": "db01", "ts": "2026-11-30T03:00Z", "evidence": {}}
+    f = facts(first_degenerated=first,
+              contents={"equal": False, "differences": ["GYOM_DB.public.t db01=2 db02=None"]})
+    d = states.diagnose_db(f)
+    assert d["pattern"] == "stale-attach" and d["host"] == "db02"
+    assert d["plan"][0] == "inv sync.resync --source db01 --target db02 --method dump"
+    f["contents"]["equal"] = True
+    assert states.diagnose_db(f)["pattern"] == "healthy"

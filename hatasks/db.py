@@ -79,9 +79,9 @@ def _contents_if_suspect(ctx, c, facts):
     the journal still holds a degenerated record no resync settled (an attach without a
     resync): None otherwise, or when a backend cannot be read."""
     pool = facts.get("pgpool") or {}
+    suspect = facts.get("first_degenerated") or facts.get("stale_attached")
     if not (pool.get("reachable") and not pool.get("degenerated") and pool.get("backends")
-            and facts.get("first_degenerated") and not facts.get("pending")
-            and not facts.get("resync")):
+            and suspect and not facts.get("pending") and not facts.get("resync")):
         return None
     try:
         rep = compare.row_count_report(ctx, c.name)
@@ -130,6 +130,11 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
     # where the last move by hatasks took the group from, else the CIB's preference
     facts["home"] = states.home_from_journal(records, c.name) or policy.get("preferred")
+    # the data-safety records: attaches without a resync, salvage files not re-applied, and
+    # pgpool's own node ids against the inventory's
+    facts["stale_attached"] = journal.stale_attached(ctx, c.name)
+    facts["salvage_pending"] = journal.salvage_pending(ctx, c.name)
+    facts["node_ids"] = (backends.id_disagreements(c, pool) if pool.get("reachable") else [])
     facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {

@@ -34,12 +34,13 @@ from hatasks import rules
 from hatasks.rules import manual, step
 
 #: every DB pattern in the order a diagnosis names it when several hold
-DB_ORDER = ("host-key", "power", "network", "heartbeat", "joining", "maintenance", "no-quorum", "blocked",
+DB_ORDER = ("node-ids", "split-brain", "host-key", "power", "network", "heartbeat", "joining",
+            "maintenance", "no-quorum", "blocked",
             "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
             "no-backend", "pgpool",
             "postgres", "maintenance-port", "degenerated", "stale-attach")
 #: the patterns that need a human: recover exits 3 at once with the words
-HUMAN = ("host-key", "maintenance", "no-quorum")
+HUMAN = ("node-ids", "split-brain", "host-key", "maintenance", "no-quorum")
 
 
 # =========================================================================== journal facts
@@ -220,7 +221,43 @@ def maintenance_port_problems(facts):
     return found
 
 
+def node_id_problems(facts):
+    """pgpool's node ids disagree with the inventory: no decision by node id can be trusted."""
+    lines = facts.get("node_ids") or []
+    return [("node-ids", None, list(lines))] if lines else []
+
+
+def split_brain_problems(facts):
+    """A rebuild was refused (or done by the operator's choice) because the target held writes
+    its source lacked: the salvage file of those writes is not re-applied yet."""
+    out = []
+    for rec in facts.get("salvage_pending") or []:
+        tables = [f"{t.get('table')} ({t.get('target_only', t.get('rows', '?'))} rows)"
+                  for t in ((rec.get("proof") or {}).get("tables") or [])[:3]
+                  if isinstance(t, dict)]
+        out.append(("split-brain", rec.get("backend"), [
+            f"{rec.get('backend')} holds writes {rec.get('source')} lacks (proved at "
+            f"{rec.get('ts')}): they are kept in the salvage file {rec.get('local')}"
+            + (f"; tables: {', '.join(tables)}" if tables else "")]))
+    return out
+
+
+def forced_attach_problems(facts):
+    """Backends attached with pgpool.attach --force (journal) and never proved equal since."""
+    cont = facts.get("contents") or {}
+    out = []
+    for host in facts.get("stale_attached") or []:
+        why = "; ".join(cont.get("differences") or []) if cont and not cont.get("equal") else ""
+        out.append(("stale-attach", host, [
+            f"{host} was attached with pgpool.attach --force (without a resync) and no "
+            f"comparison has proved it equal since" + (f": {why}" if why else "")]))
+    return out
+
+
 def stale_attach_problems(facts):
+    forced = forced_attach_problems(facts)
+    if forced:
+        return forced
     cont = facts.get("contents")
     first = facts.get("first_degenerated") or {}
     if not cont or cont.get("equal") or not first.get("newest"):
@@ -279,6 +316,7 @@ def detect(facts):
     new += maintenance_problems(facts) + quorum_problems(facts) + blocked_problems(facts)
     new += resync_problems(facts) + standby_problems(facts) + constraint_problems(facts)
     new += stopped + mport + stale_attach_problems(facts)
+    new += node_id_problems(facts) + split_brain_problems(facts)
     return rules.rank(new, DB_ORDER)
 
 
@@ -355,8 +393,22 @@ def steps_for(facts, pattern, host):
                                        f"(the newest-data backend is recorded first), then it "
                                        f"is started again and reads the backends afresh",
                         host=host))
+    elif pattern == "node-ids":
+        out.append(manual("pgpool's node ids and the inventory's pgpool_node_id disagree ("
+                          + "; ".join(facts.get("node_ids") or []) + "): fix pgpool_node_id in "
+                          "the inventory (pgpool is the truth: SHOW pool_nodes); then run "
+                          "db.recover again"))
+    elif pattern == "split-brain":
+        rec = next((r for r in facts.get("salvage_pending") or [] if r.get("backend") == host),
+                   {})
+        out.append(manual(f"both sides took writes (split brain): choose the winner, "
+                          f"inv db.recover --source {rec.get('source')} (or --source {host}); "
+                          f"then re-apply the loser's writes: inv sync.salvage --file "
+                          f"{rec.get('local')} --yes"))
     elif pattern == "stale-attach":
         newest = (facts.get("first_degenerated") or {}).get("newest")
+        if not newest or newest == host:
+            newest = next((h for h in facts["order"] if h != host), None)
         out.append(step("sync.resync", f"rebuild {host} from {newest}, which took the writes "
                                        f"while {host} was detached (its stale contents are "
                                        f"kept, never deleted)", source=newest, target=host,

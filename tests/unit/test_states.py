@@ -348,3 +348,35 @@ def test_stale_attach_resyncs_from_the_newest():
     assert d["plan"][0] == "inv sync.resync --source db01 --target db02 --method dump"
     f["contents"]["equal"] = True
     assert states.diagnose_db(f)["pattern"] == "healthy"
+
+
+# ---------------------------------------------------------------- data-safety records
+
+
+def test_a_forced_attach_is_stale_until_proved_and_plans_a_resync_from_the_other():
+    d = states.diagnose_db(facts(stale_attached=["db02"],
+                                 contents={"equal": False, "differences": ["GYOM_DB.public.t: "
+                                                                           "db01 5, db02 4"]}))
+    assert d["problems"] == [["stale-attach", "db02"]]
+    rs = [s for s in d["steps"] if s["task"] == "sync.resync"]
+    assert rs and rs[0]["args"]["source"] == "db01" and rs[0]["args"]["target"] == "db02"
+    assert any("pgpool.attach --force" in e for e in d["evidence"])
+
+
+def test_a_pending_salvage_is_a_split_brain_for_a_human_naming_both_commands():
+    rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
+           "ts": "2026-11-30T20:00:00Z", "proof": {"tables": [{"table": "public.t", "rows": 1}]}}
+    d = states.diagnose_db(facts(salvage_pending=[rec]))
+    assert d["problems"][0] == ["split-brain", "db02"]
+    manual = [s for s in d["steps"] if s["task"] == "manual"]
+    assert manual and "--source db01" in manual[0]["text"]
+    assert "sync.salvage --file /var/lib/hatasks/salvage-db02.sql" in manual[0]["text"]
+    assert "split-brain" in states.HUMAN
+
+
+def test_node_ids_that_disagree_with_pgpool_come_first_and_need_a_human():
+    line = "inventory: db02 is pgpool node 0; pgpool: node 0 is db01:5432"
+    d = states.diagnose_db(facts(node_ids=[line], standby=None))
+    assert d["problems"][0] == ["node-ids", None]
+    assert d["pattern"] == "node-ids" and line in " ".join(d["evidence"])
+    assert [s["task"] for s in d["steps"]] == ["manual"] and "node-ids" in states.HUMAN

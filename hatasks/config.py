@@ -14,6 +14,12 @@ DEFAULTS = {
         "connect_timeout": 10,
         # default output format of read-only tasks: table | json
         "format": "table",
+        # keep the operation lock and the newest-data record in the cluster too (hatasks.lock)
+        "cluster_state": True,
+        # seconds a lock in the cluster lives unless its holder renews it (every lease/3)
+        "lock_lease": 60,
+        # folder on the cluster hosts for the lock and newest-data files (CIB unreachable)
+        "lock_dir": "/var/lib/hatasks",
     }
 }
 

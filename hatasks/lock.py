@@ -102,7 +102,7 @@ def cluster_hosts(ctx, cluster):
     """The cluster's host names in inventory order, or [] when the inventory has no such
     cluster (then nothing is kept in a cluster)."""
     try:
-        return list(remote.inventory(ctx).cluster(cluster).host_names())
+        return list(remote.inventory(ctx).cluster(cluster).host_names)
     except HaError:
         return []
 
@@ -554,8 +554,8 @@ def newest_write_command(ctx, cluster, record, nodes, with_cib):
 def write_newest(ctx, cluster, record):
     """Keep RECORD in CLUSTER's CIB (node attributes) and as a file on every host that answers.
     Returns where it went (a list of store names); [] when not kept in the cluster."""
-    hosts = cluster_hosts(ctx, cluster)
-    if not enabled(ctx) or not hosts:
+    hosts = cluster_hosts(ctx, cluster) if enabled(ctx) else []
+    if not hosts:
         return []
     where, cib_done = [], False
     for host in hosts:
@@ -612,8 +612,8 @@ def parse_newest_output(text):
 def read_newest(ctx, cluster):
     """The latest newest-data record kept in CLUSTER (CIB or host files), or None. Reads the
     first host that answers with a CIB; hosts before it (no CIB) add their files."""
-    hosts = cluster_hosts(ctx, cluster)
-    if not enabled(ctx) or not hosts:
+    hosts = cluster_hosts(ctx, cluster) if enabled(ctx) else []
+    if not hosts:
         return None
     found = []
     for host in hosts:

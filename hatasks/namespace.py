@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from hatasks import core_tasks, db, hb, inventory_tasks, lb, notify, pg, pgpool, status, sync, web
+from hatasks import lock_tasks
 from hatasks.config import DEFAULTS
 
 
@@ -24,5 +25,6 @@ def build():
     ns.add_collection(Collection.from_module(db))
     ns.add_collection(Collection.from_module(lb))
     ns.add_collection(Collection.from_module(notify))
+    ns.add_collection(Collection.from_module(lock_tasks, name="lock"))
     ns.configure(DEFAULTS)
     return ns

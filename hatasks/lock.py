@@ -39,6 +39,7 @@ without the defaults, as unit tests do, keeps everything local), ``lock_lease`` 
 
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -59,6 +60,7 @@ FIELDS = ("token", "cluster", "user", "host", "pid", "action", "since", "lease")
 CIB_EXISTS, CIB_NO_MATCH = 108, 105
 DEFAULT_LEASE = 60
 DEFAULT_DIR = "/var/lib/hatasks"
+_TOKEN = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 # ---------------------------------------------------------------------------
@@ -107,6 +109,15 @@ def cluster_hosts(ctx, cluster):
         return []
 
 
+def crm_nodes(ctx, cluster):
+    """{inventory host name: Pacemaker node name} (host var ``crm_node``, else the same name)."""
+    try:
+        c = remote.inventory(ctx).cluster(cluster)
+    except HaError:
+        return {}
+    return {h.name: h.vars.get("crm_node") or h.name for h in c.hosts}
+
+
 def _now_iso():
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -129,9 +140,9 @@ def describe(cluster, info):
 
 
 def _xpath(token=None):
-    base = f"//crm_config/cluster_property_set[@id='{CIB_ID}']"
+    base = f'//crm_config/cluster_property_set[@id="{CIB_ID}"]'
     if token is not None:
-        base += f"[nvpair[@name='token'][@value='{token}']]"
+        base += f'[nvpair[@name="token"][@value="{token}"]]'
     return base
 
 
@@ -393,6 +404,10 @@ def _cib_take(ctx, cluster, owner):
         kv = _kv(res.stdout)
         if kv.get("rc") == "0":
             return node, "taken", None
+        if kv.get("rc") == str(CIB_EXISTS) and not _TOKEN.match(
+                (parse_cib_set(res.stdout) or {}).get("token", "")):
+            return node, "held", dict(parse_cib_set(res.stdout) or {}, store="CIB (unreadable"
+                                      " token: lock.break it)")
         if kv.get("rc") != str(CIB_EXISTS):
             continue               # this node's CIB does not answer: its stack is down
         info = parse_cib_set(res.stdout) or {}
@@ -532,7 +547,8 @@ def break_lock(ctx, cluster):
 
 
 def newest_write_command(ctx, cluster, record, nodes, with_cib):
-    """Write RECORD (a dict) as the host's file and, WITH_CIB, as node attributes of NODES."""
+    """Write RECORD (a dict) as the host's file and, WITH_CIB, as node attributes of NODES
+    ({inventory name: Pacemaker node name})."""
     text = json.dumps(record, default=str, sort_keys=True)
     d = lock_dir(ctx)
     path = f"{d}/newest.{cluster}.json"
@@ -542,8 +558,8 @@ def newest_write_command(ctx, cluster, record, nodes, with_cib):
         evidence = record.get("evidence") if isinstance(record.get("evidence"), dict) else {}
         in_sync = evidence.get("in_sync")
         cmds = []
-        for node in nodes:
-            status = "LATEST" if in_sync or node == record.get("newest") else "STALE"
+        for host, node in nodes.items():
+            status = "LATEST" if in_sync or record.get("newest") in (host, node) else "STALE"
             cmds.append(f"crm_attribute --lifetime forever --node {q(node)} --name {q(NEWEST_ATTR)}"
                         f" --update {q(text)} && crm_attribute --lifetime forever --node {q(node)}"
                         f" --name {q(STATUS_ATTR)} --update {q(status)}")
@@ -560,8 +576,8 @@ def write_newest(ctx, cluster, record):
     where, cib_done = [], False
     for host in hosts:
         try:
-            res = remote.run(ctx, host, newest_write_command(ctx, cluster, record, hosts,
-                                                             not cib_done),
+            res = remote.run(ctx, host, newest_write_command(ctx, cluster, record,
+                                                             crm_nodes(ctx, cluster), not cib_done),
                              probe=True, warn=True, timeout=60)
         except HaError:
             continue
@@ -576,7 +592,7 @@ def write_newest(ctx, cluster, record):
 
 def newest_read_command(ctx, cluster):
     path = f"{lock_dir(ctx)}/newest.{cluster}.json"
-    xp = f"//nodes/node/instance_attributes/nvpair[@name='{NEWEST_ATTR}']"
+    xp = f'//nodes/node/instance_attributes/nvpair[@name="{NEWEST_ATTR}"]'
     return (f"echo '--file'; cat {q(path)} 2>/dev/null; echo; echo '--cib';"
             f" cibadmin --query --xpath {q(xp)} 2>/dev/null; rc=$?; echo; echo \"--rc=$rc\"")
 

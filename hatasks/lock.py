@@ -523,9 +523,8 @@ def holder(ctx, cluster):
 
 
 def break_lock(ctx, cluster):
-    """Remove CLUSTER's lock from every store, whoever holds it. Returns what was there."""
+    """Remove CLUSTER's lock from every store, whoever holds it."""
     hosts = cluster_hosts(ctx, cluster)
-    before = show(ctx, cluster)
     for node in hosts:
         try:
             res = remote.run(ctx, node, cib_delete_command(), warn=True, timeout=30)
@@ -538,7 +537,6 @@ def break_lock(ctx, cluster):
             remote.run(ctx, host, host_command(ctx, cluster, "break"), warn=True, timeout=30)
         except HaError:
             continue
-    return before
 
 
 # ---------------------------------------------------------------------------

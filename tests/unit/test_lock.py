@@ -3,6 +3,8 @@ network faked: the commands sent to the CIB and to the hosts' files, and the dec
 their answers (free, held, expired, CIB down -> host files, nothing reachable)."""
 
 import json
+import pathlib
+import tempfile
 from xml.sax.saxutils import quoteattr
 
 import pytest
@@ -268,3 +270,57 @@ def test_read_takes_the_host_file_when_the_cib_is_down(lctx, fake):
                  (0, "--file\n\n--cib\n\n--rc=102\n")]))
     got = lock.read_newest(lctx, "db")
     assert got["newest"] == "db02" and got["kept_in"] == "file"
+
+
+# ---- lock.show / lock.break ----------------------------------------------------------------
+
+
+def test_break_needs_yes_without_a_terminal_and_is_journaled(lctx, fake, monkeypatch):
+    from hatasks import lock_tasks
+
+    fake.on(lambda h, c: "cibadmin --query" in c and "hatasks-lock" in c,
+            Seq([(0, f"rc=0\nnow=1000\n{cib_set(renewed=990)}\n")] * 2
+                + [(0, "rc=105\nnow=1001\n")]))
+    fake.on(host_op("show"), (0, "now=1000\nSTATE=free\n"))
+    fake.on(host_op("break"), (0, "now=1000\nSTATE=free\n"))
+    fake.on(lambda h, c: c.startswith("cibadmin --delete"), (0, "rc=0\n"))
+    monkeypatch.setattr("sys.stdin", None)
+    with pytest.raises(HaError) as err:
+        lock_tasks.break_(lctx, "db")
+    assert err.value.code == HaError.REFUSED
+    assert not [c for c in fake.calls if "cibadmin --delete" in c.command]
+    lock_tasks.break_(lctx, "db", yes=True)
+    delete = [c.command for c in fake.calls if "cibadmin --delete" in c.command]
+    # breaking removes the set whoever holds it: no token in the xpath
+    assert delete == ["cibadmin --delete --xpath "
+                      "'//crm_config/cluster_property_set[@id=\"hatasks-lock\"]'"
+                      " >/dev/null 2>&1; echo rc=$?"]
+    events = [(r["event"], r["action"]) for r in journal.history(lctx)]
+    assert events == [("refused", "lock.break"), ("note", "lock.break")]
+    note = journal.history(lctx)[-1]
+    assert "bob (pid 4242 on admin2) running sync.resync" in note["message"]
+
+
+# ---- the lab as a fleet ----------------------------------------------------------------------
+
+
+def test_fleet_inventory_names_clusters_and_hosts_per_instance():
+    from hatasks import inventory
+    from lab.configs import fleet_texts
+
+    hosts, ssh = fleet_texts([6, 7])
+    inv = inventory.parse(hosts, "/tmp/fleet/hosts.ini", strict=True)
+    assert sorted(inv.clusters) == ["db6", "db7", "lb6", "lb7"]
+    assert inv.cluster("db7").host_names == ["db01-7", "db02-7"]
+    h = inv.host("db02-7")
+    assert h.address == "10.231.7.12" and h.vars["crm_node"] == "db02"
+    assert h.vars["pgpass"].endswith("lab/.state/7/pgpass")
+    assert h.vars["power_check"].endswith("lab/bin/power-check --lab 7 db02")
+    assert "Host db02-7\n    HostName 10.231.7.12\n    HostKeyAlias db02\n" in ssh
+    assert lock.crm_nodes(make_ctx_for(hosts), "db6") == {"db01-6": "db01", "db02-6": "db02"}
+
+
+def make_ctx_for(text):
+    folder = pathlib.Path(tempfile.mkdtemp())
+    (folder / "hosts.ini").write_text(text)
+    return make_ctx(folder, inventory=folder / "hosts.ini")

@@ -333,9 +333,15 @@ class Held:
                 cib_done = True
                 break
             if rc == str(CIB_NO_MATCH):
-                self._lose("CIB")
-                self.cib_node = None
+                # our set is gone (broken, or deleted by a taker that then gave up): take it
+                # again unless someone else holds it now
                 cib_done = True
+                node, state, info = _cib_take(ctx, cluster, self.owner)
+                if state in ("taken", "takeover"):
+                    self.cib_node = node
+                else:
+                    self.cib_node = None
+                    self._lose("CIB", info)
                 break
         if self.cib_node is None and not cib_done and "CIB" not in self.lost:
             node, state, _ = _cib_take(ctx, cluster, self.owner)

@@ -176,12 +176,15 @@ def test_renewal_modifies_only_our_set_and_reports_a_lost_lock(lctx, fake, capsy
     held = lock.take(lctx, "db", "db.failover", "alice")
     held._stop.set()      # renew by hand, not from the thread
     fake.on(lambda h, c: "cibadmin --modify" in c, (0, "rc=105\n"))
+    # gone, and someone else holds it now
+    fake.on(is_create, (0, f"rc=108\nnow=1000\n{cib_set(user='carol', token='beef')}\n"))
     fake.on(host_op("renew"), (0, "now=1000\nSTATE=taken\n"))
     held.renew()
     modify = [c.command for c in fake.calls if "cibadmin --modify" in c.command][0]
     assert f'[@value="{held.owner["token"]}"]' in modify
     assert held.lost == ["CIB"]
-    assert "was taken from this operation" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was taken from this operation to cluster db is locked by carol" in err
     held.release()
 
 
@@ -324,3 +327,16 @@ def make_ctx_for(text):
     folder = pathlib.Path(tempfile.mkdtemp())
     (folder / "hosts.ini").write_text(text)
     return make_ctx(folder, inventory=folder / "hosts.ini")
+
+
+def test_renewal_takes_back_a_set_that_vanished(lctx, fake):
+    free_cluster(fake)
+    held = lock.take(lctx, "db", "db.failover", "alice")
+    held._stop.set()
+    fake.on(lambda h, c: "cibadmin --modify" in c, (0, "rc=105\n"))
+    fake.on(host_op("renew"), (0, "now=1000\nSTATE=taken\n"))
+    n = len(fake.calls)
+    held.renew()
+    assert [is_create(c.host, c.command) for c in fake.calls[n:]][:2] == [False, True]
+    assert held.lost == [] and held.cib_node == "db01"
+    held.release()

@@ -75,7 +75,7 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     facts = {"cluster": c.name, "kind": c.kind, "order": order, "group": c.vars.get("group"),
              "pgpool_resource": c.vars.get("pgpool_resource"), "hosts": hosts, "pgpool": pool,
              "failback_to": failback_to, "method": method}
-    facts.update(rules.journal_facts(journal.Journal(ctx).records(), c.name))
+    facts.update(rules.journal_facts(journal.records_with_cluster(ctx, c.name), c.name))
     return facts
 
 

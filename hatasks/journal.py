@@ -493,6 +493,12 @@ def newest(ctx, cluster):
     return standing
 
 
+def records_with_cluster(ctx, cluster):
+    """The journal's records with the newest-data record kept in ``cluster`` (written by any
+    admin host) in its place: what the DB rules read (``rules.journal_facts``)."""
+    return _with_cluster_record(Journal(ctx).records(), cluster_lock.read_newest(ctx, cluster))
+
+
 def _with_cluster_record(records, kept):
     """The journal's records with the record kept in the cluster (from any admin host) put in
     its place by time; left out when this journal has it already."""

@@ -340,3 +340,12 @@ def test_renewal_takes_back_a_set_that_vanished(lctx, fake):
     assert [is_create(c.host, c.command) for c in fake.calls[n:]][:2] == [False, True]
     assert held.lost == [] and held.cib_node == "db01"
     held.release()
+
+
+def test_db_rules_read_the_clusters_record_too(lctx, fake):
+    from hatasks import rules
+
+    kept = rec("2099-01-01T00:00:00Z", "db02", False, host="admin2")
+    fake.on(lambda h, c: "--cib" in c, (0, cib_newest_output(kept)))
+    facts = rules.journal_facts(journal.records_with_cluster(lctx, "db"), "db")
+    assert facts["first_degenerated"]["newest"] == "db02"

@@ -375,21 +375,26 @@ class Held:
         if self._thread is not None:
             self._thread.join(timeout=60)
         ctx, cluster, token = self.ctx, self.cluster, self.owner["token"]
-        if self.cib_node:
-            for node in [self.cib_node] + [h for h in cluster_hosts(ctx, cluster)
-                                           if h != self.cib_node]:
+        cib_node = self.cib_node
+
+        def give_back(host):
+            # the CIB's set goes with the file of the node that holds it: one command per host,
+            # every host at once
+            command = host_command(ctx, cluster, "release", self.owner)
+            if host == cib_node:
+                command += cib_delete_command(token) + "\n"
+            return remote.run(ctx, host, command, probe=True, warn=True, timeout=30)
+
+        hosts = cluster_hosts(ctx, cluster)
+        done = remote.probe_many(ctx, hosts, give_back)
+        if cib_node and isinstance(done.get(cib_node), HaError):
+            for node in [h for h in hosts if h != cib_node]:
                 try:
                     remote.run(ctx, node, cib_delete_command(token), probe=True, warn=True,
                                timeout=30)
                     break
                 except HaError:
                     continue
-        for host in cluster_hosts(ctx, cluster):
-            try:
-                remote.run(ctx, host, host_command(ctx, cluster, "release", self.owner),
-                           probe=True, warn=True, timeout=30)
-            except HaError:
-                continue
 
 
 def new_owner(ctx, cluster, action, user):
@@ -452,11 +457,24 @@ def take(ctx, cluster, action, user):
         held.cib_node = node
     if state == "takeover":
         held.took_over.append(dict(info, store="CIB"))
-    for host in cluster_hosts(ctx, cluster):
-        try:
-            res = remote.run(ctx, host, host_command(ctx, cluster, "take", owner), probe=True,
-                             warn=True, timeout=30)
-        except HaError:
+    def take_file(host):
+        return remote.run(ctx, host, host_command(ctx, cluster, "take", owner), probe=True,
+                          warn=True, timeout=30)
+
+    hosts = cluster_hosts(ctx, cluster)
+    if held.cib_node:
+        # the CIB already decided between contenders: the files can go in parallel
+        answers = remote.probe_many(ctx, hosts, take_file)
+    else:
+        # no CIB: the files decide, in one order for everybody
+        answers = {}
+        for host in hosts:
+            try:
+                answers[host] = take_file(host)
+            except HaError as exc:
+                answers[host] = exc
+    for host, res in answers.items():
+        if isinstance(res, HaError):
             continue
         hstate, _, hinfo = parse_host_output(res.stdout)
         if hstate == "held":
@@ -556,7 +574,7 @@ def newest_write_command(ctx, cluster, record, nodes, with_cib):
     text = json.dumps(record, default=str, sort_keys=True)
     d = lock_dir(ctx)
     path = f"{d}/newest.{cluster}.json"
-    parts = [f"mkdir -p {q(d)} && chmod 700 {q(d)} && printf '%s\\n' {q(text)} > {q(path + '.tmp')}"
+    parts = [f"umask 077; mkdir -p {q(d)} && chmod 700 {q(d)} && printf '%s\\n' {q(text)} > {q(path + '.tmp')}"
              f" && mv {q(path + '.tmp')} {q(path)}; echo file=$?"]
     if with_cib:
         evidence = record.get("evidence") if isinstance(record.get("evidence"), dict) else {}

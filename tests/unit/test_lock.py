@@ -66,10 +66,12 @@ def test_free_lock_is_a_cib_create_plus_a_file_on_each_host_and_is_given_back(lc
     finally:
         n = len(fake.calls)
         held.release()
-    delete = fake.calls[n]
-    # giving back deletes only OUR set: the xpath names our token
-    assert f'[nvpair[@name="token"][@value="{held.owner["token"]}"]]' in delete.command
-    assert [c.command.count("op=release") for c in fake.calls[n + 1:]] == [1, 1]
+    back = sorted(fake.calls[n:], key=lambda c: c.host)
+    # one command per host, all at once; the CIB's set goes with db01's file, and only OUR set:
+    # the xpath names our token
+    assert [(c.host, c.command.count("op=release")) for c in back] == [("db01", 1), ("db02", 1)]
+    assert f'[nvpair[@name="token"][@value="{held.owner["token"]}"]]' in back[0].command
+    assert "cibadmin" not in back[1].command
 
 
 def test_held_lock_is_refused_naming_the_holder(lctx, fake):

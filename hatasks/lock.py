@@ -330,6 +330,7 @@ class Held:
                 continue
             rc = _kv(res.stdout).get("rc")
             if rc == "0":
+                self.cib_node = node
                 cib_done = True
                 break
             if rc == str(CIB_NO_MATCH):
@@ -387,14 +388,18 @@ class Held:
 
         hosts = cluster_hosts(ctx, cluster)
         done = remote.probe_many(ctx, hosts, give_back)
-        if cib_node and isinstance(done.get(cib_node), HaError):
+        first = done.get(cib_node)
+        if cib_node and (isinstance(first, HaError) or _kv(first.stdout).get("rc") != "0"):
+            # that node's CIB is gone (the operation stopped its stack): any other node's CIB
+            # holds the same set
             for node in [h for h in hosts if h != cib_node]:
                 try:
-                    remote.run(ctx, node, cib_delete_command(token), probe=True, warn=True,
-                               timeout=30)
-                    break
+                    res = remote.run(ctx, node, cib_delete_command(token), probe=True,
+                                     warn=True, timeout=30)
                 except HaError:
                     continue
+                if _kv(res.stdout).get("rc") == "0":
+                    break
 
 
 def new_owner(ctx, cluster, action, user):

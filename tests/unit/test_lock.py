@@ -43,7 +43,7 @@ def host_op(op):
 def free_cluster(fake):
     fake.on(is_create, (0, "rc=0\nnow=1000\n"))
     fake.on(host_op("take"), (0, "now=1000\nSTATE=taken\n"))
-    fake.on(host_op("release"), (0, "now=1000\nSTATE=free\n"))
+    fake.on(host_op("release"), (0, "now=1000\nSTATE=free\nrc=0\n"))
     fake.on(lambda h, c: c.startswith("cibadmin --delete"), (0, "rc=0\n"))
     return fake
 
@@ -351,3 +351,17 @@ def test_db_rules_read_the_clusters_record_too(lctx, fake):
     fake.on(lambda h, c: "--cib" in c, (0, cib_newest_output(kept)))
     facts = rules.journal_facts(journal.records_with_cluster(lctx, "db"), "db")
     assert facts["first_degenerated"]["newest"] == "db02"
+
+
+def test_release_deletes_the_set_through_another_node_when_its_stack_was_stopped(lctx, fake):
+    free_cluster(fake)
+    held = lock.take(lctx, "db", "hb.stop", "alice")
+    held._stop.set()
+    # the operation stopped db01's stack: its cibadmin cannot connect any more
+    fake.on(lambda h, c: h == "db01" and "op=release" in c, (0, "now=1\nSTATE=free\nrc=102\n"))
+    fake.on(lambda h, c: c.startswith("cibadmin --delete"), (0, "rc=0\n"))
+    n = len(fake.calls)
+    held.release()
+    retry = [c for c in fake.calls[n:] if c.command.startswith("cibadmin --delete")]
+    assert [c.host for c in retry] == ["db02"]
+    assert f'[@value="{held.owner["token"]}"]' in retry[0].command

@@ -16,7 +16,7 @@ import threading
 import time
 
 from hatasks import (backends, checks, compare, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
-                     pgpool, remote, rules, shell, states, sync, syncplan)
+                     pgpool, remote, rules, states, sync, syncplan)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -120,7 +120,7 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
              "pgpool_resource": c.vars.get("pgpool_resource"), "hosts": hosts, "pgpool": pool,
              "failback_to": failback_to, "method": method}
     records = journal.Journal(ctx).records()
-    facts.update(rules.journal_facts(records, c.name))
+    facts.update(rules.journal_facts(journal.records_with_cluster(ctx, c.name), c.name))
     facts["constraints"] = next((hosts[n].get("constraints") for n in order
                                  if hosts[n].get("constraints") is not None), None)
     for n in order:
@@ -241,16 +241,7 @@ def carry_pool_view(ctx, c, dst, data):
         return
     words = [("up" if b.get("status") == "up" else "down")
              for b in sorted(data["backends"], key=lambda b: int(b.get("node_id") or 0))]
-    conf = c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
-    port = int(c.vars.get("pgpool_port") or 9999)
-    script = (f"conf={shell.q(conf)}; "
-              "d=$(sed -n \"s/^[[:space:]]*logdir[[:space:]]*=[[:space:]]*'\\(.*\\)'.*/\\1/p\" "
-              "\"$conf\" | tail -n 1); [ -n \"$d\" ] || d=/tmp; "
-              f"if ss -Hltn {shell.q(f'sport = :{port}')} | grep -q .; then echo running; "
-              f"else printf '%s\\n' {' '.join(words)} > \"$d/pgpool_status\" "
-              "&& echo \"written $d/pgpool_status\"; fi")
-    res = remote.run(ctx, remote.host(ctx, dst), script, user="postgres", warn=True)
-    if res is not None and res.exited == 0 and "written" in (res.stdout or ""):
+    if pgpool.write_status_file(ctx, c, dst, words):
         print(f"{dst}: pgpool_status set to the current view ({', '.join(words)}) before pgpool "
               f"starts there", flush=True)
 

@@ -12,6 +12,9 @@ Everything lives in ``state_dir`` (config ``hatasks.state_dir``, created mode 07
   dies, so a stale lock file is simply taken over.
 - ``newest.<cluster>.json``: the latest newest-data record (also in the journal).
 
+Both the lock and the newest-data record are also kept in the cluster itself (``lock.py``: the
+CIB, else files on the cluster's hosts), so that every admin host sees them.
+
 Every mutating task runs its work inside :func:`operation`.
 """
 
@@ -28,6 +31,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from hatasks import lock as cluster_lock
 from hatasks.errors import HaError, UsageError
 
 JOURNAL = "journal.jsonl"
@@ -198,7 +202,7 @@ def lock_held(ctx, cluster):
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return None
+        return cluster_lock.holder(ctx, cluster)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -207,7 +211,7 @@ def lock_held(ctx, cluster):
                 return _read_body(fd) or {}
             raise
         fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        return cluster_lock.holder(ctx, cluster)
     finally:
         os.close(fd)
 
@@ -243,7 +247,20 @@ def acquire(ctx, cluster, action):
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         os.fsync(fd)
-        _held[key] = {"fd": fd, "depth": 1, "pid": os.getpid(), "info": info}
+        try:
+            in_cluster = cluster_lock.take(ctx, cluster, action, info["user"])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
+        _held[key] = {"fd": fd, "depth": 1, "pid": os.getpid(), "info": info,
+                      "cluster_lock": in_cluster}
+        for prev in (in_cluster.took_over if in_cluster else ()):
+            Journal(ctx).write("note", cluster, action, message="took over an expired lock",
+                               data={k: prev.get(k) for k in ("user", "host", "pid", "action",
+                                                              "since", "store")})
         return info
 
 
@@ -257,6 +274,8 @@ def release(ctx, cluster):
         if entry["depth"] > 0:
             return
         del _held[key]
+        if entry.get("cluster_lock"):
+            entry["cluster_lock"].release()
         fd = entry["fd"]
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
@@ -459,6 +478,12 @@ def record_newest(ctx, cluster, host, evidence):
     rec = Journal(ctx).write("newest", cluster, "newest", {}, newest=host, evidence=evidence)
     _write_private(os.path.join(state_dir(ctx), f"newest.{cluster}.json"),
                    json.dumps(rec, default=str, indent=2) + "\n")
+    if cluster_lock.enabled(ctx):
+        # the cluster keeps the record that stands now (this one, or an earlier degenerated one
+        # it does not replace), so another admin host reads the same answer
+        standing = newest(ctx, cluster) or rec
+        standing = {k: v for k, v in standing.items() if k != "kept_in"}
+        rec = dict(rec, kept_in=cluster_lock.write_newest(ctx, cluster, standing))
     return rec
 
 
@@ -485,7 +510,8 @@ def newest(ctx, cluster):
     """
     cluster = _check_cluster(cluster)
     standing, contra = None, []
-    for r in Journal(ctx).records():
+    records = _with_cluster_record(Journal(ctx).records(), cluster_lock.read_newest(ctx, cluster))
+    for r in records:
         if r.get("cluster") != cluster:
             continue
         if r.get("event") == "done" and r.get("action") in ("sync.resync", "pgpool.recover"):
@@ -504,6 +530,7 @@ def newest(ctx, cluster):
     if standing is None:
         return None
     standing = dict(standing)
+    contra = (standing.pop("contradicted_by", None) or []) + contra
     if contra:
         standing["contradicted_by"] = contra
     return standing
@@ -541,3 +568,25 @@ def salvage_pending(ctx, cluster):
         elif r.get("event") == "done" and r.get("action") == "sync.salvage":
             pending.pop((r.get("args") or {}).get("file"), None)
     return list(pending.values())
+
+
+def records_with_cluster(ctx, cluster):
+    """The journal's records with the newest-data record kept in ``cluster`` (written by any
+    admin host) in its place: what the DB rules read (``rules.journal_facts``)."""
+    return _with_cluster_record(Journal(ctx).records(), cluster_lock.read_newest(ctx, cluster))
+
+
+def _with_cluster_record(records, kept):
+    """The journal's records with the record kept in the cluster (from any admin host) put in
+    its place by time; left out when this journal has it already."""
+    if not kept:
+        return records
+    same = ("ts", "host", "pid", "newest")
+    for r in records:
+        if r.get("event") == "newest" and all(r.get(k) == kept.get(k) for k in same):
+            if kept.get("contradicted_by"):
+                r.setdefault("contradicted_by", kept["contradicted_by"])
+            return records
+    ts = str(kept.get("ts") or "")
+    at = next((i for i, r in enumerate(records) if str(r.get("ts") or "") > ts), len(records))
+    return records[:at] + [dict(kept, event="newest")] + records[at:]

@@ -21,6 +21,7 @@ PARTS = (
     ("db", "db", None),
     ("lb", "lb", None),
     ("notify", "notify", None),
+    ("lock", "lock_tasks", None),
 )
 
 

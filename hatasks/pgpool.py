@@ -753,3 +753,19 @@ def recover_task(ctx, node, timeout=300, force=False, yes=False):
     args = {"node": node, **({"force": True} if force else {})}
     with journal.operation(ctx, h.cluster, "pgpool.recover", args, yes=yes):
         recover(ctx, h, node_id, timeout, force=bool(force))
+
+
+def write_status_file(ctx, c, host_name, words):
+    """Write WORDS ("up"/"down", in node-id order) into HOST's pgpool_status file, which pgpool
+    reads at start for each backend's status: only when pgpool is not running there (a live
+    pgpool keeps its own). True when written."""
+    conf = c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
+    port = backends.pgpool_port(c)
+    script = (f"conf={shell.q(conf)}; "
+              "d=$(sed -n \"s/^[[:space:]]*logdir[[:space:]]*=[[:space:]]*'\\(.*\\)'.*/\\1/p\" "
+              "\"$conf\" | tail -n 1); [ -n \"$d\" ] || d=/tmp; "
+              f"if ss -Hltn {shell.q(f'sport = :{port}')} | grep -q .; then echo running; "
+              f"else printf '%s\\n' {' '.join(shell.q(w) for w in words)} > \"$d/pgpool_status\" "
+              "&& echo \"written $d/pgpool_status\"; fi")
+    res = remote.run(ctx, remote.host(ctx, host_name), script, user="postgres", warn=True)
+    return res is not None and res.exited == 0 and "written" in (res.stdout or "")

@@ -604,6 +604,7 @@ def salvage_task(ctx, file, cluster=None, yes=False):
     checks.no_control("file", file)
     if not file:
         raise UsageError("--file: an empty value is not allowed")
+    remote.check_value("file", file)  # a path hatasks wrote: no shell metacharacters
     c = backends.pgpool_cluster(ctx, cluster)
     file = os.path.abspath(file)   # as the salvage record names it (journal.salvage_pending)
     with journal.operation(ctx, c.name, "sync.salvage", {"file": file}, yes=yes,

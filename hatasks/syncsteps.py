@@ -359,6 +359,14 @@ def start_pgpool(ctx, p, st):
     if rid and not pgpool.maintenance_set(ctx, pg.db_host(ctx, host), rid) and read_pool(ctx, c):
         say("pgpool already runs")
         return {}
+    # The copy was verified equal while pgpool was stopped (no client could write): pgpool
+    # must start with every backend up. Started with the status file of its last run (the
+    # target down), it would take writes on the source alone until the attach step, and the
+    # target would be attached stale.
+    words = ["up"] * len(c.hosts)
+    for h in c.hosts:
+        if pgpool.write_status_file(ctx, c, h.name, words):
+            say(f"{h.name}: pgpool_status set to every backend up (the copy is verified)")
     pgpool.start(ctx, host)
     return {}
 

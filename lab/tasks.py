@@ -90,3 +90,25 @@ def reboot(c, host):
     lab = Lab(dry=is_dry(c))
     with lab.locked():
         lab.reboot(host)
+
+
+@task(name="fleet-inventory",
+      help={"instances": "lab instances making the site, e.g. 6,7 (each up on its own first)"})
+def fleet_inventory(c, instances):
+    """Write one inventory (and ssh_config) covering several lab instances; print its path."""
+    from .base import LAB_DIR
+    from .configs import fleet_texts
+
+    try:
+        ns = [int(x) for x in str(instances).split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--instances {instances!r}: numbers separated by commas") from None
+    hosts, ssh = fleet_texts(ns)
+    folder = LAB_DIR / ".state" / ("fleet-" + "-".join(map(str, ns)))
+    if is_dry(c):
+        print(f"[dry] would write {folder}/hosts.ini and {folder}/ssh_config")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ssh_config").write_text(ssh)
+    (folder / "hosts.ini").write_text(hosts)
+    print(folder / "hosts.ini")

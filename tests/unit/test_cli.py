@@ -83,6 +83,7 @@ def env(tmp_path):
     e["PYTHONPATH"] = str(ROOT)
     e["INVOKE_HATASKS_STATE_DIR"] = str(tmp_path / "state")
     e["INVOKE_HATASKS_INVENTORY"] = str(ROOT / "hosts.ini")
+    e["INVOKE_HATASKS_CLUSTER_STATE"] = "0"  # the lock stays local: no lab behind hosts.ini here
     return e
 
 

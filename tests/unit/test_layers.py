@@ -15,14 +15,14 @@ LAYERS = {
     # 0: pure and io: parsing, plans, rules, ssh/sql, journal, output, option checks
     "errors": 0, "shell": 0, "config": 0, "output": 0, "inventory": 0, "journal": 0,
     "remote": 0, "checks": 0, "cli": 0, "base": 0, "crmmon": 0, "pool": 0, "parsers": 0,
-    "syncplan": 0, "rules": 0, "states": 0,
+    "syncplan": 0, "rules": 0, "states": 0, "lock": 0,
     # 1: shared readers and state
     "crm": 1, "backends": 1, "newest": 1, "compare": 1, "divergence": 1, "salvage": 1,
     # 2: tools
     "hb": 2, "pgpool": 2, "pg": 2, "web": 2, "notify": 2,
     # 3: scenarios and the tasks above the tools
     "engine": 3, "syncsteps": 3, "sync": 3, "db": 3, "lb": 3, "status": 3, "core_tasks": 3,
-    "inventory_tasks": 3,
+    "inventory_tasks": 3, "lock_tasks": 3,
     # 4: entry
     "namespace": 4, "program": 4,
 }

@@ -157,7 +157,7 @@ class Chaos:
             time.sleep(step["delay"])
             for host, kind in step["faults"]:
                 self.lab.fault(host, kind)
-            rc, out, _ = self.op.finish(proc, t0)
+            rc, _, _, _ = self.op.finish(proc, t0)
             self.check_lock_free(f"after {step['op']} (exit {rc})")
         elif k == "interrupt":
             self.interrupt(step)
@@ -177,7 +177,7 @@ class Chaos:
             self.say(f"SIG{step['signal']} sent to {step['task']} (pid {proc.pid})")
         else:
             self.say(f"{step['task']} ended before the signal (exit {proc.returncode})")
-        rc, out, _ = self.op.finish(proc, t0, timeout=300)
+        self.op.finish(proc, t0, timeout=300)
         time.sleep(1)
         lock = self.op.lock("db")
         _, _, diag_text = self.op.json("db.diagnose")
@@ -300,7 +300,11 @@ class Chaos:
             self.crm(cluster, "crm_attribute -t crm_config -n maintenance-mode -v false; "
                      "for r in grp-pgpool grp-apache; do crm_resource --clear -r $r; done; "
                      "for n in $(crm_node -l | awk '{print $2}'); do "
-                     "crm_attribute -N $n -n standby -v off; done; crm_resource --cleanup")
+                     "crm_attribute -N $n -n standby -v off; crm_attribute -N $n -n maintenance -D;"
+                     " done; for r in pgpool grp-pgpool apache grp-apache; do "
+                     "crm_resource -r $r --meta -d maintenance; crm_resource -r $r --meta -d "
+                     "is-managed; crm_resource -r $r --meta -d target-role; done 2>/dev/null; "
+                     "crm_resource --cleanup")
         self.human.clear()
         time.sleep(10)
         if self.recover() is not None:
@@ -320,20 +324,31 @@ class Chaos:
             self.add([{"invariant": 4, "what": f"lock held by a dead process {when}",
                        "evidence": f"pid {lock['pid']} {lock['action']}; open by {lock['holders']}"}])
 
+    def db_truth(self, with_compare):
+        truth = {"nodes": self.truth.nodes("db"), "pool": self.truth.pool(),
+                 "compare_equal": None, "compare_evidence": ""}
+        if with_compare:
+            _, cmp_, cout = self.op.json("pg.compare", "--format", "json")
+            truth["compare_equal"] = None if cmp_ is None else bool(cmp_.get("equal"))
+            truth["compare_evidence"] = str((cmp_ or {}).get("differences", cout[-200:]))[:300]
+        return truth
+
     def check_diagnosis(self, when):
+        """Invariant 2. The lab's view is read before and after db.diagnose: only a verdict
+        wrong against both (a state that held still while diagnose read it) is a violation."""
         self.work.pause()
         try:
-            rc, diag, _ = self.op.json("db.diagnose", "--format", "json")
+            before = self.db_truth(with_compare=False)
+            _, diag, _ = self.op.json("db.diagnose", "--format", "json")
             if not diagnosis_healthy(diag):
                 return
-            crc, cmp_, cout = self.op.json("pg.compare", "--format", "json")
-            truth = {"nodes": self.truth.nodes("db"), "pool": self.truth.pool(),
-                     "compare_equal": None if cmp_ is None else bool(cmp_.get("equal")),
-                     "compare_evidence": str((cmp_ or {}).get("differences", cout[-200:]))[:300]}
-            vs = check_diagnosis(diag, truth)
-            for v in vs:
-                v["evidence"] += f" ({when})"
-            self.add(vs)
+            after = self.db_truth(with_compare=True)
+            before["compare_equal"] = after["compare_equal"]
+            before["compare_evidence"] = after["compare_evidence"]
+            vs = check_diagnosis(diag, after)
+            if vs and check_diagnosis(diag, before):
+                vs[0]["evidence"] += f" ({when}; diagnose said {diag.get('pattern')!r})"
+                self.add(vs)
         finally:
             self.work.resume()
 

@@ -25,26 +25,25 @@ def violation(inv, what, evidence):
 
 def check_writes(acked, on_backend, up_hosts, kept=None):
     """acked: ids acknowledged to the client; on_backend: {host: set of ids read directly};
-    up_hosts: hosts pgpool reports up; kept: {place: set of ids} the tool named (kept data
-    directory, salvage file). Returns (violations, lost): an acknowledged id missing from an
-    up backend is a violation; it is lost when it is nowhere (no backend, no kept place)."""
+    up_hosts: hosts pgpool reports up; kept: {place: set of ids} found in the places the tool
+    named after a split brain (kept data directory, salvage file). Returns (violations, lost):
+    an acknowledged id missing from an up backend and kept nowhere is a violation; it is lost
+    when it is on no backend and in no kept place."""
     acked = set(acked)
     kept = kept or {}
+    in_kept = set().union(*kept.values()) if kept else set()
     out = []
     for h in sorted(up_hosts):
         if h not in on_backend:
             out.append(violation(1, f"{h} is up in pgpool but could not be read", ""))
             continue
-        missing = acked - on_backend[h]
+        missing = acked - on_backend[h] - in_kept
         if missing:
-            places = sorted(p for p, ids in kept.items() if missing & ids)
             out.append(violation(
                 1, f"{len(missing)} acknowledged write(s) missing on {h} (up in pgpool)",
-                f"e.g. {sorted(missing)[:5]}" + (f"; kept in {places}" if places else "")))
+                f"e.g. {sorted(missing)[:5]}"))
     everywhere = set().union(*on_backend.values()) if on_backend else set()
-    for ids in kept.values():
-        everywhere |= ids
-    lost = acked - everywhere
+    lost = acked - everywhere - in_kept
     return out, lost
 
 

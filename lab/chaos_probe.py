@@ -126,34 +126,49 @@ class Operator:
         self.env["INVOKE_HATASKS_STATE_DIR"] = str(self.state_dir)
 
     def start(self, args):
-        self.log(f"$ inv {' '.join(args)}")
-        return subprocess.Popen([INV, *args], cwd=ROOT, env=self.env, text=True,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        """Start `inv ARGS` in its own session (a terminal's job); its output goes to files, so
+        that children left running by a SIGKILL do not hold a pipe open."""
+        self.count = getattr(self, "count", 0) + 1
+        base = self.state_dir.parent / "out" / f"{self.count:04d}-{args[0]}"
+        base.parent.mkdir(exist_ok=True)
+        self.log(f"$ inv {' '.join(args)}   (output {base}.out/.err)")
+        with open(f"{base}.out", "w") as o, open(f"{base}.err", "w") as e:
+            proc = subprocess.Popen([INV, *args], cwd=ROOT, env=self.env, text=True,
+                                    stdin=subprocess.DEVNULL, stdout=o, stderr=e,
+                                    start_new_session=True)
+        proc.files = base
+        return proc
 
     def finish(self, proc, t0, timeout=1200):
+        """Wait for it: (exit code, stdout, stderr, seconds)."""
         try:
-            out, _ = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
-            out += f"\n[chaos: killed after {timeout}s]"
+            proc.wait()
+            self.log(f"  [chaos: killed after {timeout}s]")
         elapsed = time.monotonic() - t0
+        out = pathlib.Path(f"{proc.files}.out").read_text(errors="replace")
+        err = pathlib.Path(f"{proc.files}.err").read_text(errors="replace")
+        both = (out + err).strip().splitlines()
         self.log(f"  -> exit {proc.returncode} in {elapsed:.1f}s"
-                 + "".join(f"\n  | {line}" for line in out.strip().splitlines()[-12:]))
-        return proc.returncode, out, elapsed
+                 + "".join(f"\n  | {line}" for line in both[-12:]))
+        return proc.returncode, out, err, elapsed
 
     def run(self, *args, timeout=1200):
+        """(exit code, stdout + stderr, seconds)."""
         t0 = time.monotonic()
-        return self.finish(self.start(list(args)), t0, timeout)
+        rc, out, err, elapsed = self.finish(self.start(list(args)), t0, timeout)
+        return rc, out + err, elapsed
 
     def json(self, *args):
-        rc, out, _ = self.run(*args, timeout=300)
-        start = out.find("{")
+        """(exit code, the JSON it printed on stdout or None, stdout + stderr)."""
+        t0 = time.monotonic()
+        rc, out, err, _ = self.finish(self.start(list(args)), t0, 300)
         try:
-            return rc, json.loads(out[start:out.rfind("}") + 1]) if start >= 0 else None, out
+            return rc, json.loads(out), out + err
         except ValueError:
-            return rc, None, out
+            return rc, None, out + err
 
     # ---- the journal and the lock of the run's state dir -----------------------------------
     def records(self, pid=None):

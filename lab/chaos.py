@@ -47,6 +47,7 @@ class Chaos:
         self.step_n = 0
         self.human = []  # things the chaos operator did that a human must undo
         self.truth = Truth(lab)
+        self.aborted = False
 
     # ---- output ------------------------------------------------------------------------------
     def log(self, msg):
@@ -96,7 +97,16 @@ class Chaos:
                     break
                 self.step_n = step["n"]
                 self.say(f"{step['kind']}: {describe(step)}")
-                self.one_step(step)
+                try:
+                    self.one_step(step)
+                except LabError as exc:
+                    self.say(f"lab error: {exc.message[:300]}")
+                    self.notes.append(f"step {self.step_n}: lab error: {exc.message[:300]}")
+                    self.reset("lab error")
+        except (LabError, OSError) as exc:
+            self.aborted = True
+            self.notes.append(f"run aborted at step {self.step_n}: {exc}"[:400])
+            self.out(f"chaos: run aborted at step {self.step_n}: {exc}", flush=True)
         finally:
             self.close_epoch()
         return self.report()
@@ -400,4 +410,4 @@ class Chaos:
         for line in lines:
             self.out(line, flush=True)
         return final_line(self.step_n, len(self.violations), len(self.lost), self.acked_total,
-                          self.seed), bool(self.violations or self.lost)
+                          self.seed), bool(self.violations or self.lost or self.aborted)

@@ -245,3 +245,48 @@ def test_report_last_line_is_exact():
     assert any("median 20.0s" in line for line in lines)
     assert any("seed=7 step=4 invariant 2" in line for line in lines)
     assert final_line(3, 0, 0, 10, 1) == "chaos: 3 steps, 0 violations, 0 lost writes (10 acknowledged), seed 1"
+
+
+# --------------------------------------------------------------------------- the lock probe
+
+
+def test_lock_probe_free_held_and_held_by_the_dead(tmp_path):
+    import fcntl
+    import json
+    import subprocess
+    import types
+
+    from lab.chaos_probe import Operator
+
+    op = Operator(types.SimpleNamespace(n=0, state=tmp_path), tmp_path / "state", lambda m: None)
+    assert op.lock("db") is None
+    path = tmp_path / "state" / "lock.db"
+    path.write_text(json.dumps({"pid": 2 ** 22 + 7, "action": "sync.resync"}))
+    assert op.lock("db") is None  # a body without a flock is no lock
+    # a child holding the flock while the body names a pid that does not exist: the dead
+    # owner's descriptor was inherited
+    with open(path) as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        child = subprocess.Popen(["sleep", "30"], pass_fds=(f.fileno(),))
+    try:
+        info = op.lock("db")
+        assert info["action"] == "sync.resync" and info["alive"] is False
+        assert any(h.startswith(f"{child.pid}:sleep") for h in info["holders"])
+    finally:
+        child.kill()
+        child.wait()
+    assert op.lock("db") is None
+
+
+def test_journal_records_by_pid(tmp_path):
+    import json
+    import types
+
+    from lab.chaos_probe import Operator
+
+    op = Operator(types.SimpleNamespace(n=0, state=tmp_path), tmp_path / "state", lambda m: None)
+    lines = [{"pid": 1, "event": "start"}, {"pid": 2, "event": "start"}, {"pid": 1, "event": "failed"}]
+    (tmp_path / "state" / "journal.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in lines) + "\nnot json\n")
+    assert [r["event"] for r in op.records(pid=1)] == ["start", "failed"]
+    assert len(op.records()) == 3

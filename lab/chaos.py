@@ -63,9 +63,8 @@ class Chaos:
         for v in vs:
             v["step"] = self.step_n
             self.violations.append(v)
-            line = format_violation(self.seed, v)
-            self.out(line, flush=True)
-            self.log(line)
+            self.out(format_violation(self.seed, v, 400), flush=True)
+            self.log(format_violation(self.seed, v))
 
     # ---- the run -----------------------------------------------------------------------------
     def dry_run(self):
@@ -292,10 +291,12 @@ class Chaos:
                 self.check_lock_free(f"after {name}")
                 if rc == 3 and not self.human_decides(out):
                     stuck = True
+                if rc == 6:  # it waited its timeout already: another round waits again
+                    stuck = True
             if not self.truth.problems("db") and not self.truth.problems("lb"):
                 return time.monotonic() - t0
             if stuck:
-                self.say("recover says a human must decide, and the rehearsal has nothing to do")
+                self.say("recover gave up (a human must decide, or it waited in vain)")
                 return None
         return None
 

@@ -150,9 +150,12 @@ def check_lb(page_host, apache_hosts, online_hosts):
 # --------------------------------------------------------------------------- the report
 
 
-def format_violation(seed, v):
+def format_violation(seed, v, width=None):
+    evidence = " ".join(str(v["evidence"]).split())
+    if width and len(evidence) > width:
+        evidence = evidence[:width] + "..."
     return (f"VIOLATION seed={seed} step={v.get('step')} invariant {v['invariant']}: "
-            f"{v['what']} [{v['evidence']}]")
+            f"{v['what']} [{evidence}]")
 
 
 def recovery_stats(times):
@@ -171,7 +174,7 @@ def report_lines(seed, steps_done, drawn, times, acked, lost, violations, notes=
                  + (f" (e.g. {sorted(lost)[:5]})" if lost else ""))
     lines += [f"note: {n}" for n in notes]
     lines.append(f"violations: {len(violations)}")
-    lines += ["  " + format_violation(seed, v) for v in violations]
+    lines += ["  " + format_violation(seed, v, 400) for v in violations]
     lines.append(final_line(steps_done, len(violations), len(lost), acked, seed))
     return lines
 

@@ -102,6 +102,11 @@ class Chaos:
                     self.say(f"lab error: {exc.message[:300]}")
                     self.notes.append(f"step {self.step_n}: lab error: {exc.message[:300]}")
                     self.reset("lab error")
+        except KeyboardInterrupt:
+            self.aborted = True
+            self.notes.append(f"run interrupted at step {self.step_n}")
+            self.out(f"chaos: interrupted at step {self.step_n}", flush=True)
+            self.op.interrupt_current()
         except (LabError, OSError) as exc:
             self.aborted = True
             self.notes.append(f"run aborted at step {self.step_n}: {exc}"[:400])
@@ -376,6 +381,14 @@ class Chaos:
         kept = self.kept_places(missing) if missing else {}
         vs, lost = check_writes(acked, seen, up, kept)
         self.add(vs)
+        unread = [h for h in DB_HOSTS if h not in seen]
+        if unread and lost:
+            # a backend that cannot be read may hold them: not proven lost, said as such
+            self.notes.append(f"step {self.step_n}: {len(lost)} acknowledged write(s) on no "
+                              f"readable backend ({', '.join(unread)} unreadable), e.g. "
+                              f"{sorted(lost)[:3]}")
+            self.say(self.notes[-1])
+            return
         new = lost - self.lost
         if new:
             self.say(f"{len(new)} acknowledged write(s) lost, e.g. {sorted(new)[:5]}")

@@ -124,6 +124,7 @@ class Operator:
         if lab.n:
             self.env["INVOKE_HATASKS_INVENTORY"] = str(lab.state / "hosts.ini")
         self.env["INVOKE_HATASKS_STATE_DIR"] = str(self.state_dir)
+        self.current = None
 
     def start(self, args):
         """Start `inv ARGS` in its own session (a terminal's job); its output goes to files, so
@@ -137,6 +138,7 @@ class Operator:
                                     stdin=subprocess.DEVNULL, stdout=o, stderr=e,
                                     start_new_session=True)
         proc.files = base
+        self.current = proc
         return proc
 
     def finish(self, proc, t0, timeout=1200):
@@ -148,12 +150,24 @@ class Operator:
             proc.wait()
             self.log(f"  [chaos: killed after {timeout}s]")
         elapsed = time.monotonic() - t0
+        self.current = None
         out = pathlib.Path(f"{proc.files}.out").read_text(errors="replace")
         err = pathlib.Path(f"{proc.files}.err").read_text(errors="replace")
         both = (out + err).strip().splitlines()
         self.log(f"  -> exit {proc.returncode} in {elapsed:.1f}s"
                  + "".join(f"\n  | {line}" for line in both[-12:]))
         return proc.returncode, out, err, elapsed
+
+    def interrupt_current(self):
+        """The rehearsal itself was interrupted: Ctrl-C to the task it is running, then wait."""
+        proc = self.current
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def run(self, *args, timeout=1200):
         """(exit code, stdout + stderr, seconds)."""
@@ -254,13 +268,16 @@ class Truth:
         except LabError:
             return None
 
-    def ids_on(self, host, prefix):
-        proc = self.lab.psql(self.lab.ip(host), 5432,
-                             f"SELECT id FROM {TABLE} WHERE id LIKE '{prefix}-%';",
-                             db=APP_DB, check=False, timeout=30)
-        if proc.returncode != 0:
-            return None
-        return set(proc.stdout.split())
+    def ids_on(self, host, prefix, ports=(5432, 1234)):
+        """The ids on a backend, read directly (also on the resync's maintenance port, where
+        an interrupted resync may leave PostgreSQL); None when it cannot be read."""
+        for port in ports:
+            proc = self.lab.psql(self.lab.ip(host), port,
+                                 f"SELECT id FROM {TABLE} WHERE id LIKE '{prefix}-%';",
+                                 db=APP_DB, check=False, timeout=30)
+            if proc.returncode == 0:
+                return set(proc.stdout.split())
+        return None
 
     def crm_attr(self, host, name):
         proc = self.lab.hrun(host, f"crm_attribute -t crm_config -n {name} -q -G 2>/dev/null",

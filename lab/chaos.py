@@ -322,6 +322,10 @@ class Chaos:
                      "is-managed; crm_resource -r $r --meta -d target-role; done 2>/dev/null; "
                      "crm_resource --cleanup")
         self.human.clear()
+        if self.resync_unfinished():
+            # the operator knows hatasks: an unfinished resync is resumed from the journal
+            self.say("operator resumes the unfinished resync (sync.resume)")
+            self.op.run("sync.resume", "--yes")
         time.sleep(10)
         if self.recover() is not None:
             self.say("healthy after the operator's repair by hand")
@@ -332,6 +336,17 @@ class Chaos:
         self.notes.append(f"step {self.step_n}: lab rebuilt")
         self.lab.up()
         self.new_epoch()
+
+    def resync_unfinished(self):
+        """The journal's last sync.resync operation started and did not end with done."""
+        last = None
+        for r in self.op.records():
+            if r.get("action") == "sync.resync" and not r.get("parent"):
+                if r.get("event") == "start":
+                    last = "start"
+                elif r.get("event") in ("done", "failed"):
+                    last = last and r["event"]
+        return last in ("start", "failed")
 
     # ---- checking ----------------------------------------------------------------------------
     def check_lock_free(self, when):

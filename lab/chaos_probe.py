@@ -130,7 +130,7 @@ class Operator:
         """Start `inv ARGS` in its own session (a terminal's job); its output goes to files, so
         that children left running by a SIGKILL do not hold a pipe open."""
         self.count = getattr(self, "count", 0) + 1
-        base = self.state_dir.parent / "out" / f"{self.count:04d}-{args[0]}"
+        base = self.state_dir.parent / "out" / f"{self.state_dir.name}-{self.count:04d}-{args[0]}"
         base.parent.mkdir(exist_ok=True)
         self.log(f"$ inv {' '.join(args)}   (output {base}.out/.err)")
         with open(f"{base}.out", "w") as o, open(f"{base}.err", "w") as e:

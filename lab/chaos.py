@@ -48,6 +48,7 @@ class Chaos:
         self.human = []  # things the chaos operator did that a human must undo
         self.truth = Truth(lab)
         self.aborted = False
+        self.reported = set()
 
     # ---- output ------------------------------------------------------------------------------
     def log(self, msg):
@@ -291,6 +292,10 @@ class Chaos:
                 rc, out, took = self.op.run(name, "--yes", "--timeout", str(RECOVER_TIMEOUT))
                 self.work.pause()
                 problems = self.truth.wait_healthy(cluster, GRACE if rc == 0 else 0)
+                if rc == 0 and cluster == "db" and not problems:
+                    cmp_ = self.db_truth(with_compare=True)
+                    if cmp_["compare_equal"] is False:
+                        problems = ["pg.compare finds a difference: " + cmp_["compare_evidence"]]
                 self.work.resume()
                 self.add(check_recover(name, rc, took, RECOVER_LIMIT, problems, out))
                 self.check_lock_free(f"after {name}")
@@ -395,6 +400,10 @@ class Chaos:
         missing = acked - set().union(*seen.values()) if seen else acked
         kept = self.kept_places(missing) if missing else {}
         vs, lost = check_writes(acked, seen, up, kept)
+        # a write missing on a backend is reported once, at the step that lost it
+        vs = [v for v in vs if not set(v.get("ids", ())) <= self.reported]
+        for v in vs:
+            self.reported |= set(v.get("ids", ()))
         self.add(vs)
         unread = [h for h in DB_HOSTS if h not in seen]
         if unread and lost:

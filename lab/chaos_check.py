@@ -39,9 +39,10 @@ def check_writes(acked, on_backend, up_hosts, kept=None):
             continue
         missing = acked - on_backend[h] - in_kept
         if missing:
-            out.append(violation(
-                1, f"{len(missing)} acknowledged write(s) missing on {h} (up in pgpool)",
-                f"e.g. {sorted(missing)[:5]}"))
+            v = violation(1, f"{len(missing)} acknowledged write(s) missing on {h} (up in pgpool)",
+                          f"e.g. {sorted(missing)[:5]}")
+            v["ids"] = sorted(f"{h}:{i}" for i in missing)
+            out.append(v)
     everywhere = set().union(*on_backend.values()) if on_backend else set()
     lost = acked - everywhere - in_kept
     return out, lost

@@ -345,13 +345,13 @@ class Chaos:
     def resync_unfinished(self):
         """The journal's last sync.resync operation started and did not end with done."""
         last = None
-        for r in self.op.records():
-            if r.get("action") == "sync.resync" and not r.get("parent"):
-                if r.get("event") == "start":
-                    last = "start"
-                elif r.get("event") in ("done", "failed"):
-                    last = last and r["event"]
-        return last in ("start", "failed")
+        for r in self.op.records():  # by itself or inside db.recover (nested)
+            if r.get("action") == "sync.resync":
+                if r.get("event") in ("start", "checkpoint"):
+                    last = "begun"
+                elif r.get("event") == "done":
+                    last = "done"
+        return last == "begun"
 
     # ---- checking ----------------------------------------------------------------------------
     def check_lock_free(self, when):

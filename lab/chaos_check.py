@@ -119,13 +119,14 @@ def check_interrupt(task, signal, records, lock, diag_text):
     if signal == "INT" and started and not ended:
         out.append(violation(4, f"{task} interrupted by SIGINT left no failed/done record",
                              f"events {events}"))
-    checkpoints = [r.get("step") for r in records
-                   if r.get("action") == task and r.get("event") == "checkpoint"]
-    finished = "done" in events
-    if task == "sync.resync" and checkpoints and not finished:
+    # a resync, run by itself or inside db.recover, stopped after a checkpoint
+    resync = [r for r in records if r.get("action") == "sync.resync"]
+    checkpoints = [r.get("step") for r in resync if r.get("event") == "checkpoint"]
+    finished = any(r.get("event") == "done" for r in resync)
+    if checkpoints and not finished:
         if not any(w in diag_text for w in NEXT_STEP_WORDS):
             out.append(violation(
-                4, "sync.resync interrupted after a checkpoint: db.diagnose does not name"
+                4, f"{task} interrupted in a resync after a checkpoint: db.diagnose does not name"
                 " sync.resume or sync.rollback",
                 f"last checkpoint {checkpoints[-1]!r}; diagnose: {diag_text.strip()[:300]}"))
     return out

@@ -203,6 +203,15 @@ def test_interrupted_resync_must_be_named_by_the_diagnosis():
     assert [v["invariant"] for v in vs] == [4] and "stop_pgpool" in vs[0]["evidence"]
 
 
+def test_resync_interrupted_inside_db_recover_must_be_named_too():
+    records = [rec("start", "db.recover"), rec("checkpoint", step="keep_datadir", parent="x"),
+               rec("failed", message="interrupted", parent="x"),
+               rec("failed", "db.recover", message="interrupted")]
+    vs = check_interrupt("db.recover", "INT", records, None, "PGPOOL (db01)")
+    assert [v["invariant"] for v in vs] == [4] and "db.recover" in vs[0]["what"]
+    assert check_interrupt("db.recover", "INT", records, None, "plan: inv sync.resume") == []
+
+
 def test_finished_resync_needs_no_next_step():
     records = [rec("start"), rec("checkpoint", step="verify"), rec("done")]
     assert check_interrupt("sync.resync", "INT", records, None, "healthy") == []

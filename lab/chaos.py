@@ -276,7 +276,9 @@ class Chaos:
         salvage files): {"host:path": ids}."""
         text = getattr(self, "split_output", "")
         out = {}
-        for path in sorted(set(re.findall(r"(/[\w./-]*(?:salvage|data\.\d{8,})[\w./-]*)", text))):
+        named = re.findall(r"(/[\w./-]*(?:salvage|data\.[\d-]{8,}|hatasks-resync/[\d-]{8,})[\w./-]*)",
+                           text)
+        for path in sorted(set(named)):
             for h in DB_HOSTS:
                 found = self.truth.grep_ids(h, path, missing)
                 if found:

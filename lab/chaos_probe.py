@@ -251,9 +251,11 @@ class Truth:
             if self.lab.pid1(h) is None or self.lab.link_state(h) != "up":
                 continue
             try:
-                return h, self.lab.crm_mon(h)
+                mon = self.lab.crm_mon(h)
             except LabError:
                 continue
+            if mon["nodes"]:  # a node whose stack is down answers with no node at all
+                return h, mon
         return None, None
 
     def active(self, cluster="db"):

@@ -6,9 +6,13 @@ subnet 10.231.N.0/24, state in lab/.state/N (ssh_config, hosts.ini, pgpass). Nee
 
 import json
 
+from invoke import Exit
+
 from hatasks.base import task
 from hatasks.errors import UsageError
 
+from .chaos import Chaos
+from .chaos_plan import STEP_KINDS
 from .core import FAULT_KINDS, HOSTS, Lab
 
 
@@ -112,3 +116,24 @@ def fleet_inventory(c, instances):
     (folder / "ssh_config").write_text(ssh)
     (folder / "hosts.ini").write_text(hosts)
     print(folder / "hosts.ini")
+
+
+@task(help={"steps": "steps to draw (default 10)", "seed": "the seed (same seed = same run)",
+            "duration": "stop drawing after this many seconds (default: no limit)",
+            "kinds": "step kinds, comma-separated (default all: "
+                     "fault,reboot,double,during,interrupt,operator)"})
+def chaos(c, steps=10, seed=1, duration=0, kinds=""):
+    """Chaos rehearsal: random faults, interrupts, operator actions; invariants after each step."""
+    chosen = tuple(k for k in kinds.split(",") if k) or STEP_KINDS
+    bad = [k for k in chosen if k not in STEP_KINDS]
+    if bad:
+        raise UsageError(f"unknown step kinds {bad} (known: {','.join(STEP_KINDS)})")
+    lab = Lab(dry=is_dry(c))
+    run = Chaos(lab, int(seed), int(steps), chosen, duration=int(duration) or None)
+    if is_dry(c):
+        run.dry_run()
+        return
+    with lab.locked():
+        _, failed = run.run()
+    if failed:
+        raise Exit(code=1)

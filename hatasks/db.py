@@ -208,16 +208,14 @@ def _pgpool_answers(ctx, c, timeout):
         time.sleep(0.2)
 
 
-def _record_async(ctx, c, reason):
-    """Start recording the newest-data backend in a thread (it must be done before pgpool
-    moves; it runs while the state is read). Returns a callable giving its result."""
-    if c.kind != "db" or remote.is_dry(ctx):
-        return lambda: None
+def in_background(fn, *args):
+    """Start FN(*ARGS) in a thread; return a callable that waits for it and gives its result
+    (or raises its HaError). Used to overlap a read or a record with reading the state."""
     box = {}
 
     def work():
         try:
-            box["rec"] = newest.record_newest(ctx, c.name, reason)
+            box["value"] = fn(*args)
         except HaError as exc:
             box["err"] = exc
 
@@ -228,9 +226,17 @@ def _record_async(ctx, c, reason):
         t.join()
         if "err" in box:
             raise box["err"]
-        return box.get("rec")
+        return box.get("value")
 
     return result
+
+
+def _record_async(ctx, c, reason):
+    """Start recording the newest-data backend in a thread (it must be done before pgpool
+    moves; it runs while the state is read). Returns a callable giving its result."""
+    if c.kind != "db" or remote.is_dry(ctx):
+        return lambda: None
+    return in_background(newest.record_newest, ctx, c.name, reason)
 
 
 def carry_pool_view(ctx, c, dst, data):
@@ -291,24 +297,7 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
 def read_pool_async(ctx, c):
     """Start reading SHOW pool_nodes in a thread (while crm_mon is read); a callable gives
     the data or raises its HaError."""
-    box = {}
-
-    def work():
-        try:
-            box["data"] = backends.read_pool_nodes(ctx, c.name)
-        except HaError as exc:
-            box["err"] = exc
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-
-    def result():
-        t.join()
-        if "err" in box:
-            raise box["err"]
-        return box["data"]
-
-    return result
+    return in_background(backends.read_pool_nodes, ctx, c.name)
 
 
 def pool_before(ctx, c, force, what, pending=None):

@@ -321,11 +321,7 @@ def pool_before(ctx, c, force, what, pending=None):
 
 
 def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
-    c = checks.cluster(ctx, cluster or None, "db")
-    if from_ is not None:
-        checks.host(ctx, from_, "from", cluster=c)
-    timeout = checks.positive("timeout", timeout)
-    group = c.vars.get("group")
+    c, timeout, group = engine.move_inputs(ctx, "db", cluster, from_, "from", timeout)
     recorded = _record_async(ctx, c, "db.failover: pgpool moves")
     pool_read = read_pool_async(ctx, c)
     before = crm.crm_status(ctx, c.name)
@@ -369,11 +365,7 @@ def home_node(ctx, c, state):
 
 
 def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
-    c = checks.cluster(ctx, cluster or None, "db")
-    if to is not None:
-        checks.host(ctx, to, "to", cluster=c)
-    timeout = checks.positive("timeout", timeout)
-    group = c.vars.get("group")
+    c, timeout, group = engine.move_inputs(ctx, "db", cluster, to, "to", timeout)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     not_online = [f"{n['name']} is {n['state'].upper()}" for n in before["nodes"]

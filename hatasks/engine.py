@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import time
 
-from hatasks import backends, crm, crmmon, hb, journal, output, remote, rules, shell
+from hatasks import backends, checks, crm, crmmon, hb, journal, output, remote, rules, shell
 from hatasks.errors import HaError, StateError
 
 #: how many plan steps db.recover / lb.recover run at most before giving up
@@ -29,6 +29,16 @@ class NeedsHuman(HaError):
 
 
 # =========================================================================== the cluster to act on
+
+
+def move_inputs(ctx, kind, cluster, node, option, timeout):
+    """The inputs every manual move checks before anything runs: the cluster of KIND, NODE
+    (``--from``/``--to``) as one of its hosts when given, a positive timeout. Returns
+    (cluster, timeout, group)."""
+    c = checks.cluster(ctx, cluster or None, kind)
+    if node is not None:
+        checks.host(ctx, node, option, cluster=c)
+    return c, checks.positive("timeout", timeout), c.vars.get("group")
 
 
 # =========================================================================== facts (read-only)

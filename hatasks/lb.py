@@ -113,11 +113,7 @@ def wait_serving(ctx, c, expect_node, timeout):
 
 
 def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
-    c = checks.cluster(ctx, cluster or None, "lb")
-    if from_ is not None:
-        checks.host(ctx, from_, "from", cluster=c)
-    timeout = checks.positive("timeout", timeout)
-    group = c.vars.get("group")
+    c, timeout, group = engine.move_inputs(ctx, "lb", cluster, from_, "from", timeout)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     src = crmmon.group_node(before, group)
@@ -148,11 +144,7 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
 
 
 def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
-    c = checks.cluster(ctx, cluster or None, "lb")
-    if to is not None:
-        checks.host(ctx, to, "to", cluster=c)
-    timeout = checks.positive("timeout", timeout)
-    group = c.vars.get("group")
+    c, timeout, group = engine.move_inputs(ctx, "lb", cluster, to, "to", timeout)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     states = {n["name"]: n["state"] for n in before["nodes"]}

@@ -133,7 +133,10 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     # the data-safety records: attaches without a resync, salvage files not re-applied, and
     # pgpool's own node ids against the inventory's
     facts["stale_attached"] = journal.stale_attached(ctx, c.name)
-    facts["salvage_pending"] = journal.salvage_pending(ctx, c.name)
+    done = [r.get("ts") or "" for r in records if r.get("cluster") == c.name
+            and r.get("event") == "done" and r.get("action") in ("sync.resync", "pgpool.recover")]
+    facts["salvage_pending"] = [dict(rec, rebuilt=any(t > (rec.get("ts") or "") for t in done))
+                                for rec in journal.salvage_pending(ctx, c.name)]
     facts["node_ids"] = (backends.id_disagreements(c, pool) if pool.get("reachable") else [])
     facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
@@ -555,6 +558,12 @@ def _check_pgpool(run, args):
 def _resync(run, args):
     _settle_first(run)
     source, target, force = args["source"], args["target"], bool(args.get("force"))
+    if args.get("salvage") and run.source is None:
+        raise engine.NeedsHuman(
+            f"split brain: {target} holds writes {source} lacks (proved by the resync; they are "
+            f"kept in {args['salvage']}). Choose the winner: inv db.recover --source {source} or "
+            f"--source {target}; then re-apply the loser's writes: inv sync.salvage --file "
+            f"{args['salvage']} --yes")
     if force:
         # split brain: both backends may hold writes the other lacks. Picking the source
         # is the operator's decision, never ours: the resync keeps the target's data

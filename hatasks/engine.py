@@ -203,7 +203,8 @@ def execute(run, plan_step, table):
     fn = table.get(plan_step["task"])
     if fn is None:
         raise StateError(f"unknown plan step {plan_step['task']}")
-    fn(run, plan_step.get("args") or {})
+    # "hidden": facts the step function needs that are not options of the task's command line
+    fn(run, dict(plan_step.get("args") or {}, **(plan_step.get("hidden") or {})))
 
 
 def start_stack(run, args):

@@ -40,7 +40,7 @@ DB_ORDER = ("node-ids", "split-brain", "host-key", "power", "network", "heartbea
             "no-backend", "pgpool",
             "postgres", "maintenance-port", "degenerated", "stale-attach")
 #: the patterns that need a human: recover exits 3 at once with the words
-HUMAN = ("node-ids", "split-brain", "host-key", "maintenance", "no-quorum")
+HUMAN = ("node-ids", "host-key", "maintenance", "no-quorum")
 
 
 # =========================================================================== journal facts
@@ -232,6 +232,8 @@ def split_brain_problems(facts):
     its source lacked: the salvage file of those writes is not re-applied yet."""
     out = []
     for rec in facts.get("salvage_pending") or []:
+        if rec.get("rebuilt"):
+            continue  # the operator chose: only the salvage is left (see salvage_notes)
         tables = [f"{t.get('table')} ({t.get('target_only', t.get('rows', '?'))} rows)"
                   for t in ((rec.get("proof") or {}).get("tables") or [])[:3]
                   if isinstance(t, dict)]
@@ -399,12 +401,16 @@ def steps_for(facts, pattern, host):
                           "the inventory (pgpool is the truth: SHOW pool_nodes); then run "
                           "db.recover again"))
     elif pattern == "split-brain":
-        rec = next((r for r in facts.get("salvage_pending") or [] if r.get("backend") == host),
-                   {})
-        out.append(manual(f"both sides took writes (split brain): choose the winner, "
-                          f"inv db.recover --source {rec.get('source')} (or --source {host}); "
-                          f"then re-apply the loser's writes: inv sync.salvage --file "
-                          f"{rec.get('local')} --yes"))
+        rec = next((r for r in facts.get("salvage_pending") or [] if r.get("backend") == host
+                    and not r.get("rebuilt")), {})
+        # the resync step asks for the operator's choice (db.recover --source): without it,
+        # recover stops there with the words; the loser's writes stay in the salvage file
+        out.append(step("sync.resync", f"both sides took writes (split brain): rebuild the "
+                                       f"loser from the winner you choose with --source, then "
+                                       f"re-apply the loser's writes: inv sync.salvage --file "
+                                       f"{rec.get('local')} --yes", source=rec.get("source"),
+                        target=host, force=True, method=facts.get("method") or "dump"))
+        out[-1]["hidden"] = {"salvage": rec.get("local")}
     elif pattern == "stale-attach":
         newest = (facts.get("first_degenerated") or {}).get("newest")
         if not newest or newest == host:
@@ -431,8 +437,26 @@ def lock_result(facts, problems):
                         problems)
 
 
+def salvage_notes(facts):
+    """Salvage files whose loser was rebuilt but whose writes are not re-applied yet: not a
+    fault of the cluster (both backends agree), an operator's to-do that must not be lost."""
+    return [f"the salvage file {r.get('local')} of {r.get('backend')}'s writes (split brain at "
+            f"{r.get('ts')}) is not re-applied yet: inv sync.salvage --file {r.get('local')} --yes"
+            for r in facts.get("salvage_pending") or [] if r.get("rebuilt")]
+
+
 def diagnose_db(facts):
-    """Pure: facts -> the diagnosis dict (rules.result) over every pattern of DB_ORDER."""
+    """Pure: facts -> the diagnosis dict (rules.result) over every pattern of DB_ORDER, with
+    the pending salvage files noted."""
+    d = _diagnose_db(facts)
+    notes = salvage_notes(facts)
+    if notes:
+        d["evidence"] = list(d.get("evidence") or []) + notes
+        d["salvage"] = notes
+    return d
+
+
+def _diagnose_db(facts):
     problems = detect(facts)
     if facts.get("lock"):
         return lock_result(facts, problems)

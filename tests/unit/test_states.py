@@ -363,15 +363,27 @@ def test_a_forced_attach_is_stale_until_proved_and_plans_a_resync_from_the_other
     assert any("pgpool.attach --force" in e for e in d["evidence"])
 
 
-def test_a_pending_salvage_is_a_split_brain_for_a_human_naming_both_commands():
+def test_a_pending_salvage_is_a_split_brain_whose_resync_waits_for_the_operators_choice():
     rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
-           "ts": "2026-11-30T20:00:00Z", "proof": {"tables": [{"table": "public.t", "rows": 1}]}}
+           "ts": "2026-11-30T20:00:00Z", "proof": {"tables": [{"table": "public.t", "rows": 1}]},
+           "rebuilt": False}
     d = states.diagnose_db(facts(salvage_pending=[rec]))
     assert d["problems"][0] == ["split-brain", "db02"]
-    manual = [s for s in d["steps"] if s["task"] == "manual"]
-    assert manual and "--source db01" in manual[0]["text"]
-    assert "sync.salvage --file /var/lib/hatasks/salvage-db02.sql" in manual[0]["text"]
-    assert "split-brain" in states.HUMAN
+    rs = d["steps"][0]
+    assert rs["task"] == "sync.resync" and rs["args"]["force"] is True
+    assert (rs["args"]["source"], rs["args"]["target"]) == ("db01", "db02")
+    assert rs["hidden"] == {"salvage": rec["local"]}  # db.recover stops there without --source
+    assert "--salvage" not in " ".join(d["plan"])      # the plan shows only real options
+    assert "sync.salvage --file /var/lib/hatasks/salvage-db02.sql" in rs["why"]
+
+
+def test_a_salvage_left_after_the_rebuild_is_noted_not_a_fault():
+    rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
+           "ts": "2026-11-30T20:00:00Z", "proof": {}, "rebuilt": True}
+    d = states.diagnose_db(facts(salvage_pending=[rec]))
+    assert d["pattern"] == "healthy" and d["problems"] == []
+    assert any("sync.salvage --file /var/lib/hatasks/salvage-db02.sql" in e
+               for e in d["evidence"])
 
 
 def test_node_ids_that_disagree_with_pgpool_come_first_and_need_a_human():

@@ -17,7 +17,11 @@
 
 One run, prints the figures; no asserts. The group is moved back to where it started.
 
-    HATASKS_LAB=4 .venv/bin/python bench/failover.py [--runs 3]
+    HATASKS_LAB=4 .venv/bin/python bench/failover.py [--runs 3] [--before DIR] [--no-diagnose]
+
+``--before DIR``: another copy of the repository (``git archive REV | tar -x -C DIR``): its
+``inv db.failover`` runs in the same loop, alternating with this checkout's, against the same
+by-hand moves, and both ratios are printed side by side (before / after).
 """
 
 import argparse
@@ -89,9 +93,9 @@ def env_for(n, state_dir):
     return env
 
 
-def inv(env, *args):
+def inv(env, *args, cwd=ROOT):
     t0 = time.monotonic()
-    proc = subprocess.run([INV, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+    proc = subprocess.run([INV, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
     return time.monotonic() - t0, proc
 
@@ -105,14 +109,14 @@ def wait(pred, timeout=60):
     return False
 
 
-def failover_run(lab, env, peer_of):
+def failover_run(lab, env, peer_of, cwd=ROOT):
     src = group_node(lab)
     dst = peer_of[src]
     poll = Poller(lab, dst)
     poll.start()
     time.sleep(0.3)
     t0 = time.monotonic()
-    dt, proc = inv(env, "db.failover", "--yes")
+    dt, proc = inv(env, "db.failover", "--yes", cwd=cwd)
     time.sleep(0.3)
     poll.stop()
     if proc.returncode != 0:
@@ -147,9 +151,17 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def line(label, r):
+    return (f"inv db.failover ({label}) {r['inv']:.2f}s ({r['from']}->{r['to']}), pcmk move "
+            f"inside it {r['pcmk_move'] or float('nan'):.2f}s, returned "
+            f"{r['inv_after_move'] or float('nan'):.2f}s after the move")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--before", help="an earlier copy of the repository, run side by side")
+    ap.add_argument("--no-diagnose", action="store_true", help="only the failover figures")
     args = ap.parse_args()
     n = int(os.environ.get("HATASKS_LAB", "0"))
     lab = Lab(n, out=lambda *a, **k: None)
@@ -159,19 +171,33 @@ def main():
     state = tempfile.mkdtemp(prefix="hatasks-bench-")
     env = env_for(n, state)
     home = group_node(lab)
+    trees = [("after", ROOT)] + ([("before", pathlib.Path(args.before).resolve())]
+                                  if args.before else [])
 
-    runs, hands = [], []
+    runs, hands = {label: [] for label, _ in trees}, []
     for i in range(args.runs):
-        hands.append(by_hand_run(lab, peer_of))
-        runs.append(failover_run(lab, env, peer_of))
-        print(f"run {i + 1}: by hand {hands[-1]['by_hand']:.2f}s ({hands[-1]['from']}->"
-              f"{hands[-1]['to']}); inv db.failover {runs[-1]['inv']:.2f}s ({runs[-1]['from']}->"
-              f"{runs[-1]['to']}), pcmk move inside it "
-              f"{runs[-1]['pcmk_move'] or float('nan'):.2f}s, "
-              f"inv returned {runs[-1]['inv_after_move'] or float('nan'):.2f}s after the move",
-              flush=True)
+        for label, tree in (trees if i % 2 == 0 else trees[::-1]):
+            hands.append(by_hand_run(lab, peer_of))
+            runs[label].append(failover_run(lab, env, peer_of, cwd=tree))
+            print(f"run {i + 1}: by hand {hands[-1]['by_hand']:.2f}s ({hands[-1]['from']}->"
+                  f"{hands[-1]['to']}); {line(label, runs[label][-1])}", flush=True)
     if group_node(lab) != home:
         inv(env, "db.failback", "--to", home, "--yes")
+
+    bh = med([h["by_hand"] for h in hands])
+    print()
+    print(f"same move by hand, crm_standby on/off timed by the poller (median of {len(hands)}): "
+          f"{bh:.2f}s")
+    for label, _ in trees:
+        fo = med([r["inv"] for r in runs[label]])
+        pm = med([r["pcmk_move"] for r in runs[label]])
+        am = med([r["inv_after_move"] for r in runs[label]])
+        print(f"{label:6}: db.failover end to end {fo:.2f}s; Pacemaker's move inside it "
+              f"(standby seen -> group started) {pm:.2f}s; returned {am:.2f}s after the move; "
+              f"RATIO failover/by-hand = {fo / bh:.2f} (target <= 1.3), "
+              f"failover/pcmk-move = {fo / pm:.2f}")
+    if args.no_diagnose:
+        return
 
     # diagnose vs status
     has_status = inv(env, "--help", "status")[1].returncode == 0
@@ -186,15 +212,8 @@ def main():
             t_stat.append(sum(inv(env, t, "--format", "json")[0]
                               for t in ("hb.status", "pgpool.status", "pg.status")))
 
-    fo, bh, pm = med([r["inv"] for r in runs]), med([h["by_hand"] for h in hands]), \
-        med([r["pcmk_move"] for r in runs])
     d, s = med(t_diag), med(t_stat)
     print()
-    print(f"db.failover end to end (median of {args.runs}): {fo:.2f}s")
-    print(f"same move by hand, crm_standby on/off timed by the poller: {bh:.2f}s")
-    print(f"Pacemaker's move inside the inv run (standby seen -> group started): {pm:.2f}s")
-    print(f"RATIO failover/by-hand = {fo / bh:.2f}  (target <= 1.3); "
-          f"failover/pcmk-move = {fo / pm:.2f}")
     print(f"db.diagnose (median of {len(t_diag)}): {d:.2f}s; "
           f"{'inv status' if has_status else 'hb.status+pgpool.status+pg.status'}: {s:.2f}s")
     print(f"RATIO diagnose/status = {d / s:.2f}  (target <= 1.5)")

@@ -6,6 +6,7 @@ way a mutating crm command runs (printed under --dry, a non-zero exit is a State
 the parsed state means is ``hatasks.crmmon``.
 """
 
+import threading
 import time
 
 from hatasks import crmmon, remote, shell
@@ -114,32 +115,68 @@ def read_constraints(ctx, host):
         return None
 
 
-def dc_idle(ctx, state):
-    """True when the cluster's DC controller is idle (no transition pending or running)."""
+def dc_idle(ctx, state, timeout=None):
+    """True when the cluster's DC controller is idle (no transition pending or running), asked
+    on the node STATE was read on (``crmadmin -S DC`` says ``... in state S_IDLE: ok`` on
+    stdout). TIMEOUT: seconds for crmadmin (UnreachableError past it)."""
     dc = state.get("dc")
     if not dc:
         return False
     res = remote.run(ctx, remote.host(ctx, state["read_on"]), f"crmadmin -S {shell.q(dc)}",
-                     probe=True, warn=True)
-    return res.exited == 0 and "S_IDLE" in (res.stdout or "") + (res.stderr or "")
+                     probe=True, warn=True, timeout=timeout)
+    return res.exited == 0 and "S_IDLE" in (res.stdout or "")
 
 
-def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, settle=False):
+def _dc_idle_meanwhile(ctx, state):
+    """Ask STATE's DC whether it is idle in a thread (while crm_mon is read again): a callable
+    giving True/False (False when the question failed)."""
+    box = {}
+
+    def ask():
+        try:
+            box["idle"] = dc_idle(ctx, state)
+        except HaError:
+            box["idle"] = False
+
+    t = threading.Thread(target=ask, daemon=True)
+    t.start()
+
+    def answer():
+        t.join()
+        return box.get("idle", False)
+
+    return answer
+
+
+def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, settle=False,
+             seen=None):
     """Poll crm_mon until check(state) is true; NOT_CONVERGED naming what was seen otherwise.
 
     settle=True: also wait until the DC is idle, seen on two polls in a row with check(state)
     true (a failback or a re-probe that the scheduler has still to run would not be idle).
+    SEEN: the state the caller read last (its DC is asked on the first poll already).
     """
     deadline = time.monotonic() + timeout
-    last, last_error, settled = None, None, 0
+    last, last_error, settled = seen, None, 0
     while True:
+        # settle: the DC known from the last read is asked at the same time as crm_mon is read
+        # again (one round trip per poll instead of two); its answer counts only when the new
+        # read names the same DC on the same node
+        idle = (_dc_idle_meanwhile(ctx, last) if settle and last is not None and last.get("dc")
+                else None)
         try:
+            prev = last
             last = crm_status(ctx, cluster, prefer=prefer, only=only)
             last_error = None
             if check(last):
                 if not settle:
                     return last
-                settled = settled + 1 if dc_idle(ctx, last) else 0
+                if idle is not None and (prev.get("dc"), prev.get("read_on")) == (
+                        last.get("dc"), last.get("read_on")):
+                    now_idle = idle()
+                else:
+                    now_idle = dc_idle(ctx, last)
+                settled = settled + 1 if now_idle else 0
                 if settled >= 2:
                     return last
             else:
@@ -149,6 +186,8 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, set
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL)
+    if last is seen:
+        last = None
     if last_error is not None and last is None:
         seen = last_error.message
     else:

@@ -213,13 +213,13 @@ def _pgpool_answers(ctx, c, timeout):
 
 def in_background(fn, *args):
     """Start FN(*ARGS) in a thread; return a callable that waits for it and gives its result
-    (or raises its HaError). Used to overlap a read or a record with reading the state."""
+    (or raises its error; one never awaited is dropped). Used to overlap a read or a record with reading the state."""
     box = {}
 
     def work():
         try:
             box["value"] = fn(*args)
-        except HaError as exc:
+        except Exception as exc:  # noqa: BLE001 - raised where the result is awaited
             box["err"] = exc
 
     t = threading.Thread(target=work, daemon=True)
@@ -256,27 +256,35 @@ def carry_pool_view(ctx, c, dst, data):
 
 
 def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None,
-               pool=None):
+               pool=None, steps=None):
     """Standby SRC, verify the group runs on DST, bring SRC online, verify it stays (no
-    automatic failback in the DB cluster). The newest-data backend is recorded first
-    (``recorded``: a callable from _record_async already started)."""
+    automatic failback in the DB cluster), and pgpool answers with its backends. The
+    newest-data backend is recorded first (``recorded``: a callable from _record_async
+    already started). Each step is printed with the time since STEPS (engine.Steps) began.
+    Returns (state after, SHOW pool_nodes after) ((None, None) under --dry)."""
     group = c.vars.get("group")
     args = {"from": src, "to": dst, "timeout": timeout}
     summary = (f"move {group} from {src} to {dst}: standby {src}, verify on {dst}, "
                f"{src} online again")
     if recorded is None:
         recorded = _record_async(ctx, c, record_reason or f"{action}: pgpool moves")
+    steps = steps or engine.Steps(4)
     with journal.operation(ctx, c.name, action, args, yes=yes, summary=summary) as op:
+        steps("record the newest-data backend (before pgpool moves)")
         rec = recorded()
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
+        steps(f"standby {src}: {group} moves to {dst}")
         if c.kind == "db":
             carry_pool_view(ctx, c, dst, pool)
-        hb.standby(ctx, src, timeout=timeout, yes=True)
+        moved_state = hb.standby(ctx, src, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
-            return None
-        after = hb.online(ctx, src, timeout=timeout, yes=True)
+            return None, None
+        # pgpool now runs on DST: its answer is awaited while SRC comes back online
+        pool_check = in_background(_pgpool_answers, ctx, c, timeout) if c.kind == "db" else None
+        steps(f"{src} online again: {group} must stay on {dst}")
+        after = hb.online(ctx, src, timeout=timeout, yes=True, state=moved_state)
 
         def moved(s):
             return (crmmon.group_node(s, group) == dst and crmmon.node_state(s, src) == "online"
@@ -285,8 +293,10 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         if not (after and moved(after)):
             after = crm.wait_for(ctx, c.name, moved, timeout,
                                 f"{group} started on {dst}, {src} and {dst} online")
+        pool_after = None
         if c.kind == "db":
-            pool_after = _pgpool_answers(ctx, c, timeout)
+            steps(f"pgpool answers through the VIP on {dst}, with its backends")
+            pool_after = pool_check()
             pgpool.print_nodes("pgpool after", pool_after)
             if pool_after.get("degenerated"):
                 down = [b.get("host") for b in pool_after["backends"] if b.get("status") != "up"]
@@ -294,7 +304,7 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
                               f"({', '.join(down)} down in SHOW pool_nodes; it may have read a "
                               f"stale backend status): clients write to one backend only; see "
                               f"inv db.diagnose", HaError.NOT_CONVERGED)
-    return after
+    return after, pool_after
 
 
 def read_pool_async(ctx, c):
@@ -325,6 +335,8 @@ def pool_before(ctx, c, force, what, pending=None):
 
 def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     c, timeout, group = engine.move_inputs(ctx, "db", cluster, from_, "from", timeout)
+    steps = engine.Steps(4)
+    engine.warm_connections(ctx, c)
     recorded = _record_async(ctx, c, "db.failover: pgpool moves")
     pool_read = read_pool_async(ctx, c)
     before = crm.crm_status(ctx, c.name)
@@ -340,16 +352,18 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     others = [n for n in engine.online_others(before, src)
               if not (crmmon.find_node(before, n) or {}).get("maintenance")]
     if not others:
-        states = ", ".join(f"{n['name']} {n['state']}" for n in before["nodes"] if n["name"] != src)
+        states = ", ".join(f"{n['name']} {n['state']}"
+                           + (" but in maintenance" if n.get("maintenance") else "")
+                           for n in before["nodes"] if n["name"] != src)
         raise StateError(f"refusing to fail over from {src}: no other node is online to take "
                          f"{group} ({states})")
     pool = pool_before(ctx, c, force, "fail over", pool_read)
-    after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes, recorded=recorded,
-                       pool=pool)
+    after, pool_after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes,
+                                   recorded=recorded, pool=pool, steps=steps)
     if after is not None:
-        engine.print_state("after", after)
-        print(f"{group} now runs on {others[0]}; {src} is online and the group stays on "
-              f"{others[0]} (the DB cluster does not fail back by itself: inv db.failback)")
+        engine.print_before_after(before, after, pool, pool_after, pools=True)
+        steps.done(f"{group} now runs on {others[0]}; {src} is online and the group stays on "
+                   f"{others[0]} (the DB cluster does not fail back by itself: inv db.failback)")
     return after
 
 
@@ -369,6 +383,9 @@ def home_node(ctx, c, state):
 
 def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
     c, timeout, group = engine.move_inputs(ctx, "db", cluster, to, "to", timeout)
+    steps = engine.Steps(4)
+    engine.warm_connections(ctx, c)
+    pool_read = read_pool_async(ctx, c)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     not_online = [f"{n['name']} is {n['state'].upper()}" for n in before["nodes"]
@@ -388,11 +405,12 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
     if src == to:
         print(f"{group} already runs on {to}: nothing to fail back")
         return before
-    pool = pool_before(ctx, c, force, "fail back")
-    after = move_group(ctx, c, src, to, timeout, "db.failback", yes, pool=pool)
+    pool = pool_before(ctx, c, force, "fail back", pool_read)
+    after, pool_after = move_group(ctx, c, src, to, timeout, "db.failback", yes, pool=pool,
+                                   steps=steps)
     if after is not None:
-        engine.print_state("after", after)
-        print(f"{group} runs on {to} again; both nodes online")
+        engine.print_before_after(before, after, pool, pool_after, pools=True)
+        steps.done(f"{group} runs on {to} again; both nodes online")
     return after
 
 
@@ -447,9 +465,11 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
     node_id = h.pgpool_node_id
     if node_id is None:
         raise UsageError(f"host {h.name}: inventory var pgpool_node_id is not set")
+    engine.warm_connections(ctx, c)
+    pool_read = read_pool_async(ctx, c)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
-    pool = backends.read_pool_nodes(ctx, c.name)
+    pool = pool_read()
     pgpool.print_nodes("pgpool before", pool)
     mine = [b for b in pool["backends"] if str(b.get("node_id")) == str(node_id)]
     others_up = [b for b in pool["backends"]
@@ -473,11 +493,15 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
         steps.append(f"{pg_action} PostgreSQL on {h.name}")
     print("plan:\n" + "\n".join(f"  {i}. {s}" for i, s in enumerate(steps, 1)), flush=True)
     args = {"host": h.name, "for": for_, "pg": pg_action if for_ == "pg-restart" else None}
+    plan, steps = steps, engine.Steps(len(steps))
     with journal.operation(ctx, c.name, "db.maintenance", args, yes=yes,
-                           summary="; ".join(steps)) as op:
+                           summary="; ".join(plan)) as op:
         if move:
+            steps(plan[steps.n])
             move_group(ctx, c, h.name, other_nodes[0], timeout, "db.failover", True,
-                       record_reason=f"db.maintenance of {h.name}: failover")
+                       record_reason=f"db.maintenance of {h.name}: failover",
+                       steps=steps.sub(4))
+        steps(plan[steps.n])
         if not remote.is_dry(ctx):
             rec = newest.record_newest(ctx, c.name,
                                        f"db.maintenance of {h.name}: before the switch")
@@ -486,18 +510,22 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
         else:
             print(f"[dry] would record the newest-data backend of {c.name}")
         if mine and mine[0].get("status") == "up":
+            steps(plan[steps.n])
             pgpool.detach(ctx, h, node_id, int(timeout), reason=f"db.maintenance of {h.name}")
         else:
             print(f"{h.name} is already detached from pgpool")
         if for_ == "pg-restart":
+            steps(plan[steps.n])
             pg.stop(ctx, h, "fast", int(timeout))
             if pg_action == "restart":
                 pg.start(ctx, h, None, int(timeout))
     if remote.is_dry(ctx):
         return None
+    pool_read = read_pool_async(ctx, c)
     after = crm.crm_status(ctx, c.name)
-    engine.print_state("after", after)
-    pgpool.print_nodes("pgpool after", backends.read_pool_nodes(ctx, c.name))
+    pool_after = pool_read()
+    engine.print_before_after(before, after, pool, pool_after, pools=True)
+    steps.done(f"maintenance of {h.name} prepared")
     back = " --failback" if gnode == h.name else ""
     if for_ == "reboot":
         print(f"NEXT: reboot or shut down {h.name} now (it runs no cluster resource and pgpool "

@@ -12,9 +12,10 @@ import dataclasses
 import re
 import shlex
 import subprocess
+import threading
 import time
 
-from hatasks import backends, checks, crm, crmmon, hb, journal, output, remote, rules, shell
+from hatasks import backends, checks, crm, crmmon, hb, journal, output, remote, rules
 from hatasks.errors import HaError, StateError
 
 #: how many plan steps db.recover / lb.recover run at most before giving up
@@ -39,6 +40,20 @@ def move_inputs(ctx, kind, cluster, node, option, timeout):
     if node is not None:
         checks.host(ctx, node, option, cluster=c)
     return c, checks.positive("timeout", timeout), c.vars.get("group")
+
+
+def warm_connections(ctx, c):
+    """Open the ssh connections to every host of cluster C in the background (a move talks to
+    both nodes; the first command to a host then does not pay the connect). Errors are left
+    to the command that needs the host."""
+    def connect(name):
+        try:
+            remote.connection(ctx, remote.host(ctx, name))
+        except Exception:  # noqa: BLE001 - the real command reports it
+            pass
+
+    for name in c.host_names:
+        threading.Thread(target=connect, args=(name,), daemon=True).start()
 
 
 # =========================================================================== facts (read-only)
@@ -106,6 +121,89 @@ def print_state(label, state):
     print(crm.summary(state), flush=True)
 
 
+class Steps:
+    """The labelled steps of a scenario, each printed as it begins with the time since the
+    scenario began: ``[2/4 +0.31s] standby db01: grp-pgpool moves to db02``."""
+
+    def __init__(self, total, prefix="", t0=None):
+        self.total = total
+        self.n = 0
+        self.prefix = prefix
+        self.t0 = time.monotonic() if t0 is None else t0
+
+    def elapsed(self):
+        return time.monotonic() - self.t0
+
+    def __call__(self, label):
+        self.n += 1
+        print(f"[{self.prefix}{self.n}/{self.total} +{self.elapsed():.2f}s] {label}", flush=True)
+
+    def sub(self, total):
+        """The steps within the current one (``[1.2/4 +0.31s] ...``), on the same clock."""
+        return Steps(total, f"{self.prefix}{self.n}.", self.t0)
+
+    def done(self, label):
+        print(f"[done +{self.elapsed():.2f}s] {label}", flush=True)
+
+
+def _where(state, group):
+    if state is None:
+        return "?"
+    return crmmon.group_node(state, group) or "not started"
+
+
+def _pool_rows(pool):
+    return {str(b.get("node_id")): (b.get("host"), b.get("status"), b.get("role"))
+            for b in (pool or {}).get("backends") or []}
+
+
+def before_after(before, after, pool_before=None, pool_after=None, pools=False):
+    """The table printed when a scenario ends: each node's state, where each group runs and
+    (POOLS) each of pgpool's backends, before and after, changes marked; then what the after
+    state flags (maintenance, failed actions, a node that did not answer)."""
+    rows = []
+
+    def row(what, old, new):
+        rows.append([what, old, new, "changed" if old != new else ""])
+
+    def node(state, name):
+        n = crmmon.find_node(state or {}, name)
+        return (n["state"] + (" maintenance" if n.get("maintenance") else "")) if n else "?"
+
+    names = [n["name"] for n in (before or {}).get("nodes", [])]
+    names += [n["name"] for n in (after or {}).get("nodes", []) if n["name"] not in names]
+    for name in names:
+        row(f"node {name}", node(before, name), node(after, name))
+    groups = []
+    for st in (before, after):
+        for r in (st or {}).get("resources", []):
+            g = r.get("group") or r.get("id")
+            if g not in groups:
+                groups.append(g)
+    for g in groups:
+        row(f"{g} on", _where(before, g), _where(after, g))
+    if pools:
+        old, new = _pool_rows(pool_before), _pool_rows(pool_after)
+        for nid in sorted(set(old) | set(new), key=lambda x: (len(x), x)):
+            host = (old.get(nid) or new.get(nid))[0]
+            row(f"pgpool backend {nid} ({host})",
+                " ".join(x for x in (old.get(nid) or ("", "?"))[1:] if x) or "?",
+                " ".join(x for x in (new.get(nid) or ("", "?"))[1:] if x) or "?")
+        row("pgpool degenerated",
+            "?" if pool_before is None else "yes" if pool_before.get("degenerated") else "no",
+            "?" if pool_after is None else "yes" if pool_after.get("degenerated") else "no")
+    text = output.tabulate(rows, headers=["", "before", "after", ""])
+    flags = [line for line in crm.summary(after).splitlines()[1:]
+             if line.lstrip().startswith(("!!", "FAILED", "("))] if after else []
+    return "\n".join([text] + flags)
+
+
+def print_before_after(before, after, pool_before=None, pool_after=None, pools=False):
+    """``--- after`` and the before/after table (see before_after)."""
+    print("--- after (before -> after)")
+    print(before_after(before, after, pool_before, pool_after, pools), flush=True)
+
+
 def online_others(state, node):
     """The nodes other than NODE that are online (where a group can move to)."""
     return [n["name"] for n in state.get("nodes", [])
@@ -148,19 +246,13 @@ def show_diagnosis(d, fmt, facts, recover):
 
 def cluster_idle(ctx, c):
     """True when the cluster's DC reports S_IDLE (no transition running) and the group is
-    started on one node (read-only).
-
-    Not crm.dc_idle: this one bounds crmadmin to 30s and reads S_IDLE on stdout only."""
+    started on one node (read-only)."""
     try:
         state = crm.crm_status(ctx, c.name)
+        return (crmmon.group_node(state, c.vars.get("group")) is not None
+                and crm.dc_idle(ctx, state, timeout=30))
     except HaError:
         return False
-    dc = state.get("dc")
-    if not dc or crmmon.group_node(state, c.vars.get("group")) is None:
-        return False
-    res = remote.run(ctx, state["read_on"], f"crmadmin -S {shell.q(dc)}", probe=True,
-                     warn=True, timeout=30)
-    return res.exited == 0 and "S_IDLE" in (res.stdout or "")
 
 
 def wait_settled(ctx, c, timeout, need_pgpool=True):

@@ -150,8 +150,13 @@ def standby(ctx, node, timeout=60, force=False, yes=False):
     others = [n for n in crmmon.others_online(before, node)
               if not (crmmon.find_node(before, n) or {}).get("maintenance")]
     if not others and not force:
-        raise StateError(f"refusing standby of {node}: no other {cluster} node is online, the "
-                         f"service would stop (--force to do it anyway)")
+        kept = [n for n in crmmon.others_online(before, node)
+                if (crmmon.find_node(before, n) or {}).get("maintenance")]
+        why = (f"{' and '.join(kept)} {'are' if len(kept) > 1 else 'is'} online but in "
+               f"maintenance (Pacemaker moves nothing there)" if kept
+               else f"no other {cluster} node is online")
+        raise StateError(f"refusing standby of {node}: {why}, the service would stop "
+                         f"(--force to do it anyway)")
     groups = groups_of_cluster(ctx, cluster)
     moving = sorted({r.get("group") or r["id"] for r in crmmon.running_on(before, node)} | set(
         g for g in groups if crmmon.group_node(before, g) == node))
@@ -183,12 +188,14 @@ def standby(ctx, node, timeout=60, force=False, yes=False):
     return after
 
 
-def online(ctx, node, timeout=60, yes=False):
-    """Bring NODE back online from standby and wait until verified (5.1.1, 5.2.1 recovery)."""
+def online(ctx, node, timeout=60, yes=False, state=None):
+    """Bring NODE back online from standby and wait until verified (5.1.1, 5.2.1 recovery).
+    STATE: the cluster's state just read by the caller under the same lock (not read again)."""
     host, cluster = node_of(ctx, node)
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
-    before = crm.crm_status(ctx, cluster)
-    print(crm.summary(before))
+    before = state or crm.crm_status(ctx, cluster)
+    if state is None:
+        print(crm.summary(before))
     if crmmon.node_state(before, node) is None:
         raise StateError(f"{node} is not a node of the running {cluster} cluster")
     if crmmon.node_state(before, node) == "offline":
@@ -210,7 +217,7 @@ def online(ctx, node, timeout=60, yes=False):
             return before
         after = crm.wait_for(ctx, cluster, converged, timeout,
                          f"{node} online and {', '.join(groups) or 'groups'} started",
-                         prefer=[before["read_on"]], settle=True)
+                         prefer=[before["read_on"]], settle=True, seen=before)
     print(crm.summary(after))
     return after
 

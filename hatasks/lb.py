@@ -114,6 +114,8 @@ def wait_serving(ctx, c, expect_node, timeout):
 
 def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
     c, timeout, group = engine.move_inputs(ctx, "lb", cluster, from_, "from", timeout)
+    steps = engine.Steps(2)
+    engine.warm_connections(ctx, c)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     src = crmmon.group_node(before, group)
@@ -130,21 +132,26 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False):
     args = {"from": src, "to": dst, "timeout": timeout}
     with journal.operation(ctx, c.name, "lb.failover", args, yes=yes,
                            summary=f"standby {src}; {group} moves to {dst}"):
-        hb.standby(ctx, src, timeout=timeout, yes=True)
+        steps(f"standby {src}: {group} moves to {dst}")
+        after = hb.standby(ctx, src, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             return None
-        after = crm.wait_for(ctx, c.name, lambda s: crmmon.group_node(s, group) == dst, timeout,
-                            f"{group} started on {dst}")
+        if not (after and crmmon.group_node(after, group) == dst):
+            after = crm.wait_for(ctx, c.name, lambda s: crmmon.group_node(s, group) == dst,
+                                 timeout, f"{group} started on {dst}")
+        steps(f"the VIP serves {dst}'s page")
         page = wait_serving(ctx, c, dst, timeout)
-    engine.print_state("after", after)
-    print(f"the VIP serves {page['page_node'] or 'a page'} (HTTP {page['http_code']}). {src} stays "
-          f"in standby: reboot or repair it now (runbook 5.1.1 b), then run inv lb.failback "
-          f"(the group comes back by itself once {src} is online)")
+    engine.print_before_after(before, after)
+    steps.done(f"the VIP serves {page['page_node'] or 'a page'} (HTTP {page['http_code']}). "
+               f"{src} stays in standby: reboot or repair it now (runbook 5.1.1 b), then run inv "
+               f"lb.failback (the group comes back by itself once {src} is online)")
     return after
 
 
 def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
     c, timeout, group = engine.move_inputs(ctx, "lb", cluster, to, "to", timeout)
+    steps = engine.Steps(3)
+    engine.warm_connections(ctx, c)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     states = {n["name"]: n["state"] for n in before["nodes"]}
@@ -171,20 +178,23 @@ def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
     args = {"to": to, "timeout": timeout}
     with journal.operation(ctx, c.name, "lb.failback", args, yes=yes,
                            summary=f"{to} online; {group} comes back to {expect} by itself"):
+        steps(f"{to} online" if states.get(to) == "standby" else f"{to} is online already")
         if states.get(to) == "standby":
             hb.online(ctx, to, timeout=timeout, yes=True)
         if remote.is_dry(ctx):
             return None
+        steps(f"{group} comes back to {expect} by itself")
         after = crm.wait_for(ctx, c.name,
                             lambda s: (all(n["state"] == "online" for n in s["nodes"])
                                        and (expect is None or crmmon.group_node(s, group) == expect)
                                        and crmmon.group_node(s, group) is not None),
                             timeout, f"both LB nodes online and {group} back on {expect} "
                                      f"(automatic failback)")
+        steps(f"the VIP serves {expect}'s page" if expect else "the VIP serves a page")
         page = wait_serving(ctx, c, expect, timeout)
-    engine.print_state("after", after)
-    print(f"{group} came back to {crmmon.group_node(after, group)} by itself; the VIP serves "
-          f"{page['page_node'] or 'a page'}")
+    engine.print_before_after(before, after)
+    steps.done(f"{group} came back to {crmmon.group_node(after, group)} by itself; the VIP "
+               f"serves {page['page_node'] or 'a page'}")
     return after
 
 

@@ -115,7 +115,7 @@ def test_failover_refuses_while_pgpool_is_degenerated_unless_forced(ctx, mocker,
         "backends": [{"node_id": 0, "host": "db01", "status": "up"},
                      {"node_id": 1, "host": "db02", "status": "down"}]})
     mocker.patch.object(db, "_record_async", return_value=lambda: None)
-    move = mocker.patch.object(db, "move_group", return_value=None)
+    move = mocker.patch.object(db, "move_group", return_value=(None, None))
     with pytest.raises(HaError) as exc:
         db.failover(ctx, yes=True)
     assert exc.value.code == HaError.STATE and "degenerated (db02 down)" in exc.value.message

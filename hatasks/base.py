@@ -13,6 +13,7 @@ It is ``invoke.task`` plus these rules:
 """
 
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -222,18 +223,74 @@ class HaTask(invoke.Task):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: the exit codes that mean "refused" (the cluster's state, a held lock, no confirmation)
+REFUSALS = (HaError.STATE, HaError.LOCKED, HaError.REFUSED)
+#: the task modules whose options name a host of this kind of cluster
+_KIND_OF_MODULE = {"db": "db", "pgpool": "db", "pg": "db", "sync": "db", "lb": "lb", "web": "lb"}
+_HOST_OPTIONS = ("node", "host", "from_", "to", "source", "target")
+
+
+def refusal_cluster(ctx, module, arguments):
+    """The cluster a refused task was about: its --cluster, else the cluster of the host it
+    names, else the only cluster of its module's kind; None when none can be told."""
+    from hatasks import remote
+
+    if arguments.get("cluster"):
+        return str(arguments["cluster"])
+    try:
+        inv = remote.inventory(ctx)
+        for name in _HOST_OPTIONS:
+            value = arguments.get(name)
+            if value and value in inv.hosts:
+                return inv.host(value).cluster
+        kind = _KIND_OF_MODULE.get(module)
+        mine = [c for c in inv.clusters.values() if c.kind == kind]
+        return mine[0].name if len(mine) == 1 else None
+    except Exception:  # noqa: BLE001 - the journal line is written without it
+        return None
+
+
+def journal_refusal(ctx, fn, name, a, kw, exc):
+    """A mutating task (one with ``--yes``) of hatasks refused before its operation wrote an
+    outcome: journal it (event ``refused``, the reason), so that `history` shows every refusal."""
+    module = fn.__module__ or ""
+    if not module.startswith("hatasks.") or ctx is None:
+        return
+    try:
+        bound = inspect.signature(fn).bind(ctx, *a, **kw)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        if "yes" not in arguments:
+            return
+        arguments.pop("ctx", None)
+        tail = module.rsplit(".", 1)[-1]
+        args = {k.rstrip("_"): v for k, v in arguments.items()
+                if v not in (None, False) and k not in ("yes", "ctx")}
+        journal.refusal(ctx, refusal_cluster(ctx, tail, arguments), f"{tail}.{name}", args,
+                        exc.message)
+    except Exception:  # noqa: BLE001 - journaling a refusal must not hide the refusal
+        pass
+
+
 def task(*args, **kwargs):
-    """Like ``invoke.task``; turns :class:`HaError` into a clean non-zero exit."""
+    """Like ``invoke.task``; turns :class:`HaError` into a clean non-zero exit. A mutating task
+    (one with ``--yes``) that is refused (exit 3, 5 or 7) before an operation journaled its
+    outcome gets a ``refused`` record with the reason."""
     bare = len(args) == 1 and callable(args[0]) and not kwargs
     kwargs.setdefault("klass", HaTask)
     kwargs.setdefault("auto_shortflags", False)  # SHORT_FLAGS only
 
     def decorate(fn):
+        name = kwargs.get("name") or fn.__name__
+
         @functools.wraps(fn)
         def wrapper(ctx, *a, **kw):
+            written = journal.outcomes_written()
             try:
                 return fn(ctx, *a, **kw)
             except HaError as exc:
+                if exc.code in REFUSALS and journal.outcomes_written() == written:
+                    journal_refusal(ctx, fn, name, a, kw, exc)
                 print(f"hatasks: error: {exc.message}", file=sys.stderr, flush=True)
                 raise invoke.Exit(code=exc.code)
 

@@ -5,8 +5,6 @@ One comparison, so that showing the backends' difference, verifying a recovery a
 resync agree on what "equal" means.
 """
 
-from psycopg2 import sql
-
 from hatasks import remote
 from hatasks.errors import HaError, StateError
 
@@ -64,6 +62,8 @@ def diff_tables(per_host, columns=("counts",), whole_database=False, table_notes
 
 
 def count_query(schema, table):
+    from psycopg2 import sql  # on first use: psycopg2 costs start-up time to every command
+
     return sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
                                                         sql.Identifier(table))
 

@@ -21,8 +21,6 @@ import collections
 import json
 import time
 
-from psycopg2 import sql
-
 from hatasks import compare, journal, remote
 from hatasks.errors import HaError, StateError
 from hatasks.syncplan import digest_query
@@ -129,6 +127,8 @@ def pk_columns(cur, schema, table):
 
 def rows_query(schema, table, pk):
     """(key as JSON text, row hash, row as JSON text) of every row."""
+    from psycopg2 import sql  # on first use: psycopg2 costs start-up time to every command
+
     key = (sql.SQL("json_build_array({})::text").format(
         sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in pk)) if pk
         else sql.SQL("md5(r::text)"))

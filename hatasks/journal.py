@@ -75,7 +75,7 @@ def _check_cluster(cluster):
     return str(cluster)
 
 
-def _write_private(path, text):
+def write_private(path, text):
     """Atomically replace ``path`` (mode 0600) with ``text``."""
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -85,6 +85,25 @@ def _write_private(path, text):
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+#: the events that end an operation without success (counted: see outcomes_written)
+OUTCOMES = ("failed", "refused")
+_outcomes = {"written": 0}
+
+
+def outcomes_written():
+    """How many failed/refused records this process has written so far: a task that ends in
+    an error after the count grew has had its outcome journaled already."""
+    return _outcomes["written"]
+
+
+def refusal(ctx, cluster, action, args, message):
+    """Journal that ACTION was refused before it began (the cluster's state, a held lock, no
+    confirmation), with the reason; nothing under --dry."""
+    if _is_dry(ctx):
+        return None
+    return Journal(ctx).write("refused", cluster, action, args, message=message)
 
 
 class Journal:
@@ -107,6 +126,8 @@ class Journal:
             "event": event,
         }
         record.update(fields)
+        if event in OUTCOMES:
+            _outcomes["written"] += 1
         line = json.dumps(record, default=str, sort_keys=False) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -476,7 +497,7 @@ def record_newest(ctx, cluster, host, evidence):
         print(f"[dry] would record newest data of cluster {cluster}: {host}", flush=True)
         return None
     rec = Journal(ctx).write("newest", cluster, "newest", {}, newest=host, evidence=evidence)
-    _write_private(os.path.join(state_dir(ctx), f"newest.{cluster}.json"),
+    write_private(os.path.join(state_dir(ctx), f"newest.{cluster}.json"),
                    json.dumps(rec, default=str, indent=2) + "\n")
     if cluster_lock.enabled(ctx):
         # the cluster keeps the record that stands now (this one, or an earlier degenerated one

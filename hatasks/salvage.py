@@ -84,12 +84,7 @@ def write(ctx, cluster, result, source, target, stamp, port=None):
     port = port or divergence.port_of(t)
     text = sql_text(ctx, t, port, result, source, target, stamp)
     local = os.path.join(local_dir(ctx), f"{cluster}-{t.name}-{stamp}.sql")
-    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    journal.write_private(local, text)
     where = None
     pgdata = (t.vars.get("pgdata") or "").rstrip("/")
     if pgdata and len(text) <= REMOTE_MAX:

@@ -5,8 +5,6 @@ disk-fit check and the digest comparison. Nothing here touches a host, the journ
 
 import re
 
-from psycopg2 import sql
-
 from hatasks.shell import q
 from hatasks.errors import HaError, UsageError
 
@@ -350,6 +348,8 @@ def basebackup_command(pgbin, src_addr, port, superuser, pgdata):
 
 def digest_query(schema, table):
     """Exact row count and an order-independent content checksum of one table (psycopg2.sql)."""
+    from psycopg2 import sql  # on first use: psycopg2 costs start-up time to every command
+
     return sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended(hatasks_row::text, 0)), 0)::text "
         "FROM {}.{} AS hatasks_row"

@@ -18,6 +18,7 @@
 One run, prints the figures; no asserts. The group is moved back to where it started.
 
     HATASKS_LAB=4 .venv/bin/python bench/failover.py [--runs 3] [--before DIR] [--no-diagnose]
+                                                     [--via inv|hatasks]
 
 ``--before DIR``: another copy of the repository (``git archive REV | tar -x -C DIR``): its
 ``inv db.failover`` runs in the same loop, alternating with this checkout's, against the same
@@ -93,9 +94,22 @@ def env_for(n, state_dir):
     return env
 
 
+#: the command the failover runs with: inv from the tree, or (--via hatasks) the installed
+#: command's entry point run from the tree, as its console script does
+VIA = {"command": "inv"}
+
+
 def inv(env, *args, cwd=ROOT):
     t0 = time.monotonic()
-    proc = subprocess.run([INV, *args], cwd=cwd, env=env, capture_output=True, text=True,
+    argv = [INV, *args]
+    if VIA["command"] == "hatasks" and args and args[0] == "db.failover":
+        argv = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(cwd)!r}); "
+                "from hatasks.program import main; main()", *args]
+        env = dict(env, HATASKS_INVENTORY=env.get("INVOKE_HATASKS_INVENTORY", ""),
+                   HATASKS_STATE_DIR=env["INVOKE_HATASKS_STATE_DIR"])
+        if not env["HATASKS_INVENTORY"]:
+            env["HATASKS_INVENTORY"] = str(ROOT / "hosts.ini")
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
     return time.monotonic() - t0, proc
 
@@ -162,7 +176,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--before", help="an earlier copy of the repository, run side by side")
     ap.add_argument("--no-diagnose", action="store_true", help="only the failover figures")
+    ap.add_argument("--via", choices=("inv", "hatasks"), default="inv",
+                    help="run db.failover with inv (default) or the installed command's entry")
     args = ap.parse_args()
+    VIA["command"] = args.via
     n = int(os.environ.get("HATASKS_LAB", "0"))
     lab = Lab(n, out=lambda *a, **k: None)
     if lab.problems():

@@ -7,8 +7,8 @@ without it only this checkout is measured. Each figure is the median wall time o
 alternating the trees, printed with the ratio after/before. Asserts nothing.
 
 - ``inv -l``: the task list (imports every task module);
-- ``inv --version`` and ``hatasks --version`` (the installed command; ``python -c`` running its
-  entry point, as the console script does);
+- ``inv --version``, ``hatasks --version`` and ``hatasks -l`` (the installed command;
+  ``python -c`` running its entry point, as the console script does);
 - ``status`` (and ``hb.status``, which needs fewer modules) up to its first ssh connect: the time from starting the process to the first
   ``socket.connect`` call (the process then exits there), on an inventory whose hosts point
   at 127.0.0.1, so no host is needed. This is the fixed cost every task pays before it can
@@ -91,6 +91,8 @@ def commands(root, has_program, lab=None):
     if has_program:
         cmds["hatasks --version"] = [
             sys.executable, "-c", entry + "from hatasks.program import main; main()", "--version"]
+        cmds["hatasks -l"] = [
+            sys.executable, "-c", entry + "from hatasks.program import main; main()", "-l"]
         cmds["status to its first ssh connect (hatasks)"] = [
             sys.executable, "-c",
             HOOK + entry + "from hatasks.program import main; main()", "status"]

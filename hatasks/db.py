@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 
-from hatasks import (backends, checks, compare, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
-                     pgpool, remote, rules, states, sync, syncplan)
+from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
+                     pgpool, remote, rules)
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -83,6 +83,8 @@ def _contents_if_suspect(ctx, c, facts):
     if not (pool.get("reachable") and not pool.get("degenerated") and pool.get("backends")
             and suspect and not facts.get("pending") and not facts.get("resync")):
         return None
+    from hatasks import compare  # the diagnosis's modules load when one runs (start-up time)
+
     try:
         rep = compare.row_count_report(ctx, c.name)
     except HaError:
@@ -97,6 +99,8 @@ def _contents_if_suspect(ctx, c, facts):
 
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
+    from hatasks import states, syncplan
+
     order = c.host_names
     jobs = {f"host:{n}": (lambda n=n: _probe_db_host(ctx, c, n)) for n in order}
     jobs["pgpool"] = lambda: pgpool.status(ctx, c.name, record=False)
@@ -170,6 +174,8 @@ def record(ctx, c, facts, result):
 
 def diagnose(ctx, cluster=None, failback_to=None, method="dump", write=True):
     """Collect, decide, record: the diagnosis dict (+ "cluster", "facts")."""
+    from hatasks import states
+
     c = checks.cluster(ctx, cluster or None, "db")
     facts = collect_db(ctx, c, failback_to, method)
     result = states.diagnose_db(facts)
@@ -584,6 +590,8 @@ def _check_pgpool(run, args):
 
 
 def _resync(run, args):
+    from hatasks import sync
+
     _settle_first(run)
     source, target, force = args["source"], args["target"], bool(args.get("force"))
     if args.get("salvage") and run.source is None:
@@ -648,10 +656,14 @@ def _stop_postgres(run, args):
 
 
 def _resume(run, args):
+    from hatasks import sync
+
     sync.resume(run.ctx, yes=True, cluster=run.cluster.name)
 
 
 def _rollback(run, args):
+    from hatasks import sync
+
     sync.rollback(run.ctx, yes=True, cluster=run.cluster.name)
 
 
@@ -680,6 +692,8 @@ STEPS = {
 
 def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=60, yes=False,
             source=None):
+    from hatasks import states
+
     c = checks.cluster(ctx, cluster or None, "db")
     check_method(method)
     timeout = checks.positive("timeout", timeout)

@@ -46,7 +46,6 @@ import sys
 import threading
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
-from xml.sax.saxutils import quoteattr
 
 from hatasks import remote
 from hatasks.errors import HaError, UnreachableError
@@ -149,6 +148,8 @@ def _xpath(token=None):
 def lock_xml(owner, with_renewed=True):
     """The property set as XML, split around the place the node's clock goes:
     (head, tail); the shell puts ``$now`` between them."""
+    from xml.sax.saxutils import quoteattr  # on first use: it imports urllib and email
+
     pairs = "".join(f"<nvpair id={quoteattr(CIB_ID + '-' + k)} name={quoteattr(k)}"
                     f" value={quoteattr(str(owner[k]))}/>" for k in FIELDS)
     head = f"<cluster_property_set id={quoteattr(CIB_ID)}>{pairs}"
@@ -176,6 +177,8 @@ def cib_query_command():
 
 
 def cib_renew_command(token):
+    from xml.sax.saxutils import quoteattr
+
     pair = (f"<cluster_property_set id={quoteattr(CIB_ID)}><nvpair id={quoteattr(CIB_ID + '-renewed')}"
             " name=\"renewed\" value=\"")
     return (f"now=$(date +%s); cibadmin --modify --xpath {q(_xpath(token))} -X {q(pair)}\"$now\""

@@ -223,6 +223,28 @@ class HaTask(invoke.Task):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: the help of the options many tasks share, declared once (``helps``)
+HELP = {
+    "cluster": "{kind} cluster (default: the only one)",
+    "timeout": "seconds for each verification (default 60)",
+    "yes": "do not ask for confirmation (needed without a terminal)",
+    "force": "do it anyway {why}",
+}
+
+
+def helps(kind, own, why=""):
+    """The help dict of a task: the shared texts of HELP for the options OWN maps to True
+    (``cluster`` naming KIND's cluster, ``force`` saying WHY), OWN's other texts as given:
+    ``helps("DB", {"to": "node to move to", "cluster": True, "timeout": True, "yes": True})``."""
+    out = {}
+    for name, text in own.items():
+        if text is True:
+            out[name] = HELP[name].format(kind=kind, why=why)
+        elif text:
+            out[name] = text
+    return out
+
+
 #: the exit codes that mean "refused" (the cluster's state, a held lock, no confirmation)
 REFUSALS = (HaError.STATE, HaError.LOCKED, HaError.REFUSED)
 #: the task modules whose options name a host of this kind of cluster

@@ -17,7 +17,7 @@ import time
 
 from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
                      pgpool, remote, rules)
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
 METHODS = ("dump", "basebackup", "online")
@@ -219,7 +219,8 @@ def _pgpool_answers(ctx, c, timeout):
 
 def in_background(fn, *args):
     """Start FN(*ARGS) in a thread; return a callable that waits for it and gives its result
-    (or raises its error; one never awaited is dropped). Used to overlap a read or a record with reading the state."""
+    (or raises its error; one never awaited is dropped). Used to overlap a read or a record
+    with reading the state."""
     box = {}
 
     def work():
@@ -421,11 +422,9 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
 
 
 @task(name="failover",
-      help={"from": "node the group must be running on (default: where it runs)",
-            "cluster": "DB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "force": "even while pgpool runs degenerated",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+      help=helps("DB", {"from": "node the group must be running on (default: where it runs)",
+            "cluster": True, "timeout": True,
+            "force": True, "yes": True}, why="while pgpool runs degenerated"))
 @notify.mails("db.failover")
 def failover_task(ctx, from_=None, cluster=None, timeout=60, force=False, yes=False):
     """Move the DB group to the other node by hand, verified (5.2.1 HB failover).
@@ -438,11 +437,9 @@ def failover_task(ctx, from_=None, cluster=None, timeout=60, force=False, yes=Fa
 
 
 @task(name="failback",
-      help={"to": "node to move the group back to (default: the node not running it)",
-            "cluster": "DB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "force": "even while pgpool runs degenerated",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+      help=helps("DB", {"to": "node to move the group back to (default: the node not running it)",
+            "cluster": True, "timeout": True,
+            "force": True, "yes": True}, why="while pgpool runs degenerated"))
 @notify.mails("db.failback")
 def failback_task(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
     """Move the DB group back to its node, verified (5.2.2.2 G, optional after 5.2.1/5.2.2).
@@ -548,11 +545,10 @@ def maintenance(ctx, host, for_, pg_action="restart", cluster=None, timeout=60, 
 
 
 @task(name="maintenance",
-      help={"host": "DB server to take out", "for": "reboot (or shutdown) | pg-restart",
+      help=helps("DB", {"host": "DB server to take out", "for": "reboot (or shutdown) | pg-restart",
             "pg": "for pg-restart: restart (default) or stop PostgreSQL",
-            "cluster": "DB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "cluster": True, "timeout": True,
+            "yes": True}))
 @notify.mails("db.maintenance", "--host {host} --for {for_}")
 def maintenance_task(ctx, host, for_="reboot", pg="restart", cluster=None, timeout=60, yes=False):
     """Prepare one DB server for a reboot or a PostgreSQL restart the runbook's way (table 5-3).
@@ -718,13 +714,13 @@ def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=6
 
 
 @task(name="recover",
-      help={"method": "resync method: dump (default, the runbook's), basebackup or online",
+      help=helps("DB", {
+            "method": "resync method: dump (default, the runbook's), basebackup or online",
             "failback": "move the group back to the recovered node at the end (optional step G)",
             "to": "with --failback: the node to move the group to (default: the failed node)",
-            "cluster": "DB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)",
-            "source": "after a split brain only: the backend whose data wins (your decision)"})
+            "cluster": True, "timeout": True,
+            "yes": True,
+            "source": "after a split brain only: the backend whose data wins (your decision)"}))
 @notify.mails("db.recover")
 def recover_task(ctx, method="dump", failback=False, to=None, cluster=None, timeout=60, yes=False,
                  source=None):

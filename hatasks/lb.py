@@ -11,7 +11,7 @@ The decision logic is the pure function `rules.diagnose_lb(facts)`.
 import time
 
 from hatasks import checks, crm, crmmon, engine, hb, journal, notify, output, remote, states, web
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UnreachableError
 
 
@@ -199,10 +199,9 @@ def failback(ctx, to=None, cluster=None, timeout=60, yes=False):
 
 
 @task(name="failover",
-      help={"from": "node the group must be running on (default: where it runs)",
-            "cluster": "LB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+      help=helps("LB", {"from": "node the group must be running on (default: where it runs)",
+            "cluster": True, "timeout": True,
+            "yes": True}))
 @notify.mails("lb.failover")
 def failover_task(ctx, from_=None, cluster=None, timeout=60, yes=False):
     """Move the LB group off a node by hand, verified (5.1.1 a): the node stays in standby.
@@ -214,10 +213,9 @@ def failover_task(ctx, from_=None, cluster=None, timeout=60, yes=False):
 
 
 @task(name="failback",
-      help={"to": "node to bring back online (default: the node in standby)",
-            "cluster": "LB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+      help=helps("LB", {"to": "node to bring back online (default: the node in standby)",
+            "cluster": True, "timeout": True,
+            "yes": True}))
 @notify.mails("lb.failback")
 def failback_task(ctx, to=None, cluster=None, timeout=60, yes=False):
     """Bring the standby LB node online and verify the group comes back by itself (5.1.1 recovery).
@@ -278,9 +276,8 @@ def recover(ctx, cluster=None, timeout=60, yes=False):
 
 
 @task(name="recover",
-      help={"cluster": "LB cluster (default: the only one)",
-            "timeout": "seconds for each verification (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+      help=helps("LB", {"cluster": True, "timeout": True,
+            "yes": True}))
 @notify.mails("lb.recover")
 def recover_task(ctx, cluster=None, timeout=60, yes=False):
     """Recover the LB cluster from the diagnosed failure, step by step (5.1.2, table 5-2).

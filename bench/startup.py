@@ -15,11 +15,13 @@ alternating the trees, printed with the ratio after/before. Asserts nothing.
   talk to a cluster: interpreter, imports, configuration, inventory.
 - with ``--inventory`` (a running lab's, e.g. ``lab/.state/N/hosts.ini``): ``status`` end to end.
 
-Each figure: the median and, in brackets, the fastest run (the closest to a quiet machine).
+Each figure: the median and, in brackets, the fastest run (the closest to a quiet machine);
+wall time first, then the CPU time of the same runs (steadier on a busy machine).
 """
 
 import argparse
 import os
+import resource
 import pathlib
 import statistics
 import subprocess
@@ -63,15 +65,24 @@ def inventory(tmp):
 def wall(argv, env, cwd, connects=False, lab=None):
     if lab and "status" in argv and "--inventory" not in argv:
         env = dict(env, INVOKE_HATASKS_INVENTORY=str(lab))
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     p = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     end = time.time()
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
+    CPU.append(cpu)
     for line in p.stderr.splitlines():
         if line.startswith("FIRST-CONNECT "):
             return float(line.split()[1]) - start
     if connects or p.returncode != 0:
         raise RuntimeError(f"{argv}: exit {p.returncode}, no connect: {p.stderr.strip()[-300:]}")
     return end - start
+
+
+#: the CPU time (user + system) of the last child run by ``wall``: on a busy machine the wall
+#: time measures the other processes too, the CPU time much less so
+CPU = []
 
 
 def commands(root, has_program, lab=None):
@@ -125,6 +136,7 @@ def main():
         plans = {name: commands(root, (root / "hatasks" / "program.py").exists(), lab)
                  for name, root in trees.items()}
         times = {name: {k: [] for k in plan} for name, plan in plans.items()}
+        cpus = {name: {k: [] for k in plan} for name, plan in plans.items()}
         for name, plan in plans.items():  # warm the caches (pyc, page cache) once
             for label, argv in plan.items():
                 wall(argv, env, tmp, "connect" in label, lab if "lab" in label else None)
@@ -133,6 +145,7 @@ def main():
                 for label, argv in plan.items():
                     times[name][label].append(wall(argv, env, tmp, "connect" in label,
                                                    lab if "lab" in label else None))
+                    cpus[name][label].append(CPU[-1])
     labels = list(plans["after"])
     print(f"median of {opts.runs} runs, seconds (load average {os.getloadavg()[0]:.2f},"
           f" {os.cpu_count()} cpus)")
@@ -141,12 +154,14 @@ def main():
     def cell(values):
         return f"{statistics.median(values):7.3f} ({min(values):.3f})" if values else " " * 7
 
-    for label in labels:
-        after = times["after"][label]
-        before = times.get("before", {}).get(label)
-        ratio = (f"{statistics.median(after) / statistics.median(before):5.2f}"
-                 f" ({min(after) / min(before):.2f})") if before else "-"
-        print(f"{label:45} {cell(before):>16} {cell(after):>16} {ratio:>11}")
+    for figures, title in ((times, "wall time"), (cpus, "CPU time (user + system)")):
+        print(f"-- {title}")
+        for label in labels:
+            after = figures["after"][label]
+            before = figures.get("before", {}).get(label)
+            ratio = (f"{statistics.median(after) / statistics.median(before):5.2f}"
+                     f" ({min(after) / min(before):.2f})") if before else "-"
+            print(f"{label:45} {cell(before):>16} {cell(after):>16} {ratio:>11}")
 
 
 if __name__ == "__main__":

@@ -198,6 +198,42 @@ def before_after(before, after, pool_before=None, pool_after=None, pools=False):
     return "\n".join([text] + flags)
 
 
+def recovery_table(first, last):
+    """A recovery's closing table from its first and last diagnosis: the pattern, each node
+    (as the first node that answered saw it), where the group runs, pgpool's backends."""
+    rows = []
+
+    def view(d):
+        hosts = ((d or {}).get("facts") or {}).get("hosts") or {}
+        return next((h["crm"] for h in hosts.values() if h.get("crm")), None) or {}
+
+    def row(what, old, new):
+        rows.append([what, old, new, "changed" if old != new else ""])
+
+    row("pattern", first.get("pattern"), last.get("pattern"))
+    old, new = view(first), view(last)
+    for name in list(old.get("nodes") or {}) + [n for n in new.get("nodes") or {}
+                                                 if n not in (old.get("nodes") or {})]:
+        row(f"node {name}", (old.get("nodes") or {}).get(name, "?"),
+            (new.get("nodes") or {}).get(name, "?"))
+    group = ((first.get("facts") or {}).get("group")) or "group"
+    row(f"{group} on", old.get("group_node") or "not started" if old else "?",
+        new.get("group_node") or "not started" if new else "?")
+    p_old = (first.get("facts") or {}).get("pgpool")
+    p_new = (last.get("facts") or {}).get("pgpool")
+    if p_old is not None or p_new is not None:
+        a, b = _pool_rows(p_old if (p_old or {}).get("reachable") else None), \
+            _pool_rows(p_new if (p_new or {}).get("reachable") else None)
+        for nid in sorted(set(a) | set(b), key=lambda x: (len(x), x)):
+            host = (a.get(nid) or b.get(nid))[0]
+            row(f"pgpool backend {nid} ({host})",
+                " ".join(x for x in (a.get(nid) or ("", "?"))[1:] if x) or "?",
+                " ".join(x for x in (b.get(nid) or ("", "?"))[1:] if x) or "?")
+        row("pgpool answers", "yes" if (p_old or {}).get("reachable") else "no",
+            "yes" if (p_new or {}).get("reachable") else "no")
+    return output.tabulate(rows, headers=["", "before", "after", ""])
+
+
 def print_before_after(before, after, pool_before=None, pool_after=None, pools=False):
     """``--- after`` and the before/after table (see before_after)."""
     print("--- after (before -> after)")
@@ -343,6 +379,7 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
     """The recover loop of db.recover and lb.recover: diagnose, show the plan, confirm once,
     then run the first step of a fresh plan until healthy. Stops at a step that needs a
     human (exit 3). NOT_CONVERGED when a step comes up twice in a row."""
+    t0 = time.monotonic()
     first = settled(diagnose_fn(), diagnose_fn)
     print(diagnosis_table(first), flush=True)
     todo = _todo(first)
@@ -375,7 +412,8 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
                               f"escalate to the system administrator "
                               f"({'; '.join(d['evidence'][:3])})",
                               HaError.NOT_CONVERGED)
-            print(f"=== step {len(done) + 1}: {line}  ({plan_step['why']})", flush=True)
+            print(f"=== step {len(done) + 1} +{time.monotonic() - t0:.1f}s: {line}  "
+                  f"({plan_step['why']})", flush=True)
             op.step(line)
             execute_fn(plan_step)
             if plan_step["task"].endswith(".check"):
@@ -394,4 +432,8 @@ def run_recovery(ctx, c, action, diagnose_fn, execute_fn, args, yes, max_steps=M
             raise HaError(f"{c.name}: not healthy after {max_steps} steps: {d['pattern']}",
                           HaError.NOT_CONVERGED)
     print(diagnosis_table(d), flush=True)
+    print("--- after (before -> after)")
+    print(recovery_table(first, d), flush=True)
+    print(f"=== done +{time.monotonic() - t0:.1f}s: {len(done)} step{'s' if len(done) != 1 else ''}"
+          f" run, {d['pattern']}", flush=True)
     return d

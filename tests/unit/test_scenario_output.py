@@ -186,3 +186,20 @@ def test_history_folds_and_shows_key_values(ctx):
     assert "newest=db01" in rows[0][5] and "recorded again 2 times" in rows[0][5]
     assert "{" not in rows[0][5] and rows[1][5] == "refusing to fail over"
     assert json.loads(json.dumps(rows))  # plain strings only
+
+
+def test_recovery_table_from_the_first_and_last_diagnosis():
+    def diag(pattern, db01, group_on, pool):
+        crm_view = {"nodes": {"db01": db01, "db02": "online"}, "group_node": group_on}
+        return {"pattern": pattern, "facts": {
+            "group": "grp-pgpool", "pgpool": pool,
+            "hosts": {"db01": {"crm": None}, "db02": {"crm": crm_view}}}}
+
+    first = diag("heartbeat", "offline", "db02", dict(POOL_DEGENERATED, reachable=True))
+    last = diag("healthy", "online", "db02", dict(POOL_UP, reachable=True))
+    rows = _rows(engine.recovery_table(first, last))
+    assert rows["pattern"] == ("heartbeat", "healthy", "changed")
+    assert rows["node db01"] == ("offline", "online", "changed")
+    assert rows["grp-pgpool on"] == ("db02", "db02")
+    assert rows["pgpool backend 1 (db02)"] == ("down replica", "up replica", "changed")
+    assert rows["pgpool answers"] == ("yes", "yes")

@@ -291,6 +291,8 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
         return {"dry": True, "plan": plan, "preflight": info}
     s = pg.db_host(ctx, p["source"])
     p["settings"] = _pg_settings(ctx, s, normal_port(s))
+    # totals for the progress lines of the long steps
+    p["sizes"] = {"db": info["source_db_bytes"], "data": info["source_data_bytes"]}
     args = {k: p[k] for k in ("method", "source", "target", "maint_port", "vacuum", "force")}
     t0 = time.monotonic()
     with journal.operation(ctx, p["cluster"], ACTION, args, yes=yes,

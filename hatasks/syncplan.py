@@ -316,6 +316,17 @@ def guarded(cmd):
     return f"bash -c {q(inner)}"
 
 
+def read_position_command(path):
+    """Shell: how far the processes that have PATH open have read it (the largest fd position,
+    from /proc/PID/fdinfo), or nothing when none has it open. One find, no per-fd fork."""
+    return (f"find /proc/[0-9]*/fd -maxdepth 1 -lname {q(path)} 2>/dev/null | while read -r f; do "
+            "sed -n 's/^pos:[[:space:]]*//p' \"${f%/fd/*}/fdinfo/${f##*/}\" 2>/dev/null; done "
+            "| sort -n | tail -n 1")
+
+
+BASEBACKUP_STREAMED = "SELECT backup_streamed FROM pg_stat_progress_basebackup ORDER BY pid LIMIT 1"
+
+
 def dump_command(pgbin, port, flags, dest, tmp_sql, tmp_log):
     return (f"umask 077 && cd {q(dest)} && {q(pgbin + '/pg_dumpall')} -p {int(port)} "
             f"{' '.join(flags)} -f {q(tmp_sql)} 2> {q(tmp_log)}")
@@ -346,6 +357,18 @@ def basebackup_command(pgbin, src_addr, port, superuser, pgdata):
     return (f"{q(pgbin + '/pg_basebackup')} -h {q(src_addr)} -p {int(port)} -U {q(superuser)} "
             f"-D {q(pgdata)} -X stream -c fast && rm -f {q(pgdata + '/standby.signal')} "
             f"{q(pgdata + '/recovery.signal')}")
+
+
+def verifybackup_command(pgbin, pgdata):
+    """pg_verifybackup of a fresh pg_basebackup copy: every file's size and CRC-32C as the
+    source's backup_manifest lists them, and the WAL the copy needs present and parseable."""
+    return f"{q(pgbin + '/pg_verifybackup')} -q {q(pgdata)}"
+
+
+def manifest_end_lsn_command(pgdata):
+    """The End-LSN of the last WAL range in PGDATA's backup_manifest: where the copy ends."""
+    return ("sed -n 's/.*\"End-LSN\": *\"\\([0-9A-Fa-f]*\\/[0-9A-Fa-f]*\\)\".*/\\1/p' "
+            f"{q(pgdata + '/backup_manifest')} | tail -n 1")
 
 
 def digest_query(schema, table):

@@ -263,7 +263,7 @@ class watching:
                 got = None
             if isinstance(got, tuple):
                 self.progress.update(*got)
-            elif got is not None:
+            else:   # None (nothing to read yet): the line as it stands
                 self.progress.update(got)
             if self.stop.wait(self.every):
                 return

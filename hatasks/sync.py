@@ -103,7 +103,8 @@ def preflight(ctx, p):
                                "FROM pg_database WHERE datallowconn", port=normal_port(t))
         tgt_db = int(rows[0]["b"])
     src_data = _du(ctx, s, p["pgdata"])
-    needs = disk_needs(p["method"], src_db, src_data, tgt_db)
+    needs = disk_needs(p["method"], src_db, src_data, tgt_db,
+                       safety=(p.get("proof") or {}).get("clean") is not True)
     parent = p["pgdata"].rstrip("/").rsplit("/", 1)[0] or "/"
     where = {}
     for (role, kind) in needs:

@@ -147,8 +147,10 @@ def describe(step, p):
         "source_maint": (s, f"restart PostgreSQL on maintenance port {m} (pg_ctl stop; pg_ctl -o '-p {m}' start)"),
         "vacuum_source": (s, f"vacuumdb -p {m} -a -f -z -v"),
         "dump_source": (s, f"pg_dumpall -p {m} -c --if-exists -v -f {work}/{p['stamp']}/{s}_dumpall.*.sql; "
-                        f"checked complete and error-free; meanwhile safety pg_dumpall of {t}'s current data "
-                        f"into {work}/{p['stamp']}/ on {t}"),
+                        "checked complete and error-free; " + (
+                            f"no safety dump of {t} (proven to hold no write {s} lacks; its data dir is kept)"
+                            if (p.get("proof") or {}).get("clean") is True else
+                            f"meanwhile safety pg_dumpall of {t}'s current data into {work}/{p['stamp']}/ on {t}")),
         "stop_target": (t, "pg_ctl -m fast stop"),
         "keep_datadir": (t, f"mv {pgdata} {kept}  (kept; never deleted by this task)"),
         "initdb_target": (t, f"initdb -D {pgdata} with {s}'s encoding, locale and data-checksum setting"),
@@ -359,10 +361,12 @@ def basebackup_command(pgbin, src_addr, port, superuser, pgdata):
             f"{q(pgdata + '/recovery.signal')}")
 
 
-def verifybackup_command(pgbin, pgdata):
+def verifybackup_command(pgbin, pgdata, ignore=None):
     """pg_verifybackup of a fresh pg_basebackup copy: every file's size and CRC-32C as the
-    source's backup_manifest lists them, and the WAL the copy needs present and parseable."""
-    return f"{q(pgbin + '/pg_verifybackup')} -q {q(pgdata)}"
+    source's backup_manifest lists them, and the WAL the copy needs present and parseable
+    (IGNORE: a file of ours added since, e.g. the marker)."""
+    skip = f" -i {q(ignore)}" if ignore else ""
+    return f"{q(pgbin + '/pg_verifybackup')} -q{skip} {q(pgdata)}"
 
 
 def manifest_end_lsn_command(pgdata):

@@ -218,7 +218,15 @@ def safety_dump(ctx, p):
 
 
 def dump_source_and_target(ctx, p, st):
-    """The source's dump and the target's safety dump side by side (two hosts, no shared disk)."""
+    """The source's dump and the target's safety dump side by side (two hosts, no shared disk).
+    No safety dump when the proof before the plan showed the target holds no write the source
+    lacks: its data is then on the source (being dumped) and its data dir is kept as it is."""
+    if (p.get("proof") or {}).get("clean") is True:
+        out = dump_source(ctx, p)
+        say(f"{p['target']}: no safety dump: proven to hold no write {p['source']} lacks "
+            f"({p['proof'].get('how')}); its data directory is kept as {p['kept']}")
+        out["safety_dump"] = None
+        return out
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         fs = ex.submit(dump_source, ctx, p)
         ft = ex.submit(safety_dump, ctx, p)
@@ -292,15 +300,16 @@ def basebackup_target(ctx, p, st):
     figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root"))
     say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s "
         f"({figures_text(figures)})")
-    # the copy as the source sent it: every file against the source's manifest, the WAL there
+    # ours from here on (a resume removes it); then the copy as the source sent it: every file
+    # against the source's manifest, the WAL there
+    run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
     t1 = time.monotonic()
-    res = run(ctx, t, guarded(verifybackup_command(bindir(t), p["pgdata"])), warn=True)
+    res = run(ctx, t, guarded(verifybackup_command(bindir(t), p["pgdata"], MARKER)), warn=True)
     if res.exited != 0 and not remote.is_dry(ctx):
         raise StateError(f"{t.name}: pg_verifybackup rejects the copy: "
                          f"{(res.stderr or res.stdout).strip()[-300:]}; the old data directory is "
                          f"kept as {p['kept']}")
     end = probe(ctx, t, manifest_end_lsn_command(p["pgdata"])).stdout.strip()
-    run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
     say(f"{t.name}: pg_verifybackup: every file matches {s.name}'s backup manifest, WAL to {end} "
         f"present ({time.monotonic() - t1:.1f}s)")
     return {"basebackup_figures": figures, "manifest_verified": True, "backup_end_lsn": end or None}

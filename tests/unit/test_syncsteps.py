@@ -130,3 +130,47 @@ def test_physical_proof_gives_way_to_the_table_scan(monkeypatch, tmp_path):
     ctx, p, s, t, _ = _proof_env(monkeypatch, tmp_path)
     assert syncsteps.physical_proof(ctx, p, {"backup_end_lsn": "0/400"}, s, t) is None  # not verified
     assert syncsteps.physical_proof(ctx, p, {"manifest_verified": True}, s, t) is None  # no end LSN
+
+
+def test_basebackup_marks_the_copy_ours_then_refuses_one_the_manifest_rejects(monkeypatch, tmp_path):
+    import pytest
+
+    from hatasks.errors import StateError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    calls = []
+
+    def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
+        calls.append(command)
+        if "pg_verifybackup" in command:
+            return Result(stdout="", stderr='pg_verifybackup: error: "base/5/16390" has size 0 '
+                          "on disk but size 8192 in the manifest", exited=1)
+        return Result(stdout="", exited=0)
+
+    monkeypatch.setattr(remote, "run", fake_run)
+    monkeypatch.setattr(syncsteps, "ensure_running", lambda *a: None)
+    monkeypatch.setattr(syncsteps, "_clear_new_datadir", lambda *a: None)
+    p = {"target": "db02", "source": "db01", "maint_port": 1234, "op": "op-1",
+         "pgdata": "/var/lib/postgresql/15/data", "kept": "/var/lib/postgresql/15/data.2026-11-30-214101",
+         "settings": {"superuser": "postgres"}}
+    with pytest.raises(StateError) as exc:
+        syncsteps.basebackup_target(ctx, p, {})
+    assert "pg_verifybackup rejects the copy" in exc.value.message
+    assert "kept as /var/lib/postgresql/15/data.2026-11-30-214101" in exc.value.message
+    order = [i for i, c in enumerate(calls) for w in ("pg_basebackup ", "> /var/lib/postgresql/15/data/"
+                                                      ".hatasks-resync", "pg_verifybackup") if w in c]
+    assert order == sorted(order) and len(order) == 3
+    assert "-i .hatasks-resync /var/lib/postgresql/15/data" in [c for c in calls if "pg_verifybackup" in c][0]
+
+
+def test_dump_step_skips_the_safety_dump_only_for_a_clean_target(monkeypatch):
+    ran = []
+    monkeypatch.setattr(syncsteps, "dump_source", lambda ctx, p: ran.append("source") or {"dump": "/d"})
+    monkeypatch.setattr(syncsteps, "safety_dump", lambda ctx, p: ran.append("target") or {"safety_dump": "/s"})
+    p = {"source": "db01", "target": "db02", "kept": "/k", "proof": {"clean": True, "how": "same WAL"}}
+    assert syncsteps.dump_source_and_target(None, p, {}) == {"dump": "/d", "safety_dump": None}
+    assert ran == ["source"]
+    ran.clear()
+    out = syncsteps.dump_source_and_target(None, dict(p, proof={"clean": None}), {})
+    assert out == {"dump": "/d", "safety_dump": "/s"} and sorted(ran) == ["source", "target"]

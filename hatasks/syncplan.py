@@ -171,6 +171,10 @@ def describe(step, p):
                            f"applications work, {t}'s data dir kept as {pgdata}.<time>; 2nd stage "
                            "(clients held): catch up, promote; pgpool attaches it"),
     }
+    if p["method"] == "basebackup" and step == "verify":
+        return (f"{s}+{t}", f"the physical copy: pg_verifybackup passed, same system and databases, "
+                            f"nothing written on {s} since the copy ended (its WAL); else every table: "
+                            "exact row count and content checksum equal")
     if p["method"] == "online" and step == "verify":
         return (f"{s}+{t}", "every table: exact row count and content checksum equal (retried while writes land)")
     return table[step]

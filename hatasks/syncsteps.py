@@ -38,8 +38,9 @@ def remote_int(ctx, h, cmd, user="postgres"):
     return int(out) if out.isdigit() else None
 
 
-def du_command(path):
-    return f"du -sB1 {q(path)} 2>/dev/null | cut -f1"
+def du_command(path, exclude=None):
+    skip = f" --exclude={q(exclude)}" if exclude else ""
+    return f"du -sB1{skip} {q(path)} 2>/dev/null | cut -f1"
 
 
 def sizes(p):
@@ -293,8 +294,9 @@ def basebackup_target(ctx, p, st):
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
     t0 = time.monotonic()
-    prog = output.Progress(f"{t.name}: pg_basebackup", sizes(p).get("data"))
-    with output.watching(prog, lambda: remote_int(ctx, t, du_command(p["pgdata"]), user="root")):
+    prog = output.Progress(f"{t.name}: pg_basebackup", sizes(p).get("copy") or sizes(p).get("data"))
+    # the live figure without pg_wal, as the total; the final one all that was written
+    with output.watching(prog, lambda: remote_int(ctx, t, du_command(p["pgdata"], "pg_wal"), user="root")):
         run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
                                                p["settings"]["superuser"], p["pgdata"])))
     figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root"))
@@ -594,7 +596,8 @@ def recover_online(ctx, p, st):
         pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online", position=False)
     t0 = time.monotonic()
     s = pg.db_host(ctx, p["source"])
-    prog = output.Progress(f"{t.name}: online recovery (1st stage copy)", sizes(p).get("data"))
+    prog = output.Progress(f"{t.name}: online recovery (1st stage copy)",
+                           sizes(p).get("copy") or sizes(p).get("data"))
     streamed = (f"{q(bindir(s) + '/psql')} -X -At -p {normal_port(s)} -d postgres "
                 f"-c {q(BASEBACKUP_STREAMED)}")
     with output.watching(prog, lambda: remote_int(ctx, s, streamed)):

@@ -75,9 +75,10 @@ def _df(ctx, h, path):
     return parts[5], int(parts[3])
 
 
-def _du(ctx, h, path):
-    """Bytes under PATH on H (0 when unreadable)."""
-    res = probe(ctx, h, f"du -sB1 {q(path)} 2>/dev/null | cut -f1", user="root")
+def _du(ctx, h, path, exclude=None):
+    """Bytes under PATH on H (0 when unreadable), without what is named EXCLUDE."""
+    skip = f" --exclude={q(exclude)}" if exclude else ""
+    res = probe(ctx, h, f"du -sB1{skip} {q(path)} 2>/dev/null | cut -f1", user="root")
     out = res.stdout.strip()
     return int(out) if out.isdigit() else 0
 
@@ -103,7 +104,8 @@ def preflight(ctx, p):
                                "FROM pg_database WHERE datallowconn", port=normal_port(t))
         tgt_db = int(rows[0]["b"])
     src_data = _du(ctx, s, p["pgdata"])
-    needs = disk_needs(p["method"], src_db, src_data, tgt_db)
+    needs = disk_needs(p["method"], src_db, src_data, tgt_db,
+                       safety=(p.get("proof") or {}).get("clean") is not True)
     parent = p["pgdata"].rstrip("/").rsplit("/", 1)[0] or "/"
     where = {}
     for (role, kind) in needs:
@@ -112,7 +114,11 @@ def preflight(ctx, p):
         mount, free = _df(ctx, h, path)
         where[(role, kind)] = (h.name, mount, free)
     problems = check_fit(needs, where)
+    # what a physical copy reads: the data dir without its WAL (pg_basebackup streams only the
+    # WAL the copy needs); the total of the progress lines
+    src_copy = _du(ctx, s, p["pgdata"], exclude="pg_wal") if p["method"] != "dump" else None
     info = {"source_db_bytes": src_db, "source_data_bytes": src_data, "target_db_bytes": tgt_db,
+            "source_copy_bytes": src_copy,
             "needs": {f"{k[0]}:{k[1]}": v for k, v in needs.items()},
             "free": {f"{k[0]}:{k[1]}": f"{v[0]}:{v[1]} {gb(v[2])}" for k, v in where.items()}}
     say(f"preflight: source {s.name} holds {gb(src_db)} in its databases ({gb(src_data)} data dir); "
@@ -291,6 +297,9 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
         return {"dry": True, "plan": plan, "preflight": info}
     s = pg.db_host(ctx, p["source"])
     p["settings"] = _pg_settings(ctx, s, normal_port(s))
+    # totals for the progress lines of the long steps
+    p["sizes"] = {"db": info["source_db_bytes"], "data": info["source_data_bytes"],
+                  "copy": info.get("source_copy_bytes")}
     args = {k: p[k] for k in ("method", "source", "target", "maint_port", "vacuum", "force")}
     t0 = time.monotonic()
     with journal.operation(ctx, p["cluster"], ACTION, args, yes=yes,

@@ -145,8 +145,10 @@ def describe(step, p):
         "source_maint": (s, f"restart PostgreSQL on maintenance port {m} (pg_ctl stop; pg_ctl -o '-p {m}' start)"),
         "vacuum_source": (s, f"vacuumdb -p {m} -a -f -z -v"),
         "dump_source": (s, f"pg_dumpall -p {m} -c --if-exists -v -f {work}/{p['stamp']}/{s}_dumpall.*.sql; "
-                        f"checked complete and error-free; meanwhile safety pg_dumpall of {t}'s current data "
-                        f"into {work}/{p['stamp']}/ on {t}"),
+                        "checked complete and error-free; " + (
+                            f"no safety dump of {t} (proven to hold no write {s} lacks; its data dir is kept)"
+                            if (p.get("proof") or {}).get("clean") is True else
+                            f"meanwhile safety pg_dumpall of {t}'s current data into {work}/{p['stamp']}/ on {t}")),
         "stop_target": (t, "pg_ctl -m fast stop"),
         "keep_datadir": (t, f"mv {pgdata} {kept}  (kept; never deleted by this task)"),
         "initdb_target": (t, f"initdb -D {pgdata} with {s}'s encoding, locale and data-checksum setting"),
@@ -167,6 +169,10 @@ def describe(step, p):
                            f"applications work, {t}'s data dir kept as {pgdata}.<time>; 2nd stage "
                            "(clients held): catch up, promote; pgpool attaches it"),
     }
+    if p["method"] == "basebackup" and step == "verify":
+        return (f"{s}+{t}", f"the physical copy: pg_verifybackup passed, same system and databases, "
+                            f"nothing written on {s} since the copy ended (its WAL); else every table: "
+                            "exact row count and content checksum equal")
     if p["method"] == "online" and step == "verify":
         return (f"{s}+{t}", "every table: exact row count and content checksum equal (retried while writes land)")
     return table[step]
@@ -314,6 +320,17 @@ def guarded(cmd):
     return f"bash -c {q(inner)}"
 
 
+def read_position_command(path):
+    """Shell: how far the processes that have PATH open have read it (the largest fd position,
+    from /proc/PID/fdinfo), or nothing when none has it open. One find, no per-fd fork."""
+    return (f"find /proc/[0-9]*/fd -maxdepth 1 -lname {q(path)} 2>/dev/null | while read -r f; do "
+            "sed -n 's/^pos:[[:space:]]*//p' \"${f%/fd/*}/fdinfo/${f##*/}\" 2>/dev/null; done "
+            "| sort -n | tail -n 1")
+
+
+BASEBACKUP_STREAMED = "SELECT backup_streamed FROM pg_stat_progress_basebackup ORDER BY pid LIMIT 1"
+
+
 def dump_command(pgbin, port, flags, dest, tmp_sql, tmp_log):
     return (f"umask 077 && cd {q(dest)} && {q(pgbin + '/pg_dumpall')} -p {int(port)} "
             f"{' '.join(flags)} -f {q(tmp_sql)} 2> {q(tmp_log)}")
@@ -344,6 +361,20 @@ def basebackup_command(pgbin, src_addr, port, superuser, pgdata):
     return (f"{q(pgbin + '/pg_basebackup')} -h {q(src_addr)} -p {int(port)} -U {q(superuser)} "
             f"-D {q(pgdata)} -X stream -c fast && rm -f {q(pgdata + '/standby.signal')} "
             f"{q(pgdata + '/recovery.signal')}")
+
+
+def verifybackup_command(pgbin, pgdata, ignore=None):
+    """pg_verifybackup of a fresh pg_basebackup copy: every file's size and CRC-32C as the
+    source's backup_manifest lists them, and the WAL the copy needs present and parseable
+    (IGNORE: a file of ours added since, e.g. the marker)."""
+    skip = f" -i {q(ignore)}" if ignore else ""
+    return f"{q(pgbin + '/pg_verifybackup')} -q{skip} {q(pgdata)}"
+
+
+def manifest_end_lsn_command(pgdata):
+    """The End-LSN of the last WAL range in PGDATA's backup_manifest: where the copy ends."""
+    return ("sed -n 's/.*\"End-LSN\": *\"\\([0-9A-Fa-f]*\\/[0-9A-Fa-f]*\\)\".*/\\1/p' "
+            f"{q(pgdata + '/backup_manifest')} | tail -n 1")
 
 
 def digest_query(schema, table):

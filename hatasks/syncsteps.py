@@ -12,22 +12,45 @@ import pathlib
 import re
 import time
 
-from hatasks import backends, newest, pg, pgpool, remote
-from hatasks.divergence import compare_digests
+from hatasks import backends, compare, newest, output, pg, pgpool, remote
+from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
-from hatasks.syncplan import (BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS,
+from hatasks.syncplan import (BASEBACKUP_STREAMED, BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS,
                               SLOT, basebackup_command, bulk_start_command, copy_config_command,
                               dump_command, first_diff, guarded,
-                              import_command, initdb_command, run_dir)
+                              import_command, initdb_command, manifest_end_lsn_command,
+                              read_position_command, run_dir, verifybackup_command)
 
 RECOVERY_DIR = pathlib.Path(__file__).resolve().parent / "recovery"
 
 
 def say(*lines):
     """Progress lines, flushed at once: a resync runs for minutes and may be interrupted."""
+    output.clear_progress()
     for line in lines:
         print(line, flush=True)
+
+
+def remote_int(ctx, h, cmd, user="postgres"):
+    """The integer a read-only command prints on H, or None."""
+    out = probe(ctx, h, cmd, user=user).stdout.strip()
+    return int(out) if out.isdigit() else None
+
+
+def du_command(path, exclude=None):
+    skip = f" --exclude={q(exclude)}" if exclude else ""
+    return f"du -sB1{skip} {q(path)} 2>/dev/null | cut -f1"
+
+
+def sizes(p):
+    """The source's sizes the preflight measured ({"db", "data"} bytes; empty for an older plan)."""
+    return p.get("sizes") or {}
+
+
+def figures_text(f):
+    """'612.3 MB, 86.2 MB/s' of a Progress's final figures."""
+    return f"{output.human_bytes(f['bytes'])}, {output.human_bytes(f['rate'])}/s"
 
 
 # =========================================================================== I/O helpers
@@ -155,8 +178,11 @@ def dump_source(ctx, p):
     stamp = datetime.datetime.now().strftime(pg.STAMP_FORMAT)
     names = pg.dump_names(s.name, stamp)
     t0 = time.monotonic()
-    res = run(ctx, s, guarded(dump_command(bindir(s), p["maint_port"], flags, dest, names["tmp_sql"],
-                                           names["tmp_log"])), warn=True)
+    prog = output.Progress(f"{s.name}: pg_dumpall", sizes(p).get("db"), approx=True)
+    tmp = f"{dest}/{names['tmp_sql']}"
+    with output.watching(prog, lambda: remote_int(ctx, s, f"stat -c %s {q(tmp)} 2>/dev/null")):
+        res = run(ctx, s, guarded(dump_command(bindir(s), p["maint_port"], flags, dest,
+                                               names["tmp_sql"], names["tmp_log"])), warn=True)
     d = q(dest)
     log = run(ctx, s, f"cat {d}/{q(names['tmp_log'])}", warn=True)
     tail = run(ctx, s, f"tail -c 300 {d}/{q(names['tmp_sql'])}", warn=True)
@@ -171,10 +197,11 @@ def dump_source(ctx, p):
     run(ctx, s, f"mv -- {d}/{q(names['tmp_log'])} {d}/{q(names['log'])} && "
                 f"mv -- {d}/{q(names['tmp_sql'])} {d}/{q(names['sql'])}")
     size = run(ctx, s, f"stat -c %s {d}/{q(names['sql'])}").stdout.strip()
+    figures = prog.finish(int(size) if size.isdigit() else None)
     say(f"{s.name}: dump {dest}/{names['sql']} ({size} bytes) complete and error-free "
-        f"in {time.monotonic() - t0:.1f}s")
+        f"in {time.monotonic() - t0:.1f}s ({figures_text(figures)})")
     return {"dump": f"{dest}/{names['sql']}", "dump_log": f"{dest}/{names['log']}",
-            "dump_bytes": int(size) if size.isdigit() else None}
+            "dump_bytes": int(size) if size.isdigit() else None, "dump_figures": figures}
 
 
 def safety_dump(ctx, p):
@@ -192,7 +219,15 @@ def safety_dump(ctx, p):
 
 
 def dump_source_and_target(ctx, p, st):
-    """The source's dump and the target's safety dump side by side (two hosts, no shared disk)."""
+    """The source's dump and the target's safety dump side by side (two hosts, no shared disk).
+    No safety dump when the proof before the plan showed the target holds no write the source
+    lacks: its data is then on the source (being dumped) and its data dir is kept as it is."""
+    if (p.get("proof") or {}).get("clean") is True:
+        out = dump_source(ctx, p)
+        say(f"{p['target']}: no safety dump: proven to hold no write {p['source']} lacks "
+            f"({p['proof'].get('how')}); its data directory is kept as {p['kept']}")
+        out["safety_dump"] = None
+        return out
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         fs = ex.submit(dump_source, ctx, p)
         ft = ex.submit(safety_dump, ctx, p)
@@ -259,11 +294,27 @@ def basebackup_target(ctx, p, st):
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
     t0 = time.monotonic()
-    run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
-                                           p["settings"]["superuser"], p["pgdata"])))
+    prog = output.Progress(f"{t.name}: pg_basebackup", sizes(p).get("copy") or sizes(p).get("data"))
+    # the live figure without pg_wal, as the total; the final one all that was written
+    with output.watching(prog, lambda: remote_int(ctx, t, du_command(p["pgdata"], "pg_wal"), user="root")):
+        run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
+                                               p["settings"]["superuser"], p["pgdata"])))
+    figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root"))
+    say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s "
+        f"({figures_text(figures)})")
+    # ours from here on (a resume removes it); then the copy as the source sent it: every file
+    # against the source's manifest, the WAL there
     run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
-    say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s")
-    return {}
+    t1 = time.monotonic()
+    res = run(ctx, t, guarded(verifybackup_command(bindir(t), p["pgdata"], MARKER)), warn=True)
+    if res.exited != 0 and not remote.is_dry(ctx):
+        raise StateError(f"{t.name}: pg_verifybackup rejects the copy: "
+                         f"{(res.stderr or res.stdout).strip()[-300:]}; the old data directory is "
+                         f"kept as {p['kept']}")
+    end = probe(ctx, t, manifest_end_lsn_command(p["pgdata"])).stdout.strip()
+    say(f"{t.name}: pg_verifybackup: every file matches {s.name}'s backup manifest, WAL to {end} "
+        f"present ({time.monotonic() - t1:.1f}s)")
+    return {"basebackup_figures": figures, "manifest_verified": True, "backup_end_lsn": end or None}
 
 
 def copy_config(ctx, p, st):
@@ -290,16 +341,19 @@ def import_dump(ctx, p, st):
     log = f"{run_dir(p)}/{t.name}_import.{datetime.datetime.now():%Y%m%d-%H%M%S}.log"
     run(ctx, t, f"mkdir -p -m 700 {q(run_dir(p))}")
     t0 = time.monotonic()
-    res = run(ctx, t, guarded(import_command(s.address, dump, bindir(t), p["maint_port"],
-                                             p["settings"]["superuser"], log)), warn=True)
+    prog = output.Progress(f"{t.name}: import", st.get("dump_bytes"))
+    with output.watching(prog, lambda: remote_int(ctx, s, read_position_command(dump))):
+        res = run(ctx, t, guarded(import_command(s.address, dump, bindir(t), p["maint_port"],
+                                                 p["settings"]["superuser"], log)), warn=True)
     text = run(ctx, t, f"tail -n 50 {q(log)}", warn=True).stdout
     errors = pg.log_errors(text)
     if res.exited != 0 or errors:
         why = errors[0] if errors else f"exit {res.exited}: {text.strip()[-200:] or res.stderr.strip()[-200:]}"
         raise StateError(f"{t.name}: import of {s.name}'s dump stopped at the first error: {why} "
                          f"(log {log}); the old data directory is kept as {p['kept']}")
-    say(f"{t.name}: dump imported in {time.monotonic() - t0:.1f}s (log {log})")
-    return {"import_log": log}
+    figures = prog.finish(st.get("dump_bytes") or prog.done)
+    say(f"{t.name}: dump imported in {time.monotonic() - t0:.1f}s ({figures_text(figures)}; log {log})")
+    return {"import_log": log, "import_figures": figures}
 
 
 def vacuum_target(ctx, p, st):
@@ -313,25 +367,77 @@ def verify(ctx, p, ports, attempts=1):
     """Digest comparison; with attempts > 1 retried (writes may be landing, online method)."""
     for i in range(attempts):
         t0 = time.monotonic()
-        cmp = compare_digests(ctx, ports)
+        done, total = [], []
+        first = next(iter(ports))
+
+        def measure():
+            if not total:
+                total.append(len(ports) * compare.table_total(ctx, first, ports[first]))
+            return len(done), total[0]
+
+        prog = output.Progress(f"verify {' + '.join(ports)}", unit="tables")
+        with output.watching(prog, measure):
+            cmp = compare_digests(ctx, ports, on_table=done.append)
+        figures = prog.finish(len(done))
         if cmp["equal"]:
             say(f"verified: {len(cmp['tables'])} tables, row counts and checksums equal on "
                 f"{' and '.join(cmp['hosts'])} ({time.monotonic() - t0:.1f}s)")
-            return {"verified_tables": len(cmp["tables"]),
+            return {"verified_tables": len(cmp["tables"]), "verify_figures": figures,
                     "rows": sum(sum(r["counts"].values()) // 2 for r in cmp["tables"] if r.get("counts"))}
         if i + 1 < attempts:
             time.sleep(1)
     raise HaError(f"verification failed: {first_diff(cmp)}", HaError.NOT_CONVERGED)
 
 
+def physical_proof(ctx, p, st, s, t):
+    """A pg_basebackup copy proved without reading the tables: pg_verifybackup passed (every
+    file as the source sent it), the started target is the same system as the source, both
+    list the same databases, and the source's WAL since the copy's end holds no record that can
+    carry a committed write (no client could connect: pgpool stopped, maintenance port).
+    Returns the step's data, or None (then the tables are compared)."""
+    t0 = time.monotonic()
+    end = st.get("backup_end_lsn")
+    if not st.get("manifest_verified") or not end:
+        return None
+    port = p["maint_port"]
+    got = remote.probe_many(ctx, [s.name, t.name], lambda n: (
+        position(ctx, n, port), [r["datname"] for r in remote.sql_rows(
+            ctx, pg.db_host(ctx, n), compare.LIST_DBS, port=port)]))
+    bad = [r.message for r in got.values() if isinstance(r, HaError)]
+    if bad:
+        say(f"note: physical proof not possible ({'; '.join(bad)}): comparing every table")
+        return None
+    (spos, sdbs), (tpos, tdbs) = got[s.name], got[t.name]
+    if spos["sysid"] != tpos["sysid"] or sdbs != tdbs:
+        say("note: the copy is not the same system or lists other databases than the source: "
+            "comparing every table")
+        return None
+    if spos["lsn"] == end:
+        quiet, how = True, f"its WAL has not moved since the copy ended at {end}"
+    else:
+        quiet, how = compare.wal_quiet(ctx, s, end, spos["lsn"])
+    if not quiet:
+        say(f"note: {s.name} may have written since the copy ended ({how}): comparing every table")
+        return None
+    took = round(time.monotonic() - t0, 2)
+    say(f"verified: physical copy: {t.name} is {s.name}'s system {spos['sysid']} with the same "
+        f"{len(sdbs)} databases, every file checked against the manifest; {s.name}: {how} ({took}s)")
+    return {"verified": "physical", "verified_databases": len(sdbs), "verify_seconds": took}
+
+
 def verify_copy(ctx, p, st):
-    """Both backends compared table by table (retried for online: writes keep landing)."""
+    """Both backends compared table by table (retried for online: writes keep landing); a
+    pg_basebackup copy is proved physically when it can be (physical_proof)."""
     s, t = pg.db_host(ctx, p["source"]), pg.db_host(ctx, p["target"])
     if p["method"] == "online":
         return verify(ctx, p, {s.name: normal_port(s), t.name: normal_port(t)}, attempts=10)
     ensure_running(ctx, s, p["maint_port"])
     if not pg.connectable(ctx, t, p["maint_port"]):
         start_local(ctx, t, p["maint_port"])
+    if p["method"] == "basebackup":
+        proven = physical_proof(ctx, p, st, s, t)
+        if proven:
+            return proven
     return verify(ctx, p, {s.name: p["maint_port"], t.name: p["maint_port"]})
 
 
@@ -489,7 +595,13 @@ def recover_online(ctx, p, st):
     if me and me[0].get("status") == "up":
         pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online", position=False)
     t0 = time.monotonic()
-    res = pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
+    s = pg.db_host(ctx, p["source"])
+    prog = output.Progress(f"{t.name}: online recovery (1st stage copy)",
+                           sizes(p).get("copy") or sizes(p).get("data"))
+    streamed = (f"{q(bindir(s) + '/psql')} -X -At -p {normal_port(s)} -d postgres "
+                f"-c {q(BASEBACKUP_STREAMED)}")
+    with output.watching(prog, lambda: remote_int(ctx, s, streamed)):
+        res = pgpool.run_pcp(ctx, c, "recovery_node", t.pgpool_node_id, timeout=p.get("timeout", 900))
     if remote.is_dry(ctx):
         return {}
     # pcp_recovery_node (pgpool-II 4.3) exits 0 even when a stage failed: read what it said
@@ -504,14 +616,15 @@ def recover_online(ctx, p, st):
     after = kept_list(ctx, t, p["pgdata"])
     new = after[len(before):] if after[:len(before)] == before else after[-1:]
     kept = new[0] if new else None
-    say(f"{t.name}: online recovery done in {took:.1f}s; old data directory kept as {kept}")
-    s = pg.db_host(ctx, p["source"])
+    figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root") or prog.done)
+    say(f"{t.name}: online recovery done in {took:.1f}s ({figures_text(figures)} copied); "
+        f"old data directory kept as {kept}")
     left = remote.sql_rows(ctx, s, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s",
                            (SLOT,), port=normal_port(s))
     if left and int(left[0]["n"]):
         remote.sql_rows(ctx, s, "SELECT pg_drop_replication_slot(%s)", (SLOT,), port=normal_port(s))
         say(f"{s.name}: dropped the leftover replication slot {SLOT}")
-    return {"kept": kept, "recovery_seconds": round(took, 1)}
+    return {"kept": kept, "recovery_seconds": round(took, 1), "recovery_figures": figures}
 
 
 #: step name (as in syncplan.METHOD_STEPS and the journal's checkpoints) -> the function running it

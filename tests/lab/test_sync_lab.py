@@ -173,6 +173,52 @@ def test_resync_after_degeneration(inv, method, away):
     assert "nothing to do" in res.stdout
 
 
+def run_on_pty(inv, *args, timeout=600):
+    """Run `inv ARGS` with its stdout on a pseudo-terminal (as an operator at a terminal sees
+    it); returns (exit code, everything written to the terminal)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([INV, *args], cwd=ROOT, env=inv.env, stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(master, 65536)
+        except OSError:       # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    proc.wait(timeout=60)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_on_a_terminal_and_figures_in_the_journal(inv):
+    """On a terminal the long steps draw one line in place (done, rate); the journal has each
+    long step's final figures; without a terminal (every other test here) none of it."""
+    marker = f"progress-{time.time():.0f}"
+    degenerate(inv, "db02", marker, n=2)
+    rc, screen = run_on_pty(inv, "sync.resync", "--method", "dump", "--yes")
+    assert rc == 0, screen[-2000:]
+    drawn = [part for line in screen.split("\n") for part in line.split("\r")[1:] if part.strip()]
+    assert any(p.startswith("db01: pg_dumpall  ") and "/s" in p for p in drawn), drawn
+    assert any(p.startswith("db02: import  ") and " of " in p for p in drawn), drawn
+    assert any(p.startswith("verify ") and " tables" in p for p in drawn), drawn
+    recs = [json.loads(ln) for ln in (inv.state_dir / "journal.jsonl").read_text().splitlines()]
+    data = {r["step"]: r.get("data") or {} for r in recs if r.get("event") == "checkpoint"}
+    dump = data["dump_source"]["dump_figures"]
+    assert dump["bytes"] == data["dump_source"]["dump_bytes"] > 0 and dump["seconds"] > 0
+    assert data["import"]["import_figures"]["bytes"] == dump["bytes"]
+    assert data["verify"]["verify_figures"]["tables"] > 0
+    assert_rows_on_both(marker, 2)
+    assert_healthy(inv)
+
+
 def test_online_resync_under_load(inv):
     marker = f"online-{time.time():.0f}"
     source, ids = degenerate(inv, "db02", marker)

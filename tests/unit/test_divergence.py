@@ -7,7 +7,7 @@ import json
 import pytest
 
 import dbsim
-from hatasks import divergence, journal, salvage, sync
+from hatasks import compare, divergence, journal, salvage, sync
 from hatasks.errors import HaError, StateError
 
 
@@ -71,6 +71,8 @@ def test_source_updates_after_the_target_left_are_not_conflicts(ctx, fake):
     record_left(ctx, contents)
     contents["db01"]["GYOM_DB"]["public.t"] = dbsim.table((1, "updated on db01"))
     dbsim.serve(fake, contents, lsn={"db02": "0/200"})   # newest rules answer first
+    # its WAL since it left holds a row change of a user table: the WAL alone proves nothing
+    fake.on("pg_waldump", (0, USER_INSERT))
     r = divergence.prove(ctx, "db", "db01", "db02")
     assert r["clean"], r
     assert "has the fingerprint it had when it left" in r["how"]
@@ -82,6 +84,80 @@ def test_source_updates_after_the_target_left_are_not_conflicts(ctx, fake):
     assert not r["clean"] and "recorded fingerprints" in r["how"]
     assert [(x["table"], x["target_only"], x["conflicts"]) for x in r["tables"]] == [
         ("public.u", 1, 0)]
+
+
+CHECKPOINT = ("rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, lsn: 0/50000060, "
+              "prev 0/50000028, desc: CHECKPOINT_ONLINE redo 0/50000028; tli 1; online")
+ANALYZE = ("rmgr: Heap        len (rec/tot):     54/   162, tx:        735, lsn: 0/0301A0B8, prev "
+           "0/0301A080, desc: INSERT off 5 flags 0x00, blkref #0: rel 1663/16384/2619 blk 12 FPW\n"
+           "rmgr: Btree       len (rec/tot):     64/    64, tx:        735, lsn: 0/0301A160, prev "
+           "0/0301A0B8, desc: INSERT_LEAF off 40, blkref #0: rel 1663/16384/2696 blk 4\n"
+           "rmgr: Transaction len (rec/tot):     34/    34, tx:        735, lsn: 0/0301A1A0, prev "
+           "0/0301A160, desc: COMMIT 2026-11-30 21:32:58.882595 UTC")
+USER_INSERT = ("rmgr: Heap        len (rec/tot):     59/    59, tx:        736, lsn: 0/0301A1D0, prev "
+               "0/0301A1A0, desc: INSERT off 2 flags 0x08, blkref #0: rel 1663/16384/16390 blk 0")
+
+
+def test_wal_writes_lets_maintenance_through_and_stops_at_a_user_row():
+    assert compare.wal_writes("") is None
+    assert compare.wal_writes(CHECKPOINT + "\n" + ANALYZE) is None
+    assert compare.wal_writes(ANALYZE + "\n" + USER_INSERT) == USER_INSERT
+    # a commit whose transaction showed no catalog write (e.g. an unlogged table's insert)
+    lone = ANALYZE.splitlines()[2].replace("tx:        735", "tx:        900")
+    assert compare.wal_writes(lone) == lone
+    # COPY, TRUNCATE, a sequence, anything not known: may write
+    for desc in ("rmgr: Heap2       len (rec/tot): 1/1, tx: 7, lsn: 0/1, prev 0/0, desc: MULTI_INSERT "
+                 "ntuples: 3, blkref #0: rel 1663/16384/16390 blk 0",
+                 "rmgr: Sequence    len (rec/tot): 1/1, tx: 0, lsn: 0/1, prev 0/0, desc: LOG rel 1663/5/16400",
+                 "rmgr: Heap        len (rec/tot): 1/1, tx: 7, lsn: 0/1, prev 0/0, desc: TRUNCATE nrelids 1"):
+        assert compare.wal_writes(desc) == desc
+
+
+def test_wal_writes_lets_only_statistics_through_of_the_catalogs():
+    """VACUUM and ANALYZE write pg_statistic and update pg_class/pg_database in place; any
+    other catalog write is a schema, role or function change a rebuild would undo."""
+    def rec(desc, tx=801):
+        return (f"rmgr: Heap        len (rec/tot): 1/1, tx: {tx}, lsn: 0/1, prev 0/0, "
+                f"desc: {desc}")
+    commit = ("rmgr: Transaction len (rec/tot): 34/34, tx: 801, lsn: 0/2, prev 0/1, "
+              "desc: COMMIT 2026-11-30 21:32:58.882595 UTC")
+    vacuum = rec("INPLACE off 8, blkref #0: rel 1663/16384/1259 blk 0") + "\n" + \
+        rec("INPLACE off 3, blkref #0: rel 1664/0/1262 blk 0")
+    assert compare.wal_writes(vacuum + "\n" + commit) is None
+    # ALTER TABLE ... RENAME: an update of pg_class, not in place
+    rename = rec("HOT_UPDATE off 8 xmax 801 flags 0x10 ; new off 9 xmax 0, "
+                 "blkref #0: rel 1663/16384/1259 blk 0")
+    assert compare.wal_writes(rename + "\n" + commit) == rename
+    # GRANT / ALTER ROLE: pg_class relacl, pg_authid (1260)
+    role = rec("UPDATE off 2 xmax 801 flags 0x00 ; new off 5 xmax 0, blkref #0: rel 1664/0/1260 blk 0")
+    assert compare.wal_writes(role + "\n" + commit) == role
+    # CREATE VIEW: pg_rewrite (2618) rows, no storage
+    view = rec("INSERT off 4 flags 0x00, blkref #0: rel 1663/16384/2618 blk 3")
+    assert compare.wal_writes(view + "\n" + commit) == view
+
+
+def test_a_target_whose_wal_moved_only_by_maintenance_is_proven_without_a_scan(ctx, fake):
+    contents = dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))},
+                           lsn={"db02": "0/100"})
+    record_left(ctx, contents)
+    contents["db01"]["GYOM_DB"]["public.t"] = dbsim.table((1, "updated on db01"))
+    dbsim.serve(fake, contents, lsn={"db02": "0/200"})
+    fake.on("pg_waldump", (0, CHECKPOINT + "\n" + ANALYZE))
+    before = len(fake.queries)
+    r = divergence.prove(ctx, "db", "db01", "db02")
+    assert r["clean"] and "nothing but maintenance" in r["how"], r
+    assert "-s 0/100 -e 0/200" in [c for c in fake.commands if "pg_waldump" in c][-1]
+    assert not [q for q in fake.queries[before:] if "hashtext" in str(q.query)]
+
+
+def test_wal_that_cannot_be_read_falls_back_to_the_scan(ctx, fake):
+    contents = dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))},
+                           lsn={"db02": "0/100"})
+    record_left(ctx, contents)
+    dbsim.serve(fake, contents, lsn={"db02": "0/200"})
+    fake.on("pg_waldump", (1, "", "pg_waldump: error: could not find file \"000000010000000000000000\""))
+    r = divergence.prove(ctx, "db", "db01", "db02")
+    assert r["clean"] and "has the fingerprint it had when it left" in r["how"], r
 
 
 def test_unreadable_target_proves_nothing(ctx, fake):

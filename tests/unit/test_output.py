@@ -78,3 +78,111 @@ def test_validate_and_resolve_format(tmp_path):
     assert output.resolve_format(ctx) == "json"
     assert output.resolve_format(ctx, "table") == "table"
     assert output.resolve_format(Context()) == "table"
+
+
+# ---- progress on long steps
+
+
+class Tty:
+    """A stream that says it is a terminal and keeps what was written."""
+
+    def __init__(self, tty=True):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_line_bytes_share_rate_eta():
+    line = output.progress_line("db02: import", 250_000_000, 1_000_000_000, 5.0)
+    assert line == "db02: import  250.0 MB of 1.0 GB (25 %), 50.0 MB/s, ETA 15s"
+
+
+def test_progress_line_without_total_has_no_eta():
+    assert output.progress_line("db01: dump", 1500, None, 2.0) == "db01: dump  1.5 kB, 750 B/s"
+
+
+def test_progress_line_tables_and_long_eta():
+    line = output.progress_line("verify", 10, 610, 2.0, unit="tables")
+    assert line == "verify  10 tables of 610 tables (1 %), 5.0 tables/s, ETA 2m00s"
+
+
+def test_progress_on_a_terminal_updates_one_line_in_place_at_most_every_interval():
+    tty, clock = Tty(), Clock()
+    p = output.Progress("db02: basebackup", total=1000, stream=tty, interval=0.3, clock=clock)
+    clock.t += 1
+    p.update(100)
+    clock.t += 0.1
+    p.update(200)            # too soon: not drawn
+    clock.t += 0.3
+    p.update(400)
+    assert tty.text.count("\r") == 2 and "\n" not in tty.text
+    assert tty.text.endswith("db02: basebackup  400 B of 1.0 kB (40 %), 286 B/s, ETA 2s")
+    clock.t += 0.6
+    figures = p.finish(1000)
+    assert tty.text.endswith("\r")    # the line is cleared: the step's own line follows
+    assert figures == {"bytes": 1000, "seconds": 2.0, "rate": 500.0}
+
+
+def test_progress_is_silent_when_not_a_terminal_but_still_gives_the_figures():
+    pipe, clock = Tty(tty=False), Clock()
+    p = output.Progress("db01: dump", stream=pipe, clock=clock)
+    for i in range(10):
+        clock.t += 1
+        p.update(i * 1000)
+    assert pipe.text == ""
+    assert p.finish() == {"bytes": 9000, "seconds": 10.0, "rate": 900.0}
+
+
+def test_progress_quiet_wins_over_a_terminal():
+    assert output.progress_wanted(Tty(), quiet=True) is False
+    assert output.progress_wanted(Tty()) is True
+    assert output.progress_wanted(Tty(tty=False)) is False
+
+
+def test_watching_polls_only_when_shown():
+    calls = []
+    with output.watching(output.Progress("x", stream=Tty(tty=False)), lambda: calls.append(1), every=0.01):
+        import time
+        time.sleep(0.05)
+    assert calls == []
+
+
+def test_watching_feeds_the_progress_and_survives_a_failing_measure():
+    import threading
+    tty = Tty()
+    seen = threading.Event()
+    values = iter([RuntimeError("gone"), (50, 100), 70])
+
+    def measure():
+        v = next(values, 70)
+        if isinstance(v, Exception):
+            raise v
+        if v == 70:
+            seen.set()
+        return v
+
+    p = output.Progress("db02: recovery", stream=tty, interval=0)
+    with output.watching(p, measure, every=0.01):
+        assert seen.wait(5)
+    assert p.done == 70 and p.total == 100
+    assert "(70 %)" in tty.text or "(50 %)" in tty.text
+
+
+def test_progress_line_estimated_total():
+    line = output.progress_line("db01: dump", 100_000_000, 400_000_000, 2.0, approx=True)
+    assert line == "db01: dump  100.0 MB of ~400.0 MB (25 %), 50.0 MB/s, ETA 6s"

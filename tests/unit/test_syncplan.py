@@ -394,3 +394,15 @@ def test_syncplan_imports_only_the_leaf_modules_errors_and_shell():
     mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     mods |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert {m for m in mods if m and m.startswith("hatasks")} == {"hatasks.errors", "hatasks.shell"}
+
+
+def test_safety_dump_only_for_a_target_not_proven_clean():
+    """A target proven to hold nothing the source lacks gets no safety dump (its data is on the
+    source and its data dir is kept); any other proof (not clean, forced, none) keeps it."""
+    what = {i["step"]: i["what"] for i in syncplan.make_plan(dict(params(), proof={"clean": True}))}
+    assert "no safety dump of db01" in what["dump_source"]
+    for proof in ({"clean": False}, {"clean": None}, None):
+        what = {i["step"]: i["what"] for i in syncplan.make_plan(dict(params(), proof=proof))}
+        assert "meanwhile safety pg_dumpall of db01's current data" in what["dump_source"], proof
+    assert ("target", "workdir") not in syncplan.disk_needs("dump", 10, 20, 30, safety=False)
+    assert syncplan.disk_needs("dump", 10, 20, 30)[("target", "workdir")] == 33

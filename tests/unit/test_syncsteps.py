@@ -59,3 +59,118 @@ def test_steps_table_runs_every_step_of_every_method():
     for name, fn in syncsteps.STEPS.items():
         assert fn.__module__ == "hatasks.syncsteps", name
         assert list(inspect.signature(fn).parameters) == ["ctx", "p", "st"], name
+
+
+# --------------------------------------------------------------------------- progress measures, physical proof
+
+
+def test_read_position_command_reports_how_far_a_reader_is(tmp_path):
+    """Run for real on this machine: a process reading a file, the command finds its offset."""
+    f = tmp_path / "dump.sql"
+    f.write_bytes(b"x" * 10000)
+    reader = subprocess.Popen(["python3", "-c", f"import sys, time; fh = open({str(f)!r}, 'rb', buffering=0); "
+                               "fh.read(4321); print('ready', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        out = subprocess.run(["bash", "-c", syncplan.read_position_command(str(f))],
+                             capture_output=True, text=True)
+        assert out.stdout.strip() == "4321"
+    finally:
+        reader.kill()
+        reader.wait()
+    # nobody has it open: nothing printed (no progress drawn), exit 0
+    out = subprocess.run(["bash", "-c", syncplan.read_position_command(str(f))],
+                         capture_output=True, text=True)
+    assert out.stdout == "" and out.returncode == 0
+
+
+def test_manifest_end_lsn_command_reads_the_last_wal_range(tmp_path):
+    (tmp_path / "backup_manifest").write_text(
+        '{ "PostgreSQL-Backup-Manifest-Version": 1,\n"Files": [],\n"WAL-Ranges": [\n'
+        '{ "Timeline": 1, "Start-LSN": "0/4F000028", "End-LSN": "0/4F000138" }\n],\n'
+        '"Manifest-Checksum": "e9"}\n')
+    out = subprocess.run(["bash", "-c", syncplan.manifest_end_lsn_command(str(tmp_path))],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "0/4F000138"
+
+
+def _proof_env(monkeypatch, tmp_path, sysids=("7", "7"), dbs=(["a", "b"], ["a", "b"]),
+               src_lsn="0/500", quiet=(True, "only checkpoints")):
+    from hatasks import compare
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    pos = {"db01": {"sysid": sysids[0], "lsn": src_lsn}, "db02": {"sysid": sysids[1], "lsn": "0/400"}}
+    names = {"db01": dbs[0], "db02": dbs[1]}
+    monkeypatch.setattr(syncsteps, "position", lambda ctx, n, port: pos[n])
+    monkeypatch.setattr(remote, "sql_rows", lambda ctx, h, query, *a, **kw: [
+        {"datname": d} for d in names[h.name]])
+    asked = []
+    monkeypatch.setattr(compare, "wal_quiet", lambda ctx, h, a, b: asked.append((a, b)) or quiet)
+    s, t = remote.host(ctx, "db01"), remote.host(ctx, "db02")
+    p = {"maint_port": 1234}
+    return ctx, p, s, t, asked
+
+
+def test_physical_proof_when_same_system_same_databases_and_a_quiet_source(monkeypatch, tmp_path):
+    ctx, p, s, t, asked = _proof_env(monkeypatch, tmp_path)
+    st = {"manifest_verified": True, "backup_end_lsn": "0/400"}
+    out = syncsteps.physical_proof(ctx, p, st, s, t)
+    assert out["verified"] == "physical" and out["verified_databases"] == 2
+    assert asked == [("0/400", "0/500")]
+
+
+def test_physical_proof_gives_way_to_the_table_scan(monkeypatch, tmp_path):
+    st = {"manifest_verified": True, "backup_end_lsn": "0/400"}
+    for kw in ({"sysids": ("7", "8")}, {"dbs": (["a", "b"], ["a"])},
+               {"quiet": (False, "a record that may write: Heap INSERT")}):
+        ctx, p, s, t, _ = _proof_env(monkeypatch, tmp_path, **kw)
+        assert syncsteps.physical_proof(ctx, p, st, s, t) is None, kw
+    ctx, p, s, t, _ = _proof_env(monkeypatch, tmp_path)
+    assert syncsteps.physical_proof(ctx, p, {"backup_end_lsn": "0/400"}, s, t) is None  # not verified
+    assert syncsteps.physical_proof(ctx, p, {"manifest_verified": True}, s, t) is None  # no end LSN
+
+
+def test_basebackup_marks_the_copy_ours_then_refuses_one_the_manifest_rejects(monkeypatch, tmp_path):
+    import pytest
+
+    from hatasks.errors import StateError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    calls = []
+
+    def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
+        calls.append(command)
+        if "pg_verifybackup" in command:
+            return Result(stdout="", stderr='pg_verifybackup: error: "base/5/16390" has size 0 '
+                          "on disk but size 8192 in the manifest", exited=1)
+        return Result(stdout="", exited=0)
+
+    monkeypatch.setattr(remote, "run", fake_run)
+    monkeypatch.setattr(syncsteps, "ensure_running", lambda *a: None)
+    monkeypatch.setattr(syncsteps, "_clear_new_datadir", lambda *a: None)
+    p = {"target": "db02", "source": "db01", "maint_port": 1234, "op": "op-1",
+         "pgdata": "/var/lib/postgresql/15/data", "kept": "/var/lib/postgresql/15/data.2026-11-30-214101",
+         "settings": {"superuser": "postgres"}}
+    with pytest.raises(StateError) as exc:
+        syncsteps.basebackup_target(ctx, p, {})
+    assert "pg_verifybackup rejects the copy" in exc.value.message
+    assert "kept as /var/lib/postgresql/15/data.2026-11-30-214101" in exc.value.message
+    order = [i for i, c in enumerate(calls) for w in ("pg_basebackup ", "> /var/lib/postgresql/15/data/"
+                                                      ".hatasks-resync", "pg_verifybackup") if w in c]
+    assert order == sorted(order) and len(order) == 3
+    assert "-i .hatasks-resync /var/lib/postgresql/15/data" in [c for c in calls if "pg_verifybackup" in c][0]
+
+
+def test_dump_step_skips_the_safety_dump_only_for_a_clean_target(monkeypatch):
+    ran = []
+    monkeypatch.setattr(syncsteps, "dump_source", lambda ctx, p: ran.append("source") or {"dump": "/d"})
+    monkeypatch.setattr(syncsteps, "safety_dump", lambda ctx, p: ran.append("target") or {"safety_dump": "/s"})
+    p = {"source": "db01", "target": "db02", "kept": "/k", "proof": {"clean": True, "how": "same WAL"}}
+    assert syncsteps.dump_source_and_target(None, p, {}) == {"dump": "/d", "safety_dump": None}
+    assert ran == ["source"]
+    ran.clear()
+    out = syncsteps.dump_source_and_target(None, dict(p, proof={"clean": None}), {})
+    assert out == {"dump": "/d", "safety_dump": "/s"} and sorted(ran) == ["source", "target"]

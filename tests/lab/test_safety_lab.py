@@ -244,51 +244,60 @@ def group_holder():
 
 
 def cut_and_recover(inv, cut):
-    """One cut of CUT's cable with a writer on each side; returns the keys acknowledged."""
+    """One cut of CUT's cable with a writer on each side. The node holding the DB group wins
+    the fencing race (priority-fencing-delay): the other node is fenced, whichever was cut.
+    Returns (the fenced node, the keys acknowledged after the cut by side)."""
+    holder = group_holder()
+    fenced = "db02" if holder == "db01" else "db01"
     tag = uuid.uuid4().hex[:10]
     with Writer(tag, "net") as outside, Writer(tag, cut) as inside:
         time.sleep(3)
         inv("lab.fault", "--host", cut, "--kind", "network")
         t_cut = time.monotonic()   # the cable is out: a write sent from now on is "after"
-        wait(f"{cut} fenced (power off through its BMC)", lambda: ipmi_power(cut) == "off",
-             timeout=60)
-        time.sleep(10)   # the survivor takes over and acknowledges writes again
+        wait(f"{fenced} fenced (power off through its BMC)",
+             lambda: ipmi_power(fenced) == "off", timeout=60)
+        time.sleep(10)   # the holder's side acknowledges writes again without its peer
+    assert ipmi_power(holder) == "on", f"{holder} held the group and was fenced too"
     after = {w.side: [k for t, _, k in w.acked if t > t_cut] for w in (outside, inside)}
     sides = [s for s, keys in after.items() if keys]
-    assert len(sides) <= 1, f"both sides acknowledged writes after the cut of {cut}: {after}"
-    inv("lab.heal", "--host", cut, timeout=300)
-    assert ipmi_power(cut) == "on"
+    # the side that reaches the group's node: the operator's network when the idle node was
+    # cut, the group's node itself when its own cable was pulled
+    holder_side = "net" if cut == fenced else holder
+    assert sides == [holder_side], f"cut of {cut}: writes acknowledged after the cut: {after}"
+    for h in dict.fromkeys((cut, fenced)):
+        inv("lab.heal", "--host", h, timeout=300)
+    assert ipmi_power(fenced) == "on"
+    # the fenced node took no write: its rebuild is proved safe, no salvage detour
     rec = inv("db.recover", "--yes", check=False, timeout=900)
-    if rec.returncode == 3 and "split brain" in rec.stderr:
-        # the fenced node held the group: until its power went off (about 12 s) its own pgpool
-        # acknowledged writes the survivor never got. db.recover refuses to rebuild over them
-        # and keeps them in a salvage file; the operator keeps the survivor and re-applies them.
-        survivor = "db01" if cut == "db02" else "db02"
-        inv("db.recover", "--yes", "--source", survivor, timeout=900)
-        kept = [r for r in history(inv, "salvage") if r["backend"] == cut]
-        inv("sync.salvage", "--file", kept[-1]["local"], "--yes")
-    else:
-        assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr
+    assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr
+    assert not [r for r in history(inv, "salvage") if r.get("backend") == fenced
+                and tag in open(r["local"]).read()]
     acked = sorted(k for w in (outside, inside) for _, _, k in w.acked)
     for h in ("db01", "db02"):
         proc = LAB.psql(LAB.ip(h), 5432, f"SELECT id FROM hatasks_safety WHERE id LIKE "
                                          f"'{tag}%';", db=APP_DB)
         missing = sorted(set(acked) - set(proc.stdout.split()))
         assert not missing, f"acknowledged writes missing on {h} after the cut of {cut}: {missing}"
-    return acked
+    return fenced, {s: len(k) for s, k in after.items()}
 
 
 def test_fenced_cut_one_side_acknowledges_every_write_survives(inv):
-    """Fencing on: pull a DB node's cable while a writer runs on each side (first the idle
-    node, then the group's): at most one side acknowledges writes sent after the cut; the cut
-    node is fenced (powered off through its BMC); after lab.heal and db.recover every
-    acknowledged write is on both backends (the group's node: through its salvage file)."""
+    """Fencing on (BMCs on their own management network, priority-fencing-delay with the DB
+    group's priority): pull a DB node's cable while a writer runs on each side, first the idle
+    node's, then the group's. Each time the group's node wins the fencing race: the other node
+    is fenced (powered off through its BMC) before it can take over, so only the group's side
+    acknowledges writes after the cut; after lab.heal and db.recover (no salvage: the fenced
+    node took no write) every acknowledged write is on both backends."""
     inv("lab.up", "--fencing", "on", timeout=900)
     try:
         LAB.psql(LAB.db_vip, 9999, DDL, db=APP_DB)
         holder = group_holder()
         idle = "db02" if holder == "db01" else "db01"
-        assert cut_and_recover(inv, idle)
-        assert cut_and_recover(inv, group_holder())
+        fenced, acked = cut_and_recover(inv, idle)
+        print(f"cut {idle} (idle): {fenced} fenced, acknowledged after the cut: {acked}")
+        assert fenced == idle
+        fenced, acked = cut_and_recover(inv, holder)
+        print(f"cut {holder} (group): {fenced} fenced, acknowledged after the cut: {acked}")
+        assert fenced == idle and group_holder() == holder
     finally:
         inv("lab.up", timeout=900)   # the unfenced lab the other tests expect

@@ -95,6 +95,21 @@ def _contents_if_suspect(ctx, c, facts):
     return {"equal": rep["equal"], "differences": [line(d) for d in rep["differences"][:3]]}
 
 
+def fencing_facts(ctx, c, hosts):
+    """When a host does not answer: the fencing history and the devices able to fence it,
+    read on the first node whose crm_mon answers ({"events", "devices": {host: [ids]}}), so
+    that a fenced node is told from a lost one; None otherwise or when nothing could read it."""
+    lost = [n for n, h in hosts.items() if not h.get("ssh")]
+    for n in [n for n, h in hosts.items() if h.get("ssh") and h.get("crm")] if lost else []:
+        via = remote.inventory(ctx).host(n)
+        try:
+            return {"events": hb.fence_events(ctx, via),
+                    "devices": {x: hb.fence_devices(ctx, via, x) for x in lost}}
+        except HaError:
+            continue
+    return None
+
+
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
     order = c.host_names
@@ -125,6 +140,7 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
                                  if hosts[n].get("constraints") is not None), None)
     for n in order:
         hosts[n].pop("constraints", None)
+    facts["fencing"] = fencing_facts(ctx, c, hosts)
     facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name),
                                           [r for r in records if r.get("cluster") == c.name])
     policy = results["policy"] if not isinstance(results["policy"], HaError) else {}

@@ -424,6 +424,9 @@ def stop_task(ctx, host, timeout=120, force=False, yes=False):
 # --------------------------------------------------------------------------- fence
 
 FENCE_ACTIONS = ("off", "reboot")
+#: every fencing event (newest first). Without --verbose Pacemaker 2.1 prints one successful
+#: event per target, and not always the newest: a second fencing of a node was not seen
+FENCE_HISTORY_ALL = "stonith_admin --history '*' --verbose --output-as=xml"
 
 
 def parse_fence_history(text):
@@ -449,7 +452,8 @@ def fencing_view(state, kind, events=()):
     enabled = state.get("stonith_enabled")
     devices = [{"id": r.get("id"), "agent": r.get("agent"), "role": r.get("role"),
                 "node": r.get("node"), "failed": bool(r.get("failed"))}
-               for r in state.get("resources") or [] if (r.get("agent") or "").startswith("stonith:")]
+               for r in state.get("resources") or []
+               if (r.get("agent") or "").startswith("stonith:")]
     events = sorted(events or [], key=lambda e: e.get("completed") or "")[-5:]
     risk = UNFENCED_RISK if kind == "db" and (enabled is False or not devices) else None
     return {"enabled": enabled, "devices": devices, "events": events, "risk": risk}
@@ -476,8 +480,7 @@ def fencing_lines(view):
 def fence_events(ctx, host):
     """Every fencing event HOST's cluster remembers (`stonith_admin --history '*'`); [] when
     the history cannot be read (shown as no event, never a failure of the status)."""
-    res = remote.run(ctx, host, "stonith_admin --history '*' --output-as=xml", probe=True,
-                     warn=True)
+    res = remote.run(ctx, host, FENCE_HISTORY_ALL, probe=True, warn=True)
     if res.exited != 0:
         return []
     try:
@@ -513,8 +516,8 @@ def fencing_enabled(ctx, host):
 
 
 def fence_history(ctx, host, node):
-    res = remote.run(ctx, host, f"stonith_admin --history {shell.q(node)} --output-as=xml",
-                     probe=True, warn=True)
+    res = remote.run(ctx, host, f"stonith_admin --history {shell.q(node)} --verbose "
+                                f"--output-as=xml", probe=True, warn=True)
     if res.exited != 0:
         raise StateError(f"{host.name}: stonith_admin --history {node} failed: "
                          f"{(res.stderr or res.stdout).strip()[:200]}")
@@ -531,7 +534,7 @@ def fencing(ctx, cluster):
     res = remote.run(ctx, via, "stonith_admin --list-registered", probe=True, warn=True)
     devices = [ln.strip() for ln in (res.stdout or "").splitlines()
                if ln.strip() and not ln.strip()[0].isdigit() and " " not in ln.strip()]
-    res = remote.run(ctx, via, "stonith_admin --history '*' --output-as=xml", probe=True, warn=True)
+    res = remote.run(ctx, via, FENCE_HISTORY_ALL, probe=True, warn=True)
     events = parse_fence_history(res.stdout) if res.exited == 0 else []
     events.sort(key=lambda e: e.get("completed") or "")
     kind = remote.inventory(ctx).cluster(cluster).kind
@@ -577,8 +580,9 @@ def fence(ctx, node, action="off", timeout=120, force=False, yes=False):
         new = [e for e in events if e.get("status") == "success" and e not in done_before]
         new.sort(key=lambda e: e.get("completed") or "")
         if not new:
+            latest = sorted(events, key=lambda e: e.get("completed") or "")[-1:]
             raise HaError(f"{host.name}: no successful fencing event after `{command}` (history: "
-                          f"{events[-1:] or 'empty'})", HaError.NOT_CONVERGED)
+                          f"{latest or 'empty'})", HaError.NOT_CONVERGED)
         want = "offline" if action == "off" else "online"
         after = crm.wait_for(ctx, cluster, lambda st: crmmon.node_state(st, host.name) == want,
                              timeout, f"{host.name} {want} after fencing ({action})",

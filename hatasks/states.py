@@ -34,7 +34,8 @@ from hatasks import rules
 from hatasks.rules import manual, step
 
 #: every DB pattern in the order a diagnosis names it when several hold
-DB_ORDER = ("node-ids", "split-brain", "host-key", "fenced", "power", "network", "heartbeat", "joining",
+DB_ORDER = ("node-ids", "split-brain", "host-key", "fenced", "power", "network", "heartbeat",
+            "joining",
             "maintenance", "no-quorum", "blocked",
             "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
             "no-backend", "pgpool",

@@ -299,5 +299,30 @@ def test_fenced_cut_one_side_acknowledges_every_write_survives(inv):
         fenced, acked = cut_and_recover(inv, holder)
         print(f"cut {holder} (group): {fenced} fenced, acknowledged after the cut: {acked}")
         assert fenced == idle and group_holder() == holder
+        fence_diagnose_recover(inv, idle)
     finally:
         inv("lab.up", timeout=900)   # the unfenced lab the other tests expect
+    unfenced = json.loads(inv("status", "--format", "json").stdout)
+    assert unfenced["healthy"] is True
+    assert [w for w in unfenced["warnings"] if "split brain" in w and w.startswith("db: ")]
+
+
+def fence_diagnose_recover(inv, node):
+    """The operator fences NODE on purpose: status shows the devices and the event,
+    db.diagnose names it fenced (by whom), db.recover stops at the power-on; after lab.heal
+    (power on through its BMC) db.recover brings the cluster back healthy."""
+    inv("hb.fence", "--node", node, "--yes", timeout=180)
+    fen = json.loads(inv("hb.status", "--cluster", "db", "--format", "json",
+                         check=False).stdout)["views"]["db"]["fencing"]
+    assert fen["enabled"] is True and fen["risk"] is None
+    assert f"fence-{node}" in [d["id"] for d in fen["devices"]]
+    assert fen["events"][-1]["target"] == node and fen["events"][-1]["status"] == "success"
+    d = json.loads(inv("db.diagnose", "--format", "json", check=False).stdout)
+    assert (d["pattern"], d["host"]) == ("fenced", node), d
+    assert [e for e in d["evidence"] if e.startswith(f"fencing history: {node} fenced (off)")]
+    stop = inv("db.recover", "--yes", check=False, timeout=300)
+    assert stop.returncode == 3 and f"{node} was fenced" in stop.stderr, stop.stderr
+    inv("lab.heal", "--host", node, timeout=300)
+    inv("db.recover", "--yes", timeout=900)
+    data = json.loads(inv("status", "--format", "json").stdout)
+    assert data["healthy"] is True and data["warnings"] == []

@@ -51,10 +51,11 @@ def test_lines_show_devices_the_last_events_and_the_risk():
 
 def test_status_with_fencing_reads_the_history_only_where_fencing_is_on(ctx, fake):
     fake.on(crm.CRM_MON, (0, DB02_FENCED))
-    fake.on("stonith_admin --history '*' --output-as=xml", (0, HISTORY))
+    fake.on("stonith_admin --history '*'", (0, HISTORY))
     state = hb.crm_status_with_fencing(ctx, "db")
     assert state["fencing"]["events"][0]["target"] == "db02"
     assert state["fencing"]["risk"] is None
+    assert "stonith_admin --history '*' --verbose --output-as=xml" in fake.commands
     fake.calls.clear()
     fake.on(crm.CRM_MON, (0, UNFENCED))
     state = hb.crm_status_with_fencing(ctx, "db")
@@ -143,3 +144,15 @@ def testfencing_facts_are_read_only_when_a_host_does_not_answer(ctx, fake):
     assert got["devices"] == {"db02": ["fence-db02"]}
     assert got["events"][0]["target"] == "db02"
     assert {c.host for c in fake.calls} == {"db01"}
+
+
+def test_every_event_is_read_and_the_newest_shown_last():
+    """--verbose: without it Pacemaker 2.1.5 printed only one (the older) event of a node
+    fenced twice, and hb.fence saw no new event."""
+    assert "--verbose" in hb.FENCE_HISTORY_ALL
+    events = hb.parse_fence_history((FEN / "stonith_admin_history_verbose_two.xml").read_text())
+    view = hb.fencing_view(crmmon.parse_crm_mon_xml(DB02_FENCED), "db", events)
+    assert [e["client"] for e in view["events"]] == ["stonith_admin.612", "stonith_admin.1489"]
+    facts = dict(DIAGNOSED["facts"], fencing={"events": events, "devices": {}})
+    d = states.diagnose_db(facts)
+    assert [e for e in d["evidence"] if "at 2026-11-30 21:47:08Z" in e and "stonith_admin.1489" in e]

@@ -203,8 +203,9 @@ def diagnose_task(ctx, format=None, cluster=None, method="dump", facts=False):
 
     Reads crm_mon on every node that answers (partitions show up as two views), pgpool's
     SHOW pool_nodes, PostgreSQL on each backend, ssh reachability, and the inventory's
-    power_check for hosts that do not answer (power vs network). Patterns: power, network,
-    heartbeat, pgpool, postgres, degenerated, or healthy. Writes down the newest-data
+    power_check for hosts that do not answer (power vs network) and then the fencing history
+    (fenced: who fenced it, when). Patterns: fenced, power, network, heartbeat, pgpool,
+    postgres, degenerated, or healthy. Writes down the newest-data
     backend and the failure (for db.recover). Exit 3 when a failure pattern is named.
     """
     fmt = output.resolve_format(ctx, format)

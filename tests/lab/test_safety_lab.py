@@ -1,4 +1,6 @@
-"""Never lose an acknowledged write, on the real lab (issue 10), without fencing:
+"""Never lose an acknowledged write, on the real lab (issue 10). With fencing (lab.up --fencing
+on, the last test): a cable cut on either DB node, only the group's side acknowledges writes, the
+other node is fenced, and the fenced node is diagnosed `fenced`. Without fencing:
 
 - swapped pgpool_node_id in the inventory: pgpool.switch refused naming both, nothing detached;
 - stale attach: refused; with --force journaled stale-attach (pgpool.status not in sync) until

@@ -5,6 +5,8 @@ diagnosing a cluster all need pgpool's view without going through the pgpool tas
 rows mean is ``hatasks.pool`` (pure).
 """
 
+import ipaddress
+
 from hatasks import checks, pool, remote
 from hatasks.errors import HaError, StateError, UnreachableError
 
@@ -76,18 +78,44 @@ def evidence(data):
             "degenerated": bool(data.get("degenerated"))}
 
 
+def is_ip(name):
+    """Pure: NAME is an IPv4 or IPv6 address literal."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def same_name(a, b):
+    """Pure: pgpool's backend hostname A names the inventory's name or address B: equal
+    ignoring case and a trailing dot, or a short name and a fully qualified one with the same
+    first label (db01 and db01.example.com). Two different domains, or an address against a
+    name, are not the same (nothing is resolved here)."""
+    a, b = (str(x or "").strip().rstrip(".").lower() for x in (a, b))
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    if is_ip(a) or is_ip(b) or ("." in a) == ("." in b):
+        return False
+    return a.split(".", 1)[0] == b.split(".", 1)[0]
+
+
 def id_disagreements(c, data):
     """Pure: where pgpool's node ids (SHOW pool_nodes hostname and port) and the inventory's
     pgpool_node_id disagree, one line per disagreement naming both; [] when they agree.
 
-    A backend is a host when its hostname is the host's inventory name or address and its port
-    the host's pg_port (default 5432)."""
+    A backend is a host when its hostname names the host's inventory name or address
+    (`same_name`: short and fully qualified names match) and its port is the host's pg_port
+    (default 5432)."""
     rows = data.get("backends", [])
     by_id = {str(b.get("node_id")): b for b in rows}
 
     def is_host(b, h):
         port = int(h.vars.get("pg_port") or 5432)
-        return b.get("host") in (h.name, h.address) and str(b.get("port")) == str(port)
+        return (any(same_name(b.get("host"), n) for n in (h.name, h.address))
+                and str(b.get("port")) == str(port))
 
     def named(b):
         return f"{b.get('host')}:{b.get('port')}"

@@ -97,6 +97,21 @@ def _contents_if_suspect(ctx, c, facts):
     return {"equal": rep["equal"], "differences": [line(d) for d in rep["differences"][:3]]}
 
 
+def fencing_facts(ctx, c, hosts):
+    """When a host does not answer: the fencing history and the devices able to fence it,
+    read on the first node whose crm_mon answers ({"events", "devices": {host: [ids]}}), so
+    that a fenced node is told from a lost one; None otherwise or when nothing could read it."""
+    lost = [n for n, h in hosts.items() if not h.get("ssh")]
+    for n in [n for n, h in hosts.items() if h.get("ssh") and h.get("crm")] if lost else []:
+        via = remote.inventory(ctx).host(n)
+        try:
+            return {"events": hb.fence_events(ctx, via),
+                    "devices": {x: hb.fence_devices(ctx, via, x) for x in lost}}
+        except HaError:
+            continue
+    return None
+
+
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
     from hatasks import states, syncplan
@@ -129,6 +144,7 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
                                  if hosts[n].get("constraints") is not None), None)
     for n in order:
         hosts[n].pop("constraints", None)
+    facts["fencing"] = fencing_facts(ctx, c, hosts)
     facts["resync"] = states.resync_facts(syncplan.resume_state(records, c.name),
                                           [r for r in records if r.get("cluster") == c.name])
     policy = results["policy"] if not isinstance(results["policy"], HaError) else {}
@@ -193,8 +209,9 @@ def diagnose_task(ctx, format=None, cluster=None, method="dump", facts=False):
 
     Reads crm_mon on every node that answers (partitions show up as two views), pgpool's
     SHOW pool_nodes, PostgreSQL on each backend, ssh reachability, and the inventory's
-    power_check for hosts that do not answer (power vs network). Patterns: power, network,
-    heartbeat, pgpool, postgres, degenerated, or healthy. Writes down the newest-data
+    power_check for hosts that do not answer (power vs network) and then the fencing history
+    (fenced: who fenced it, when). Patterns: fenced, power, network, heartbeat, pgpool,
+    postgres, degenerated, or healthy. Writes down the newest-data
     backend and the failure (for db.recover). Exit 3 when a failure pattern is named.
     """
     fmt = output.resolve_format(ctx, format)

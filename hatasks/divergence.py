@@ -247,7 +247,8 @@ def prove(ctx, cluster, source, target, source_port=None, target_port=None):
             continue   # table only on the source
         if recorded.get(db, {}).get(name) == now_fp:
             continue   # the target's table is as it was when it left: only the source changed
-        if name not in cmp["digests"][s.name].get(db, {}):
+        new_table = name not in cmp["digests"][s.name].get(db, {})
+        if new_table:
             pk, trows = table_rows(ctx, t, tp, db, name)
             srows = {}
         else:
@@ -262,6 +263,7 @@ def prove(ctx, cluster, source, target, source_port=None, target_port=None):
             continue
         tables.append({
             "database": db, "table": name, "pk": pk, "target_only": len(target_only),
+            "new_table": new_table,
             "conflicts": len(conflicts), "source_only": len(source_only),
             "samples": {"target_only": target_only[:SAMPLE], "conflicts": conflicts[:SAMPLE]},
             "rows": {"target_only": extra_rows(srows, trows, target_only, bool(pk)),
@@ -287,6 +289,8 @@ def describe(result, source, target):
             bits.append(f"{x['conflicts']} conflicting, e.g. "
                         f"{', '.join(map(str, x['samples']['conflicts']))}")
         key = f" by {','.join(x['pk'])}" if x["pk"] else " (no primary key: by row)"
+        if x.get("new_table"):
+            key += f" (a table only {target} has)"
         parts.append(f"{x['database']} {x['table']}{key}: " + "; ".join(bits))
     return "; ".join(parts)
 

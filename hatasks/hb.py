@@ -54,7 +54,7 @@ def status(ctx, cluster=None):
     names = [checks.cluster(ctx, cluster, exact=True).name] if cluster else cluster_names(inv)
     result = {"clusters": names, "nodes": [], "resources": [], "failed_actions": [], "views": {}}
     for name in names:
-        state = crm.crm_status(ctx, name)
+        state = crm_status_with_fencing(ctx, name)
         for key in ("nodes", "resources", "failed_actions"):
             result[key].extend(dict(item, cluster=name) for item in state.get(key, []))
         result["views"][name] = {"read_on": state["read_on"], "dc": state.get("dc"),
@@ -63,7 +63,8 @@ def status(ctx, cluster=None):
                                  "maintenance_mode": bool(state.get("maintenance_mode")),
                                  "stop_all_resources": bool(state.get("stop_all_resources")),
                                  "stonith_enabled": state.get("stonith_enabled"),
-                                 "bans": state.get("bans") or []}
+                                 "bans": state.get("bans") or [],
+                                 "fencing": state.get("fencing")}
     return result
 
 
@@ -84,6 +85,7 @@ def status_table(data):
         out.append(f"   quorum {'yes' if view.get('quorum') else 'NO' if view.get('quorum') is False else '?'}"
                    f", stonith {'enabled' if view.get('stonith_enabled') else 'disabled'}"
                    + (f"; !! {'; '.join(flags)}" if flags else ""))
+        out.extend(fencing_lines(view.get("fencing")))
         for b in view.get("bans") or []:
             out.append(f"   !! ban {b.get('id')}: {b.get('resource')} kept off {b.get('node')}")
         nodes = [n for n in data["nodes"] if n["cluster"] == name]
@@ -429,6 +431,9 @@ def stop_task(ctx, host, timeout=120, force=False, yes=False):
 # --------------------------------------------------------------------------- fence
 
 FENCE_ACTIONS = ("off", "reboot")
+#: every fencing event (newest first). Without --verbose Pacemaker 2.1 prints one successful
+#: event per target, and not always the newest: a second fencing of a node was not seen
+FENCE_HISTORY_ALL = "stonith_admin --history '*' --verbose --output-as=xml"
 
 
 def parse_fence_history(text):
@@ -442,6 +447,73 @@ def parse_fence_history(text):
             for e in root.iter("fence_event")]
 
 
+#: what an unfenced DB cluster risks (hb.status, status: a warning, not a fault)
+UNFENCED_RISK = ("no fencing (stonith-enabled false or no fence device): a partition can run "
+                 "two pgpools: split brain")
+
+
+def fencing_view(state, kind, events=()):
+    """Pure: the fencing part of one cluster's crm_mon STATE and its fence history EVENTS:
+    {"enabled", "devices": [{"id", "agent", "role", "node", "failed"}], "events": [the 5
+    latest, oldest first], "risk": UNFENCED_RISK for a DB cluster without fencing, else None}."""
+    enabled = state.get("stonith_enabled")
+    devices = [{"id": r.get("id"), "agent": r.get("agent"), "role": r.get("role"),
+                "node": r.get("node"), "failed": bool(r.get("failed"))}
+               for r in state.get("resources") or []
+               if (r.get("agent") or "").startswith("stonith:")]
+    events = sorted(events or [], key=lambda e: e.get("completed") or "")[-5:]
+    risk = UNFENCED_RISK if kind == "db" and (enabled is False or not devices) else None
+    return {"enabled": enabled, "devices": devices, "events": events, "risk": risk}
+
+
+def fencing_lines(view):
+    """Pure: hb.status's lines about fencing (none when VIEW is None)."""
+    if not view:
+        return []
+    devs = ", ".join(f"{d['id']} {d.get('role') or '?'}"
+                     + (f" on {d['node']}" if d.get("node") else "")
+                     + (" FAILED" if d.get("failed") else "") for d in view["devices"])
+    out = [f"   fencing {'enabled' if view.get('enabled') else 'DISABLED'}; devices: "
+           f"{devs or 'none'}"]
+    for e in view.get("events") or []:
+        by = e.get("delegate") or e.get("origin") or "?"
+        out.append(f"   fenced: {e.get('target')} ({e.get('action')}) by {by} at "
+                   f"{e.get('completed') or '?'}: {e.get('status')}")
+    if view.get("risk"):
+        out.append(f"   !! {view['risk']}")
+    return out
+
+
+def fence_events(ctx, host):
+    """Every fencing event HOST's cluster remembers (`stonith_admin --history '*'`); [] when
+    the history cannot be read (shown as no event, never a failure of the status)."""
+    res = remote.run(ctx, host, FENCE_HISTORY_ALL, probe=True, warn=True)
+    if res.exited != 0:
+        return []
+    try:
+        return parse_fence_history(res.stdout)
+    except ET.ParseError:
+        return []
+
+
+def fence_devices(ctx, host, node):
+    """The fence devices able to fence NODE (`stonith_admin --list NODE`, read on HOST)."""
+    res = remote.run(ctx, host, f"stonith_admin --list {shell.q(node)}", probe=True, warn=True)
+    return [ln.strip() for ln in (res.stdout or "").splitlines()
+            if ln.strip() and " " not in ln.strip()] if res.exited == 0 else []
+
+
+def crm_status_with_fencing(ctx, cluster):
+    """crm.crm_status of CLUSTER plus "fencing" (fencing_view), the history read on the node
+    crm_mon answered on when fencing is enabled (an unfenced cluster has none to show)."""
+    state = crm.crm_status(ctx, cluster)
+    events = []
+    if state.get("stonith_enabled") is not False and state.get("read_on"):
+        events = fence_events(ctx, remote.host(ctx, state["read_on"]))
+    state["fencing"] = fencing_view(state, remote.inventory(ctx).cluster(cluster).kind, events)
+    return state
+
+
 def fencing_enabled(ctx, host):
     """stonith-enabled of the CIB read on HOST (Pacemaker's default: true)."""
     res = remote.run(ctx, host, "crm_attribute --type crm_config --name stonith-enabled --query "
@@ -451,8 +523,8 @@ def fencing_enabled(ctx, host):
 
 
 def fence_history(ctx, host, node):
-    res = remote.run(ctx, host, f"stonith_admin --history {shell.q(node)} --output-as=xml",
-                     probe=True, warn=True)
+    res = remote.run(ctx, host, f"stonith_admin --history {shell.q(node)} --verbose "
+                                f"--output-as=xml", probe=True, warn=True)
     if res.exited != 0:
         raise StateError(f"{host.name}: stonith_admin --history {node} failed: "
                          f"{(res.stderr or res.stdout).strip()[:200]}")
@@ -469,14 +541,13 @@ def fencing(ctx, cluster):
     res = remote.run(ctx, via, "stonith_admin --list-registered", probe=True, warn=True)
     devices = [ln.strip() for ln in (res.stdout or "").splitlines()
                if ln.strip() and not ln.strip()[0].isdigit() and " " not in ln.strip()]
-    res = remote.run(ctx, via, "stonith_admin --history '*' --output-as=xml", probe=True, warn=True)
+    res = remote.run(ctx, via, FENCE_HISTORY_ALL, probe=True, warn=True)
     events = parse_fence_history(res.stdout) if res.exited == 0 else []
     events.sort(key=lambda e: e.get("completed") or "")
     kind = remote.inventory(ctx).cluster(cluster).kind
     risk = None
     if kind == "db" and not (enabled and devices):
-        risk = ("no fencing (stonith-enabled false or no device): a partition can run two "
-                "pgpools: split brain")
+        risk = UNFENCED_RISK
     return {"cluster": cluster, "enabled": enabled, "devices": devices, "events": events[-5:],
             "risk": risk}
 
@@ -516,8 +587,9 @@ def fence(ctx, node, action="off", timeout=120, force=False, yes=False):
         new = [e for e in events if e.get("status") == "success" and e not in done_before]
         new.sort(key=lambda e: e.get("completed") or "")
         if not new:
+            latest = sorted(events, key=lambda e: e.get("completed") or "")[-1:]
             raise HaError(f"{host.name}: no successful fencing event after `{command}` (history: "
-                          f"{events[-1:] or 'empty'})", HaError.NOT_CONVERGED)
+                          f"{latest or 'empty'})", HaError.NOT_CONVERGED)
         want = "offline" if action == "off" else "online"
         after = crm.wait_for(ctx, cluster, lambda st: crmmon.node_state(st, host.name) == want,
                              timeout, f"{host.name} {want} after fencing ({action})",

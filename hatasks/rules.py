@@ -19,8 +19,9 @@ import xml.etree.ElementTree as ET
 from hatasks import crmmon, shell
 #: table 5-4 rows (plus "healthy"), in the order a diagnosis names them when several hold
 DB_PATTERNS = ("power", "network", "heartbeat", "pgpool", "postgres", "degenerated")
-#: patterns whose recovery includes a data resync (table 5-4, column "data resync")
-RESYNC_PATTERNS = ("power", "network", "postgres", "degenerated")
+#: patterns whose recovery includes a data resync (table 5-4, column "data resync"; a fenced
+#: node is a powered-off one the cluster cut)
+RESYNC_PATTERNS = ("power", "network", "postgres", "degenerated", "fenced")
 #: table 5-2 rows, same rule
 LB_PATTERNS = ("power", "network", "heartbeat", "httpd")
 #: seconds a view that may be transient (a node that just started sees its peer OFFLINE until

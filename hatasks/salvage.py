@@ -34,6 +34,22 @@ CONNECT = "SELECT format('\\connect %%I', %s::text) AS line"
 REMOTE_MAX = 1_000_000
 
 
+def table_ddl(ctx, h, port, db, schema, table):
+    """The SQL that creates one table as H holds it (`pg_dump --schema-only -t`, with the
+    sequences it owns, its keys and indexes): statements only, without pg_dump's comments,
+    session settings and psql meta-commands (the file runs in one transaction through
+    pgpool). [] and a comment line when it cannot be read."""
+    pattern = '"{}"."{}"'.format(schema.replace('"', '""'), table.replace('"', '""'))
+    res = remote.run(ctx, h, f"pg_dump --schema-only --no-owner --no-privileges -p {int(port)} "
+                             f"-t {q(pattern)} {q(db)}", user="postgres", warn=True)
+    if res.exited != 0:
+        why = (res.stderr or res.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        return [f"-- could not read the definition of {schema}.{table} on {h.name}: {why[0]}; "
+                f"create the table before applying this file"]
+    skip = ("--", "\\", "SET ", "SELECT pg_catalog.set_config(")
+    return [ln for ln in res.stdout.splitlines() if ln.strip() and not ln.startswith(skip)]
+
+
 def sql_text(ctx, host, port, result, source, target, when):
     """The salvage file's text, composed by HOST's server (the target)."""
     h = remote.host(ctx, host)
@@ -51,6 +67,10 @@ def sql_text(ctx, host, port, result, source, target, when):
             schema, table = x["table"].split(".", 1)
             out.append(f"-- {x['table']}: {x['target_only']} row(s) only on {target}, "
                        f"{x['conflicts']} conflicting key(s)")
+            if x.get("new_table"):
+                out.append(f"-- {x['table']} exists only on {target}: created first, as "
+                           f"{target} defines it")
+                out += table_ddl(ctx, h, port, db, schema, table)
             rows = x["rows"]["target_only"]
             if rows:
                 got = remote.sql_rows(ctx, h, INSERTS, (schema, table, schema, table, rows),

@@ -34,7 +34,8 @@ from hatasks import rules
 from hatasks.rules import manual, step
 
 #: every DB pattern in the order a diagnosis names it when several hold
-DB_ORDER = ("node-ids", "split-brain", "host-key", "power", "network", "heartbeat", "joining",
+DB_ORDER = ("node-ids", "split-brain", "host-key", "fenced", "power", "network", "heartbeat",
+            "joining",
             "maintenance", "no-quorum", "blocked",
             "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
             "no-backend", "pgpool",
@@ -291,13 +292,38 @@ def host_key(facts, problems):
     return out
 
 
+def last_fencing(facts, host):
+    """The latest event of the fencing history (facts["fencing"]) that targets HOST, or None."""
+    events = [e for e in ((facts.get("fencing") or {}).get("events") or [])
+              if e.get("target") == host]
+    return max(events, key=lambda e: e.get("completed") or "") if events else None
+
+
+def fenced(facts, problems):
+    """PROBLEMS with an unreachable host (power or network) renamed fenced when the cluster's
+    fencing history says it fenced that host last (a success) and its power is not known on."""
+    out = []
+    for pat, host, ev in problems:
+        last = last_fencing(facts, host) if pat in ("power", "network") else None
+        if (last and last.get("status") == "success"
+                and (facts["hosts"].get(host) or {}).get("power") != "on"):
+            by = last.get("delegate") or last.get("origin") or "?"
+            out.append(("fenced", host, ev + [
+                f"fencing history: {host} fenced ({last.get('action')}) by {by} at "
+                f"{last.get('completed') or '?'}, asked by {last.get('origin') or '?'} "
+                f"({last.get('client') or 'the cluster'})"]))
+        else:
+            out.append((pat, host, ev))
+    return out
+
+
 def detect(facts):
     """Every problem of a DB cluster: the runbook's (rules.detect_db), some renamed for what
     they are, plus the states above."""
     old = rules.detect_db(facts)
     pend = joining(facts)
     new = []
-    for pat, host, ev in host_key(facts, old):
+    for pat, host, ev in fenced(facts, host_key(facts, old)):
         if pat == "heartbeat" and ev and " in standby" in ev[0]:
             continue  # standby-left below
         if pat == "network" and pend and any("each sees the other OFFLINE" in e for e in ev):
@@ -328,7 +354,20 @@ def detect(facts):
 def steps_for(facts, pattern, host):
     """The steps of one new-state PATTERN on HOST."""
     out = []
-    if pattern == "host-key":
+    if pattern == "fenced":
+        devices = ((facts.get("fencing") or {}).get("devices") or {}).get(host) or []
+        via = (f"its fence device {', '.join(devices)}'s BMC" if devices
+               else "its BMC (out-of-band console)")
+        out.append(manual(f"{host} was fenced (powered off by the cluster): read why first "
+                          f"(inv hb.log on the node that fenced it); then power {host} on "
+                          f"through {via}, e.g. `ipmitool -I lanplus -H BMC -U USER chassis "
+                          f"power on`, and confirm its OS boots; then run db.recover again"))
+        out.append(step("hb.start", f"start the cluster stack on {host} if it did not start "
+                                    f"at boot", conditional=True, host=host))
+        out.append(step("pg.start", f"start PostgreSQL on {host} if it did not start at boot",
+                        conditional=True, host=host))
+        out[-2]["label"] = out[-1]["label"] = "if needed:"
+    elif pattern == "host-key":
         out.append(manual(f"{host}'s ssh host key does not match known_hosts (or is unknown): "
                           f"find out why (a reinstalled host? someone else on its address?), "
                           f"check the fingerprint on its console, then update known_hosts "

@@ -23,7 +23,7 @@ def collectors(ctx, cluster=None):
     jobs = []
     for name in names:
         c = inv.cluster(name)
-        jobs.append(((name, "hb"), lambda name=name: crm.crm_status(ctx, name)))
+        jobs.append(((name, "hb"), lambda name=name: hb.crm_status_with_fencing(ctx, name)))
         for h in c.hosts:
             jobs.append(((name, f"ssh:{h.name}"), lambda h=h: _reach(ctx, h)))
         jobs.append(((name, "constraints"), lambda c=c: _constraints(ctx, c)))
@@ -157,6 +157,10 @@ def collect(ctx, cluster=None, parallel=True):
         data["clusters"][name] = entry
         data["problems"].extend(f"{name}: {p}" for p in problems(c, entry))
     data["healthy"] = not data["problems"]
+    # risks that are not faults (the verdict stays healthy): a DB cluster without fencing
+    data["warnings"] = [f"{name}: {e['hb']['fencing']['risk']}"
+                        for name, e in data["clusters"].items()
+                        if ((e.get("hb") or {}).get("fencing") or {}).get("risk")]
     data["seconds"] = round(time.monotonic() - started, 3)
     return data
 
@@ -233,7 +237,8 @@ def _table(data):
                 "unanswered": st.get("unanswered") or {}, "quorum": st.get("quorum"),
                 "maintenance_mode": st.get("maintenance_mode"),
                 "stop_all_resources": st.get("stop_all_resources"),
-                "stonith_enabled": st.get("stonith_enabled"), "bans": st.get("bans") or []}}}
+                "stonith_enabled": st.get("stonith_enabled"), "bans": st.get("bans") or [],
+                "fencing": st.get("fencing")}}}
             for key in ("nodes", "resources", "failed_actions"):
                 one[key] = [dict(item, cluster=name) for item in st.get(key, [])]
             parts.append(hb.status_table(one))
@@ -251,7 +256,8 @@ def _table(data):
                 parts.append(f"== {name}: PostgreSQL\n" + output.render_table(pg.status_table(pgs)))
     verdict = ("healthy" if data["healthy"]
                else "PROBLEMS:\n" + "\n".join(f"  - {p}" for p in data["problems"]))
-    parts.append(f"== verdict (collected in {data['seconds']} s): {verdict}")
+    parts.append(f"== verdict (collected in {data['seconds']} s): {verdict}"
+                 + "".join(f"\n  warning: {w}" for w in data.get("warnings") or []))
     return "\n\n".join(parts)
 
 

@@ -3,7 +3,7 @@ PostgreSQL, sshd, /etc/hosts), the application's data, and the operator's ssh_co
 inventory. Pure: nothing here touches the machine but reading the top-level hosts.ini."""
 
 from .base import DB_HOSTS, HOSTS, NODE_ID, OCTET, PGDATA, ROOT, LabBase, LabError
-from .bmc import BMC_PORT, BMC_USER
+from .bmc import BMC_PORT, BMC_USER, MGMT_NET, PRIORITY_FENCING_DELAY
 
 
 class LabConfigs(LabBase):
@@ -83,13 +83,20 @@ class LabConfigs(LabBase):
             )
             stickiness = "0"
         if getattr(self, "fencing", False):
+            # the group's node wins a fencing race (priority-fencing-delay: its peer waits
+            # before fencing it, it fences its peer at once): a cut node never takes over
+            gid = "grp-pgpool" if cluster == "dbcluster" else "grp-apache"
+            group = group.replace(
+                f'<group id="{gid}">',
+                f'<group id="{gid}"><meta_attributes id="{gid}-meta">'
+                f'{nv(gid + "-meta", "priority", "10")}</meta_attributes>', 1)
             # one fence_ipmilan device per node, never run on the node it fences; a fenced node
             # stays off (stonith-action off) until the operator powers it on through its BMC
             for h in hosts:
                 rid, p = f"fence-{h}", f"fence-{h}-instance_attributes"
                 group += (
                     f'<primitive id="{rid}" class="stonith" type="fence_ipmilan">'
-                    f'<instance_attributes id="{p}">{nv(p, "ip", self.gw)}'
+                    f'<instance_attributes id="{p}">{nv(p, "ip", f"{MGMT_NET}.{self.n}.1")}'
                     f'{nv(p, "ipport", str(BMC_PORT + OCTET[h]))}{nv(p, "username", BMC_USER)}'
                     f'{nv(p, "password_script", "/opt/hatasks-lab/host/fence-password")}'
                     f'{nv(p, "lanplus", "1")}{nv(p, "cipher", "3")}{nv(p, "pcmk_host_list", h)}'
@@ -114,6 +121,8 @@ class LabConfigs(LabBase):
                 ("cluster-recheck-interval", "1min"),
             )
         )
+        if getattr(self, "fencing", False):
+            props += nv(b, "priority-fencing-delay", PRIORITY_FENCING_DELAY)
         nodes = "".join(f'<node id="{NODE_ID[h]}" uname="{h}"/>' for h in hosts)
         return (
             f'<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" '

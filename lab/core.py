@@ -118,12 +118,16 @@ class Lab(LabBootstrap, LabFaults, LabBmc):
         self.progress("host file trees written")
         self.make_bridge()
         if self.fencing:
+            self.make_mgmt_bridge()
             self.bmc_write_files()
             self.bmc_start()
-            self.progress(f"BMCs answering IPMI on {self.gw} (ports {self.bmc_port('db01')}...)")
+            self.progress(f"BMCs answering IPMI on {self.mgmt_gw()} (management bridge "
+                          f"{self.mgmt_bridge()}, ports {self.bmc_port('db01')}...)")
         for h in HOSTS:
             self.make_netns(h)
             self.make_link(h)
+            if self.fencing:
+                self.make_mgmt_link(h)
         for h in HOSTS:
             self.start_init(h)
         self.write_json(

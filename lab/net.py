@@ -18,7 +18,7 @@ class LabNet(LabBase):
 
     def links_present(self):
         names = os.listdir("/sys/class/net")
-        ours = {self.bridge} | {self.veth(h) for h in HOSTS}
+        ours = {self.bridge} | {self.veth(h) for h in HOSTS} | self.mgmt_links()
         return sorted(n for n in names if n in ours)
 
     def has_objects(self):

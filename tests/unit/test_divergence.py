@@ -270,3 +270,59 @@ def test_salvage_apply_runs_each_section_through_pgpool_then_verifies(ctx, fake,
         salvage.apply(ctx, "db", str(f))
     with pytest.raises(HaError):
         salvage.apply(ctx, "db", str(tmp_path / "missing.sql"))
+
+
+PG_DUMP_U = """--
+-- PostgreSQL database dump
+--
+
+\\restrict abc123
+SET statement_timeout = 0;
+SELECT pg_catalog.set_config('search_path', '', false);
+
+CREATE TABLE public.u (
+    id integer NOT NULL,
+    v text
+);
+
+CREATE SEQUENCE public.u_id_seq
+    AS integer;
+ALTER TABLE ONLY public.u
+    ADD CONSTRAINT u_pkey PRIMARY KEY (id);
+
+\\unrestrict abc123
+"""
+
+
+def test_a_table_only_the_target_has_is_created_first_in_its_salvage_section(ctx, fake):
+    """After the rebuild from the source the table exists nowhere: the salvage file creates it
+    (as the target defines it, pg_dump --schema-only there) before inserting its rows."""
+    fake.on(lambda host, cmd: True, (0, ""))
+    fake.on("pg_dump --schema-only", (0, PG_DUMP_U))   # the latest rule answers first
+    contents = {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))}
+    contents["db02"]["GYOM_DB"]["public.u"] = dbsim.table((7, "own"))
+    dbsim.serve(fake, contents)
+    with pytest.raises(StateError) as exc:
+        salvage.prove_clean(ctx, "db", "db02", "db01", force=False, what="the test")
+    assert "GYOM_DB public.u by id (a table only db02 has): 1 row(s) only on db02" \
+        in exc.value.message
+    [rec] = [r for r in journal.history(ctx) if r["event"] == "salvage"]
+    assert rec["proof"]["tables"][0]["new_table"] is True
+    [(db, body)] = salvage.sections(open(rec["local"]).read())
+    lines = [ln for ln in body.splitlines() if ln and not ln.startswith("--")]
+    assert lines[0] == "CREATE TABLE public.u ("
+    assert lines.index("    ADD CONSTRAINT u_pkey PRIMARY KEY (id);") < \
+        [i for i, ln in enumerate(lines) if ln.startswith("INSERT INTO public.u")][0]
+    assert not [ln for ln in lines if ln.startswith(("\\", "SET ", "SELECT pg_catalog"))]
+    [dump] = [c for c in fake.calls if "pg_dump" in c.command]
+    assert dump.host == "db02" and dump.user == "postgres"
+    assert dump.command.endswith("-p 5432 -t '\"public\".\"u\"' GYOM_DB")
+
+
+def test_a_table_on_both_sides_is_not_created_again(ctx, fake):
+    fake.on(lambda host, cmd: True, (0, ""))
+    contents = {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"), (2, "b"))}
+    dbsim.serve(fake, contents)
+    with pytest.raises(StateError):
+        salvage.prove_clean(ctx, "db", "db02", "db01", force=False, what="the test")
+    assert not [c for c in fake.calls if "pg_dump" in c.command]

@@ -19,7 +19,8 @@ import time
 
 from .base import DB_HOSTS, LB_HOSTS, LabError
 from .chaos_check import (check_diagnosis, check_interrupt, check_lb, check_recover, check_writes,
-                          diagnosis_healthy, final_line, format_violation, report_lines)
+                          diagnosis_healthy, final_line, format_violation, once_per_step,
+                          report_lines)
 from .chaos_plan import describe, draw_plan, fault_kinds_drawn
 from .chaos_probe import Operator, Truth, Workload
 
@@ -49,6 +50,7 @@ class Chaos:
         self.truth = Truth(lab)
         self.aborted = False
         self.reported = set()
+        self.counted = set()  # (step, invariant, what) already counted
 
     # ---- output ------------------------------------------------------------------------------
     def log(self, msg):
@@ -61,11 +63,15 @@ class Chaos:
         self.log(f"step {self.step_n}: {msg}")
 
     def add(self, vs):
-        for v in vs:
+        new, repeated = once_per_step(self.step_n, vs, self.counted)
+        for v in new + repeated:
             v["step"] = self.step_n
+        for v in new:
             self.violations.append(v)
             self.out(format_violation(self.seed, v, 400), flush=True)
             self.log(format_violation(self.seed, v))
+        for v in repeated:  # seen again in the same step: logged, counted once
+            self.log("again: " + format_violation(self.seed, v))
 
     # ---- the run -----------------------------------------------------------------------------
     def dry_run(self):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from lab.chaos_check import (check_diagnosis, check_interrupt, check_lb, check_recover,
-                             check_writes, final_line, report_lines)
+                             check_writes, final_line, once_per_step, report_lines)
 from lab.chaos_plan import (FAULTS, INTERRUPTS, OPERATOR, STEP_KINDS, describe, draw_plan,
                             fault_kinds_drawn)
 
@@ -172,6 +172,21 @@ def test_recover_past_its_limit_is_a_violation():
 
 def test_recover_asking_a_human_is_fine():
     assert check_recover("db.recover", 3, 2, 900, ["maintenance-mode"], "needs a human") == []
+
+
+def test_a_violation_seen_again_in_the_same_step_counts_once():
+    counted = set()
+    waited = check_recover("db.recover", 6, 65, 900, ["pgpool stopped"], "waiting...")
+    new, again = once_per_step(4, waited, counted)
+    assert (len(new), again) == (1, [])
+    # the next recover round (or the hand repair's recover) waits in vain again: same finding
+    waited2 = check_recover("db.recover", 6, 66, 900, ["pgpool stopped"], "waiting...")
+    new, again = once_per_step(4, waited2, counted)
+    assert new == [] and len(again) == 1
+    # another finding in the same step, or the same finding at a later step, counts
+    unhealthy = check_recover("db.recover", 0, 30, 900, ["db02 is standby"], "healthy")
+    assert len(once_per_step(4, unhealthy, counted)[0]) == 1
+    assert len(once_per_step(5, waited, counted)[0]) == 1
 
 
 # --------------------------------------------------------------------------- (4) interrupts

@@ -470,7 +470,7 @@ def journal_facts(records, cluster, kind="db"):
     """Pure: from the journal's records of CLUSTER -> {"pending", "first_degenerated"}.
 
     pending: the first failure diagnosis that needs a resync and was not followed by a
-    resync (sync.resync, pgpool.recover) or a successful recover. first_degenerated: the
+    resync (sync.resync, pgpool.recover), a successful recover or an ``equal`` record. first_degenerated: the
     first newest-data record showing pgpool degenerated since the backends were last seen in
     sync or resynced: the backend that kept the writes when the trouble began."""
     pending, first = None, None
@@ -484,6 +484,8 @@ def journal_facts(records, cluster, kind="db"):
         elif ev == "done" and action in ("sync.resync", "pgpool.recover"):
             pending, first = None, None
         elif ev == "done" and action == f"{kind}.recover" and not r.get("parent"):
+            pending = None
+        elif ev == "equal":  # both backends proven equal since: they do not differ
             pending = None
         elif ev == "newest":
             evd = r.get("evidence") or {}

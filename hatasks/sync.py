@@ -190,6 +190,11 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
         cmp = compare_digests(ctx, {s.name: normal_port(s), t.name: normal_port(t)})
         target_up = pool_now is None or all(b.get("status") == "up" for b in pool_now.get("backends", []))
         if cmp["equal"] and target_up and not force:
+            if not remote.is_dry(ctx):
+                # the proof a resync would give: a failure diagnosis waiting for one is settled
+                journal.Journal(ctx).write("equal", c.name, "equal", {}, backends=[s.name, t.name],
+                                           proof=f"sync.resync: {len(cmp['tables'])} tables, row "
+                                                 f"counts and checksums equal, both attached")
             return None, (f"nothing to do: {s.name} and {t.name} are both up and identical "
                           f"({len(cmp['tables'])} tables, row counts and checksums); --force to resync anyway")
         if not cmp["equal"] and choice["tentative"] and not force:

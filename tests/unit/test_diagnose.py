@@ -281,6 +281,11 @@ def test_journal_pending_cleared_by_resync_or_recover():
     assert rules.journal_facts(resynced, "db")["pending"] is None
     assert rules.journal_facts([diag, rec("done", action="db.recover")], "db")["pending"] is None
     assert rules.journal_facts([diag, rec("done", action="pgpool.recover")], "db")["pending"] is None
+    # both backends proven equal after the diagnosis (sync.verify, a resync finding nothing to
+    # do): settled; an equality proven before the failure settles nothing
+    equal = rec("equal", action="equal", backends=["db01", "db02"])
+    assert rules.journal_facts([diag, equal], "db")["pending"] is None
+    assert rules.journal_facts([equal, diag], "db")["pending"]["host"] == "db02"
     # a heartbeat diagnosis needs no resync: never pending
     hbd = rec("diagnosis", pattern="heartbeat", host="db02", action="db.diagnose")
     assert rules.journal_facts([hbd], "db")["pending"] is None

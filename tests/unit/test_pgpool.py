@@ -456,3 +456,57 @@ def test_recovery_that_exits_0_with_an_error_is_a_failure(ctx, fake):
         pgpool.recover(ctx, host, 1)
     assert exc.value.code == HaError.STATE
     assert "1st stage" in exc.value.message
+
+
+def test_online_resync_waits_for_an_earlier_attempts_recovery_instead_of_starting_another(
+        ctx, fake, monkeypatch):
+    """chaos seed 11 step 6 (replayed with seed 21 step 1): sync.resync --method online killed
+    by SIGKILL during pcp_recovery_node; the recovery went on inside pgpool and attached the
+    target, while db.recover's sync.resume detached it and started a second recovery over it
+    (an attached copy then lacked 25 acknowledged writes). Now the resumed step waits for the
+    running recovery to end, and starts none when it left the target up."""
+    from hatasks import syncsteps
+    monkeypatch.setattr(syncsteps.time, "sleep", lambda s: None)
+    busy = {"db01": [(0, "1\n"), (0, "1\n"), (1, "0\n")], "db02": []}
+    fake.on(lambda host, cmd: cmd == syncsteps.RECOVERY_BUSY,
+            lambda host, cmd: busy[host].pop(0) if busy[host] else (1, "0\n"))
+    fake.on("hatasks-kept", (0, "/var/lib/postgresql/15/data.2026-11-30-215256\n"))
+    use_pool(fake, BOTH_UP)
+    p = {"cluster": "db", "target": "db02", "source": "db01",
+         "pgdata": "/var/lib/postgresql/15/data", "timeout": 60}
+    out = syncsteps.recover_online(ctx, p, {})
+    assert out["kept"] == "/var/lib/postgresql/15/data.2026-11-30-215256"
+    sent = [c.command for c in fake.calls]
+    assert sent.count(syncsteps.RECOVERY_BUSY) >= 3  # waited while it ran
+    assert not [c for c in sent if "pcp_recovery_node" in c or "pcp_detach_node" in c]
+    # no recovery running: the step runs its own pcp_recovery_node as before
+    fake.calls.clear()
+    fake.on("pcp_recovery_node", (0, "pcp_recovery_node -- Command Successful\n"))
+    fake.sql("pg_replication_slots", [{"n": 0}])
+    use_pool(fake, DB02_DOWN, BOTH_UP)
+    syncsteps.recover_online(ctx, p, {})
+    sent = [c.command for c in fake.calls]
+    assert sent.count(syncsteps.RECOVERY_BUSY) == 2  # one look on each host
+    assert [c for c in sent if "pcp_recovery_node" in c]
+
+
+@pytest.mark.parametrize("conf,refused", [
+    ("recovery_timeout = 90\nclient_idle_limit_in_recovery = 5\n", True),
+    ("recovery_timeout = 90\n", True),  # unset: pgpool's default 0 (wait for clients to leave)
+    ("client_idle_limit_in_recovery = 5\n#x\nclient_idle_limit_in_recovery = -1\n", False),
+])
+def test_online_resync_needs_every_client_disconnected_at_the_2nd_stage(ctx, fake, conf, refused):
+    """chaos seed 21 step 1: pgpool-II 4.3 waited recovery_timeout for a busy client, then
+    reset its counter ("malformed conn_counter (1) detected") and ran the 2nd stage with the
+    client still writing: 25 acknowledged writes reached only the source while the target was
+    promoted and attached. Only client_idle_limit_in_recovery = -1 prevents that."""
+    from hatasks import sync
+    fake.on("cat /etc/pgpool2/pgpool.conf", (0, conf))
+    p = {"cluster": "db", "target": "db02", "source": "db01", "method": "online"}
+    if refused:
+        with pytest.raises(HaError) as exc:
+            sync.check_idle_limit(ctx, p)
+        assert exc.value.code == HaError.REFUSED
+        assert "client_idle_limit_in_recovery" in exc.value.message and "-1" in exc.value.message
+    else:
+        sync.check_idle_limit(ctx, p)

@@ -123,6 +123,14 @@ def stop_pgpool(ctx, p, st):
     c = backends.pgpool_cluster(ctx, p["cluster"])
     host = p.get("pgpool_host") or pool_host(ctx, c)
     if not host:
+        rs = pgpool.resource_state(ctx, c)
+        if rs and rs.get("node") and (rs.get("maintenance") or not rs.get("managed")):
+            # stopped the way pgpool.stop does it (resource in maintenance): by this resync's
+            # interrupted attempt (its checkpoint never written) or an operator; the resync
+            # must hand it back to Pacemaker at its end, or nothing starts it again
+            say(f"pgpool is stopped and its resource left in maintenance on {rs['node']}: "
+                f"it is started again at the end of the resync")
+            return {"pgpool_stopped": True, "pgpool_host": rs["node"]}
         say("pgpool is not running: nothing to stop")
         return {"pgpool_stopped": False}
     res = pgpool.stop(ctx, host, "fast", reason="sync.resync")

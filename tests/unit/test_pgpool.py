@@ -510,3 +510,27 @@ def test_online_resync_needs_every_client_disconnected_at_the_2nd_stage(ctx, fak
         assert "client_idle_limit_in_recovery" in exc.value.message and "-1" in exc.value.message
     else:
         sync.check_idle_limit(ctx, p)
+
+
+def test_resync_resumed_after_a_sigint_inside_stop_pgpool_starts_pgpool_at_its_end(
+        ctx, fake, monkeypatch):
+    """chaos seed 3 step 1 (CI seed, 22:01 run): SIGINT landed in the stop_pgpool step after
+    pgpool was stopped and before its checkpoint; the resumed step found pgpool not running,
+    said "nothing to stop", and start_pgpool then left it stopped (attach failed: pgpool does
+    not answer; db.recover exit 4 twice; a hand repair restarted it). A resource left in
+    maintenance by a pgpool.stop means stopped by us: it is started again at the end."""
+    from hatasks import syncsteps
+    monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c: None)
+    states = {"left": {"id": "pgpool", "node": "db01", "role": "Started", "managed": False,
+                       "maintenance": True},
+              "stopped": {"id": "pgpool", "node": None, "role": "Stopped", "managed": True,
+                          "maintenance": False}}
+    seen = []
+    monkeypatch.setattr(syncsteps.pgpool, "resource_state", lambda ctx, c: states[seen[-1]])
+    p = {"cluster": "db", "source": "db01", "target": "db02"}
+    seen.append("left")
+    assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": True, "pgpool_host": "db01"}
+    # not running and not stopped by a pgpool.stop (Pacemaker's business): nothing to restart
+    seen.append("stopped")
+    assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": False}
+    assert fake.calls == []

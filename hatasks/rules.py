@@ -327,7 +327,11 @@ def db_repair_steps(facts, pattern, host):
                                           f"(else read hb.log --host {host})", host=host))
     elif pattern == "pgpool":
         failed = [x for x in failed_actions(facts) if x.get("node") == host]
-        if failed and f.get("ssh"):
+        # Pacemaker restarted it in place and it answers: its configuration works, only the
+        # failure record is left (pgpool.check refuses next to a live pgpool)
+        restarted = (agreed_group_node(facts) == host
+                     and (facts.get("pgpool") or {}).get("reachable"))
+        if failed and f.get("ssh") and not restarted:
             steps.append(step("pgpool.check", f"pgpool -n on {host} shows the configuration "
                                               f"error", host=host))
             steps.append(manual(f"fix the error pgpool.check shows in {host}'s pgpool.conf, "

@@ -122,20 +122,22 @@ def stop_pgpool(ctx, p, st):
     """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
     host = p.get("pgpool_host") or pool_host(ctx, c)
+    if host:
+        res = pgpool.stop(ctx, host, "fast", reason="sync.resync")
+        if res.get("stopped") or st.get("pgpool_stopped"):
+            return {"pgpool_stopped": True, "pgpool_host": host}
+    rs = pgpool.resource_state(ctx, c)
+    if rs and rs.get("node") and (rs.get("maintenance") or not rs.get("managed")):
+        # stopped the way pgpool.stop does it (resource in maintenance): by this resync's
+        # interrupted attempt (its checkpoint never written) or an operator; the resync
+        # must hand it back to Pacemaker at its end, or nothing starts it again
+        say(f"pgpool is stopped and its resource left in maintenance on {rs['node']}: "
+            f"it is started again at the end of the resync")
+        return {"pgpool_stopped": True, "pgpool_host": host or rs["node"]}
     if not host:
-        rs = pgpool.resource_state(ctx, c)
-        if rs and rs.get("node") and (rs.get("maintenance") or not rs.get("managed")):
-            # stopped the way pgpool.stop does it (resource in maintenance): by this resync's
-            # interrupted attempt (its checkpoint never written) or an operator; the resync
-            # must hand it back to Pacemaker at its end, or nothing starts it again
-            say(f"pgpool is stopped and its resource left in maintenance on {rs['node']}: "
-                f"it is started again at the end of the resync")
-            return {"pgpool_stopped": True, "pgpool_host": rs["node"]}
         say("pgpool is not running: nothing to stop")
         return {"pgpool_stopped": False}
-    res = pgpool.stop(ctx, host, "fast", reason="sync.resync")
-    return {"pgpool_stopped": bool(res.get("stopped")) or bool(st.get("pgpool_stopped")),
-            "pgpool_host": host}
+    return {"pgpool_stopped": False, "pgpool_host": host}
 
 
 def restart_source_maint(ctx, p, st):
@@ -389,8 +391,12 @@ def attach_backends(ctx, p, st):
         b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
         if b and b[0].get("status") != "up":
             try:
-                pgpool.attach(ctx, h, h.pgpool_node_id, proven=True)
+                # not proven by the verify step: pgpool may have served writes since (started
+                # by someone else, or it marked the backend down after its start)
+                pgpool.attach(ctx, h, h.pgpool_node_id)
             except HaError as exc:
+                if exc.code == HaError.REFUSED:  # its contents differ: never attached stale
+                    raise
                 # pgpool restarts its children on failback: SHOW pool_nodes may fail for a moment;
                 # verify_pool polls until it answers
                 say(f"note: after pcp_attach_node for {name}: {exc.message}")

@@ -534,3 +534,30 @@ def test_resync_resumed_after_a_sigint_inside_stop_pgpool_starts_pgpool_at_its_e
     seen.append("stopped")
     assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": False}
     assert fake.calls == []
+
+
+def test_resumed_stop_pgpool_with_the_planned_host_already_stopped(ctx, fake, monkeypatch):
+    """chaos seed 31 step 6 (fencing on, SIGINT to db.recover inside its resync's stop_pgpool):
+    the plan named the host, pgpool.stop found nothing listening ("nothing to stop") and the
+    resumed resync left pgpool down."""
+    from hatasks import syncsteps
+    monkeypatch.setattr(syncsteps.pgpool, "stop", lambda *a, **k: {"stopped": False})
+    monkeypatch.setattr(syncsteps.pgpool, "resource_state", lambda ctx, c: {
+        "id": "pgpool", "node": "db02", "role": "Started", "managed": False, "maintenance": True})
+    p = {"cluster": "db", "source": "db02", "target": "db01", "pgpool_host": "db02"}
+    assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": True, "pgpool_host": "db02"}
+
+
+def test_resync_attach_step_proves_the_contents_first(ctx, fake):
+    """chaos seed 31 step 6: pgpool was started by an operator's cleanup in the middle of the
+    resync and served writes to the source alone; the attach step attached the target without
+    a proof (the verify was before), 12 acknowledged writes were missing on it and db.recover
+    said healthy. The attach step now proves equality; different contents: refused."""
+    from hatasks import syncsteps
+    use_pool(fake, DB01_DOWN)
+    dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"), (2, "b"))})
+    p = {"cluster": "db", "source": "db02", "target": "db01"}
+    with pytest.raises(HaError) as exc:
+        syncsteps.attach_backends(ctx, p, {"pgpool_stopped": True})
+    assert exc.value.code == HaError.REFUSED and "refusing to attach db01" in exc.value.message
+    assert not [c for c in fake.calls if "pcp_attach_node" in c.command]

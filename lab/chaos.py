@@ -17,7 +17,7 @@ import re
 import signal
 import time
 
-from .base import DB_HOSTS, LB_HOSTS, LabError
+from .base import DB_HOSTS, HOSTS, LB_HOSTS, LabError
 from .chaos_check import (check_diagnosis, check_interrupt, check_lb, check_recover, check_writes,
                           diagnosis_healthy, final_line, format_violation, once_per_step,
                           report_lines)
@@ -241,8 +241,12 @@ class Chaos:
         self.check_lock_free(f"after {a}")
 
     # ---- the human's part and the recovery --------------------------------------------------
+    def powered_off(self):
+        """Hosts that are off now: the ones a fault turned off, and the ones fencing did."""
+        return {h for h in HOSTS if self.lab.pid1(h) is None}
+
     def heal(self):
-        for host in sorted(self.lab.faults()):
+        for host in sorted(set(self.lab.faults()) | self.powered_off()):
             self.say(f"operator heals {host} (lab.heal)")
             try:
                 self.lab.heal(host)
@@ -260,6 +264,10 @@ class Chaos:
                 self.human.remove((what, cluster))
                 did = True
         if did:
+            return True
+        off = self.powered_off()
+        if off and "power on" in output:  # fenced after the heal: the human powers it on
+            self.heal()
             return True
         if "--source" in output and re.search(r"split.brain", output, re.I):
             return self.decide_split_brain(output)

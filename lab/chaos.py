@@ -355,7 +355,7 @@ class Chaos:
         self.close_epoch()
         self.say("rebuilding the lab (lab.up): a new epoch of writes")
         self.notes.append(f"step {self.step_n}: lab rebuilt")
-        self.lab.up()
+        self.lab.up(fencing=self.lab.fencing_on())  # the same lab: with fencing if it had it
         self.new_epoch()
 
     def resync_unfinished(self):

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote, shell
 from hatasks.base import task
 from hatasks.output import tabulate
-from hatasks.errors import HaError, StateError, UsageError
+from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
 #: the configured resources (to refuse an unknown one before acting)
 CIB_RESOURCES = "cibadmin --query --scope resources"
@@ -329,6 +329,18 @@ def _peers(ctx, cluster, name):
     return [h.name for h in remote.inventory(ctx).cluster(cluster).hosts if h.name != name]
 
 
+def _stack_down_on(ctx, cluster, host):
+    """Why crm_mon fails on HOST itself (its stack is down), or None when it answers there or
+    HOST cannot be reached (nothing more to learn than the peer's view)."""
+    try:
+        crm.crm_status(ctx, cluster, only=[host.name])
+    except UnreachableError:
+        return None
+    except HaError as exc:
+        return exc.message
+    return None
+
+
 def start(ctx, host_name, timeout=120, yes=False):
     """Start the cluster stack on HOST; wait until crm_mon shows it online (5.1.2, table 5-4)."""
     host, cluster = node_of(ctx, host_name, option="host")
@@ -341,11 +353,19 @@ def start(ctx, host_name, timeout=120, yes=False):
         before = None
         print(f"cluster {cluster}: no node answers crm_mon yet ({exc.message})")
     if before is not None and crmmon.node_state(before, host.name) in ("online", "standby"):
-        print(f"{host.name} is already {crmmon.node_state(before, host.name)}: nothing to start")
-        return before
+        down_there = _stack_down_on(ctx, cluster, host)
+        if down_there is None:
+            print(f"{host.name} is already {crmmon.node_state(before, host.name)}: nothing to start")
+            return before
+        # the peer has not noticed yet (a killed stack is seen offline only after the token
+        # timeout): the host's own crm_mon is the proof
+        print(f"{before['read_on']} still sees {host.name} {crmmon.node_state(before, host.name)}, "
+              f"but crm_mon fails on {host.name} itself ({down_there}): its stack is down")
 
     def converged(state):
-        return crmmon.node_state(state, host.name) in ("online", "standby")
+        # read on the host itself: a peer may still show it online from before it stopped
+        return (state.get("read_on") == host.name
+                and crmmon.node_state(state, host.name) in ("online", "standby"))
 
     with journal.operation(ctx, cluster, "hb.start", {"host": host.name, "timeout": timeout},
                            yes=yes, summary=f"start the cluster stack on {host.name}: {command}"):

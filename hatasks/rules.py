@@ -328,7 +328,11 @@ def db_repair_steps(facts, pattern, host):
                                           f"(else read hb.log --host {host})", host=host))
     elif pattern == "pgpool":
         failed = [x for x in failed_actions(facts) if x.get("node") == host]
-        if failed and f.get("ssh"):
+        # Pacemaker restarted it in place and it answers: its configuration works, only the
+        # failure record is left (pgpool.check refuses next to a live pgpool)
+        restarted = (agreed_group_node(facts) == host
+                     and (facts.get("pgpool") or {}).get("reachable"))
+        if failed and f.get("ssh") and not restarted:
             steps.append(step("pgpool.check", f"pgpool -n on {host} shows the configuration "
                                               f"error", host=host))
             steps.append(manual(f"fix the error pgpool.check shows in {host}'s pgpool.conf, "
@@ -471,7 +475,7 @@ def journal_facts(records, cluster, kind="db"):
     """Pure: from the journal's records of CLUSTER -> {"pending", "first_degenerated"}.
 
     pending: the first failure diagnosis that needs a resync and was not followed by a
-    resync (sync.resync, pgpool.recover) or a successful recover. first_degenerated: the
+    resync (sync.resync, pgpool.recover), a successful recover or an ``equal`` record. first_degenerated: the
     first newest-data record showing pgpool degenerated since the backends were last seen in
     sync or resynced: the backend that kept the writes when the trouble began."""
     pending, first = None, None
@@ -485,6 +489,8 @@ def journal_facts(records, cluster, kind="db"):
         elif ev == "done" and action in ("sync.resync", "pgpool.recover"):
             pending, first = None, None
         elif ev == "done" and action == f"{kind}.recover" and not r.get("parent"):
+            pending = None
+        elif ev == "equal":  # both backends proven equal since: they do not differ
             pending = None
         elif ev == "newest":
             evd = r.get("evidence") or {}

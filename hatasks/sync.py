@@ -41,7 +41,7 @@ from hatasks.errors import HaError, StateError, UsageError
 from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, plan_lines, resume_state, steps_to_run, summary)
-from hatasks.syncsteps import (STEPS, ensure_running, install_recovery,
+from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
 
@@ -81,6 +81,21 @@ def _du(ctx, h, path, exclude=None):
     res = probe(ctx, h, f"du -sB1{skip} {q(path)} 2>/dev/null | cut -f1", user="root")
     out = res.stdout.strip()
     return int(out) if out.isdigit() else 0
+
+
+def check_idle_limit(ctx, p):
+    """The online method's 2nd stage is only safe with no client left: pgpool waits for clients
+    to leave, and after recovery_timeout it goes on with them still connected (4.3: "malformed
+    conn_counter ... reset it to 0"); their writes then reach the source alone while the
+    target is promoted and attached. Only client_idle_limit_in_recovery = -1 disconnects every
+    client when the 2nd stage starts: refused otherwise."""
+    limit = idle_limit_in_recovery(ctx, backends.pgpool_cluster(ctx, p["cluster"]))
+    if limit is not None and limit != -1:
+        raise HaError(f"preflight: pgpool.conf has client_idle_limit_in_recovery = {limit}: a client "
+                      f"busy for the whole recovery_timeout stays connected through the online "
+                      f"recovery's 2nd stage and its writes miss {p['target']}; set it to -1 "
+                      f"(clients are disconnected when the 2nd stage starts, then reconnect) or "
+                      f"use --method dump or basebackup", HaError.REFUSED)
 
 
 def preflight(ctx, p):
@@ -125,6 +140,8 @@ def preflight(ctx, p):
         + "; ".join(f"{k} needs {gb(v)}, free {info['free'][k]}" for k, v in info["needs"].items()))
     if problems:
         raise HaError("preflight: not enough disk: " + "; ".join(problems), HaError.REFUSED)
+    if p["method"] == "online":
+        check_idle_limit(ctx, p)
     # the hops the method needs between the hosts, as postgres
     hops = {"dump": [(t, s)], "online": [(s, t)], "basebackup": []}[p["method"]]
     for frm, to in hops:
@@ -196,6 +213,11 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
         cmp = compare_digests(ctx, {s.name: normal_port(s), t.name: normal_port(t)})
         target_up = pool_now is None or all(b.get("status") == "up" for b in pool_now.get("backends", []))
         if cmp["equal"] and target_up and not force:
+            if not remote.is_dry(ctx):
+                # the proof a resync would give: a failure diagnosis waiting for one is settled
+                journal.Journal(ctx).write("equal", c.name, "equal", {}, backends=[s.name, t.name],
+                                           proof=f"sync.resync: {len(cmp['tables'])} tables, row "
+                                                 f"counts and checksums equal, both attached")
             return None, (f"nothing to do: {s.name} and {t.name} are both up and identical "
                           f"({len(cmp['tables'])} tables, row counts and checksums); --force to resync anyway")
         if not cmp["equal"] and choice["tentative"] and not force:

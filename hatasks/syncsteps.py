@@ -145,12 +145,22 @@ def stop_pgpool(ctx, p, st):
     """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
     host = p.get("pgpool_host") or pool_host(ctx, c)
+    if host:
+        res = pgpool.stop(ctx, host, "fast", reason="sync.resync")
+        if res.get("stopped") or st.get("pgpool_stopped"):
+            return {"pgpool_stopped": True, "pgpool_host": host}
+    rs = pgpool.resource_state(ctx, c)
+    if rs and rs.get("node") and (rs.get("maintenance") or not rs.get("managed")):
+        # stopped the way pgpool.stop does it (resource in maintenance): by this resync's
+        # interrupted attempt (its checkpoint never written) or an operator; the resync
+        # must hand it back to Pacemaker at its end, or nothing starts it again
+        say(f"pgpool is stopped and its resource left in maintenance on {rs['node']}: "
+            f"it is started again at the end of the resync")
+        return {"pgpool_stopped": True, "pgpool_host": host or rs["node"]}
     if not host:
         say("pgpool is not running: nothing to stop")
         return {"pgpool_stopped": False}
-    res = pgpool.stop(ctx, host, "fast", reason="sync.resync")
-    return {"pgpool_stopped": bool(res.get("stopped")) or bool(st.get("pgpool_stopped")),
-            "pgpool_host": host}
+    return {"pgpool_stopped": False, "pgpool_host": host}
 
 
 def restart_source_maint(ctx, p, st):
@@ -487,8 +497,12 @@ def attach_backends(ctx, p, st):
         b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
         if b and b[0].get("status") != "up":
             try:
-                pgpool.attach(ctx, h, h.pgpool_node_id, proven=True)
+                # not proven by the verify step: pgpool may have served writes since (started
+                # by someone else, or it marked the backend down after its start)
+                pgpool.attach(ctx, h, h.pgpool_node_id)
             except HaError as exc:
+                if exc.code == HaError.REFUSED:  # its contents differ: never attached stale
+                    raise
                 # pgpool restarts its children on failback: SHOW pool_nodes may fail for a moment;
                 # verify_pool polls until it answers
                 say(f"note: after pcp_attach_node for {name}: {exc.message}")
@@ -535,6 +549,21 @@ def recovery_command_names(ctx, c):
         if m and m.group(2):
             names[f"recovery_{m.group(1)}_stage"] = m.group(2)
     return names
+
+
+def idle_limit_in_recovery(ctx, c):
+    """pgpool.conf's client_idle_limit_in_recovery, read on a DB host (pgpool's default 0 when
+    unset; None when the file cannot be read)."""
+    conf = c.vars.get("pgpool_conf") or "/etc/pgpool2/pgpool.conf"
+    res = probe(ctx, c.hosts[0], f"cat {q(conf)}", user="root")
+    if res.exited != 0:
+        return None
+    value = 0
+    for line in res.stdout.splitlines():
+        m = re.match(r"\s*client_idle_limit_in_recovery\s*=\s*'?(-?\d+)'?", line)
+        if m:
+            value = int(m.group(1))
+    return value
 
 
 def install_recovery(ctx, hosts, cluster=None):
@@ -585,11 +614,49 @@ def kept_list(ctx, t, pgdata):
     return [ln.strip() for ln in res.stdout.splitlines() if ln.strip()]
 
 
+#: counts pgpool's processes busy with an online recovery (a pcp_recovery_node at work)
+RECOVERY_BUSY = "ps -eo args= | grep -c '^pgpool: PCP: processing recovery request'"
+
+
+def recovery_busy(ctx, c):
+    """Hosts whose pgpool is running an online recovery now. A recovery goes on inside pgpool
+    after the pcp client that asked for it died (a killed or interrupted sync.resync)."""
+    res = remote.probe_many(ctx, c.hosts,
+                            lambda n: probe(ctx, pg.db_host(ctx, n), RECOVERY_BUSY, user="root"))
+    return [n for n, r in res.items()
+            if not isinstance(r, HaError) and (r.stdout or "0").strip() not in ("", "0")]
+
+
+def wait_recovery_ended(ctx, c, t, timeout):
+    """An earlier attempt's online recovery still at work: wait for it to end (pgpool ends it
+    by itself: done, or failed at its recovery_timeout) rather than start a second one that
+    stops the target under it. True when that recovery left the target up in pgpool."""
+    busy = recovery_busy(ctx, c)
+    if not busy or remote.is_dry(ctx):
+        return False
+    say(f"pgpool on {', '.join(busy)} is still running an online recovery (an earlier "
+        f"attempt's): waiting up to {timeout}s for it to end before anything else")
+    deadline = time.monotonic() + timeout
+    while recovery_busy(ctx, c):
+        if time.monotonic() > deadline:
+            raise StateError(f"pgpool on {', '.join(busy)} still runs an online recovery after "
+                             f"{timeout}s; not starting another (read {RECOVERY_LOG} there)")
+        time.sleep(2)
+    data = backends.read_pool_nodes(ctx, c.name)
+    me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
+    return bool(me and me[0].get("status") == "up")
+
+
 def recover_online(ctx, p, st):
     """pcp_recovery_node for the target, judged by what it printed (it exits 0 on failure)."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
     t = pg.db_host(ctx, p["target"])
     before = kept_list(ctx, t, p["pgdata"])
+    if wait_recovery_ended(ctx, c, t, p.get("timeout", 900)):
+        # the earlier recovery attached the target: the verify step that follows decides
+        after = kept_list(ctx, t, p["pgdata"])
+        say(f"{t.name}: attached by the earlier attempt's online recovery; not run again")
+        return {"kept": after[-1] if after else None, "recovery_seconds": None}
     data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
     if me and me[0].get("status") == "up":

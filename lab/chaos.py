@@ -17,9 +17,10 @@ import re
 import signal
 import time
 
-from .base import DB_HOSTS, LB_HOSTS, LabError
+from .base import DB_HOSTS, HOSTS, LB_HOSTS, LabError
 from .chaos_check import (check_diagnosis, check_interrupt, check_lb, check_recover, check_writes,
-                          diagnosis_healthy, final_line, format_violation, report_lines)
+                          diagnosis_healthy, final_line, format_violation, once_per_step,
+                          report_lines)
 from .chaos_plan import describe, draw_plan, fault_kinds_drawn
 from .chaos_probe import Operator, Truth, Workload
 
@@ -49,6 +50,7 @@ class Chaos:
         self.truth = Truth(lab)
         self.aborted = False
         self.reported = set()
+        self.counted = set()  # (step, invariant, what) already counted
 
     # ---- output ------------------------------------------------------------------------------
     def log(self, msg):
@@ -61,11 +63,15 @@ class Chaos:
         self.log(f"step {self.step_n}: {msg}")
 
     def add(self, vs):
-        for v in vs:
+        new, repeated = once_per_step(self.step_n, vs, self.counted)
+        for v in new + repeated:
             v["step"] = self.step_n
+        for v in new:
             self.violations.append(v)
             self.out(format_violation(self.seed, v, 400), flush=True)
             self.log(format_violation(self.seed, v))
+        for v in repeated:  # seen again in the same step: logged, counted once
+            self.log("again: " + format_violation(self.seed, v))
 
     # ---- the run -----------------------------------------------------------------------------
     def dry_run(self):
@@ -235,8 +241,12 @@ class Chaos:
         self.check_lock_free(f"after {a}")
 
     # ---- the human's part and the recovery --------------------------------------------------
+    def powered_off(self):
+        """Hosts that are off now: the ones a fault turned off, and the ones fencing did."""
+        return {h for h in HOSTS if self.lab.pid1(h) is None}
+
     def heal(self):
-        for host in sorted(self.lab.faults()):
+        for host in sorted(set(self.lab.faults()) | self.powered_off()):
             self.say(f"operator heals {host} (lab.heal)")
             try:
                 self.lab.heal(host)
@@ -254,6 +264,10 @@ class Chaos:
                 self.human.remove((what, cluster))
                 did = True
         if did:
+            return True
+        off = self.powered_off()
+        if off and "power on" in output:  # fenced after the heal: the human powers it on
+            self.heal()
             return True
         if "--source" in output and re.search(r"split.brain", output, re.I):
             return self.decide_split_brain(output)
@@ -341,7 +355,7 @@ class Chaos:
         self.close_epoch()
         self.say("rebuilding the lab (lab.up): a new epoch of writes")
         self.notes.append(f"step {self.step_n}: lab rebuilt")
-        self.lab.up()
+        self.lab.up(fencing=self.lab.fencing_on())  # the same lab: with fencing if it had it
         self.new_epoch()
 
     def resync_unfinished(self):

@@ -149,6 +149,24 @@ def check_lb(page_host, apache_hosts, online_hosts):
     return []
 
 
+# --------------------------------------------------------------------------- counting
+
+
+def once_per_step(step, vs, counted):
+    """(new, repeated): the violations of `vs` not yet counted at `step`, and those already
+    counted (the same invariant and the same finding: a recover that waits in vain in each
+    round, a dead lock seen after every command). `counted` is updated with the new ones."""
+    new, repeated = [], []
+    for v in vs:
+        key = (step, v["invariant"], v["what"])
+        if key in counted:
+            repeated.append(v)
+        else:
+            counted.add(key)
+            new.append(v)
+    return new, repeated
+
+
 # --------------------------------------------------------------------------- the report
 
 

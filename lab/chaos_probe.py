@@ -305,6 +305,9 @@ class Truth:
         for h in hosts:
             if mon["nodes"].get(h) != "online":
                 out.append(f"{h} is {mon['nodes'].get(h, 'unknown')}")
+            elif h != seen_from and not self.own_stack_answers(h):
+                # a peer shows a node online until the token timeout: its own crm_mon decides
+                out.append(f"{h} is online for {seen_from}, but crm_mon fails on {h} itself")
         placed = {tuple(mon["resources"].get(r, [])) for r in group}
         if len(placed) != 1 or len(next(iter(placed))) != 1:
             out.append("group not started on one node: "
@@ -326,6 +329,16 @@ class Truth:
             if self.lb_page() is None:
                 out.append("the LB VIP does not answer")
         return out
+
+    def own_stack_answers(self, host):
+        """crm_mon on HOST lists nodes (its cluster stack runs); True when HOST cannot be
+        reached (then only a peer can tell)."""
+        if self.lab.pid1(host) is None or self.lab.link_state(host) != "up":
+            return True
+        try:
+            return bool(self.lab.crm_mon(host)["nodes"])
+        except LabError:
+            return False
 
     def wait_healthy(self, cluster, grace):
         """problems(cluster) after waiting up to `grace` seconds for them to clear."""

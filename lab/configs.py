@@ -181,7 +181,7 @@ recovery_password = ''
 recovery_1st_stage_command = 'recovery_1st_stage'
 recovery_2nd_stage_command = 'recovery_2nd_stage'
 recovery_timeout = 90
-client_idle_limit_in_recovery = 5
+client_idle_limit_in_recovery = -1
 use_watchdog = off
 memory_cache_enabled = off
 """

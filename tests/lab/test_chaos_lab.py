@@ -5,7 +5,6 @@ does after a fault, an interrupted task and an operator's action (see docs/chaos
 is green only when every invariant holds and no acknowledged write is lost.
 """
 
-import os
 import re
 
 import pytest
@@ -36,10 +35,6 @@ def test_chaos_dry_prints_the_plan_and_changes_nothing(lab):
     assert LAB.problems() == before == []
 
 
-@pytest.mark.skipif(not os.environ.get("HATASKS_CHAOS"),
-                    reason="the short chaos run runs with HATASKS_CHAOS=1: it found real bugs in "
-                           "the code before the state and data-safety work (docs/chaos.md) and "
-                           "has passed once since (80 s); it joins CI once it has a record")
 def test_chaos_short_run_keeps_every_invariant(lab):
     proc = lab("lab.chaos", "--steps", str(CI_STEPS), "--seed", str(CI_SEED), "--kinds", CI_KINDS,
                check=False, timeout=1500)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from lab.chaos_check import (check_diagnosis, check_interrupt, check_lb, check_recover,
-                             check_writes, final_line, report_lines)
+                             check_writes, final_line, once_per_step, report_lines)
 from lab.chaos_plan import (FAULTS, INTERRUPTS, OPERATOR, STEP_KINDS, describe, draw_plan,
                             fault_kinds_drawn)
 
@@ -174,6 +174,21 @@ def test_recover_asking_a_human_is_fine():
     assert check_recover("db.recover", 3, 2, 900, ["maintenance-mode"], "needs a human") == []
 
 
+def test_a_violation_seen_again_in_the_same_step_counts_once():
+    counted = set()
+    waited = check_recover("db.recover", 6, 65, 900, ["pgpool stopped"], "waiting...")
+    new, again = once_per_step(4, waited, counted)
+    assert (len(new), again) == (1, [])
+    # the next recover round (or the hand repair's recover) waits in vain again: same finding
+    waited2 = check_recover("db.recover", 6, 66, 900, ["pgpool stopped"], "waiting...")
+    new, again = once_per_step(4, waited2, counted)
+    assert new == [] and len(again) == 1
+    # another finding in the same step, or the same finding at a later step, counts
+    unhealthy = check_recover("db.recover", 0, 30, 900, ["db02 is standby"], "healthy")
+    assert len(once_per_step(4, unhealthy, counted)[0]) == 1
+    assert len(once_per_step(5, waited, counted)[0]) == 1
+
+
 # --------------------------------------------------------------------------- (4) interrupts
 
 
@@ -299,3 +314,44 @@ def test_journal_records_by_pid(tmp_path):
         "\n".join(json.dumps(r) for r in lines) + "\nnot json\n")
     assert [r["event"] for r in op.records(pid=1)] == ["start", "failed"]
     assert len(op.records()) == 3
+
+
+# --------------------------------------------------------------------------- the lab's view
+
+
+class ViewLab:
+    """The lab as Truth reads it: crm_mon per host (a dict, or None: the stack does not answer
+    there), everything else healthy."""
+
+    def __init__(self, mons):
+        self.mons = mons
+
+    def pid1(self, host):
+        return 1
+
+    def link_state(self, host):
+        return "up"
+
+    def crm_mon(self, host):
+        from lab.base import LabError
+        if self.mons.get(host) is None:
+            raise LabError(f"{host}: crm_mon gave no XML: Connection refused")
+        return self.mons[host]
+
+    def hrun(self, host, script, check=False, timeout=None):
+        import types
+        return types.SimpleNamespace(stdout="", stderr="", returncode=0)
+
+    def pool_nodes(self):
+        return [("0", "db01", "up"), ("1", "db02", "up")]
+
+
+def test_a_node_only_its_peer_sees_online_is_not_healthy():
+    """chaos seed 11 step 9: db01's stack killed, db02 not yet noticing: the lab's view read on
+    db02 said healthy. The node's own crm_mon decides."""
+    from lab.chaos_probe import Truth
+    mon = {"nodes": {"db01": "online", "db02": "online"}, "failures": [],
+           "resources": {"db-vip": ["db01"], "pgpool": ["db01"]}}
+    assert Truth(ViewLab({"db01": mon, "db02": mon})).problems("db") == []
+    problems = Truth(ViewLab({"db01": None, "db02": mon})).problems("db")
+    assert problems == ["db01 is online for db02, but crm_mon fails on db01 itself"]

@@ -176,6 +176,25 @@ def test_pgpool_start_failure_plans_check_manual_fix_cleanup():
     assert d["plan"] == [rules.render(s) for s in d["steps"]]
 
 
+def test_pgpool_restarted_in_place_plans_only_the_cleanup():
+    """chaos seed 31 step 2 (fencing on): pgpool killed on db01, Pacemaker restarted it there
+    and it answered; the plan still began with pgpool.check --host db01, which refuses next
+    to a live pgpool: db.recover exit 7 three times, a hand repair cleaned the failure up."""
+    failed = [{"resource": "pgpool", "node": "db01", "operation": "monitor", "rc": 7,
+               "reason": "not running"}]
+    both = {"db01": "online", "db02": "online"}
+    facts = db_facts()
+    for h in ("db01", "db02"):
+        facts["hosts"][h]["crm"] = view(both, "db01", failed)
+    d = rules.diagnose_db(facts)
+    assert (d["pattern"], d["host"]) == ("pgpool", "db01")
+    assert tasks_of(d) == ["hb.cleanup"]
+    assert d["steps"][0]["args"] == {"resource": "pgpool", "node": "db01"}
+    # not answering yet: the configuration is still the suspect
+    facts["pgpool"] = pool(reachable=False)
+    assert tasks_of(rules.diagnose_db(facts))[0] == "pgpool.check"
+
+
 def test_degenerated_names_the_down_backend_and_the_newest_source():
     facts = db_facts(pgpool=pool(db01="up", db02="down"))
     d = rules.diagnose_db(facts)
@@ -281,6 +300,11 @@ def test_journal_pending_cleared_by_resync_or_recover():
     assert rules.journal_facts(resynced, "db")["pending"] is None
     assert rules.journal_facts([diag, rec("done", action="db.recover")], "db")["pending"] is None
     assert rules.journal_facts([diag, rec("done", action="pgpool.recover")], "db")["pending"] is None
+    # both backends proven equal after the diagnosis (sync.verify, a resync finding nothing to
+    # do): settled; an equality proven before the failure settles nothing
+    equal = rec("equal", action="equal", backends=["db01", "db02"])
+    assert rules.journal_facts([diag, equal], "db")["pending"] is None
+    assert rules.journal_facts([equal, diag], "db")["pending"]["host"] == "db02"
     # a heartbeat diagnosis needs no resync: never pending
     hbd = rec("diagnosis", pattern="heartbeat", host="db02", action="db.diagnose")
     assert rules.journal_facts([hbd], "db")["pending"] is None

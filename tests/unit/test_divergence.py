@@ -326,3 +326,44 @@ def test_a_table_on_both_sides_is_not_created_again(ctx, fake):
     with pytest.raises(StateError):
         salvage.prove_clean(ctx, "db", "db02", "db01", force=False, what="the test")
     assert not [c for c in fake.calls if "pg_dump" in c.command]
+
+
+def test_resync_finding_both_attached_and_equal_settles_the_pending_diagnosis(ctx, fake,
+                                                                              monkeypatch):
+    """chaos seed 11 step 3: a power failure of db01 was diagnosed (a resync pending); once
+    both were back, attached and equal, sync.resync found nothing to do, and db.recover planned
+    the same resync again and gave up (exit 6). The equality sync.resync proved is journaled
+    (an `equal` record) and settles the pending diagnosis."""
+    from hatasks import rules
+    fake.on(lambda host, cmd: True, (0, ""))
+    both_up = {"degenerated": False, "backends": [{"host": "db01", "status": "up"},
+                                                  {"host": "db02", "status": "up"}]}
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: both_up)
+    monkeypatch.setattr(sync, "restart_stopped_pgpool", lambda *a: None)
+    monkeypatch.setattr(sync.pg, "connectable", lambda *a, **k: True)
+    j = journal.Journal(ctx)
+    j.write("diagnosis", "db", "db.diagnose", {}, pattern="power", host="db01", source="db02")
+    assert rules.journal_facts(j.records(), "db")["pending"]["host"] == "db01"
+    contents = {"db01": dbsim.same((1, "a"), (2, "b")), "db02": dbsim.same((1, "a"), (2, "b"))}
+    dbsim.serve(fake, contents)
+    assert "nothing_to_do" in sync.resync(ctx, source="db02", target="db01", yes=True)
+    [eq] = [r for r in j.records() if r["event"] == "equal"]
+    assert eq["backends"] == ["db02", "db01"] and "sync.resync" in eq["proof"]
+    assert rules.journal_facts(j.records(), "db")["pending"] is None
+    # backends that differ: no equality proven, the diagnosis stays pending
+    j.write("diagnosis", "db", "db.diagnose", {}, pattern="power", host="db01", source="db02")
+    contents["db02"] = dbsim.same((1, "a"), (2, "b"), (3, "c"))
+    with pytest.raises(StateError, match="crm_mon"):  # it goes on to plan (reads the cluster)
+        sync.prepare(ctx, source="db02", target="db01")
+    assert len([r for r in j.records() if r["event"] == "equal"]) == 1
+    assert rules.journal_facts(j.records(), "db")["pending"]["host"] == "db01"
+
+
+def test_resync_nothing_to_do_under_dry_writes_nothing(dry_ctx, fake, monkeypatch):
+    fake.on(lambda host, cmd: True, (0, ""))
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: {"degenerated": False, "backends": []})
+    monkeypatch.setattr(sync.pg, "connectable", lambda *a, **k: True)
+    dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"))})
+    p, reason = sync.prepare(dry_ctx, source="db02", target="db01")
+    assert p is None and reason.startswith("nothing to do")
+    assert journal.Journal(dry_ctx).records() == []

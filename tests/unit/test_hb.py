@@ -376,6 +376,34 @@ def test_start_of_an_online_node_does_nothing(lab, ctx):
     assert fake.mutating() == []
 
 
+def test_start_when_the_peer_still_sees_the_node_online_but_its_own_stack_is_down(lab, ctx):
+    """chaos seed 11 step 9: the stack of db01 killed (a Heartbeat fault); db02 had not noticed
+    yet and still showed db01 online, so hb.start said "already online" while crm_mon failed on
+    db01 itself (db.recover then gave up). The host's own crm_mon decides: the stack is started,
+    and the wait reads the host itself."""
+    fake = lab(DB_INITIAL, after={START: DB_INITIAL})
+    refused = (102, "", "crm_mon: Connection to cluster failed: Connection refused")
+    started = []
+    answer = fake.answer
+
+    def own_stack(host, command):
+        if host == "db01" and command == crm.CRM_MON and not started:
+            return refused
+        if command == START:
+            started.append(host)
+        return answer(host, command)
+
+    fake.fake.on(lambda host, command: True, own_stack)
+    after = hb.start(ctx, "db01", timeout=5, yes=True)
+    assert fake.mutating() == [("db01", START)]
+    assert after["read_on"] == "db01" and crmmon.node_state(after, "db01") == "online"
+    # db01 unreachable: nothing to learn on it, the peer's view stands (nothing started)
+    fake.fake.calls.clear()
+    fake.fake.down.add("db01")
+    hb.start(ctx, "db01", timeout=5, yes=True)
+    assert fake.mutating() == []
+
+
 def test_start_unreachable_host_names_it(lab, ctx):
     lab(DB01_DOWN, down={"db01"})
     with pytest.raises(UnreachableError, match="db01"):

@@ -456,3 +456,108 @@ def test_recovery_that_exits_0_with_an_error_is_a_failure(ctx, fake):
         pgpool.recover(ctx, host, 1)
     assert exc.value.code == HaError.STATE
     assert "1st stage" in exc.value.message
+
+
+def test_online_resync_waits_for_an_earlier_attempts_recovery_instead_of_starting_another(
+        ctx, fake, monkeypatch):
+    """chaos seed 11 step 6 (replayed with seed 21 step 1): sync.resync --method online killed
+    by SIGKILL during pcp_recovery_node; the recovery went on inside pgpool and attached the
+    target, while db.recover's sync.resume detached it and started a second recovery over it
+    (an attached copy then lacked 25 acknowledged writes). Now the resumed step waits for the
+    running recovery to end, and starts none when it left the target up."""
+    from hatasks import syncsteps
+    monkeypatch.setattr(syncsteps.time, "sleep", lambda s: None)
+    busy = {"db01": [(0, "1\n"), (0, "1\n"), (1, "0\n")], "db02": []}
+    fake.on(lambda host, cmd: cmd == syncsteps.RECOVERY_BUSY,
+            lambda host, cmd: busy[host].pop(0) if busy[host] else (1, "0\n"))
+    fake.on("hatasks-kept", (0, "/var/lib/postgresql/15/data.2026-11-30-215256\n"))
+    use_pool(fake, BOTH_UP)
+    p = {"cluster": "db", "target": "db02", "source": "db01",
+         "pgdata": "/var/lib/postgresql/15/data", "timeout": 60}
+    out = syncsteps.recover_online(ctx, p, {})
+    assert out["kept"] == "/var/lib/postgresql/15/data.2026-11-30-215256"
+    sent = [c.command for c in fake.calls]
+    assert sent.count(syncsteps.RECOVERY_BUSY) >= 3  # waited while it ran
+    assert not [c for c in sent if "pcp_recovery_node" in c or "pcp_detach_node" in c]
+    # no recovery running: the step runs its own pcp_recovery_node as before
+    fake.calls.clear()
+    fake.on("pcp_recovery_node", (0, "pcp_recovery_node -- Command Successful\n"))
+    fake.sql("pg_replication_slots", [{"n": 0}])
+    use_pool(fake, DB02_DOWN, BOTH_UP)
+    syncsteps.recover_online(ctx, p, {})
+    sent = [c.command for c in fake.calls]
+    assert sent.count(syncsteps.RECOVERY_BUSY) == 2  # one look on each host
+    assert [c for c in sent if "pcp_recovery_node" in c]
+
+
+@pytest.mark.parametrize("conf,refused", [
+    ("recovery_timeout = 90\nclient_idle_limit_in_recovery = 5\n", True),
+    ("recovery_timeout = 90\n", True),  # unset: pgpool's default 0 (wait for clients to leave)
+    ("client_idle_limit_in_recovery = 5\n#x\nclient_idle_limit_in_recovery = -1\n", False),
+])
+def test_online_resync_needs_every_client_disconnected_at_the_2nd_stage(ctx, fake, conf, refused):
+    """chaos seed 21 step 1: pgpool-II 4.3 waited recovery_timeout for a busy client, then
+    reset its counter ("malformed conn_counter (1) detected") and ran the 2nd stage with the
+    client still writing: 25 acknowledged writes reached only the source while the target was
+    promoted and attached. Only client_idle_limit_in_recovery = -1 prevents that."""
+    from hatasks import sync
+    fake.on("cat /etc/pgpool2/pgpool.conf", (0, conf))
+    p = {"cluster": "db", "target": "db02", "source": "db01", "method": "online"}
+    if refused:
+        with pytest.raises(HaError) as exc:
+            sync.check_idle_limit(ctx, p)
+        assert exc.value.code == HaError.REFUSED
+        assert "client_idle_limit_in_recovery" in exc.value.message and "-1" in exc.value.message
+    else:
+        sync.check_idle_limit(ctx, p)
+
+
+def test_resync_resumed_after_a_sigint_inside_stop_pgpool_starts_pgpool_at_its_end(
+        ctx, fake, monkeypatch):
+    """chaos seed 3 step 1 (CI seed, 22:01 run): SIGINT landed in the stop_pgpool step after
+    pgpool was stopped and before its checkpoint; the resumed step found pgpool not running,
+    said "nothing to stop", and start_pgpool then left it stopped (attach failed: pgpool does
+    not answer; db.recover exit 4 twice; a hand repair restarted it). A resource left in
+    maintenance by a pgpool.stop means stopped by us: it is started again at the end."""
+    from hatasks import syncsteps
+    monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c: None)
+    states = {"left": {"id": "pgpool", "node": "db01", "role": "Started", "managed": False,
+                       "maintenance": True},
+              "stopped": {"id": "pgpool", "node": None, "role": "Stopped", "managed": True,
+                          "maintenance": False}}
+    seen = []
+    monkeypatch.setattr(syncsteps.pgpool, "resource_state", lambda ctx, c: states[seen[-1]])
+    p = {"cluster": "db", "source": "db01", "target": "db02"}
+    seen.append("left")
+    assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": True, "pgpool_host": "db01"}
+    # not running and not stopped by a pgpool.stop (Pacemaker's business): nothing to restart
+    seen.append("stopped")
+    assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": False}
+    assert fake.calls == []
+
+
+def test_resumed_stop_pgpool_with_the_planned_host_already_stopped(ctx, fake, monkeypatch):
+    """chaos seed 31 step 6 (fencing on, SIGINT to db.recover inside its resync's stop_pgpool):
+    the plan named the host, pgpool.stop found nothing listening ("nothing to stop") and the
+    resumed resync left pgpool down."""
+    from hatasks import syncsteps
+    monkeypatch.setattr(syncsteps.pgpool, "stop", lambda *a, **k: {"stopped": False})
+    monkeypatch.setattr(syncsteps.pgpool, "resource_state", lambda ctx, c: {
+        "id": "pgpool", "node": "db02", "role": "Started", "managed": False, "maintenance": True})
+    p = {"cluster": "db", "source": "db02", "target": "db01", "pgpool_host": "db02"}
+    assert syncsteps.stop_pgpool(ctx, p, {}) == {"pgpool_stopped": True, "pgpool_host": "db02"}
+
+
+def test_resync_attach_step_proves_the_contents_first(ctx, fake):
+    """chaos seed 31 step 6: pgpool was started by an operator's cleanup in the middle of the
+    resync and served writes to the source alone; the attach step attached the target without
+    a proof (the verify was before), 12 acknowledged writes were missing on it and db.recover
+    said healthy. The attach step now proves equality; different contents: refused."""
+    from hatasks import syncsteps
+    use_pool(fake, DB01_DOWN)
+    dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"), (2, "b"))})
+    p = {"cluster": "db", "source": "db02", "target": "db01"}
+    with pytest.raises(HaError) as exc:
+        syncsteps.attach_backends(ctx, p, {"pgpool_stopped": True})
+    assert exc.value.code == HaError.REFUSED and "refusing to attach db01" in exc.value.message
+    assert not [c for c in fake.calls if "pcp_attach_node" in c.command]

@@ -5,6 +5,7 @@ through the DB VIP, a direct connection to each backend); `--format json` gives 
 """
 
 import queue
+import re
 import threading
 import time
 
@@ -147,7 +148,8 @@ def collect(ctx, cluster=None, parallel=True):
     for name in names:
         c = inv.cluster(name)
         entry = {"kind": c.kind, "hosts": {}}
-        mine = {part: value for (cname, part), value in results.items() if cname == name}
+        # in the collectors' order (inventory order), not in the order the answers came
+        mine = {part: results[(cname, part)] for (cname, part), _ in jobs if cname == name}
         for part, value in mine.items():
             if part == "lock":
                 held = value.get("held")
@@ -260,6 +262,11 @@ def summary_table(data):
     return output.render_table((["cluster", "kind", "state", "problem"], rows))
 
 
+def steady(line):
+    """A table line without the collection time (changes on every refresh: not marked)."""
+    return re.sub(r"\(collected in [0-9.]+ s\)", "(collected)", line)
+
+
 def _table(data):
     parts = []
     if data.get("summary"):
@@ -320,7 +327,7 @@ def status(ctx, cluster=None, format=None, watch_=None):
             return data, _table(data)
 
         watch.loop(frame, every, fmt, "hatasks status" + (f" --cluster {cluster}" if cluster
-                                                          else ""))
+                                                          else ""), key=steady)
         return
     data = collect(ctx, ALL if len(names) > 1 else names[0])
     output.emit(data, fmt, table=_table)

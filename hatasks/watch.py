@@ -40,30 +40,33 @@ def seconds(value):
     return number
 
 
-def mark_changes(previous, lines):
+def mark_changes(previous, lines, key=None):
     """LINES with a margin: MARK on each line that the PREVIOUS frame (a list of lines, None on
-    the first frame) did not have as many times, PLAIN on the others."""
+    the first frame) did not have as many times, PLAIN on the others. KEY(line) is what is
+    compared (default the line itself: a task drops what changes every time, a duration)."""
+    key = key or (lambda line: line)
     if previous is None:
         return [PLAIN + line for line in lines]
     left = {}
     for line in previous:
-        left[line] = left.get(line, 0) + 1
+        left[key(line)] = left.get(key(line), 0) + 1
     out = []
     for line in lines:
-        if left.get(line, 0) > 0:
-            left[line] -= 1
+        if left.get(key(line), 0) > 0:
+            left[key(line)] -= 1
             out.append(PLAIN + line)
         else:
             out.append(MARK + line)
     return out
 
 
-def loop(frame, interval, fmt, title, stream=None, sleep=None, clock=None, frames=None):
+def loop(frame, interval, fmt, title, stream=None, sleep=None, clock=None, frames=None,
+         key=None):
     """Run FRAME() every INTERVAL seconds until Ctrl-C (or FRAMES frames, for tests).
 
     FRAME returns (data, text): data for JSON, text for the table. An HaError from FRAME is
     shown as that frame ({"error", "code"} in JSON) and the watch goes on. Returns the number
-    of frames shown; a Ctrl-C returns normally (the task exits 0)."""
+    of frames shown; a Ctrl-C returns normally (the task exits 0). KEY: see mark_changes."""
     stream = stream or sys.stdout
     sleep, clock = sleep or time.sleep, clock or time.monotonic
     tty = bool(getattr(stream, "isatty", lambda: False)())
@@ -82,7 +85,7 @@ def loop(frame, interval, fmt, title, stream=None, sleep=None, clock=None, frame
                 lines = text.splitlines()
                 head = (f"Every {interval:g}s: {title}   {now}   "
                         f"({MARK.strip()} = changed since the last refresh; Ctrl-C to leave)")
-                body = "\n".join(mark_changes(previous, lines))
+                body = "\n".join(mark_changes(previous, lines, key))
                 if tty:
                     stream.write(CLEAR + head + "\n\n" + body + "\n")
                 else:

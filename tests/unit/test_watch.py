@@ -135,3 +135,11 @@ def test_hb_status_watch_json(ctx, mocker, capsys):
     hb.status_task(ctx, cluster="all", format="json", watch_=True)
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [d["round"] for d in docs] == [1, 2, 3] and n == [None, None, None]
+
+
+def test_the_collection_time_alone_is_not_a_change():
+    previous = ["== verdict (collected in 0.41 s): healthy"]
+    assert watch.mark_changes(previous, ["== verdict (collected in 0.38 s): healthy"],
+                              status.steady) == ["  == verdict (collected in 0.38 s): healthy"]
+    assert watch.mark_changes(previous, ["== verdict (collected in 0.38 s): PROBLEMS:"],
+                              status.steady)[0].startswith(watch.MARK)

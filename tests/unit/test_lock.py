@@ -4,6 +4,7 @@ their answers (free, held, expired, CIB down -> host files, nothing reachable)."
 
 import json
 import pathlib
+import shlex
 import tempfile
 from xml.sax.saxutils import quoteattr
 
@@ -370,3 +371,30 @@ def test_release_deletes_the_set_through_another_node_when_its_stack_was_stopped
     retry = [c for c in fake.calls[n:] if c.command.startswith("cibadmin --delete")]
     assert [c.host for c in retry] == ["db02"]
     assert f'[@value="{held.owner["token"]}"]' in retry[0].command
+
+
+def test_a_resync_done_writes_the_in_sync_state_into_the_cluster_too(lctx, fake):
+    # the cluster keeps a degenerated record (db01 newest, with a contradiction) written by
+    # another admin host; a resync done here must leave an in-sync record there, or the next
+    # admin host keeps reading the old one and refuses its own resync as a split brain
+    kept = dict(rec("2000-01-01T00:00:00Z", "db01", False, host="admin2"),
+                contradicted_by=[{"newest": "db02", "ts": "2000-01-01T00:01:00Z"}])
+    written = []
+    fake.on(lambda h, c: "--cib" in c, lambda h, c: (0, cib_newest_output(
+        written[-1] if written else kept)))
+
+    def write(host, cmd):
+        words = shlex.split(cmd)
+        for i, w in enumerate(words[:-2]):
+            if w == "hatasks-newest" and words[i + 1] == "--update":
+                written.append(json.loads(words[i + 2]))
+        return (0, "file=0\ncib=0\n" if "crm_attribute" in cmd else "file=0\n")
+
+    fake.on(lambda h, c: "newest.db.json.tmp" in c, write)
+    free_cluster(fake)
+    with journal.operation(lctx, "db", "sync.resync", {"source": "db02"}, yes=True):
+        pass
+    # the source the operator forced is the one the record names (both are equal now)
+    assert written and written[-1]["evidence"]["in_sync"] is True
+    assert written[-1]["newest"] == "db02" and not written[-1].get("contradicted_by")
+    assert journal.newest(lctx, "db")["evidence"]["in_sync"] is True

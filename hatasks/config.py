@@ -15,10 +15,8 @@ DEFAULTS = {
         # default output format of read-only tasks: table | json
         "format": "table",
         # keep the operation lock and the newest-data record in the cluster too (hatasks.lock);
-        # env: INVOKE_HATASKS_CLUSTER_STATE=1. Off: the lab suite run with it on failed
-        # (test_safety_lab: a newest-data record kept in the CIB outlives the repair that made
-        # the backends equal, and its contradictions refuse a later resync; issue 13 report)
-        "cluster_state": False,
+        # env: INVOKE_HATASKS_CLUSTER_STATE=0 keeps both on this admin host only
+        "cluster_state": True,
         # seconds a lock in the cluster lives unless its holder renews it (every lease/3)
         "lock_lease": 60,
         # folder on the cluster hosts for the lock and newest-data files (CIB unreachable)

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _context(state_dir, cluster_state):
+def context(state_dir, cluster_state):
     from hatasks.config import make_context
 
     n = int(os.environ.get("HATASKS_LAB", "0"))
@@ -43,8 +43,8 @@ def main():
     parser.add_argument("--cluster", default="db")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        local = _context(os.path.join(tmp, "local"), False)
-        shared = _context(os.path.join(tmp, "shared"), True)
+        local = context(os.path.join(tmp, "local"), False)
+        shared = context(os.path.join(tmp, "shared"), True)
         once(shared, args.cluster)          # warm the ssh connections
         times = {"local": [], "cluster": []}
         for _ in range(args.rounds):

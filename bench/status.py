@@ -5,6 +5,13 @@ round after round on the same machine so that noise hits both alike. Prints each
 and the ratio parallel/sequential (target: at most 0.5). Asserts nothing.
 
     .venv/bin/python bench/status.py [--rounds 5]
+    .venv/bin/python bench/status.py --fleet 6,7,8 [--rounds 5]
+
+With ``--fleet A,B,C`` (lab instances, each up): `status` over the fleet of all of them (one
+inventory from `lab.fleet-inventory`, every DB and LB cluster) vs `status` over the first alone
+(the same kind of inventory, its two clusters), alternated round after round, end to end and in
+process; the ratio fleet/one (target: at most 1.3, the clusters being asked in parallel). Then
+the operation lock's acquire + release overhead on the first instance's DB cluster (bench/lock).
 
 The sequential side (`--one sequential`) collects exactly the facts `status` shows: crm_mon of
 each cluster, SHOW pool_nodes through the VIP, and a direct connection to each backend, one
@@ -49,11 +56,95 @@ def timed(cmd):
     return elapsed
 
 
+def fleet_inventory(instances):
+    """The path of a fleet inventory over INSTANCES (as `inv lab.fleet-inventory` writes it)."""
+    from lab.base import LAB_DIR
+    from lab.configs import fleet_texts
+
+    hosts, ssh = fleet_texts(instances)
+    folder = LAB_DIR / ".state" / ("fleet-" + "-".join(map(str, instances)))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ssh_config").write_text(ssh)
+    (folder / "hosts.ini").write_text(hosts)
+    return folder / "hosts.ini"
+
+
+def timed_any(cmd, env):
+    """Seconds COMMAND took and its exit code (status exits non-zero on a problem: reported)."""
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    return time.monotonic() - start, proc.returncode
+
+
+def fleet(instances, rounds):
+    import os
+    import tempfile
+
+    from hatasks import remote, status
+    from hatasks.config import make_context
+
+    paths = {"one": fleet_inventory(instances[:1]), "fleet": fleet_inventory(instances)}
+    tmp = tempfile.mkdtemp(prefix="bench-status-")
+    envs = {k: dict(os.environ, INVOKE_HATASKS_INVENTORY=str(p),
+                    INVOKE_HATASKS_STATE_DIR=os.path.join(tmp, k)) for k, p in paths.items()}
+    cmd = [str(pathlib.Path(sys.executable).parent / "inv"), "status", "--format", "json"]
+    print(f"fleet: lab instances {instances}: {len(instances) * 2} clusters vs instance "
+          f"{instances[0]}'s 2 clusters")
+    ends = {"one": [], "fleet": []}
+    for i in range(rounds):
+        for side in (("one", "fleet") if i % 2 == 0 else ("fleet", "one")):
+            seconds, code = timed_any(cmd, envs[side])
+            ends[side].append(seconds)
+            if code:
+                print(f"  (round {i + 1}: status over {side} exited {code})")
+        print(f"round {i + 1}: status over one instance {ends['one'][-1]:.3f} s, over the fleet "
+              f"{ends['fleet'][-1]:.3f} s", flush=True)
+    mo, mf = statistics.median(ends["one"]), statistics.median(ends["fleet"])
+    print(f"end to end (process start included): median one {mo:.3f} s, fleet {mf:.3f} s, "
+          f"ratio fleet/one = {mf / mo:.2f} (target <= 1.3)")
+
+    ctxs = {k: make_context(inventory=str(p), state_dir=os.path.join(tmp, "c-" + k))
+            for k, p in paths.items()}
+    coll = {"one": [], "fleet": []}
+    for i in range(rounds):
+        for side in (("one", "fleet") if i % 2 == 0 else ("fleet", "one")):
+            remote.close_all()
+            start = time.monotonic()
+            data = status.collect(ctxs[side])
+            coll[side].append(time.monotonic() - start)
+            if not data["healthy"]:
+                print(f"  (round {i + 1}, {side}: not healthy: {data['problems']})")
+    mo, mf = statistics.median(coll["one"]), statistics.median(coll["fleet"])
+    print(f"collection only (cold connections, in process): median one {mo:.3f} s, fleet "
+          f"{mf:.3f} s, ratio fleet/one = {mf / mo:.2f} (target <= 1.3)")
+
+    from bench import lock as bench_lock
+
+    shared = make_context(inventory=str(paths["one"]), state_dir=os.path.join(tmp, "lock-c"),
+                          cluster_state=True)
+    local = make_context(inventory=str(paths["one"]), state_dir=os.path.join(tmp, "lock-l"),
+                         cluster_state=False)
+    cluster = f"db{instances[0]}"
+    bench_lock.once(shared, cluster)  # warm the ssh connections
+    times = {"local": [], "cluster": []}
+    for _ in range(max(rounds, 10)):
+        times["local"].append(bench_lock.once(local, cluster))
+        times["cluster"].append(bench_lock.once(shared, cluster))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"operation lock on {cluster}: local only {med['local'] * 1000:.1f} ms, kept in the "
+          f"cluster {med['cluster'] * 1000:.1f} ms; acquire + release overhead "
+          f"{(med['cluster'] - med['local']) * 1000:.1f} ms per mutating task")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--fleet", help="lab instances, e.g. 6,7,8: status over all vs the first")
     ap.add_argument("--one", choices=["sequential"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fleet:
+        fleet([int(n) for n in args.fleet.split(",") if n.strip()], args.rounds)
+        return
     if args.one:
         sequential_once()
         return

@@ -14,8 +14,9 @@ from hatasks.errors import HaError, StateError, UnreachableError
 def pgpool_cluster(ctx, name="db"):
     """The inventory Cluster pgpool runs in (a DB cluster with a vip), validated.
 
-    NAME None: the inventory's first DB cluster (the resync's default)."""
-    return checks.cluster(ctx, name, "db", first=True,
+    NAME None: the inventory's only DB cluster (the resync's default); with several (a fleet)
+    UsageError asking for --cluster: a task never picks one cluster of many by itself."""
+    return checks.cluster(ctx, name, "db",
                           missing="the inventory has no DB cluster",
                           wrong_kind="cluster {name} is a {kind} cluster; pgpool runs in a db "
                                      "cluster",

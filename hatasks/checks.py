@@ -134,3 +134,57 @@ def host(ctx, name, option="host", kind=None, cluster=None, noun=None,
     elif not h.cluster:
         inv.cluster_of(h.name)  # raises: the host is in no cluster
     return h
+
+
+#: the --cluster value of read-only tasks that covers every cluster of the kind
+ALL_CLUSTERS = "all"
+
+
+def each_cluster(ctx, kind, fmt, show):
+    """``--cluster all`` of a read-only task: SHOW(name) (the task's own body for one cluster:
+    prints, and raises invoke.Exit when that cluster is not healthy) for every cluster of KIND
+    in inventory order. Table: each under a ``== cluster NAME`` header. JSON: one document
+    ``{"clusters": [each cluster's document]}``. Exit: 0 when every one was 0, else the
+    highest code, with the clusters named."""
+    import contextlib
+    import io
+    import json
+    import sys
+
+    import invoke
+
+    from hatasks.errors import HaError
+
+    names = [c.name for c in remote.inventory(ctx).clusters_of_kind(kind)]
+    if not names:
+        raise UsageError(f"--cluster all: no {kind} cluster in {remote.inventory(ctx).path}")
+    docs, failed = [], {}
+    for name in names:
+        buf = io.StringIO()
+        if fmt != "json":
+            print(f"== cluster {name}", flush=True)
+        try:
+            with contextlib.redirect_stdout(buf) if fmt == "json" else contextlib.nullcontext():
+                show(name)
+        except invoke.Exit as exc:
+            failed[name] = exc.code or 1
+        except HaError as exc:
+            print(f"hatasks: error: {name}: {exc.message}", file=sys.stderr, flush=True)
+            failed[name] = exc.code
+        if fmt == "json":
+            text = buf.getvalue().strip()
+            try:
+                doc = json.loads(text) if text else {}
+            except ValueError:
+                doc = {"output": text}
+            if isinstance(doc, dict):
+                doc.setdefault("cluster", name)
+            docs.append(doc)
+        else:
+            print(flush=True)
+    if fmt == "json":
+        print(json.dumps({"clusters": docs}, indent=2, default=str), flush=True)
+    if failed:
+        raise HaError(f"{len(failed)} of {len(names)} {kind} cluster(s) not healthy: "
+                      + ", ".join(f"{n} (exit {code})" for n, code in failed.items()),
+                      max(failed.values()))

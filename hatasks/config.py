@@ -15,9 +15,8 @@ DEFAULTS = {
         # default output format of read-only tasks: table | json
         "format": "table",
         # keep the operation lock and the newest-data record in the cluster too (hatasks.lock);
-        # env: INVOKE_HATASKS_CLUSTER_STATE=1. Off until the whole lab suite has run with it on
-        # (each lock write is a CIB change that re-plans a running transition)
-        "cluster_state": False,
+        # env: INVOKE_HATASKS_CLUSTER_STATE=0 keeps both on this admin host only
+        "cluster_state": True,
         # seconds a lock in the cluster lives unless its holder renews it (every lease/3)
         "lock_lease": 60,
         # folder on the cluster hosts for the lock and newest-data files (CIB unreachable)

@@ -201,7 +201,7 @@ def diagnose(ctx, cluster=None, failback_to=None, method="dump", write=True):
 
 
 @task(name="diagnose",
-      help={"format": "table or json", "cluster": "the DB cluster (default: the only one)",
+      help={"format": "table or json", "cluster": "the DB cluster, or all (default: the only one)",
             "method": "resync method named in the plan: dump (default), basebackup or online",
             "facts": "include the collected facts in the JSON"})
 def diagnose_task(ctx, format=None, cluster=None, method="dump", facts=False):
@@ -216,6 +216,9 @@ def diagnose_task(ctx, format=None, cluster=None, method="dump", facts=False):
     """
     fmt = output.resolve_format(ctx, format)
     check_method(method)
+    if cluster == checks.ALL_CLUSTERS:
+        return checks.each_cluster(ctx, "db", fmt, lambda name: diagnose_task.body(
+            ctx, fmt, name, method, facts))
     return engine.show_diagnosis(diagnose(ctx, cluster, method=method), fmt, facts, "db.recover")
 
 

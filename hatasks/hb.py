@@ -7,7 +7,7 @@ Every mutating task verifies its effect by reading crm_mon again before it retur
 
 import xml.etree.ElementTree as ET
 
-from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote, shell
+from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote, shell, watch
 from hatasks.base import task
 from hatasks.output import tabulate
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
@@ -115,9 +115,11 @@ def status_table(data):
     return "\n".join(out).rstrip()
 
 
-@task(name="status", help={"cluster": "db or lb (default: every cluster of the inventory)",
-            "format": "table or json"})
-def status_task(ctx, cluster=None, format=None):
+@task(name="status", optional=["watch_"],
+      help={"cluster": "db, lb, any cluster's name, or all (default: every cluster)",
+            "format": "table or json",
+            "watch": "refresh every SECONDS (default 3) until Ctrl-C, like crm_mon -i 3"})
+def status_task(ctx, cluster=None, format=None, watch_=None):
     """Show nodes, resources and failed actions of the Pacemaker clusters.
 
     Runbook 5.1.2.1, 5.2.2.1: `crm_mon -i 3` (here `crm_mon -1 --output-as=xml` on the first node
@@ -125,6 +127,15 @@ def status_task(ctx, cluster=None, format=None):
     `Failed actions` with node, operation, rc and reason. Exit 3 when a node is OFFLINE.
     """
     fmt = output.resolve_format(ctx, format)
+    cluster = None if cluster == "all" else cluster
+    every = watch.seconds(watch_)
+    if every is not None:
+        def frame():
+            data = status(ctx, cluster)
+            return data, status_table(data)
+
+        watch.loop(frame, every, fmt, "hatasks hb.status")
+        return None
     data = status(ctx, cluster)
     output.emit(data, fmt, table=status_table)
     offline = [f"{n['name']} ({n['cluster']})" for n in data["nodes"] if n["state"] == "offline"]

@@ -413,7 +413,15 @@ def operation(ctx, cluster, action, args=None, yes=False, summary=None):
             op._write("failed", message=f"{type(exc).__name__}: {exc}")
             raise
         else:
+            made_equal = action in EQUALIZING and cluster_lock.enabled(ctx) and not _is_dry(ctx)
+            before = newest(ctx, cluster) if made_equal else None
             op._write("done", message="ok")
+            copied_from = (args or {}).get("source") or (before or {}).get("newest")
+            if before and copied_from:
+                # the backends are equal now: say so in the cluster too, or another admin host
+                # keeps reading the degenerated record (and its contradictions) kept there
+                record_newest(ctx, cluster, copied_from, {
+                    "in_sync": True, "reason": f"{action} done: the backends were made equal"})
         finally:
             stack.pop()
     finally:
@@ -508,6 +516,10 @@ def record_newest(ctx, cluster, host, evidence):
     return rec
 
 
+#: operations whose success makes the backends equal (a degenerated record stops standing)
+EQUALIZING = ("sync.resync", "pgpool.recover")
+
+
 def _degenerated_record(rec):
     """True when a newest-data record was taken while pgpool ran degenerated."""
     evd = rec.get("evidence")
@@ -535,7 +547,7 @@ def newest(ctx, cluster):
     for r in records:
         if r.get("cluster") != cluster:
             continue
-        if r.get("event") == "done" and r.get("action") in ("sync.resync", "pgpool.recover"):
+        if r.get("event") == "done" and r.get("action") in EQUALIZING:
             # the backends were made equal: a degenerated record no longer stands (an in-sync
             # one written by the resync itself does)
             if standing is not None and _degenerated_record(standing):

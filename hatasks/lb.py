@@ -82,7 +82,7 @@ def diagnose(ctx, cluster=None):
 
 
 @task(name="diagnose",
-      help={"format": "table or json", "cluster": "the LB cluster (default: the only one)",
+      help={"format": "table or json", "cluster": "the LB cluster, or all (default: the only one)",
             "facts": "include the collected facts in the JSON"})
 def diagnose_task(ctx, format=None, cluster=None, facts=False):
     """Name the LB failure pattern with its evidence and recovery plan (5.1.2, table 5-2).
@@ -92,6 +92,9 @@ def diagnose_task(ctx, format=None, cluster=None, facts=False):
     Patterns: power, network, heartbeat, httpd, or healthy. Exit 3 when a failure is named.
     """
     fmt = output.resolve_format(ctx, format)
+    if cluster == checks.ALL_CLUSTERS:
+        return checks.each_cluster(ctx, "lb", fmt, lambda name: diagnose_task.body(
+            ctx, fmt, name, facts))
     return engine.show_diagnosis(diagnose(ctx, cluster), fmt, facts, "lb.recover")
 
 

@@ -113,7 +113,7 @@ def status_table(data):
             ("replication", (["item", "value"], summary))]
 
 
-@task(name="status", help={"format": "table or json", "cluster": "DB cluster (default db)"})
+@task(name="status", help={"format": "table or json", "cluster": "DB cluster, or all (default db)"})
 def status_task(ctx, format=None, cluster="db"):
     """Show pgpool's backends (up/down, role), degenerated or not, and the newest-data backend.
 
@@ -122,6 +122,8 @@ def status_task(ctx, format=None, cluster="db"):
     backend is shown with its time and evidence, and the exit code is non-zero.
     """
     fmt = output.resolve_format(ctx, format)
+    if cluster == checks.ALL_CLUSTERS:
+        return checks.each_cluster(ctx, "db", fmt, lambda name: status_task.body(ctx, fmt, name))
     data = status(ctx, cluster)
     output.emit(data, fmt, table=status_table)
     if not data["reachable"]:

@@ -5,25 +5,40 @@ through the DB VIP, a direct connection to each backend); `--format json` gives 
 """
 
 import queue
+import re
 import threading
 import time
 
-from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote
+from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote, watch
 from hatasks.base import task
 from hatasks.errors import HaError, StateError, UnreachableError
 
 #: seconds granted beyond the connect timeout before status gives up on a read
 GRACE = 3
+#: --cluster value naming every cluster of the inventory (read-only tasks)
+ALL = "all"
+
+
+def chosen_names(ctx, cluster):
+    """The cluster names a read-only task covers: every cluster of the inventory for None or
+    ``all``, else the one named (validated; a kind such as ``db`` works when it is unique)."""
+    inv = remote.inventory(ctx)
+    if cluster is None or cluster == ALL:
+        return hb.cluster_names(inv)
+    remote.check_value("cluster", cluster)
+    return [inv.cluster(cluster).name]
 
 
 def collectors(ctx, cluster=None):
     """The independent probes of ``status``: [(key, callable)], key = (cluster, part)."""
     inv = remote.inventory(ctx)
-    names = [cluster] if cluster else hb.cluster_names(inv)
+    names = chosen_names(ctx, cluster)
     jobs = []
     for name in names:
         c = inv.cluster(name)
         jobs.append(((name, "hb"), lambda name=name: hb.crm_status_with_fencing(ctx, name)))
+        # who holds the operation lock (in the cluster's CIB too: an ssh read, so in parallel)
+        jobs.append(((name, "lock"), lambda name=name: {"held": journal.lock_held(ctx, name)}))
         for h in c.hosts:
             jobs.append(((name, f"ssh:{h.name}"), lambda h=h: _reach(ctx, h)))
         jobs.append(((name, "constraints"), lambda c=c: _constraints(ctx, c)))
@@ -129,14 +144,19 @@ def collect(ctx, cluster=None, parallel=True):
     else:
         results = {key: _call(fn) for key, fn in jobs}
     inv = remote.inventory(ctx)
-    data = {"clusters": {}, "problems": [], "unreachable": {}, "seconds": None}
+    data = {"clusters": {}, "summary": [], "problems": [], "unreachable": {}, "seconds": None}
     for name in names:
         c = inv.cluster(name)
         entry = {"kind": c.kind, "hosts": {}}
-        for (cname, part), value in results.items():
-            if cname != name:
-                continue
-            if part.startswith("ssh:"):
+        # in the collectors' order (inventory order), not in the order the answers came
+        mine = {part: results[(cname, part)] for (cname, part), _ in jobs if cname == name}
+        for part, value in mine.items():
+            if part == "lock":
+                held = value.get("held")
+                if held and not held.get("self"):
+                    entry["operation"] = {k: held.get(k)
+                                          for k in ("action", "user", "pid", "host", "since")}
+            elif part.startswith("ssh:"):
                 entry["hosts"][part[4:]] = value
                 if "error" in value:
                     data["unreachable"][part[4:]] = value["error"]
@@ -148,14 +168,15 @@ def collect(ctx, cluster=None, parallel=True):
                 entry.setdefault("pg", {"cluster": name, "backends": []})["backends"].append(value)
             else:
                 entry[part] = value
-        try:
-            held = journal.lock_held(ctx, name)
-        except HaError:
-            held = None
-        if held and not held.get("self"):
-            entry["operation"] = {k: held.get(k) for k in ("action", "user", "pid", "host", "since")}
         data["clusters"][name] = entry
-        data["problems"].extend(f"{name}: {p}" for p in problems(c, entry))
+        found = problems(c, entry)
+        silent = bool(mine) and all(is_timeout(v) for v in mine.values())
+        if silent:  # nothing of this cluster answered by the deadline: one line says so
+            found = [f"no answer within {deadline_seconds(ctx):g}s from any host of the "
+                     f"cluster"]
+        data["summary"].append({"cluster": name, "kind": c.kind, "healthy": not found,
+                                "answered": not silent, "problems": found})
+        data["problems"].extend(f"{name}: {p}" for p in found)
     data["healthy"] = not data["problems"]
     # risks that are not faults (the verdict stays healthy): a DB cluster without fencing
     data["warnings"] = [f"{name}: {e['hb']['fencing']['risk']}"
@@ -163,6 +184,11 @@ def collect(ctx, cluster=None, parallel=True):
                         if ((e.get("hb") or {}).get("fencing") or {}).get("risk")]
     data["seconds"] = round(time.monotonic() - started, 3)
     return data
+
+
+def is_timeout(value):
+    """True for run_jobs' placeholder of a job that did not answer by the deadline."""
+    return isinstance(value, dict) and str(value.get("error", "")).startswith("no answer within")
 
 
 def host_key_problem(why):
@@ -225,8 +251,32 @@ def problems(c, entry):
     return out
 
 
+def summary_table(data):
+    """One line per cluster: name, kind, healthy / UNHEALTHY / NO ANSWER, the first problem."""
+    rows = []
+    for line in data.get("summary") or []:
+        found = line["problems"]
+        state = ("healthy" if line["healthy"] else "NO ANSWER" if not line["answered"]
+                 else "UNHEALTHY")
+        first = found[0] if found else "-"
+        if len(first) > 90:
+            first = first[:87] + "..."
+        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        rows.append([line["cluster"], line["kind"], state, first + more])
+    return output.render_table((["cluster", "kind", "state", "problem"], rows))
+
+
+def steady(line):
+    """A table line without the collection time (changes on every refresh: not marked)."""
+    return re.sub(r"\(collected in [0-9.]+ s\)", "(collected)", line)
+
+
 def _table(data):
     parts = []
+    if data.get("summary"):
+        healthy = sum(1 for line in data["summary"] if line["healthy"])
+        parts.append(f"== {len(data['summary'])} cluster(s), {healthy} healthy\n"
+                     + summary_table(data))
     for name, entry in data["clusters"].items():
         st = entry.get("hb") or {}
         if "error" in st:
@@ -261,19 +311,31 @@ def _table(data):
     return "\n\n".join(parts)
 
 
-@task(help={"cluster": "one cluster only (default: every cluster of the inventory)",
-            "format": "table or json"})
-def status(ctx, cluster=None, format=None):
-    """Show everything on one screen: both clusters, pgpool's backends, each PostgreSQL.
+@task(optional=["watch_"],
+      help={"cluster": "one cluster, or all (default: every cluster of the inventory)",
+            "format": "table or json",
+            "watch": f"refresh every SECONDS (default {watch.DEFAULT_SECONDS}) until Ctrl-C, "
+                     "like crm_mon -i 3; JSON: one document per line per refresh"})
+def status(ctx, cluster=None, format=None, watch_=None):
+    """Show everything on one screen: every cluster, pgpool's backends, each PostgreSQL.
 
-    The runbook's crm_mon, `show pool_status` and `psql -h db01/-h db02` checks at once,
-    asked of all hosts in parallel. Exits 3 when something is not healthy.
+    The runbook's crm_mon, `show pool_status` and `psql -h db01/-h db02` checks at once, asked
+    of all hosts of all clusters in parallel under one deadline. The table starts with one line
+    per cluster (healthy or its problem), details after. Exits 3 when something is not healthy
+    (4 when a host does not answer); with --watch, 0 when left with Ctrl-C.
     """
     fmt = output.resolve_format(ctx, format)
-    if cluster is not None:
-        remote.check_value("cluster", cluster)
-        remote.inventory(ctx).cluster(cluster)
-    data = collect(ctx, cluster)
+    names = chosen_names(ctx, cluster)
+    every = watch.seconds(watch_)
+    if every is not None:
+        def frame():
+            data = collect(ctx, ALL if len(names) > 1 else names[0])
+            return data, _table(data)
+
+        watch.loop(frame, every, fmt, "hatasks status" + (f" --cluster {cluster}" if cluster
+                                                          else ""), key=steady)
+        return
+    data = collect(ctx, ALL if len(names) > 1 else names[0])
     output.emit(data, fmt, table=_table)
     if data["unreachable"]:
         raise UnreachableError("not answering: " + "; ".join(

@@ -45,3 +45,59 @@ def test_status_names_a_degenerated_pgpool_and_exits_3(inv):
         # attach without a resync is what the runbook forbids
         inv("pgpool.recover", "--node", "db02", "--yes", timeout=600)
     assert json.loads(status(inv).stdout)["healthy"] is True
+
+
+def watch_frames(inv, args, count, is_frame):
+    """Run `inv ARGS` (a --watch) with stdout on a pipe, read lines until COUNT frames
+    (IS_FRAME(line)) have come, then SIGINT it as Ctrl-C does. (exit code, stdout, stderr)."""
+    import queue
+    import signal
+    import subprocess
+    import threading
+
+    from .conftest import INV, ROOT
+
+    proc = subprocess.Popen([INV, *args], cwd=ROOT, env=inv.env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    lines, box = [], queue.Queue()
+    threading.Thread(target=lambda: [box.put(line) for line in proc.stdout] + [box.put(None)],
+                     daemon=True).start()
+    seen = 0
+    try:
+        while seen < count:
+            line = box.get(timeout=120)  # a safety net for a hung watch, not a timed check
+            assert line is not None, f"the watch ended by itself: {''.join(lines)}"
+            lines.append(line)
+            seen += bool(is_frame(line))
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    while True:
+        line = box.get(timeout=30)
+        if line is None:
+            break
+        lines.append(line)
+    return code, "".join(lines), proc.stderr.read()
+
+
+def test_status_watch_refreshes_until_ctrl_c_and_leaves_with_exit_0(inv):
+    # piped: plain frames one after the other, each under its header
+    code, out, err = watch_frames(inv, ["status", "--watch", "1"], 2,
+                                  lambda line: line.startswith("---- Every 1s: hatasks status"))
+    assert code == 0, err
+    assert "Traceback" not in err and "\033" not in out
+    frames = out.split("---- Every 1s: hatasks status")[1:]
+    assert len(frames) >= 2
+    for frame in frames[:2]:
+        assert "cluster(s)" in frame and "== cluster db" in frame and "== cluster lb" in frame
+    # JSON: one document per line per interval
+    code, out, err = watch_frames(inv, ["hb.status", "--watch", "1", "--format", "json"], 2,
+                                  lambda line: line.startswith("{"))
+    assert code == 0, err
+    docs = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(docs) >= 2
+    assert all(d["clusters"] == ["db", "lb"] and "watched_at" in d for d in docs)

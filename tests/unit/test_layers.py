@@ -15,7 +15,7 @@ LAYERS = {
     # 0: pure and io: parsing, plans, rules, ssh/sql, journal, output, option checks
     "errors": 0, "shell": 0, "config": 0, "output": 0, "inventory": 0, "journal": 0,
     "remote": 0, "checks": 0, "cli": 0, "base": 0, "crmmon": 0, "pool": 0, "parsers": 0,
-    "syncplan": 0, "rules": 0, "states": 0, "lock": 0,
+    "syncplan": 0, "rules": 0, "states": 0, "lock": 0, "watch": 0,
     # 1: shared readers and state
     "crm": 1, "backends": 1, "newest": 1, "compare": 1, "divergence": 1, "salvage": 1,
     # 2: tools

@@ -4,6 +4,7 @@ their answers (free, held, expired, CIB down -> host files, nothing reachable)."
 
 import json
 import pathlib
+import shlex
 import tempfile
 from xml.sax.saxutils import quoteattr
 
@@ -61,7 +62,8 @@ def test_free_lock_is_a_cib_create_plus_a_file_on_each_host_and_is_given_back(lc
         assert "name=\"action\" value=\"db.failover\"" in create.command
         # the lease is renewed on the node's clock, not the admin host's
         assert "now=$(date +%s)" in create.command and "\"$now\"" in create.command
-        assert [c.host for c in fake.calls[1:]] == ["db01", "db02"]
+        # the files are taken on both hosts at once: the order of the calls is not fixed
+        assert sorted(c.host for c in fake.calls[1:]) == ["db01", "db02"]
         assert all("op=take" in c.command for c in fake.calls[1:])
     finally:
         n = len(fake.calls)
@@ -138,9 +140,11 @@ def test_a_file_held_elsewhere_refuses_and_gives_back_what_was_taken(lctx, fake)
     assert err.value.code == HaError.LOCKED
     assert "locked by carol (pid 7 on admin3) running hb.stop" in err.value.message
     assert "[lock in file on db02]" in err.value.message
-    gave_back = [c for c in fake.calls if "cibadmin --delete" in c.command
-                 or "op=release" in c.command]
-    assert gave_back and "@value=" in gave_back[0].command
+    # what was taken is given back: the CIB entry (a delete conditioned on our token) and the
+    # files (the stores are released in parallel: their order is not fixed)
+    cib_back = [c for c in fake.calls if "cibadmin --delete" in c.command]
+    assert cib_back and all("@value=" in c.command for c in cib_back)
+    assert any("op=release" in c.command for c in fake.calls)
 
 
 def test_nothing_reachable_is_refused_not_locked_on_the_admin_host_alone(lctx, fake):
@@ -367,3 +371,30 @@ def test_release_deletes_the_set_through_another_node_when_its_stack_was_stopped
     retry = [c for c in fake.calls[n:] if c.command.startswith("cibadmin --delete")]
     assert [c.host for c in retry] == ["db02"]
     assert f'[@value="{held.owner["token"]}"]' in retry[0].command
+
+
+def test_a_resync_done_writes_the_in_sync_state_into_the_cluster_too(lctx, fake):
+    # the cluster keeps a degenerated record (db01 newest, with a contradiction) written by
+    # another admin host; a resync done here must leave an in-sync record there, or the next
+    # admin host keeps reading the old one and refuses its own resync as a split brain
+    kept = dict(rec("2000-01-01T00:00:00Z", "db01", False, host="admin2"),
+                contradicted_by=[{"newest": "db02", "ts": "2000-01-01T00:01:00Z"}])
+    written = []
+    fake.on(lambda h, c: "--cib" in c, lambda h, c: (0, cib_newest_output(
+        written[-1] if written else kept)))
+
+    def write(host, cmd):
+        words = shlex.split(cmd)
+        for i, w in enumerate(words[:-2]):
+            if w == "hatasks-newest" and words[i + 1] == "--update":
+                written.append(json.loads(words[i + 2]))
+        return (0, "file=0\ncib=0\n" if "crm_attribute" in cmd else "file=0\n")
+
+    fake.on(lambda h, c: "newest.db.json.tmp" in c, write)
+    free_cluster(fake)
+    with journal.operation(lctx, "db", "sync.resync", {"source": "db02"}, yes=True):
+        pass
+    # the source the operator forced is the one the record names (both are equal now)
+    assert written and written[-1]["evidence"]["in_sync"] is True
+    assert written[-1]["newest"] == "db02" and not written[-1].get("contradicted_by")
+    assert journal.newest(lctx, "db")["evidence"]["in_sync"] is True

@@ -149,8 +149,11 @@ def _dc_idle_meanwhile(ctx, state):
 
 
 def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, settle=False,
-             seen=None):
+             seen=None, give_up=None):
     """Poll crm_mon until check(state) is true; NOT_CONVERGED naming what was seen otherwise.
+
+    GIVE_UP(state or None): after a poll that did not converge, an error to raise at once when
+    what is awaited can no longer come by itself (None to go on waiting).
 
     settle=True: also wait until the DC is idle, seen on two polls in a row with check(state)
     true (a failback or a re-probe that the scheduler has still to run would not be idle).
@@ -183,6 +186,10 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, set
                 settled = 0
         except HaError as exc:
             last_error = exc
+        if give_up is not None:
+            hopeless = give_up(last if last_error is None else None)
+            if hopeless is not None:
+                raise hopeless
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL)
@@ -198,6 +205,29 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, set
             seen += f"; the DC ({last.get('dc')}) never settled (transition still running)"
     raise HaError(f"not converged after {timeout:g}s: expected {expected}; saw {seen}",
                   HaError.NOT_CONVERGED)
+
+
+def host_gone(ctx, host, polls=2):
+    """A give_up for wait_for when HOST itself must be seen (its own crm_mon): once HOST has
+    not answered ssh on POLLS polls in a row (powered off, fenced, cut off), waiting longer
+    cannot show it, so the wait ends with UnreachableError naming it."""
+    missed = []
+
+    def give_up(state):
+        if state is not None and state.get("read_on") == host.name:
+            missed.clear()
+            return None
+        try:
+            remote.run(ctx, host, "true", probe=True, timeout=10)
+            missed.clear()
+            return None
+        except UnreachableError as exc:
+            missed.append(exc.message)
+        if len(missed) < polls:
+            return None
+        return UnreachableError(f"{host.name} stopped answering while its stack was awaited "
+                                f"(powered off, fenced or cut off?): {missed[-1]}")
+    return give_up
 
 
 def run_action(ctx, host, command, timeout=60):

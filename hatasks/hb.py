@@ -69,7 +69,6 @@ def status(ctx, cluster=None):
 
 
 def status_table(data):
-
     out = []
     for name in data["clusters"]:
         view = data["views"][name]
@@ -86,8 +85,10 @@ def status_table(data):
                    f", stonith {'enabled' if view.get('stonith_enabled') else 'disabled'}"
                    + (f"; !! {'; '.join(flags)}" if flags else ""))
         out.extend(fencing_lines(view.get("fencing")))
-        for b in view.get("bans") or []:
-            out.append(f"   !! ban {b.get('id')}: {b.get('resource')} kept off {b.get('node')}")
+        devices = {d["id"] for d in (view.get("fencing") or {}).get("devices") or []}
+        for b in view.get("bans") or []:   # a fence device kept off the node it fences is usual
+            if b.get("resource") not in devices:
+                out.append(f"   !! ban {b.get('id')}: {b.get('resource')} kept off {b.get('node')}")
         nodes = [n for n in data["nodes"] if n["cluster"] == name]
         out.append(tabulate([[n["name"], n["state"].upper() if n["state"] != "online" else "online",
                               ", ".join(k for k in ("maintenance", "unclean", "pending")
@@ -384,7 +385,8 @@ def start(ctx, host_name, timeout=120, yes=False):
         if remote.is_dry(ctx):
             return before
         after = crm.wait_for(ctx, cluster, converged, timeout, f"{host.name} online in crm_mon",
-                         prefer=[host.name] + _peers(ctx, cluster, host.name), settle=True)
+                             prefer=[host.name] + _peers(ctx, cluster, host.name), settle=True,
+                             give_up=crm.host_gone(ctx, host))
     print(crm.summary(after))
     return after
 
@@ -560,27 +562,6 @@ def fence_history(ctx, host, node):
         raise StateError(f"{host.name}: stonith_admin --history {node} failed: "
                          f"{(res.stderr or res.stdout).strip()[:200]}")
     return parse_fence_history(res.stdout)
-
-
-def fencing(ctx, cluster):
-    """What hb.status/status should show about fencing (read-only, from the first node that
-    answers crm_mon): {"cluster", "enabled", "devices": [ids], "events": [the 5 latest fence
-    events], "risk": a line when a DB cluster runs without fencing, else None}."""
-    state = crm.crm_status(ctx, cluster)
-    via = remote.host(ctx, state["read_on"])
-    enabled = fencing_enabled(ctx, via)
-    res = remote.run(ctx, via, "stonith_admin --list-registered", probe=True, warn=True)
-    devices = [ln.strip() for ln in (res.stdout or "").splitlines()
-               if ln.strip() and not ln.strip()[0].isdigit() and " " not in ln.strip()]
-    res = remote.run(ctx, via, FENCE_HISTORY_ALL, probe=True, warn=True)
-    events = parse_fence_history(res.stdout) if res.exited == 0 else []
-    events.sort(key=lambda e: e.get("completed") or "")
-    kind = remote.inventory(ctx).cluster(cluster).kind
-    risk = None
-    if kind == "db" and not (enabled and devices):
-        risk = UNFENCED_RISK
-    return {"cluster": cluster, "enabled": enabled, "devices": devices, "events": events[-5:],
-            "risk": risk}
 
 
 def fence(ctx, node, action="off", timeout=120, force=False, yes=False):

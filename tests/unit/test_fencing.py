@@ -156,3 +156,18 @@ def test_every_event_is_read_and_the_newest_shown_last():
     facts = dict(DIAGNOSED["facts"], fencing={"events": events, "devices": {}})
     d = states.diagnose_db(facts)
     assert [e for e in d["evidence"] if "at 2026-11-30 21:47:08Z" in e and "stonith_admin.1489" in e]
+
+
+def test_hb_status_does_not_call_a_fence_device_kept_off_its_own_node_a_ban():
+    """Each fence device has a -INFINITY location on the node it fences (a node never fences
+    itself): that is the set-up, not an operator's ban. Any other ban is still shown."""
+    view = {"read_on": "db01", "dc": "db01", "unanswered": {}, "quorum": True,
+            "stonith_enabled": True,
+            "fencing": {"enabled": True, "devices": [{"id": "fence-db02", "role": "Started",
+                                                      "node": "db01"}], "events": []},
+            "bans": [{"id": "loc-fence-db02", "resource": "fence-db02", "node": "db02"},
+                     {"id": "cli-ban-pgpool-on-db01", "resource": "pgpool", "node": "db01"}]}
+    text = hb.status_table({"clusters": ["db"], "views": {"db": view}, "nodes": [],
+                            "resources": [], "failed_actions": []})
+    assert "loc-fence-db02" not in text
+    assert "!! ban cli-ban-pgpool-on-db01: pgpool kept off db01" in text

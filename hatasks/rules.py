@@ -48,6 +48,18 @@ def manual(text, conditional=False):
     return out
 
 
+def started_after_boot(host):
+    """The two steps after a DB host comes back (power, network, fencing): its cluster stack
+    and PostgreSQL, each started only if it did not start at boot."""
+    out = [step("hb.start", f"start the cluster stack on {host} if it did not start at boot",
+                conditional=True, host=host),
+           step("pg.start", f"start PostgreSQL on {host} if it did not start at boot",
+                conditional=True, host=host)]
+    for s in out:
+        s["label"] = "if needed:"
+    return out
+
+
 def wait(text, why, conditional=False, **args):
     """A plan step that waits until the cluster shows TEXT (Pacemaker acts by itself)."""
     out = step("wait", why, conditional, **args)
@@ -315,11 +327,7 @@ def db_repair_steps(facts, pattern, host):
             steps.append(manual("restore the cluster interconnect between the DB nodes "
                                 "(cables, switches, firewall); then run db.recover again"))
             steps[-1]["settle"] = SETTLE
-        steps.append(step("hb.start", f"start the cluster stack on {host} if it did not start "
-                                      f"at boot", conditional=True, host=host))
-        steps.append(step("pg.start", f"start PostgreSQL on {host} if it did not start at boot",
-                          conditional=True, host=host))
-        steps[-2]["label"] = steps[-1]["label"] = "if needed:"
+        steps.extend(started_after_boot(host))
     elif pattern == "heartbeat":
         if "standby" in [v["nodes"].get(host) for v in views(facts).values()] and f.get("crm"):
             steps.append(step("hb.online", f"{host} is in standby: bring it online", node=host))

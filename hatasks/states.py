@@ -362,11 +362,7 @@ def steps_for(facts, pattern, host):
                           f"(inv hb.log on the node that fenced it); then power {host} on "
                           f"through {via}, e.g. `ipmitool -I lanplus -H BMC -U USER chassis "
                           f"power on`, and confirm its OS boots; then run db.recover again"))
-        out.append(step("hb.start", f"start the cluster stack on {host} if it did not start "
-                                    f"at boot", conditional=True, host=host))
-        out.append(step("pg.start", f"start PostgreSQL on {host} if it did not start at boot",
-                        conditional=True, host=host))
-        out[-2]["label"] = out[-1]["label"] = "if needed:"
+        out.extend(rules.started_after_boot(host))
     elif pattern == "host-key":
         out.append(manual(f"{host}'s ssh host key does not match known_hosts (or is unknown): "
                           f"find out why (a reinstalled host? someone else on its address?), "

@@ -262,7 +262,9 @@ def interruptible():
 def run_steps(ctx, op, p, done, st):
     todo, redo = steps_to_run(p["method"], p["vacuum"], done)
     if redo:
-        say(f"resume: redoing {', '.join(redo)} (the rebuild was not finished)")
+        why = ("the copy was not proved equal" if p["method"] == "online"
+               else "the rebuild was not finished")
+        say(f"resume: redoing {', '.join(redo)} ({why})")
         op.checkpoint("redo", steps=redo)
     plan = {i["step"]: i for i in make_plan(dict(p, kept=st.get("kept") or p.get("kept")))}
     total = len(plan)

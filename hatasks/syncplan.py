@@ -122,9 +122,12 @@ METHOD_STEPS = {
                    "restart_normal", "start_pgpool", "attach", "verify_pool"],
     "online": ["record_newest", "install_recovery", "recover_online", "verify", "verify_pool"],
 }
-#: steps redone together when a resume finds the first ones done but not the last
+#: steps redone together when a resume finds the first ones done but not the last (online: a
+#: copy whose verify failed or never ended is copied again; pgpool attached it, the verify
+#: step detaches it when it differs)
 REBUILD = {"dump": ["initdb_target", "copy_config", "start_target_maint", "import"],
-           "basebackup": ["basebackup", "copy_config", "start_target_maint"]}
+           "basebackup": ["basebackup", "copy_config", "start_target_maint"],
+           "online": ["recover_online", "verify"]}
 
 
 def steps_for(method, vacuum=False):

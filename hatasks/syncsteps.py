@@ -440,7 +440,21 @@ def verify_copy(ctx, p, st):
     pg_basebackup copy is proved physically when it can be (physical_proof)."""
     s, t = pg.db_host(ctx, p["source"]), pg.db_host(ctx, p["target"])
     if p["method"] == "online":
-        return verify(ctx, p, {s.name: normal_port(s), t.name: normal_port(t)}, attempts=10)
+        try:
+            return verify(ctx, p, {s.name: normal_port(s), t.name: normal_port(t)}, attempts=10)
+        except HaError as e:
+            if remote.is_dry(ctx):
+                raise
+            # pgpool attached the copy at the recovery's end: a copy proved different must not
+            # serve clients; sync.resume copies again (syncplan.REBUILD)
+            try:
+                pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online: copy differs",
+                              position=False)
+                left = f"{t.name} detached from pgpool"
+            except HaError as d:
+                left = f"{t.name} could NOT be detached from pgpool ({d.message})"
+            raise HaError(f"{e.message}; {left}: its copy differs from {s.name}'s; "
+                          "sync.resume copies it again", e.code) from e
     ensure_running(ctx, s, p["maint_port"])
     if not pg.connectable(ctx, t, p["maint_port"]):
         start_local(ctx, t, p["maint_port"])

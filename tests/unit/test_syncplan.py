@@ -223,6 +223,15 @@ def test_steps_to_run_redoes_a_half_done_rebuild():
     assert redo == [] and "basebackup" in todo and "record_newest" not in todo
 
 
+def test_steps_to_run_copies_again_an_online_copy_not_verified():
+    # an online resync whose verify failed (or was interrupted) copies again on resume
+    done = ["record_newest", "install_recovery", "recover_online"]
+    todo, redo = syncplan.steps_to_run("online", False, done)
+    assert redo == ["recover_online"] and todo == ["recover_online", "verify", "verify_pool"]
+    todo, redo = syncplan.steps_to_run("online", False, done + ["verify"])
+    assert redo == [] and todo == ["verify_pool"]
+
+
 # --------------------------------------------------------------------------- exact commands
 
 

@@ -174,3 +174,38 @@ def test_dump_step_skips_the_safety_dump_only_for_a_clean_target(monkeypatch):
     ran.clear()
     out = syncsteps.dump_source_and_target(None, dict(p, proof={"clean": None}), {})
     assert out == {"dump": "/d", "safety_dump": "/s"} and sorted(ran) == ["source", "target"]
+
+
+def test_online_copy_that_differs_is_detached_and_the_error_says_so(monkeypatch, tmp_path):
+    """A failed verify of an online copy (pgpool attached it) detaches the target, so the copy
+    proved different serves no client, and the error tells that sync.resume copies again."""
+    import pytest
+
+    from hatasks import pgpool
+    from hatasks.errors import HaError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+
+    def differ(ctx, p, ports, attempts=1):
+        assert attempts > 1
+        raise HaError("verification failed: chaos_writes: db01=10, db02=9", HaError.NOT_CONVERGED)
+
+    detached = []
+    monkeypatch.setattr(syncsteps, "verify", differ)
+    monkeypatch.setattr(pgpool, "detach", lambda ctx, h, nid, **kw: detached.append((h.name, nid, kw)))
+    p = {"method": "online", "source": "db01", "target": "db02", "cluster": None}
+    with pytest.raises(HaError) as e:
+        syncsteps.verify_copy(ctx, p, {})
+    assert detached == [("db02", remote.host(ctx, "db02").pgpool_node_id,
+                         {"reason": "sync.resync online: copy differs", "position": False})]
+    assert e.value.code == HaError.NOT_CONVERGED
+    assert "db02 detached from pgpool" in e.value.message and "sync.resume copies it again" in e.value.message
+
+    def refuse(ctx, h, nid, **kw):
+        raise HaError("refusing to detach db02 (node 1): it is the last backend up")
+
+    monkeypatch.setattr(pgpool, "detach", refuse)
+    with pytest.raises(HaError) as e:
+        syncsteps.verify_copy(ctx, p, {})
+    assert "could NOT be detached" in e.value.message and "last backend up" in e.value.message

@@ -48,6 +48,7 @@ HOST_DIRS = (
     "var/log",
     "etc/pgpool2",
     "var/lib/postgresql",
+    "var/lib/hatasks",
     "etc/apache2",
     "var/www",
     "root",

@@ -24,8 +24,8 @@ HD=/opt/hatasks-lab/host
 
 # per-host directories: the host's own copies live under $HD/fs
 for d in etc/corosync var/lib/pacemaker var/lib/corosync var/log etc/pgpool2 var/lib/postgresql \
-         etc/apache2 var/www root var/tmp; do
-    mount --bind "$HD/fs/$d" "/$d" || die "bind /$d"
+         var/lib/hatasks etc/apache2 var/www root var/tmp; do
+    mkdir -p "/$d" && mount --bind "$HD/fs/$d" "/$d" || die "bind /$d"
 done
 mount --bind "$HD/fs/etc/hosts" /etc/hosts || die "bind /etc/hosts"
 

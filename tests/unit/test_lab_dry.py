@@ -111,3 +111,18 @@ def test_dry_heal_lists_what_it_would_undo(offline_lab, tmp_path):
     assert printed[-1].endswith("[dry] heal lb02: would do: apache2.conf restored")
     assert conf.read_text() == "broken\n"
     assert lab.backup_path("lb02", "/etc/apache2/apache2.conf").exists()
+
+
+def test_every_host_has_its_own_copy_of_each_host_dir():
+    """hostinit.sh bind-mounts exactly lab.base.HOST_DIRS, and among them hatasks' own lock_dir:
+    lab hosts share the machine's root file system, so a directory left out is one file for
+    every host of every instance (lock and newest-data records crossed instances)."""
+    import re
+
+    from hatasks import lock
+    from lab.base import HOST_DIRS
+
+    text = (ROOT / "lab" / "hostinit.sh").read_text()
+    loop = re.search(r"^for d in (.*?); do$", text, re.S | re.M).group(1)
+    assert loop.replace("\\\n", " ").split() == list(HOST_DIRS)
+    assert lock.DEFAULT_DIR.lstrip("/") in HOST_DIRS

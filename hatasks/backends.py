@@ -103,6 +103,13 @@ def same_name(a, b):
     return a.split(".", 1)[0] == b.split(".", 1)[0]
 
 
+def statuses(c, data):
+    """Pure: {inventory host name: its status in SHOW pool_nodes DATA}, matched by the
+    inventory's pgpool_node_id (None for a host pgpool does not list)."""
+    by_id = {str(b.get("node_id")): b.get("status") for b in (data or {}).get("backends") or []}
+    return {h.name: by_id.get(str(h.pgpool_node_id)) for h in c.hosts}
+
+
 def id_disagreements(c, data):
     """Pure: where pgpool's node ids (SHOW pool_nodes hostname and port) and the inventory's
     pgpool_node_id disagree, one line per disagreement naming both; [] when they agree.

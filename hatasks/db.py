@@ -158,6 +158,10 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     facts["salvage_pending"] = [dict(rec, rebuilt=any(t > (rec.get("ts") or "") for t in done))
                                 for rec in journal.salvage_pending(ctx, c.name)]
     facts["node_ids"] = (backends.id_disagreements(c, pool) if pool.get("reachable") else [])
+    rs = facts["resync"]
+    if rs and pool.get("reachable") and not facts["node_ids"]:
+        rs["overtaken"] = syncplan.overtaken(rs.get("method"), rs.get("done"), rs.get("source"),
+                                             rs.get("target"), backends.statuses(c, pool))
     facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {

@@ -54,7 +54,7 @@ from hatasks.shell import q
 CIB_ID = "hatasks-lock"
 NEWEST_ATTR = "hatasks-newest"
 STATUS_ATTR = "hatasks-data-status"
-FIELDS = ("token", "cluster", "user", "host", "pid", "action", "since", "lease")
+FIELDS = ("token", "cluster", "user", "host", "pid", "proc", "action", "since", "lease")
 #: cibadmin exit codes: the object exists / no such object
 CIB_EXISTS, CIB_NO_MATCH = 108, 105
 DEFAULT_LEASE = 60
@@ -213,20 +213,58 @@ def parse_cib_set(text):
 
 
 def _with_expiry(info, now):
-    """INFO plus ``left`` (seconds of lease left at node time NOW; <= 0: expired)."""
+    """INFO plus ``left`` (seconds of lease left at node time NOW; <= 0: expired, also when
+    the holder's process is known gone: ``dead``)."""
     info = dict(info)
     try:
         info["left"] = int(info.get("renewed")) + int(info.get("lease")) - int(now)
     except (TypeError, ValueError):
         info["left"] = 0    # unreadable: treat as expired
+    if info["left"] > 0 and dead_here(info):
+        info["left"], info["dead"] = 0, True
     return info
+
+
+def proc_id():
+    """This process's boot and pid namespace. With the admin host's name and the pid it says
+    where a holder's pid can be checked: only a process on this host, this boot and this pid
+    namespace can be known dead here ("" when /proc does not tell)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
+def dead_here(info):
+    """True when INFO's holder ran on this admin host (same name, boot and pid namespace) and
+    its process is gone: a task killed by SIGKILL leaves its lease in the cluster, and nothing
+    renews it. A pid that is alive (even reused by another process) or that cannot be checked
+    keeps the lease: the safe direction."""
+    me = proc_id()
+    if not me or info.get("proc") != me or info.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(info.get("pid"))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 # ---------------------------------------------------------------------------
 # the host-file store: one script, run under flock on the host
 # ---------------------------------------------------------------------------
 
-_HOST_SCRIPT = r"""d=%(dir)s; c=%(cluster)s; f="$d/lock.$c"; tok=%(token)s; op=%(op)s
+_HOST_SCRIPT = r"""d=%(dir)s; c=%(cluster)s; f="$d/lock.$c"; tok=%(token)s; op=%(op)s; stale=%(stale)s
 mkdir -p "$d" && chmod 700 "$d" && exec 9>"$d/.guard" && flock -w 10 9 || { echo STATE=error; exit 0; }
 now=$(date +%%s); echo now=$now
 if [ -s "$f" ]; then
@@ -239,7 +277,7 @@ write() { printf '%%s\n' %(body)s "renewed=$now" > "$f.tmp" && chmod 600 "$f.tmp
 case "$op" in
 show) [ -s "$f" ] && { echo STATE=held; echo left=$left; cat "$f"; } || echo STATE=free ;;
 take)
-  if [ -n "$cur" ] && [ "$cur" != "$tok" ] && [ "$left" -gt 0 ]; then echo STATE=held; echo left=$left; cat "$f"
+  if [ -n "$cur" ] && [ "$cur" != "$tok" ] && [ "$left" -gt 0 ] && [ "$cur" != "$stale" ]; then echo STATE=held; echo left=$left; cat "$f"
   elif [ -n "$cur" ] && [ "$cur" != "$tok" ]; then echo STATE=takeover; echo left=$left; cat "$f"; write
   else write && echo STATE=taken; fi ;;
 renew)
@@ -252,12 +290,14 @@ esac
 """
 
 
-def host_command(ctx, cluster, op, owner=None):
-    """The host-file script for OP (show take renew release break) as one shell command."""
+def host_command(ctx, cluster, op, owner=None, stale=""):
+    """The host-file script for OP (show take renew release break) as one shell command; a
+    ``take`` also takes over the file of the STALE token (a holder known dead: dead_here)."""
     owner = owner or {}
     body = " ".join(q(f"{k}={owner.get(k, '')}") for k in FIELDS)
     return _HOST_SCRIPT % {"dir": q(lock_dir(ctx)), "cluster": q(cluster),
-                           "token": q(owner.get("token", "")), "op": q(op), "body": body}
+                           "token": q(owner.get("token", "")), "op": q(op), "body": body,
+                           "stale": q(stale or "")}
 
 
 def parse_host_output(text):
@@ -407,7 +447,7 @@ class Held:
 
 def new_owner(ctx, cluster, action, user):
     return {"token": secrets.token_hex(8), "cluster": cluster, "user": user,
-            "host": socket.gethostname(), "pid": os.getpid(), "action": action,
+            "host": socket.gethostname(), "pid": os.getpid(), "proc": proc_id(), "action": action,
             "since": _now_iso(), "lease": lease(ctx)}
 
 
@@ -465,9 +505,18 @@ def take(ctx, cluster, action, user):
         held.cib_node = node
     if state == "takeover":
         held.took_over.append(dict(info, store="CIB"))
-    def take_file(host):
-        return remote.run(ctx, host, host_command(ctx, cluster, "take", owner), probe=True,
-                          warn=True, timeout=30)
+    stale = next((i.get("token", "") for i in held.took_over if i.get("dead")), "")
+
+    def take_file(host, stale=stale):
+        res = remote.run(ctx, host, host_command(ctx, cluster, "take", owner, stale), probe=True,
+                         warn=True, timeout=30)
+        hstate, _, hinfo = parse_host_output(res.stdout)
+        if hstate == "held" and hinfo.get("token") != stale and dead_here(hinfo):
+            # a holder on this admin host whose process is gone: its file is taken over
+            res = remote.run(ctx, host, host_command(ctx, cluster, "take", owner,
+                                                     hinfo.get("token", "")),
+                             probe=True, warn=True, timeout=30)
+        return res
 
     hosts = cluster_hosts(ctx, cluster)
     if held.cib_node:
@@ -485,6 +534,8 @@ def take(ctx, cluster, action, user):
         if isinstance(res, HaError):
             continue
         hstate, _, hinfo = parse_host_output(res.stdout)
+        if hstate == "takeover" and int(hinfo.get("left") or 0) > 0:
+            hinfo["dead"] = True    # a live lease is taken over only as a dead holder's
         if hstate == "held":
             refuse(hinfo, f"file on {host}")
         if hstate in ("taken", "takeover"):
@@ -498,11 +549,12 @@ def take(ctx, cluster, action, user):
             f"({', '.join(cluster_hosts(ctx, cluster))}) answers; not taking the lock on "
             "this admin host alone")
     for prev in held.took_over:
+        why = ("its process is gone (killed)" if prev.get("dead") else
+               f"its lease ran out {-int(prev.get('left') or 0)}s ago")
         print(f"hatasks: taking over the lock of cluster {cluster} from "
               f"{prev.get('user', '?')} (pid {prev.get('pid', '?')} on {prev.get('host', '?')})"
-              f" running {prev.get('action', '?')} since {prev.get('since', '?')}: its lease"
-              f" ran out {-int(prev.get('left') or 0)}s ago ({prev.get('store')})",
-              file=sys.stderr, flush=True)
+              f" running {prev.get('action', '?')} since {prev.get('since', '?')}: {why}"
+              f" ({prev.get('store')})", file=sys.stderr, flush=True)
     held.start_renewing()
     return held
 
@@ -520,7 +572,8 @@ def show(ctx, cluster):
         kv = _kv(res.stdout)
         if kv.get("rc") == "0":
             info = _with_expiry(parse_cib_set(res.stdout) or {}, kv.get("now"))
-            cib = dict(info, store="CIB", state="held" if info["left"] > 0 else "expired",
+            cib = dict(info, store="CIB", state="held" if info["left"] > 0 else
+                       "dead" if info.get("dead") else "expired",
                        node=node)
             break
         if kv.get("rc") == str(CIB_NO_MATCH):
@@ -540,6 +593,8 @@ def show(ctx, cluster):
         state, _, info = got
         if state == "held":
             state = "held" if int(info.get("left") or 0) > 0 else "expired"
+            if state == "held" and dead_here(info):
+                state = "dead"
         rows.append(dict(info, store=f"file on {host}", state=state or "error"))
     return rows
 

@@ -11,6 +11,10 @@ one diagnosis out. ``rules.detect_db`` finds the runbook's patterns; this module
 - ``blocked``: a resource BLOCKED after a failed stop: hb.cleanup once it is known stopped;
 - ``resync-interrupted``: the journal's latest resync has no end, or failed: sync.resume
   (sync.rollback is the alternative; both say what they do);
+- ``resync-overtaken``: the same, but pgpool now serves from its target alone (the source
+  went down) before the target's data was moved aside: clients wrote to the target, and a
+  resume would rebuild it from the source without those writes: sync.rollback only, then the
+  next diagnosis resyncs the other way (with its proof);
 - ``standby-left``: a node left in standby while no operation runs: hb.online;
 - ``constraint-left``: cli-prefer-*/cli-ban-* left by a move/ban: hb.clear;
 - ``pgpool-stopped``: the pgpool resource unmanaged/in maintenance or disabled and pgpool not
@@ -37,7 +41,7 @@ from hatasks.rules import manual, step
 DB_ORDER = ("node-ids", "split-brain", "host-key", "fenced", "power", "network", "heartbeat",
             "joining",
             "maintenance", "no-quorum", "blocked",
-            "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
+            "resync-overtaken", "resync-interrupted", "standby-left", "constraint-left", "pgpool-stopped",
             "no-backend", "pgpool",
             "postgres", "maintenance-port", "degenerated", "stale-attach")
 #: the patterns that need a human: recover exits 3 at once with the words
@@ -140,6 +144,8 @@ def resync_problems(facts):
     ev = [f"journal: sync.resync {rs['op']} ({rs.get('method')} {rs.get('source')} -> "
           f"{rs.get('target')}) {rs['outcome']} after step "
           f"{rs.get('last') or '(none)'}: {rs.get('message') or 'no end record'}"]
+    if rs.get("overtaken"):
+        return [("resync-overtaken", rs.get("target"), ev + [rs["overtaken"]])]
     return [("resync-interrupted", rs.get("target"), ev)]
 
 
@@ -391,6 +397,13 @@ def steps_for(facts, pattern, host):
         out.append(step("hb.cleanup", f"{rid} is blocked after a failed stop on {host}: clear "
                                       f"it so Pacemaker probes where it really runs",
                         resource=rid, node=host))
+    elif pattern == "resync-overtaken":
+        rs = facts.get("resync") or {}
+        out.append(step("sync.rollback", f"end the {rs.get('method')} resync of "
+                                         f"{rs.get('target')} from {rs.get('source')} without "
+                                         f"rebuilding {rs.get('target')}: it took writes since "
+                                         f"(never sync.resume); then run db.recover again",
+                        conditional=False))
     elif pattern == "resync-interrupted":
         rs = facts.get("resync") or {}
         if rs.get("resumable"):

@@ -40,7 +40,8 @@ from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
 from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
-                              make_plan, plan_lines, resume_state, steps_to_run, summary)
+                              make_plan, overtaken, plan_lines, resume_state, steps_to_run,
+                              summary)
 from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
@@ -356,6 +357,14 @@ def resume(ctx, yes=False, cluster=None):
     p = s["params"]
     if not p:
         raise StateError(f"resync {s['op']} stopped before its plan was journaled: start it again")
+    pool_now = read_pool(ctx, c)
+    if pool_now and not backends.id_disagreements(c, pool_now):
+        why = overtaken(p["method"], s["done"], p["source"], p["target"],
+                        backends.statuses(c, pool_now))
+        if why:
+            raise StateError(f"refusing to resume resync {s['op']}: {why}. End it with "
+                             f"inv sync.rollback (it leaves {p['target']}'s data as it is), "
+                             f"then inv db.recover")
     print_plan(p, make_plan(dict(p, kept=s["data"].get("kept") or p.get("kept"))), s["done"])
     say(f"last attempt: {s['outcome'] or 'interrupted'}: {s['message'] or '(no end record)'}")
     if remote.is_dry(ctx):
@@ -417,15 +426,17 @@ def rollback(ctx, yes=False, cluster=None):
             say(f"{t.name}: {kept} is {p['pgdata']} again "
                 + (f"(the unfinished copy is kept as {failed})" if failed
                    else f"(there was no unfinished copy at {p['pgdata']} to keep)"))
+        src_up = True
         for h in (src, t):
             try:
                 ensure_running(ctx, h, normal_port(h))
             except HaError as exc:
+                # said, not fatal: the target is back as before; the source's own fault (its
+                # power, its PostgreSQL) is the next diagnosis's to plan
                 say(f"{h.name}: PostgreSQL does not start on its normal port: {exc.message}")
-                if h is src:
-                    raise
-        op.checkpoint("restart_normal")
-        if p["method"] == "online":
+                src_up = src_up and h is not src
+        op.checkpoint("restart_normal", source_up=src_up)
+        if p["method"] == "online" and src_up:
             rows = remote.sql_rows(ctx, src, "SELECT count(*) AS n FROM pg_replication_slots WHERE slot_name = %s",
                                    (SLOT,), port=normal_port(src))
             if rows and int(rows[0]["n"]):

@@ -130,6 +130,26 @@ REBUILD = {"dump": ["initdb_target", "copy_config", "start_target_maint", "impor
            "online": ["recover_online", "verify"]}
 
 
+#: the step that moves the target's own data aside: before it is done, the target's data is its own
+TARGET_REPLACED = {"dump": "keep_datadir", "basebackup": "keep_datadir", "online": "recover_online"}
+
+
+def overtaken(method, done, source, target, status):
+    """Pure: why resuming this resync would throw writes away, or None. STATUS: {host: its
+    status in SHOW pool_nodes} read now. pgpool serving from the target while the source is
+    down, before the target's data was moved aside, means clients have written to the target
+    alone since the resync began (its source went down, Pacemaker moved pgpool): rebuilding
+    the target from the source would drop those writes from the cluster."""
+    if TARGET_REPLACED.get(method) in (done or []):
+        return None
+    if status.get(target) == "up" and status.get(source) not in (None, "up"):
+        return (f"pgpool serves from {target} alone ({source} is {status.get(source)} in SHOW "
+                f"pool_nodes) and {target}'s data is still its own: clients have written to "
+                f"{target} since the resync {source} -> {target} began; resuming it would "
+                f"rebuild {target} from {source} and drop those writes")
+    return None
+
+
 def steps_for(method, vacuum=False):
     return [s for s in METHOD_STEPS[method] if vacuum or s not in ("vacuum_source", "vacuum_target")]
 

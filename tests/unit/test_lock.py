@@ -398,3 +398,86 @@ def test_a_resync_done_writes_the_in_sync_state_into_the_cluster_too(lctx, fake)
     assert written and written[-1]["evidence"]["in_sync"] is True
     assert written[-1]["newest"] == "db02" and not written[-1].get("contradicted_by")
     assert journal.newest(lctx, "db")["evidence"]["in_sync"] is True
+
+
+def dead_pid():
+    """A pid that was ours and is gone: a child that exited and was reaped."""
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_dead_here_only_for_a_gone_process_of_this_host_boot_and_pid_namespace():
+    import os
+    import socket
+
+    me = {"host": socket.gethostname(), "proc": lock.proc_id()}
+    assert me["proc"]
+    assert lock.dead_here(dict(me, pid=str(dead_pid())))
+    assert not lock.dead_here(dict(me, pid=str(os.getppid())))          # alive
+    assert not lock.dead_here(dict(me, pid=str(os.getpid())))           # ourselves
+    assert not lock.dead_here(dict(me, pid=str(dead_pid()), host="admin2"))
+    assert not lock.dead_here(dict(me, pid=str(dead_pid()), proc="other-boot/pid:[1]"))
+    assert not lock.dead_here(dict(me, pid="x"))
+    assert not lock.dead_here({"host": me["host"], "pid": str(dead_pid())})  # an older holder: no proc
+
+
+def test_a_live_lease_of_a_killed_holder_on_this_host_is_taken_over_at_once(lctx, fake, capsys):
+    """SIGKILL leaves the lease in the CIB and the files (nothing renews it, nothing gives it
+    back): a holder on this admin host whose process is gone is taken over without waiting."""
+    import socket
+
+    gone = {"host": socket.gethostname(), "proc": lock.proc_id(), "pid": str(dead_pid())}
+    live = cib_set(renewed=990).replace('value="admin2"', f'value="{gone["host"]}"').replace(
+        'value="4242"', f'value="{gone["pid"]}"').replace(
+        '<nvpair id="hatasks-lock-action"',
+        f'<nvpair id="hatasks-lock-proc" name="proc" value={quoteattr(gone["proc"])}/>'
+        '<nvpair id="hatasks-lock-action"')
+    free_cluster(fake)
+    fake.on(is_create, (0, f"rc=108\nnow=1000\n{live}\n"))
+    fake.on(is_takeover, (0, "rc=0\nnow=1000\n"))
+    fake.on(lambda h, c: "op=take" in c and "stale=feed" in c,
+            (0, "now=1000\nSTATE=takeover\nleft=50\ntoken=feed\nuser=bob\n"))
+    held = lock.take(lctx, "db", "db.failover", "alice")
+    try:
+        assert [c for c in fake.calls if is_takeover(None, c.command)]
+        # the files are taken over for that token only
+        takes = [c.command for c in fake.calls if "op=take" in c.command]
+        assert len(takes) == 2 and all("stale=feed" in c for c in takes)
+        assert held.took_over[0]["dead"] is True
+        err = capsys.readouterr().err
+        assert f"(pid {gone['pid']} on {gone['host']})" in err and "its process is gone" in err
+    finally:
+        held.release()
+    # the same holder alive (its pid is ours: a live process): refused
+    import os
+
+    alive = live.replace(f'value="{gone["pid"]}"', f'value="{os.getppid()}"')
+    fake.on(is_create, (0, f"rc=108\nnow=1000\n{alive}\n"))
+    with pytest.raises(HaError) as err:
+        lock.take(lctx, "db", "db.failover", "alice")
+    assert err.value.code == HaError.LOCKED
+
+
+def test_host_script_takes_over_only_the_stale_token(tmp_path):
+    """The real host script (bash, flock) on a file held with a live lease: refused, except
+    for the token a take names as stale."""
+    import subprocess
+
+    ctx = make_ctx(tmp_path, cluster_state=True, lock_lease=60, lock_dir=str(tmp_path / "locks"))
+    old = {"token": "feed", "user": "bob", "pid": "1", "lease": 60}
+    new = {"token": "beef", "user": "alice", "pid": "2", "lease": 60}
+
+    def run(op, owner, stale=""):
+        cmd = lock.host_command(ctx, "db", op, owner, stale)
+        return lock.parse_host_output(subprocess.run(["bash", "-c", cmd], capture_output=True,
+                                                     text=True, check=True).stdout)
+
+    assert run("take", old)[0] == "taken"
+    assert run("take", new)[0] == "held"
+    assert run("take", new, stale="0bad")[0] == "held"
+    state, _, info = run("take", new, stale="feed")
+    assert state == "takeover" and info["token"] == "feed"
+    assert run("show", {})[2]["token"] == "beef"

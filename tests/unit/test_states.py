@@ -392,3 +392,35 @@ def test_node_ids_that_disagree_with_pgpool_come_first_and_need_a_human():
     assert d["problems"][0] == ["node-ids", None]
     assert d["pattern"] == "node-ids" and line in " ".join(d["evidence"])
     assert [s["task"] for s in d["steps"]] == ["manual"] and "node-ids" in states.HUMAN
+
+
+def test_overtaken_pure_rule():
+    from hatasks import syncplan
+
+    st = {"db01": "down", "db02": "up"}
+    why = syncplan.overtaken("dump", ["record_newest"], "db01", "db02", st)
+    assert "clients have written to db02" in why and "db01 is down" in why
+    # the target's data already moved aside: those writes cannot have reached it
+    assert syncplan.overtaken("dump", ["record_newest", "keep_datadir"], "db01", "db02", st) is None
+    assert syncplan.overtaken("online", ["recover_online"], "db01", "db02", st) is None
+    # both up (writes reached both), or the target down: nothing overtaken
+    assert syncplan.overtaken("dump", [], "db01", "db02", {"db01": "up", "db02": "up"}) is None
+    assert syncplan.overtaken("dump", [], "db01", "db02", {"db01": "up", "db02": "down"}) is None
+
+
+def test_a_resync_overtaken_by_writes_to_its_target_is_rolled_back_never_resumed():
+    """Chaos seed 41 step 7: db01, the source, lost power in the resync's stop_pgpool step;
+    Pacemaker started pgpool on db02 with db01 down and clients wrote to db02. Resuming would
+    have rebuilt db02 from db01 without them (29 acknowledged writes left the cluster)."""
+    pool = {"reachable": True, "error": None, "degenerated": True, "newest": "db02", "via": "db02",
+            "backends": [{"node_id": 0, "host": "db01", "status": "down"},
+                         {"node_id": 1, "host": "db02", "status": "up"}]}
+    rs = dict(RESYNC, done=["plan", "record_newest"], last="record_newest",
+              overtaken="pgpool serves from db02 alone (db01 is down in SHOW pool_nodes) ...")
+    d = states.diagnose_db(facts(view(group_node="db02"), pool, resync=rs))
+    assert ["resync-overtaken", "db02"] in d["problems"]
+    tasks = [s["task"] for s in d["steps"]]
+    assert "sync.resume" not in tasks and "inv sync.rollback" in d["plan"]
+    roll = next(s for s in d["steps"] if s["task"] == "sync.rollback")
+    assert not roll.get("conditional") and "never sync.resume" in roll["why"]
+    assert any("pgpool serves from db02 alone" in e for e in d["evidence"])

@@ -80,3 +80,29 @@ def test_run_steps_stops_at_a_failing_step_without_checkpointing_it(calls, monke
     assert [c[0] for c in op.checkpoints] == steps[:steps.index("import")]
     # the step that was running is journaled as begun: an interrupt report names it
     assert op.begun == steps[:steps.index("import") + 1]
+
+
+def test_resume_refuses_a_resync_whose_target_took_writes_since_it_began(calls, monkeypatch, tmp_path):
+    """pgpool serves from the target alone (the source down) before the target's data was
+    moved aside: the resume refuses, naming sync.rollback, and runs no step."""
+    from conftest import make_ctx
+    from hatasks import backends
+    from hatasks.errors import StateError
+
+    ctx = make_ctx(tmp_path)
+    c = backends.pgpool_cluster(ctx, None)
+    src, tgt = c.hosts[0], c.hosts[1]
+    s = {"op": "r1", "finished": False, "rolled_back": False, "done": ["record_newest"],
+         "outcome": None, "message": None, "data": {},
+         "params": dict(params(), source=src.name, target=tgt.name)}
+    monkeypatch.setattr(sync, "state", lambda ctx, cluster=None: (c, s))
+    pool = {"backends": [{"node_id": src.pgpool_node_id, "host": src.name, "port": 5432, "status": "down"},
+                         {"node_id": tgt.pgpool_node_id, "host": tgt.name, "port": 5432, "status": "up"}]}
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: pool)
+    monkeypatch.setattr(backends, "id_disagreements", lambda c, data: [])
+    with pytest.raises(StateError) as e:
+        sync.resume(ctx, yes=True)
+    assert "refusing to resume resync r1" in e.value.message
+    assert f"clients have written to {tgt.name}" in e.value.message
+    assert "inv sync.rollback" in e.value.message
+    assert calls == []

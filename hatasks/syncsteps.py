@@ -16,6 +16,7 @@ from hatasks import backends, compare, newest, output, pg, pgpool, remote
 from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
+from hatasks.states import NOT_ACCEPTING
 from hatasks.syncplan import (BASEBACKUP_STREAMED, BULK_LOAD, MARKER, RECOVERY_LOG, RECOVERY_MARK, RECOVERY_SCRIPTS,
                               SLOT, basebackup_command, bulk_start_command, copy_config_command,
                               dump_command, first_diff, guarded,
@@ -478,15 +479,37 @@ def restart_normal(ctx, p, st):
     return {}
 
 
+def serves_nobody(ctx, c):
+    """True when pgpool runs but accepts no connection: every backend is down in its view
+    (it started, or lost them, while the resync had them stopped or on the maintenance port).
+    It takes no backend back by itself and serves no client."""
+    try:
+        backends.read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        return NOT_ACCEPTING in exc.message
+    return False
+
+
 def start_pgpool(ctx, p, st):
-    """Start pgpool again, only when this resync stopped it."""
-    if not st.get("pgpool_stopped"):
-        say("pgpool was not stopped by this resync: not starting it")
-        return {}
+    """Start pgpool again when this resync stopped it; restart it when it runs serving nobody
+    (every backend down in its view: Pacemaker started it elsewhere during the resync)."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
-    host = st.get("pgpool_host") or p.get("pgpool_host")
+    restarted = None
+    if not st.get("pgpool_stopped"):
+        if remote.is_dry(ctx) or not serves_nobody(ctx, c):
+            say("pgpool was not stopped by this resync: not starting it")
+            return {}
+        restarted = pool_host(ctx, c)
+        if not restarted:
+            raise StateError("pgpool accepts no connection and no node is seen running it: "
+                             "start it by hand (inv pgpool.start --host HOST)")
+        say(f"pgpool on {restarted} runs but accepts no connection (every backend down in its "
+            "view): it serves no client; restarting it with the verified backends")
+        pgpool.stop(ctx, restarted, reason="sync.resync: pgpool serving nobody")
+    host = restarted or st.get("pgpool_host") or p.get("pgpool_host")
     rid = c.vars.get("pgpool_resource")
-    if rid and not pgpool.maintenance_set(ctx, pg.db_host(ctx, host), rid) and read_pool(ctx, c):
+    if not restarted and rid and not pgpool.maintenance_set(ctx, pg.db_host(ctx, host), rid) \
+            and read_pool(ctx, c):
         say("pgpool already runs")
         return {}
     # The copy was verified equal while pgpool was stopped (no client could write): pgpool
@@ -498,7 +521,7 @@ def start_pgpool(ctx, p, st):
         if pgpool.write_status_file(ctx, c, h.name, words):
             say(f"{h.name}: pgpool_status set to every backend up (the copy is verified)")
     pgpool.start(ctx, host)
-    return {}
+    return {"pgpool_restarted": restarted} if restarted else {}
 
 
 def attach_backends(ctx, p, st):

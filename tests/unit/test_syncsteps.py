@@ -209,3 +209,37 @@ def test_online_copy_that_differs_is_detached_and_the_error_says_so(monkeypatch,
     with pytest.raises(HaError) as e:
         syncsteps.verify_copy(ctx, p, {})
     assert "could NOT be detached" in e.value.message and "last backend up" in e.value.message
+
+
+def test_start_pgpool_restarts_a_pgpool_serving_nobody_and_leaves_a_live_one(monkeypatch, tmp_path):
+    """Chaos seed 31 step 5: pgpool's config broke on db01 during a resync; Pacemaker started
+    pgpool on db02 while both backends were stopped or on the maintenance port: it accepted no
+    connection ever after, and the resume failed at the attach step every time."""
+    from hatasks import backends, pgpool
+    from hatasks.errors import UnreachableError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    did = []
+    monkeypatch.setattr(pgpool, "stop", lambda ctx, h, **kw: did.append(("stop", h)))
+    monkeypatch.setattr(pgpool, "start", lambda ctx, h, **kw: did.append(("start", h)))
+    monkeypatch.setattr(pgpool, "maintenance_set", lambda *a: True)
+    monkeypatch.setattr(pgpool, "write_status_file", lambda ctx, c, h, words: did.append(("status", h, words)))
+    monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c: "db02")
+
+    def nobody(ctx, cluster):
+        raise UnreachableError("pgpool does not answer on 10.0.0.10:9999 (db01: ... ERROR:  pgpool "
+                               "is not accepting any new connections)")
+
+    monkeypatch.setattr(backends, "read_pool_nodes", nobody)
+    p = {"cluster": None, "pgpool_host": "db01"}
+    assert syncsteps.start_pgpool(ctx, p, {}) == {"pgpool_restarted": "db02"}
+    assert did[0] == ("stop", "db02") and did[-1] == ("start", "db02")
+    assert [d[2] for d in did if d[0] == "status"] == [["up", "up"]] * 2
+    # pgpool answering (or not answering for another reason): left alone
+    did.clear()
+    monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, cluster: {"backends": []})
+    assert syncsteps.start_pgpool(ctx, p, {}) == {} and did == []
+    monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, cluster: (_ for _ in ()).throw(
+        UnreachableError("pgpool does not answer on 10.0.0.10:9999 (connection refused)")))
+    assert syncsteps.start_pgpool(ctx, p, {}) == {} and did == []

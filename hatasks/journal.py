@@ -279,7 +279,9 @@ def acquire(ctx, cluster, action):
         _held[key] = {"fd": fd, "depth": 1, "pid": os.getpid(), "info": info,
                       "cluster_lock": in_cluster}
         for prev in (in_cluster.took_over if in_cluster else ()):
-            Journal(ctx).write("note", cluster, action, message="took over an expired lock",
+            Journal(ctx).write("note", cluster, action,
+                               message=("took over the lock of a killed holder" if prev.get("dead")
+                                        else "took over an expired lock"),
                                data={k: prev.get(k) for k in ("user", "host", "pid", "action",
                                                               "since", "store")})
         return info

@@ -41,7 +41,7 @@ def _table(data):
             rows.append([name, "-", "error", stores, "", "", "", "", ""])
             continue
         for s in stores:
-            left = s.get("left") if s.get("state") in ("held", "expired") else None
+            left = s.get("left") if s.get("state") in ("held", "expired", "dead") else None
             rows.append([name, s.get("store"), s.get("state"), s.get("user"), s.get("host"),
                          s.get("pid"), s.get("action"), s.get("since"),
                          "" if left is None else f"{left}s"])
@@ -62,7 +62,7 @@ def break_(ctx, cluster, yes=False):
         raise HaError("hatasks.cluster_state is off: there is no lock in the cluster to break",
                       HaError.USAGE)
     before = lock.show(ctx, c.name)
-    held = [s for s in before if s.get("state") in ("held", "expired")]
+    held = [s for s in before if s.get("state") in ("held", "expired", "dead")]
     who = "; ".join(f"{s['store']}: {s.get('user')} (pid {s.get('pid')} on {s.get('host')})"
                     f" running {s.get('action')}" for s in held) or "nobody"
     if remote.is_dry(ctx):
@@ -84,7 +84,7 @@ def break_(ctx, cluster, yes=False):
             jr.write("refused", c.name, "lock.break", {}, message="not confirmed by the operator")
             raise HaError(f"lock.break on cluster {c.name}: not confirmed", HaError.REFUSED)
     lock.break_lock(ctx, c.name)
-    after = [s for s in lock.show(ctx, c.name) if s.get("state") in ("held", "expired")]
+    after = [s for s in lock.show(ctx, c.name) if s.get("state") in ("held", "expired", "dead")]
     jr.write("note", c.name, "lock.break", {}, message=f"broke the lock held by {who}",
              data={"before": held, "left": after})
     if after:

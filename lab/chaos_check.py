@@ -5,6 +5,7 @@ own view of the clusters, journal records, the lock, the LB page) and returns a 
 violations: dicts {"invariant", "what", "evidence"}; the runner adds seed and step.
 """
 
+import re
 import statistics
 
 INVARIANTS = {
@@ -193,10 +194,20 @@ def report_lines(seed, steps_done, drawn, times, acked, lost, violations, notes=
     lines.append(f"writes: {acked} acknowledged, {len(lost)} lost"
                  + (f" (e.g. {sorted(lost)[:5]})" if lost else ""))
     lines += [f"note: {n}" for n in notes]
+    lines.append(hand_line(notes))
     lines.append(f"violations: {len(violations)}")
     lines += ["  " + format_violation(seed, v, 400) for v in violations]
     lines.append(final_line(steps_done, len(violations), len(lost), acked, seed))
     return lines
+
+
+def hand_line(notes):
+    """How many steps hatasks did not bring back by itself (the notes the run left): recover
+    ended unhealthy without a human decision the tool named, then the operator repaired by
+    hand, and of those how many needed the lab rebuilt. Not an invariant; stricter than one."""
+    repaired = {n.split(":")[0] for n in notes if re.match(r"step \d+: (not recovered|lab error)", n)}
+    rebuilt = {n.split(":")[0] for n in notes if re.match(r"step \d+: lab rebuilt", n)}
+    return f"steps not recovered by hatasks alone: {len(repaired)} (lab rebuilt: {len(rebuilt)})"
 
 
 def final_line(steps, nviol, nlost, acked, seed):

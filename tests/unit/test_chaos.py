@@ -269,6 +269,10 @@ def test_report_last_line_is_exact():
     assert any("median 20.0s" in line for line in lines)
     assert any("seed=7 step=4 invariant 2" in line for line in lines)
     assert final_line(3, 0, 0, 10, 1) == "chaos: 3 steps, 0 violations, 0 lost writes (10 acknowledged), seed 1"
+    notes = ["step 3: not recovered: db ['x'] []", "step 3: lab rebuilt", "step 5: lab error: y",
+             "--duration 60s reached before step 9"]
+    lines = report_lines(7, 9, {}, [], 0, set(), [], notes)
+    assert "steps not recovered by hatasks alone: 2 (lab rebuilt: 1)" in lines
 
 
 # --------------------------------------------------------------------------- the lock probe

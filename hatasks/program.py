@@ -63,12 +63,11 @@ class HaProgram(Program):
 
     def parse_collection(self):
         if not getattr(self, "_built", False):
-            from hatasks.namespace import build, parts_named
+            from hatasks.namespace import build, parts_needed
 
             # only the modules of the tasks named on the command line are imported; a task
             # list, help, completion or an unknown name gets the whole collection
-            whole = any(self.args[flag].value for flag in ("list", "help", "complete"))
-            self.namespace = build(only=None if whole else parts_named(self.core.unparsed))
+            self.namespace = build(only=parts_needed(self))
             self._built = True
         # ./hatasks.yaml, as inv reads the invoke.yaml next to tasks.py
         self.config.set_project_location(os.getcwd())

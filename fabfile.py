@@ -4,9 +4,11 @@ host (hatasks/base.py). Like ``tasks.py``, only the parts the command line needs
 
 import sys
 
-from hatasks import base, cli
-from hatasks.namespace import for_checkout
-from hatasks.program import follow_invoke
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)  # as in tasks.py
+
+from hatasks import base, cli  # noqa: E402
+from hatasks.namespace import for_checkout  # noqa: E402
+from hatasks.program import follow_invoke  # noqa: E402
 
 cli.install()  # bad command lines exit 2 with one line (hatasks/cli.py)
 # `fab` (fabric.main.program) built its configuration and parsed -H before importing this file

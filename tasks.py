@@ -6,8 +6,13 @@ status`` imports neither the other task modules nor the lab; ``inv -l``, ``--hel
 
 import sys
 
-from hatasks import cli
-from hatasks.namespace import for_checkout
+# invoke writes no bytecode cache unless --write-pyc, to keep tasks.pyc out of a project; but
+# then every `inv` compiled the whole hatasks package again (about half of its start-up CPU
+# time). The package is cached as the interpreter would (PYTHONDONTWRITEBYTECODE).
+sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
+
+from hatasks import cli  # noqa: E402  (after the line above)
+from hatasks.namespace import for_checkout  # noqa: E402
 
 cli.install()  # bad command lines exit 2 with one line (hatasks/cli.py)
 # `inv` (invoke.main.program) parsed its own options before importing this file; the lab

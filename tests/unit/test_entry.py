@@ -4,6 +4,7 @@ hatasks task modules only of the tasks named (``namespace.parts_needed``)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from fabric.main import make_program as make_fab
 from invoke import Program
 
 from hatasks.namespace import parts_needed
+from hatasks.program import make_program
 from conftest import ROOT
 
 #: prints, at exit, the lab and hatasks task modules the process imported (stderr, one JSON list)
@@ -116,3 +118,29 @@ def test_fab_with_hosts_imports_only_the_task_part():
 def test_a_mistyped_task_still_gets_the_closest_names():
     rc, out, mods = run("invoke.main", "stauts")
     assert rc == 2 and "lab.tasks" in mods  # the whole collection was searched
+
+
+# --------------------------------------------------------------------------- bytecode cache
+
+@pytest.mark.parametrize("dont_write", ["", "1"])
+def test_inv_caches_the_package_bytecode_as_the_interpreter_would(tmp_path, dont_write):
+    """invoke turns off .pyc writing (for tasks.py); without a cache every ``inv`` compiled
+    the whole package again. The package's modules are cached unless the interpreter is told
+    not to (PYTHONDONTWRITEBYTECODE); tasks.py itself stays uncached, as invoke wants."""
+    shutil.copytree(ROOT / "hatasks", tmp_path / "hatasks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tasks.py", tmp_path / "tasks.py")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE=dont_write)
+    p = subprocess.run([sys.executable, "-c", "from invoke.main import program; program.run()",
+                        "-r", str(tmp_path), "status", "--help"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    cached = {f.name.split(".")[0] for f in (tmp_path / "hatasks").glob("__pycache__/*.pyc")}
+    assert ({"status", "namespace", "crm"} <= cached) is (not dont_write)
+    assert cached if not dont_write else not cached
+    assert not list(tmp_path.glob("__pycache__/tasks*"))
+
+
+def test_the_hatasks_command_caches_bytecode_as_the_interpreter_would():
+    arg = next(a for a in make_program().core_args() if a.name == "write-pyc")
+    assert arg.default is (not sys.flags.dont_write_bytecode)

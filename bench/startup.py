@@ -15,6 +15,10 @@ alternating the trees, printed with the ratio after/before. Asserts nothing.
   talk to a cluster: interpreter, imports, configuration, inventory.
 - with ``--inventory`` (a running lab's, e.g. ``lab/.state/N/hosts.ini``): ``status`` end to end.
 
+``--compile``: compile both trees' ``hatasks`` and ``lab`` to bytecode first, as ``pip install``
+does for the installed command (without it, a tree whose ``inv`` writes no ``__pycache__``
+compiles its modules on every run, as a checkout did before ``tasks.py`` let it cache them).
+
 Each figure: the median and, in brackets, the fastest run (the closest to a quiet machine);
 wall time first, then the CPU time of the same runs (steadier on a busy machine).
 """
@@ -122,10 +126,16 @@ def main():
     ap.add_argument("--before", type=pathlib.Path, help="an earlier copy of the repository")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--inventory", type=pathlib.Path, help="a running lab's hosts.ini")
+    ap.add_argument("--compile", action="store_true",
+                    help="compile both trees to bytecode first (as pip install does)")
     opts = ap.parse_args()
     trees = {"after": HERE}
     if opts.before:
         trees = {"before": opts.before.resolve(), "after": HERE}
+    if opts.compile:
+        for root in trees.values():
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "hatasks"),
+                            str(root / "lab")], check=True)
     with tempfile.TemporaryDirectory(prefix="hatasks-bench-") as tmp:
         env = dict(os.environ, INVOKE_HATASKS_INVENTORY=str(inventory(tmp)),
                    HATASKS_INVENTORY=str(pathlib.Path(tmp) / "hosts.ini"),
@@ -148,7 +158,7 @@ def main():
                     cpus[name][label].append(CPU[-1])
     labels = list(plans["after"])
     print(f"median of {opts.runs} runs, seconds (load average {os.getloadavg()[0]:.2f},"
-          f" {os.cpu_count()} cpus)")
+          f" {os.cpu_count()} cpus{', trees compiled first' if opts.compile else ''})")
     print(f"{'measure':45} {'before':>16} {'after':>16} {'ratio':>11}")
 
     def cell(values):

@@ -25,6 +25,7 @@ import invoke
 
 from hatasks import cli, journal
 from hatasks.errors import HaError
+from hatasks.watch import DEFAULT_SECONDS
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -141,7 +142,13 @@ class HaTask(invoke.Task):
         return opts
 
     def get_arguments(self, ignore_unknown_help=None):
-        args = cli.typed_arguments(super().get_arguments(ignore_unknown_help))
+        # invoke's arg_opts pops each help text out of self.help: keep them for the next call
+        # (the same task object serves every collection built in one process)
+        kept = dict(self.help)
+        try:
+            args = cli.typed_arguments(super().get_arguments(ignore_unknown_help))
+        finally:
+            self.help = kept
         own = self.host_option() if _fab_hosts["given"] else None
         for arg in args:
             if own and arg.name == own:
@@ -229,12 +236,20 @@ HELP = {
     "timeout": "seconds for each verification (default 60)",
     "yes": "do not ask for confirmation (needed without a terminal)",
     "force": "do it anyway {why}",
+    "format": "table or json",
+    "mode": "stop mode: smart, fast (default) or immediate",
+    "method": "resync method: dump (default; the runbook's, in a maintenance window),"
+              " basebackup (physical copy) or online (pcp_recovery_node)",
+    "quiet": "print nothing on success (cron)",
+    "watch": f"refresh every SECONDS (default {DEFAULT_SECONDS}) until Ctrl-C, like crm_mon -i 3;"
+             " JSON: one document per line per refresh",
 }
 
 
 def helps(kind, own, why=""):
     """The help dict of a task: the shared texts of HELP for the options OWN maps to True
-    (``cluster`` naming KIND's cluster, ``force`` saying WHY), OWN's other texts as given:
+    (``cluster`` naming KIND's cluster, ``force`` saying WHY; KIND None where no option
+    names a cluster of one kind), OWN's other texts as given:
     ``helps("DB", {"to": "node to move to", "cluster": True, "timeout": True, "yes": True})``."""
     out = {}
     for name, text in own.items():

@@ -4,7 +4,7 @@ import json
 import re
 
 from hatasks import checks, journal, output, remote
-from hatasks.base import task
+from hatasks.base import helps, task
 
 _COLUMNS = ("ts", "user", "cluster", "action", "event", "detail")
 #: fields every record has, or that only link records: not repeated in ``detail``
@@ -91,11 +91,11 @@ def _table(records):
     return (list(_COLUMNS), rows)
 
 
-@task(help={
-    "format": "table or json",
+@task(help=helps(None, {
+    "format": True,
     "limit": "show only the last N records (default 50; 0 = all)",
     "cluster": "only this cluster's records",
-})
+}))
 def history(ctx, format=None, limit=50, cluster=None):
     """Show the audit journal: who did what to which cluster, when, and how it ended."""
     fmt = output.resolve_format(ctx, format)

@@ -205,9 +205,8 @@ def diagnose(ctx, cluster=None, failback_to=None, method="dump", write=True):
 
 
 @task(name="diagnose",
-      help={"format": "table or json", "cluster": "the DB cluster, or all (default: the only one)",
-            "method": "resync method named in the plan: dump (default), basebackup or online",
-            "facts": "include the collected facts in the JSON"})
+      help=helps("DB", {"format": True, "cluster": "the DB cluster, or all (default: the only one)",
+            "method": True, "facts": "include the collected facts in the JSON"}))
 def diagnose_task(ctx, format=None, cluster=None, method="dump", facts=False):
     """Name the DB failure pattern with its evidence and recovery plan (5.2.2, table 5-4).
 
@@ -739,7 +738,7 @@ def recover(ctx, cluster=None, method="dump", failback=False, to=None, timeout=6
 
 @task(name="recover",
       help=helps("DB", {
-            "method": "resync method: dump (default, the runbook's), basebackup or online",
+            "method": True,
             "failback": "move the group back to the recovered node at the end (optional step G)",
             "to": "with --failback: the node to move the group to (default: the failed node)",
             "cluster": True, "timeout": True,

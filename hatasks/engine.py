@@ -152,47 +152,54 @@ def _where(state, group):
     return crmmon.group_node(state, group) or "not started"
 
 
-def _pool_rows(pool):
-    return {str(b.get("node_id")): (b.get("host"), b.get("status"), b.get("role"))
-            for b in (pool or {}).get("backends") or []}
+def _backend_rows(pool_before, pool_after):
+    """(what, before, after) rows of pgpool's backends: each one's status and role, "?" where
+    a side has no such backend (or no pgpool answer: None)."""
+    def by_id(pool):
+        return {str(b.get("node_id")): (b.get("host"), b.get("status"), b.get("role"))
+                for b in (pool or {}).get("backends") or []}
+
+    def shown(backend):
+        return " ".join(x for x in (backend or ("", "?"))[1:] if x) or "?"
+
+    old, new = by_id(pool_before), by_id(pool_after)
+    return [(f"pgpool backend {nid} ({(old.get(nid) or new.get(nid))[0]})",
+             shown(old.get(nid)), shown(new.get(nid)))
+            for nid in sorted(set(old) | set(new), key=lambda x: (len(x), x))]
+
+
+def _changes_table(rows):
+    """The before/after table of (what, before, after) ``rows``, each change marked."""
+    return output.tabulate([[what, old, new, "changed" if old != new else ""]
+                            for what, old, new in rows],
+                           headers=["", "before", "after", ""])
 
 
 def before_after(before, after, pool_before=None, pool_after=None, pools=False):
     """The table printed when a scenario ends: each node's state, where each group runs and
     (POOLS) each of pgpool's backends, before and after, changes marked; then what the after
     state flags (maintenance, failed actions, a node that did not answer)."""
-    rows = []
-
-    def row(what, old, new):
-        rows.append([what, old, new, "changed" if old != new else ""])
-
     def node(state, name):
         n = crmmon.find_node(state or {}, name)
         return (n["state"] + (" maintenance" if n.get("maintenance") else "")) if n else "?"
 
     names = [n["name"] for n in (before or {}).get("nodes", [])]
     names += [n["name"] for n in (after or {}).get("nodes", []) if n["name"] not in names]
-    for name in names:
-        row(f"node {name}", node(before, name), node(after, name))
+    rows = [(f"node {name}", node(before, name), node(after, name)) for name in names]
     groups = []
     for st in (before, after):
         for r in (st or {}).get("resources", []):
             g = r.get("group") or r.get("id")
             if g not in groups:
                 groups.append(g)
-    for g in groups:
-        row(f"{g} on", _where(before, g), _where(after, g))
+    rows += [(f"{g} on", _where(before, g), _where(after, g)) for g in groups]
     if pools:
-        old, new = _pool_rows(pool_before), _pool_rows(pool_after)
-        for nid in sorted(set(old) | set(new), key=lambda x: (len(x), x)):
-            host = (old.get(nid) or new.get(nid))[0]
-            row(f"pgpool backend {nid} ({host})",
-                " ".join(x for x in (old.get(nid) or ("", "?"))[1:] if x) or "?",
-                " ".join(x for x in (new.get(nid) or ("", "?"))[1:] if x) or "?")
-        row("pgpool degenerated",
-            "?" if pool_before is None else "yes" if pool_before.get("degenerated") else "no",
-            "?" if pool_after is None else "yes" if pool_after.get("degenerated") else "no")
-    text = output.tabulate(rows, headers=["", "before", "after", ""])
+        rows += _backend_rows(pool_before, pool_after)
+        def degenerated(pool):
+            return "?" if pool is None else "yes" if pool.get("degenerated") else "no"
+
+        rows.append(("pgpool degenerated", degenerated(pool_before), degenerated(pool_after)))
+    text = _changes_table(rows)
     flags = [line for line in crm.summary(after).splitlines()[1:]
              if line.lstrip().startswith(("!!", "FAILED", "("))] if after else []
     return "\n".join([text] + flags)
@@ -201,37 +208,27 @@ def before_after(before, after, pool_before=None, pool_after=None, pools=False):
 def recovery_table(first, last):
     """A recovery's closing table from its first and last diagnosis: the pattern, each node
     (as the first node that answered saw it), where the group runs, pgpool's backends."""
-    rows = []
-
     def view(d):
         hosts = ((d or {}).get("facts") or {}).get("hosts") or {}
         return next((h["crm"] for h in hosts.values() if h.get("crm")), None) or {}
 
-    def row(what, old, new):
-        rows.append([what, old, new, "changed" if old != new else ""])
-
-    row("pattern", first.get("pattern"), last.get("pattern"))
+    rows = [("pattern", first.get("pattern"), last.get("pattern"))]
     old, new = view(first), view(last)
     for name in list(old.get("nodes") or {}) + [n for n in new.get("nodes") or {}
                                                  if n not in (old.get("nodes") or {})]:
-        row(f"node {name}", (old.get("nodes") or {}).get(name, "?"),
-            (new.get("nodes") or {}).get(name, "?"))
+        rows.append((f"node {name}", (old.get("nodes") or {}).get(name, "?"),
+                     (new.get("nodes") or {}).get(name, "?")))
     group = ((first.get("facts") or {}).get("group")) or "group"
-    row(f"{group} on", old.get("group_node") or "not started" if old else "?",
-        new.get("group_node") or "not started" if new else "?")
+    rows.append((f"{group} on", old.get("group_node") or "not started" if old else "?",
+                 new.get("group_node") or "not started" if new else "?"))
     p_old = (first.get("facts") or {}).get("pgpool")
     p_new = (last.get("facts") or {}).get("pgpool")
     if p_old is not None or p_new is not None:
-        a, b = _pool_rows(p_old if (p_old or {}).get("reachable") else None), \
-            _pool_rows(p_new if (p_new or {}).get("reachable") else None)
-        for nid in sorted(set(a) | set(b), key=lambda x: (len(x), x)):
-            host = (a.get(nid) or b.get(nid))[0]
-            row(f"pgpool backend {nid} ({host})",
-                " ".join(x for x in (a.get(nid) or ("", "?"))[1:] if x) or "?",
-                " ".join(x for x in (b.get(nid) or ("", "?"))[1:] if x) or "?")
-        row("pgpool answers", "yes" if (p_old or {}).get("reachable") else "no",
-            "yes" if (p_new or {}).get("reachable") else "no")
-    return output.tabulate(rows, headers=["", "before", "after", ""])
+        rows += _backend_rows(p_old if (p_old or {}).get("reachable") else None,
+                              p_new if (p_new or {}).get("reachable") else None)
+        rows.append(("pgpool answers", "yes" if (p_old or {}).get("reachable") else "no",
+                     "yes" if (p_new or {}).get("reachable") else "no"))
+    return _changes_table(rows)
 
 
 def print_before_after(before, after, pool_before=None, pool_after=None, pools=False):

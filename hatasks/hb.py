@@ -8,7 +8,7 @@ Every mutating task verifies its effect by reading crm_mon again before it retur
 import xml.etree.ElementTree as ET
 
 from hatasks import checks, crm, crmmon, journal, newest, output, parsers, remote, shell, watch
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.output import tabulate
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
@@ -117,9 +117,8 @@ def status_table(data):
 
 
 @task(name="status", optional=["watch_"],
-      help={"cluster": "db, lb, any cluster's name, or all (default: every cluster)",
-            "format": "table or json",
-            "watch": "refresh every SECONDS (default 3) until Ctrl-C, like crm_mon -i 3"})
+      help=helps(None, {"cluster": "db, lb, any cluster's name, or all (default: every cluster)",
+            "format": True, "watch": True}))
 def status_task(ctx, cluster=None, format=None, watch_=None):
     """Show nodes, resources and failed actions of the Pacemaker clusters.
 
@@ -236,10 +235,11 @@ def online(ctx, node, timeout=60, yes=False, state=None):
     return after
 
 
-@task(name="standby", help={"node": "inventory host to put in standby (db01, lb02, ...)",
+@task(name="standby",
+      help=helps(None, {"node": "inventory host to put in standby (db01, lb02, ...)",
             "timeout": "seconds to wait for the resources to run elsewhere (default 60)",
             "force": "even when no other node is online (stops the service)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def standby_task(ctx, node, timeout=60, force=False, yes=False):
     """Put a node in standby; return once its resources run on the other node.
 
@@ -249,9 +249,9 @@ def standby_task(ctx, node, timeout=60, force=False, yes=False):
     standby(ctx, node, timeout=timeout, force=force, yes=yes)
 
 
-@task(name="online", help={"node": "inventory host to bring back online",
+@task(name="online", help=helps(None, {"node": "inventory host to bring back online",
             "timeout": "seconds to wait (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def online_task(ctx, node, timeout=60, yes=False):
     """Bring a standby node back online; return once crm_mon shows it online and settled.
 
@@ -313,10 +313,10 @@ def cleanup(ctx, resource, node, timeout=60, yes=False):
     return after
 
 
-@task(name="cleanup", help={"resource": "resource (or group) id, e.g. pgpool, apache",
+@task(name="cleanup", help=helps(None, {"resource": "resource (or group) id, e.g. pgpool, apache",
             "node": "inventory host whose failure to clear",
             "timeout": "seconds to wait (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def cleanup_task(ctx, resource, node, timeout=60, yes=False):
     """Clear a resource's failed action on a node; return once it is gone and the resource runs.
 
@@ -436,9 +436,9 @@ def stop(ctx, host_name, timeout=120, force=False, yes=False):
     return after
 
 
-@task(name="start", help={"host": "inventory host whose cluster stack to start",
+@task(name="start", help=helps(None, {"host": "inventory host whose cluster stack to start",
             "timeout": "seconds to wait for it to be online (default 120)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def start_task(ctx, host, timeout=120, yes=False):
     """Start the cluster stack on a host; return once crm_mon shows it online.
 
@@ -448,10 +448,10 @@ def start_task(ctx, host, timeout=120, yes=False):
     start(ctx, host, timeout=timeout, yes=yes)
 
 
-@task(name="stop", help={"host": "inventory host whose cluster stack to stop",
+@task(name="stop", help=helps(None, {"host": "inventory host whose cluster stack to stop",
             "timeout": "seconds to wait for it to be offline (default 120)",
             "force": "even when no other node is online (stops the service)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def stop_task(ctx, host, timeout=120, force=False, yes=False):
     """Stop the cluster stack on a host; return once the peer sees it OFFLINE.
 
@@ -612,11 +612,12 @@ def fence(ctx, node, action="off", timeout=120, force=False, yes=False):
     return after
 
 
-@task(name="fence", help={"node": "inventory host to fence (power off or reboot via its device)",
+@task(name="fence",
+      help=helps(None, {"node": "inventory host to fence (power off or reboot via its device)",
             "action": "off (default) or reboot",
             "timeout": "seconds for the fencing and its verification (default 120)",
             "force": "even when no other node is online (stops the service)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def fence_task(ctx, node, action="off", timeout=120, force=False, yes=False):
     """Fence a node on purpose (STONITH): `stonith_admin --fence|--reboot NODE` run on a peer.
 
@@ -659,9 +660,9 @@ def log(ctx, host_name, lines=50):
     return {"host": host.name, "log": path, "entries": entries}
 
 
-@task(name="log", help={"host": "inventory host whose cluster log to read",
+@task(name="log", help=helps(None, {"host": "inventory host whose cluster log to read",
             "lines": "how many matching lines (default 50, newest last)",
-            "format": "table or json"})
+            "format": True}))
 def log_task(ctx, host, lines=50, format=None):
     """Show the error lines of a node's cluster log (inventory var ha_log), newest last.
 
@@ -724,11 +725,12 @@ def maintenance(ctx, on, node=None, cluster=None, timeout=60, yes=False):
     return after
 
 
-@task(name="maintenance", help={"on": "turn maintenance on", "off": "turn maintenance off",
+@task(name="maintenance",
+      help=helps(None, {"on": "turn maintenance on", "off": "turn maintenance off",
             "node": "one node only (node attribute maintenance) instead of the whole cluster",
             "cluster": "db or lb (default: the DB cluster; ignored with --node)",
             "timeout": "seconds to wait (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def maintenance_task(ctx, on=False, off=False, node=None, cluster=None, timeout=60, yes=False):
     """Cluster maintenance-mode or a node's maintenance on/off, verified in crm_mon.
 
@@ -770,10 +772,11 @@ def clear(ctx, resource, cluster=None, timeout=60, yes=False):
     return crm.crm_status(ctx, c.name, prefer=[before["read_on"]])
 
 
-@task(name="clear", help={"resource": "resource or group whose move/ban constraints to remove",
+@task(name="clear",
+      help=helps(None, {"resource": "resource or group whose move/ban constraints to remove",
             "cluster": "db or lb (default: the DB cluster)",
             "timeout": "seconds to wait (default 60)",
-            "yes": "do not ask for confirmation (needed without a terminal)"})
+            "yes": True}))
 def clear_task(ctx, resource, cluster=None, timeout=60, yes=False):
     """Remove what `crm_resource --move/--ban` (pcs/crm resource move/ban) left in the CIB.
 

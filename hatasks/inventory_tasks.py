@@ -4,7 +4,7 @@ import os
 import re
 
 from hatasks import inventory, output
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import UsageError
 
 #: var names whose values are never printed
@@ -65,7 +65,7 @@ def _table(data):
     return out
 
 
-@task(help={"format": "table or json"})
+@task(help=helps(None, {"format": True}))
 def check(ctx, format=None):
     """Show the resolved inventory (clusters, hosts, their vars; secrets masked) and every
     problem in it; exit 2 when there is any."""

@@ -82,8 +82,8 @@ def diagnose(ctx, cluster=None):
 
 
 @task(name="diagnose",
-      help={"format": "table or json", "cluster": "the LB cluster, or all (default: the only one)",
-            "facts": "include the collected facts in the JSON"})
+      help=helps("LB", {"format": True, "cluster": "the LB cluster, or all (default: the only one)",
+            "facts": "include the collected facts in the JSON"}))
 def diagnose_task(ctx, format=None, cluster=None, facts=False):
     """Name the LB failure pattern with its evidence and recovery plan (5.1.2, table 5-2).
 

@@ -9,7 +9,7 @@ be stuck): it is journaled, asks for confirmation on a terminal and needs ``--ye
 import sys
 
 from hatasks import checks, journal, lock, output, remote
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import HaError
 
 _COLUMNS = ("cluster", "store", "state", "user", "host", "pid", "action", "since", "lease left")
@@ -48,7 +48,7 @@ def _table(data):
     return (list(_COLUMNS), rows)
 
 
-@task(name="show", help={"cluster": "one cluster, or all (default)", "format": "table or json"})
+@task(name="show", help=helps(None, {"cluster": "one cluster, or all (default)", "format": True}))
 def show_task(ctx, cluster=None, format=None):
     """Show who holds each cluster's operation lock (the CIB and the file on each host)."""
     fmt = output.resolve_format(ctx, format)
@@ -94,8 +94,8 @@ def break_(ctx, cluster, yes=False):
     return before
 
 
-@task(name="break", help={"cluster": "the cluster whose lock to remove",
-                          "yes": "do not ask (needed without a terminal)"})
+@task(name="break", help=helps(None, {"cluster": "the cluster whose lock to remove",
+                          "yes": True}))
 def break_task(ctx, cluster, yes=False):
     """Remove a cluster's operation lock whoever holds it (journaled; asks first)."""
     break_(ctx, cluster, yes=yes)

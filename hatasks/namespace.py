@@ -47,6 +47,28 @@ def build(lab=None, only=None):
     return ns
 
 
+def parts_needed(program):
+    """The :data:`PARTS` that the command line an invoke ``program`` (``inv``, ``fab`` or
+    ``hatasks``) has parsed needs: those of the tasks it names. None (the whole collection)
+    for a task list, help or completion (``-l``, ``-h``/``--help``, ``--complete``), no task
+    at all, an unknown name, or a program that has parsed no command line."""
+    core = getattr(program, "core", None)
+    if core is None:
+        return None
+    if any(program.args[flag].value for flag in ("list", "help", "complete")):
+        return None
+    return parts_named(core.unparsed)
+
+
+def for_checkout(program, lab):
+    """The root collection of ``tasks.py`` and ``fabfile.py`` for ``program``'s command line
+    (see :func:`parts_needed`). ``lab``: the name of the checkout's lab module
+    (``"lab.tasks"``), imported only when the command line needs the lab."""
+    only = parts_needed(program)
+    labtasks = importlib.import_module(lab) if only is None or "lab" in only else None
+    return build(lab=labtasks, only=only)
+
+
 def parts_named(words):
     """The :data:`PARTS` that the command-line ``words`` name as tasks (``hb.standby`` ->
     ``hb``), or None when they name none (then the whole collection is needed, e.g. for

@@ -15,7 +15,7 @@ import time
 
 from hatasks import backends, checks, journal, output, parsers, remote, shell
 from hatasks import compare as tables  # `compare` is this module's work function for pg.compare
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UsageError
 
 DEFAULT_DEST = "/var/lib/postgresql/dumps"
@@ -215,7 +215,7 @@ def status_table(data):
     return (["host", "status", "port", "version", "databases / reason"], rows)
 
 
-@task(name="status", help={"format": "table or json", "cluster": "the DB cluster (default db)"})
+@task(name="status", help=helps("DB", {"format": True, "cluster": "the DB cluster (default db)"}))
 def status_task(ctx, format=None, cluster="db"):
     """Show every backend directly: reachable, version, port, database sizes.
 
@@ -382,10 +382,10 @@ def _args(**kw):
     return {k: v for k, v in kw.items() if v is not None}
 
 
-@task(name="start", help={
+@task(name="start", help=helps("DB", {
     "host": "DB host (e.g. db01)",
     "port": "port to start on (e.g. 1234 to keep applications out); default pg_port",
-    "timeout": "seconds to wait (default 60)", "yes": "do not ask for confirmation"})
+    "timeout": "seconds to wait (default 60)", "yes": True}))
 def start_task(ctx, host, port=None, timeout=60, yes=False):
     """Start PostgreSQL on a backend (pg_ctl -w start), verified by a real connection.
 
@@ -401,9 +401,9 @@ def start_task(ctx, host, port=None, timeout=60, yes=False):
 
 
 
-@task(name="stop", help={"host": "DB host", "mode": "smart, fast (default) or immediate",
+@task(name="stop", help=helps("DB", {"host": "DB host", "mode": True,
             "force": "stop even if pgpool still has this backend attached",
-            "timeout": "seconds to wait (default 60)", "yes": "do not ask for confirmation"})
+            "timeout": "seconds to wait (default 60)", "yes": True}))
 def stop_task(ctx, host, mode="fast", force=False, timeout=60, yes=False):
     """Stop PostgreSQL on a backend (pg_ctl -m MODE stop), verified.
 
@@ -420,11 +420,12 @@ def stop_task(ctx, host, mode="fast", force=False, timeout=60, yes=False):
 
 
 
-@task(name="restart", help={"host": "DB host", "port": "port to start on (default pg_port)",
-            "mode": "stop mode: smart, fast (default) or immediate",
+@task(name="restart",
+      help=helps("DB", {"host": "DB host", "port": "port to start on (default pg_port)",
+            "mode": True,
             "force": "restart even if pgpool still has this backend attached",
             "timeout": "seconds to wait for each step (default 60)",
-            "yes": "do not ask for confirmation"})
+            "yes": True}))
 def restart_task(ctx, host, port=None, mode="fast", force=False, timeout=60, yes=False):
     """Restart PostgreSQL on a backend (stop, then start on PORT), verified.
 
@@ -572,11 +573,11 @@ def prune(ctx, host, dest, keep):
     return doomed
 
 
-@task(name="dumpall", help={
+@task(name="dumpall", help=helps("DB", {
     "host": "DB host to dump", "port": "PostgreSQL port (default pg_port; 1234 in a resync)",
     "dest": f"directory on the host (default {DEFAULT_DEST})",
     "keep": "keep only the N newest dumps of this host (default: keep all)",
-    "quiet": "print nothing on success (cron)"})
+    "quiet": True}))
 def dumpall_task(ctx, host, port=None, dest=DEFAULT_DEST, keep=None, quiet=False):
     """Dump every database of a backend to a dated file with its log (pg_dumpall -c -v).
 
@@ -637,9 +638,10 @@ def vacuum(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False, timeout=None):
     return {"host": host.name, "port": port, "log": f"{dest}/{names['log']}"}
 
 
-@task(name="vacuum", help={"host": "DB host", "port": "PostgreSQL port (default pg_port)",
+@task(name="vacuum",
+      help=helps("DB", {"host": "DB host", "port": "PostgreSQL port (default pg_port)",
             "dest": f"directory for the log (default {DEFAULT_DEST})",
-            "quiet": "print nothing on success (cron)"})
+            "quiet": True}))
 def vacuum_task(ctx, host, port=None, dest=DEFAULT_DEST, quiet=False):
     """Full vacuum and analyze of every database of a backend (vacuumdb -a -f -z -v).
 
@@ -673,7 +675,7 @@ def compare_table(data):
     return (["database", "table", *hosts, "equal"], rows)
 
 
-@task(name="compare", help={"format": "table or json", "cluster": "the DB cluster (default db)"})
+@task(name="compare", help=helps("DB", {"format": True, "cluster": "the DB cluster (default db)"}))
 def compare_task(ctx, format=None, cluster="db"):
     """Compare exact row counts per table of every database on both backends.
 

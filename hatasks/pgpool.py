@@ -15,7 +15,7 @@ import time
 
 from hatasks import (backends, checks, compare, crm, divergence, journal, newest, output, parsers,
                      remote, salvage, shell)
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
 SIDES = {"master": 0, "secondary": 1}
@@ -113,7 +113,8 @@ def status_table(data):
             ("replication", (["item", "value"], summary))]
 
 
-@task(name="status", help={"format": "table or json", "cluster": "DB cluster, or all (default db)"})
+@task(name="status",
+      help=helps("DB", {"format": True, "cluster": "DB cluster, or all (default db)"}))
 def status_task(ctx, format=None, cluster="db"):
     """Show pgpool's backends (up/down, role), degenerated or not, and the newest-data backend.
 
@@ -293,9 +294,9 @@ def check(ctx, host, wait=15):
     return data
 
 
-@task(name="check", help={"host": "DB host where pgpool is NOT running",
+@task(name="check", help=helps("DB", {"host": "DB host where pgpool is NOT running",
                           "wait": "seconds to wait for pgpool to start (default 15)",
-                          "format": "table or json"})
+                          "format": True}))
 def check_task(ctx, host, wait=15, format=None):
     """Check pgpool's configuration by starting it in the foreground (pgpool -n).
 
@@ -471,10 +472,10 @@ def _vip_node(ctx, c):
     return None
 
 
-@task(name="stop", help={"host": "DB host where pgpool runs",
-                         "mode": "smart, fast (default) or immediate",
+@task(name="stop", help=helps("DB", {"host": "DB host where pgpool runs",
+                         "mode": True,
                          "timeout": "seconds to wait (default 60)",
-                         "yes": "do not ask for confirmation"})
+                         "yes": True}))
 def stop_task(ctx, host, mode="fast", timeout=60, yes=False):
     """Stop pgpool on a host (pgpool -m MODE stop), after recording the newest-data backend.
 
@@ -491,8 +492,8 @@ def stop_task(ctx, host, mode="fast", timeout=60, yes=False):
         return stop(ctx, h.name, mode, timeout)
 
 
-@task(name="start", help={"host": "DB host", "timeout": "seconds to wait (default 60)",
-                          "yes": "do not ask for confirmation"})
+@task(name="start", help=helps("DB", {"host": "DB host", "timeout": "seconds to wait (default 60)",
+                          "yes": True}))
 def start_task(ctx, host, timeout=60, yes=False):
     """Start pgpool on a host, verified listening.
 
@@ -703,9 +704,10 @@ def _node_args(node, side):
 
 
 @task(name="switch", aliases=["detach"],
-      help={"node": "host name or pgpool node id to detach", "side": "master (backend 0) or "
-            "secondary (backend 1)", "timeout": "seconds to wait (default 30)",
-            "yes": "do not ask for confirmation"})
+      help=helps("DB", {"node": "host name or pgpool node id to detach",
+            "side": "master (backend 0) or secondary (backend 1)",
+            "timeout": "seconds to wait (default 30)",
+            "yes": True}))
 def switch_task(ctx, node=None, side=None, timeout=30, yes=False):
     """Detach a backend from pgpool (degenerate), record the newest-data backend.
 
@@ -719,9 +721,10 @@ def switch_task(ctx, node=None, side=None, timeout=30, yes=False):
         detach(ctx, h, node_id, timeout)
 
 
-@task(name="attach", help={"node": "host name or pgpool node id", "timeout": "seconds (default 30)",
+@task(name="attach", help=helps("DB", {"node": "host name or pgpool node id",
+                           "timeout": "seconds to wait (default 30)",
                            "force": "attach even when its contents differ (journaled stale-attach)",
-                           "yes": "do not ask for confirmation"})
+                           "yes": True}))
 def attach_task(ctx, node, timeout=30, force=False, yes=False):
     """Attach a detached backend to pgpool again (pcp_attach_node), verified up.
 
@@ -736,11 +739,11 @@ def attach_task(ctx, node, timeout=30, force=False, yes=False):
         attach(ctx, h, node_id, timeout, force=bool(force))
 
 
-@task(name="recover", help={"node": "host name or pgpool node id to rebuild",
+@task(name="recover", help=helps("DB", {"node": "host name or pgpool node id to rebuild",
                             "timeout": "seconds for pcp_recovery_node (default 300)",
                             "force": "rebuild even when it holds writes the main backend lacks "
                                      "(they are kept in a salvage file)",
-                            "yes": "do not ask for confirmation"})
+                            "yes": True}))
 def recover_task(ctx, node, timeout=300, force=False, yes=False):
     """Rebuild a backend from the main one by online recovery (pcp_recovery_node), verified.
 

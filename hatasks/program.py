@@ -22,6 +22,7 @@ and ``fab`` run from the repository (``tasks.py``/``fabfile.py``), never here.
 
 import copy
 import os
+import sys
 
 from invoke import Argument, Collection, Config, Program
 from invoke.config import Environment, merge_dicts
@@ -55,7 +56,13 @@ class HaProgram(Program):
     """``hatasks``: the bundled collection, built on first need; ``--inventory``."""
 
     def core_args(self):
-        return super().core_args() + [
+        # invoke writes no .pyc unless --write-pyc (to keep tasks.pyc out of a project); our
+        # task modules are a package, cached as the interpreter would (PYTHONDONTWRITEBYTECODE)
+        return [a if a.name != "write-pyc" else
+                Argument(names=a.names, kind=bool, default=not sys.flags.dont_write_bytecode,
+                         help="Enable creation of .pyc files (default: on unless"
+                              " PYTHONDONTWRITEBYTECODE is set).")
+                for a in super().core_args()] + [
             Argument(names=("inventory",),
                      help="The inventory (Ansible INI) to use; default hatasks.inventory"
                           " from the configuration, else ./hosts.ini."),
@@ -63,12 +70,11 @@ class HaProgram(Program):
 
     def parse_collection(self):
         if not getattr(self, "_built", False):
-            from hatasks.namespace import build, parts_named
+            from hatasks.namespace import build, parts_needed
 
             # only the modules of the tasks named on the command line are imported; a task
             # list, help, completion or an unknown name gets the whole collection
-            whole = any(self.args[flag].value for flag in ("list", "help", "complete"))
-            self.namespace = build(only=None if whole else parts_named(self.core.unparsed))
+            self.namespace = build(only=parts_needed(self))
             self._built = True
         # ./hatasks.yaml, as inv reads the invoke.yaml next to tasks.py
         self.config.set_project_location(os.getcwd())

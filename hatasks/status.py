@@ -10,7 +10,7 @@ import threading
 import time
 
 from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote, watch
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UnreachableError
 
 #: seconds granted beyond the connect timeout before status gives up on a read
@@ -312,10 +312,8 @@ def _table(data):
 
 
 @task(optional=["watch_"],
-      help={"cluster": "one cluster, or all (default: every cluster of the inventory)",
-            "format": "table or json",
-            "watch": f"refresh every SECONDS (default {watch.DEFAULT_SECONDS}) until Ctrl-C, "
-                     "like crm_mon -i 3; JSON: one document per line per refresh"})
+      help=helps(None, {"cluster": "one cluster, or all (default: every cluster of the inventory)",
+                        "format": True, "watch": True}))
 def status(ctx, cluster=None, format=None, watch_=None):
     """Show everything on one screen: every cluster, pgpool's backends, each PostgreSQL.
 

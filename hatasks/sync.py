@@ -34,7 +34,7 @@ import time
 
 from hatasks import (backends, checks, crm, journal, newest, output, pg, pgpool, remote,
                      salvage)
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.divergence import compare_digests
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
@@ -537,15 +537,15 @@ def kept_dirs(ctx, cluster=None):
 # =========================================================================== tasks
 
 
-@task(name="resync", help={
+@task(name="resync", help=helps("DB", {
     "source": "backend with the newest data (default: journal record, cross-checked with pgpool)",
     "target": "backend to rebuild (default: the other one)",
-    "method": "dump (default; maintenance window), basebackup (physical copy) or online (pcp_recovery_node)",
+    "method": True,
     "vacuum": "vacuumdb -a -f -z on the source before the dump and on the target after the import",
     "force": "resync even when both are identical; accept a --source that contradicts the evidence; "
              "rebuild a target whose contents cannot be read (its data dir is kept)",
     "port": f"maintenance port (default inventory maintenance_port or {DEFAULT_MAINT_PORT})",
-    "yes": "do not ask for confirmation (needed without a terminal)"})
+    "yes": True}))
 def resync_task(ctx, source=None, target=None, method="dump", vacuum=False, force=False, port=None,
                 yes=False):
     """Rebuild one backend from the one holding the newest data, verified table by table.
@@ -560,23 +560,23 @@ def resync_task(ctx, source=None, target=None, method="dump", vacuum=False, forc
            chosen=source is not None)
 
 
-@task(name="resume", help={"yes": "do not ask for confirmation"})
+@task(name="resume", help=helps("DB", {"yes": True}))
 def resume_task(ctx, yes=False):
     """Continue an interrupted resync from its last completed step (journal checkpoints)."""
     resume(ctx, yes)
 
 
-@task(name="rollback", help={"yes": "do not ask for confirmation"})
+@task(name="rollback", help=helps("DB", {"yes": True}))
 def rollback_task(ctx, yes=False):
     """Undo an unfinished resync: the target's old data dir back, cluster as before it."""
     rollback(ctx, yes)
 
 
-@task(name="cleanup", help={
+@task(name="cleanup", help=helps("DB", {
     "archive": "directory on each DB host to put resync-HOST-STAMP.tar.gz archives in",
     "delete": "delete the dumps and logs instead of archiving them",
     "remove_datadir": "also remove this kept data dir by name (e.g. data.2026-11-25-171500)",
-    "host": "only this DB host", "yes": "do not ask for confirmation"})
+    "host": "only this DB host", "yes": True}))
 def cleanup_task(ctx, archive=None, delete=False, remove_datadir=None, host=None, yes=False):
     """Archive or delete the resync's temporary dumps and logs (runbook 5.2.2.2 (f) step E).
 
@@ -586,7 +586,7 @@ def cleanup_task(ctx, archive=None, delete=False, remove_datadir=None, host=None
     cleanup(ctx, archive, delete, remove_datadir, host, yes)
 
 
-@task(name="install-recovery", help={"host": "DB host (default: both)", "yes": "do not ask for confirmation"})
+@task(name="install-recovery", help=helps("DB", {"host": "DB host (default: both)", "yes": True}))
 def install_recovery_task(ctx, host=None, yes=False):
     """Install hatasks' online-recovery scripts into PGDATA (pcp_recovery_node runs them)."""
     c = backends.pgpool_cluster(ctx)
@@ -595,7 +595,7 @@ def install_recovery_task(ctx, host=None, yes=False):
         install_recovery(ctx, hosts, c.name)
 
 
-@task(name="status", help={"format": "table or json"})
+@task(name="status", help=helps("DB", {"format": True}))
 def status_task(ctx, format=None):
     """Show the latest resync: steps done, outcome, kept data dirs on each host."""
     fmt = output.resolve_format(ctx, format)
@@ -617,7 +617,7 @@ def status_task(ctx, format=None):
     output.emit(data, fmt, table=table)
 
 
-@task(name="verify", help={"format": "table or json"})
+@task(name="verify", help=helps("DB", {"format": True}))
 def verify_task(ctx, format=None):
     """Compare every table of every database on both backends: row counts and content checksums."""
     fmt = output.resolve_format(ctx, format)
@@ -636,9 +636,9 @@ def verify_task(ctx, format=None):
                                          f"and checksums equal")
 
 
-@task(name="salvage", help={"file": "the salvage file a refused rebuild wrote (local path)",
-                            "cluster": "DB cluster (default: the only one)",
-                            "yes": "do not ask for confirmation"})
+@task(name="salvage",
+      help=helps("DB", {"file": "the salvage file a refused rebuild wrote (local path)",
+                            "cluster": True, "yes": True}))
 def salvage_task(ctx, file, cluster=None, yes=False):
     """Re-apply a salvage file (the loser's writes after a split brain) through pgpool.
 

@@ -7,7 +7,7 @@ start; fix it, then `hb.cleanup --resource apache --node lbNN`.
 import re
 
 from hatasks import checks, crm, crmmon, output, parsers, remote, shell
-from hatasks.base import task
+from hatasks.base import helps, task
 from hatasks.output import tabulate
 from hatasks.errors import HaError, StateError, UsageError
 
@@ -47,7 +47,7 @@ def check(ctx, host_name):
     return data
 
 
-@task(name="check", help={"host": "load balancer host (lb01, lb02)", "format": "table or json"})
+@task(name="check", help=helps("LB", {"host": "load balancer host (lb01, lb02)", "format": True}))
 def check_task(ctx, host, format=None):
     """Test a load balancer's Apache configuration; exit 3 naming the file and line of an error.
 
@@ -159,8 +159,9 @@ def status(ctx, cluster=None):
     return data
 
 
-@task(name="status", help={"cluster": "load balancer cluster (default: the inventory's lb cluster)",
-            "format": "table or json"})
+@task(name="status",
+      help=helps("LB", {"cluster": "load balancer cluster (default: the inventory's lb cluster)",
+            "format": True}))
 def status_task(ctx, cluster=None, format=None):
     """Show which LB node holds the VIP and runs Apache, and the page the VIP serves.
 

@@ -95,6 +95,15 @@ def _start(tmp_path, env, *args):
     return p
 
 
+def _interrupt(tmp_path, env, task, sig=signal.SIGINT):
+    """Run ``task`` (it prints ready, then waits), send it ``sig``; return its exit code, its
+    stderr and that stderr on one line (the paragraph it prints is wrapped)."""
+    p = _start(tmp_path, env, task)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=20)
+    return p.returncode, err, " ".join(err.split())
+
+
 def _journal(tmp_path):
     path = tmp_path / "state" / "journal.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -104,12 +113,9 @@ def _journal(tmp_path):
     (signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_signal_during_an_operation_names_the_record_and_the_next_command(
         tmp_path, env, sig, code, why):
-    p = _start(tmp_path, env, "db.hold")
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=20)
-    assert p.returncode == code
+    rc, err, text = _interrupt(tmp_path, env, "db.hold", sig)
+    assert rc == code
     assert "Traceback" not in err
-    text = " ".join(err.split())
     assert text.startswith(f"hatasks: db.hold was interrupted ({why}")
     assert "db.hold on cluster db" in text and "steps finished: first" in text
     assert "journal.jsonl" in text
@@ -120,20 +126,14 @@ def test_signal_during_an_operation_names_the_record_and_the_next_command(
 
 
 def test_interrupted_sync_task_points_at_resume_and_rollback(tmp_path, env):
-    p = _start(tmp_path, env, "sync.hold")
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=20)
-    assert p.returncode == 130
-    text = " ".join(err.split())
+    rc, err, text = _interrupt(tmp_path, env, "sync.hold")
+    assert rc == 130
     assert "inv sync.resume" in text and "inv sync.rollback" in text
 
 
 def test_interrupt_names_the_step_that_was_running(tmp_path, env):
-    p = _start(tmp_path, env, "sync.stepping")
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=20)
-    assert p.returncode == 130
-    text = " ".join(err.split())
+    rc, err, text = _interrupt(tmp_path, env, "sync.stepping")
+    assert rc == 130
     assert "sync.stepping was interrupted (SIGINT (Ctrl-C)) while running step second." in text
     assert "(began " in text and "steps finished: first) stopped in step second" in text
     assert [r["event"] for r in _journal(tmp_path)] == [
@@ -141,11 +141,8 @@ def test_interrupt_names_the_step_that_was_running(tmp_path, env):
 
 
 def test_interrupted_read_only_task_says_nothing_changed(tmp_path, env):
-    p = _start(tmp_path, env, "db.sleepy")
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=20)
-    assert p.returncode == 143
-    text = " ".join(err.split())
+    rc, err, text = _interrupt(tmp_path, env, "db.sleepy", signal.SIGTERM)
+    assert rc == 143
     assert "db.sleepy was interrupted (SIGTERM) before it began any operation" in text
     assert "nothing was changed" in text and "Traceback" not in err
 

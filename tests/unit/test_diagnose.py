@@ -62,6 +62,17 @@ def db_facts(**over):
     return facts
 
 
+def pgpool_failed_on_db01(operation, rc, reason, group_node):
+    """db_facts where both nodes are online, the group runs on ``group_node`` and both see
+    pgpool's failed ``operation`` (``rc``, ``reason``) on db01."""
+    failed = [{"resource": "pgpool", "node": "db01", "operation": operation, "rc": rc,
+               "reason": reason}]
+    facts = db_facts()
+    for h in ("db01", "db02"):
+        facts["hosts"][h]["crm"] = view({"db01": "online", "db02": "online"}, group_node, failed)
+    return facts
+
+
 def tasks_of(result):
     return [s["task"] for s in result["steps"] if not s.get("conditional")]
 
@@ -159,13 +170,7 @@ def test_heartbeat_down_plans_a_stack_start_and_no_resync():
 
 
 def test_pgpool_start_failure_plans_check_manual_fix_cleanup():
-    failed = [{"resource": "pgpool", "node": "db01", "operation": "start", "rc": 1,
-               "reason": "error"}]
-    both = {"db01": "online", "db02": "online"}
-    facts = db_facts()
-    for h in ("db01", "db02"):
-        facts["hosts"][h]["crm"] = view(both, "db02", failed)
-    d = rules.diagnose_db(facts)
+    d = rules.diagnose_db(pgpool_failed_on_db01("start", 1, "error", "db02"))
     assert (d["pattern"], d["host"]) == ("pgpool", "db01")
     assert [s["task"] for s in d["steps"]][:3] == ["pgpool.check", "manual", "hb.cleanup"]
     assert d["steps"][1].get("conditional") is True
@@ -180,12 +185,7 @@ def test_pgpool_restarted_in_place_plans_only_the_cleanup():
     """chaos seed 31 step 2 (fencing on): pgpool killed on db01, Pacemaker restarted it there
     and it answered; the plan still began with pgpool.check --host db01, which refuses next
     to a live pgpool: db.recover exit 7 three times, a hand repair cleaned the failure up."""
-    failed = [{"resource": "pgpool", "node": "db01", "operation": "monitor", "rc": 7,
-               "reason": "not running"}]
-    both = {"db01": "online", "db02": "online"}
-    facts = db_facts()
-    for h in ("db01", "db02"):
-        facts["hosts"][h]["crm"] = view(both, "db01", failed)
+    facts = pgpool_failed_on_db01("monitor", 7, "not running", "db01")
     d = rules.diagnose_db(facts)
     assert (d["pattern"], d["host"]) == ("pgpool", "db01")
     assert tasks_of(d) == ["hb.cleanup"]

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -24,7 +23,6 @@ LEASE = 6
 
 #: the first operator: a journaled operation on the cluster that never ends by itself
 HOLD = """
-import time
 from hatasks import journal
 from hatasks.config import make_context
 ctx = make_context()

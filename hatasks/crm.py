@@ -208,10 +208,11 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, set
                   HaError.NOT_CONVERGED)
 
 
-def host_gone(ctx, host, polls=2):
-    """A give_up for wait_for when HOST itself must be seen (its own crm_mon): once HOST has
-    not answered ssh on POLLS polls in a row (powered off, fenced, cut off), waiting longer
-    cannot show it, so the wait ends with UnreachableError naming it."""
+def host_gone(ctx, host, polls=2, awaited="its stack"):
+    """A give_up for wait_for when HOST itself must be seen (its own crm_mon, or a resource
+    coming to it): once HOST has not answered ssh on POLLS polls in a row (powered off, fenced,
+    cut off), waiting longer cannot show it, so the wait ends with UnreachableError naming it
+    and what was AWAITED."""
     missed = []
 
     def give_up(state):
@@ -226,7 +227,7 @@ def host_gone(ctx, host, polls=2):
             missed.append(exc.message)
         if len(missed) < polls:
             return None
-        return UnreachableError(f"{host.name} stopped answering while its stack was awaited "
+        return UnreachableError(f"{host.name} stopped answering while {awaited} was awaited "
                                 f"(powered off, fenced or cut off?): {missed[-1]}")
     return give_up
 

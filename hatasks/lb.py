@@ -249,9 +249,14 @@ def _failback(run, args):
 def _wait_started(run, args):
     group = run.cluster.vars.get("group")
     node = args.get("node")
+    # a failback awaited on a node that fencing (or a power cut) takes away cannot come: the
+    # wait ends once the node stops answering (chaos seed 31 step 19), and the next recover
+    # names its power
+    gone = (crm.host_gone(run.ctx, remote.host(run.ctx, node), awaited=f"{group} on it")
+            if node and node in run.cluster.host_names else None)
     crm.wait_for(run.ctx, run.cluster.name, lambda s: crmmon.group_node(s, group) == node if node else
                 crmmon.group_node(s, group) is not None, run.timeout,
-                f"{group} started on {node or 'one node'}")
+                f"{group} started on {node or 'one node'}", give_up=gone)
     wait_serving(run.ctx, run.cluster, node, run.timeout)
 
 

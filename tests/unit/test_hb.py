@@ -561,3 +561,32 @@ def test_parse_fence_history_of_the_lab():
     assert e["completed"].startswith("2026-11-30 ")
 
 
+
+
+def test_lb_wait_for_a_failback_ends_once_the_node_stops_answering(ctx, monkeypatch):
+    """chaos seed 31 step 19 (fencing on): lb.recover waited 60 s for grp-apache to fail back
+    to lb01 while lb02 had fenced lb01 (powered off) again; exit 6. The wait now gives up once
+    lb01 has not answered ssh on two polls in a row (exit 4), and the next recover names its
+    power."""
+    import types
+
+    from hatasks import lb, remote
+
+    got = {}
+    monkeypatch.setattr(crm, "wait_for", lambda *a, **kw: got.update(kw))
+    monkeypatch.setattr(lb, "wait_serving", lambda *a, **kw: None)
+
+    def unreachable(ctx, host, command, **kw):
+        raise UnreachableError(f"{host.name} (10.0.0.21:22) unreachable: timed out")
+
+    monkeypatch.setattr(remote, "run", unreachable)
+    run = types.SimpleNamespace(ctx=ctx, cluster=remote.inventory(ctx).cluster("lb"), timeout=60)
+    lb._wait_started(run, {"node": "lb01"})
+    give_up = got["give_up"]
+    assert give_up(None) is None                  # one poll missed: go on
+    err = give_up(None)
+    assert isinstance(err, UnreachableError)
+    assert "lb01 stopped answering while grp-apache on it was awaited" in err.message
+    got.clear()
+    lb._wait_started(run, {})                     # no node named: nothing to give up on
+    assert got["give_up"] is None

@@ -12,6 +12,9 @@ DEFAULTS = {
         "state_dir": ".hatasks",
         # seconds to wait for an ssh connection before naming the host as unreachable
         "connect_timeout": 10,
+        # seconds a read-only command on a host may run (a host whose network is cut while
+        # the command runs never answers: without a limit the task would hang)
+        "probe_timeout": 300,
         # default output format of read-only tasks: table | json
         "format": "table",
         # keep the operation lock and the newest-data record in the cluster too (hatasks.lock);

@@ -14,6 +14,8 @@ from hatasks.errors import HaError, StateError, UnreachableError
 
 #: the one read-only view of a cluster every step uses
 CRM_MON = "crm_mon -1 --output-as=xml"
+#: seconds one crm_mon read may take (it answers in a second or two, more on a loaded node)
+CRM_MON_TIMEOUT = 30
 #: how often a wait re-reads crm_mon (seconds)
 POLL_INTERVAL = 0.1
 
@@ -43,7 +45,8 @@ def crm_status(ctx, cluster, prefer=None, only=None):
     problems, unreachable = {}, set()
     for host in hosts:
         try:
-            res = remote.run(ctx, host, CRM_MON, probe=True, warn=True)
+            # crm_mon answers in a second or two; a node cut off mid-read must not hold the poll
+            res = remote.run(ctx, host, CRM_MON, probe=True, warn=True, timeout=CRM_MON_TIMEOUT)
         except UnreachableError as exc:
             problems[host.name] = exc.message
             unreachable.add(host.name)

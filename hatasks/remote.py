@@ -166,6 +166,13 @@ def _ssh_config(path):
     return conf
 
 
+def _probe_timeout(ctx):
+    try:
+        return max(1, int(_setting(ctx, "probe_timeout", 300)))
+    except (TypeError, ValueError):
+        raise UsageError("hatasks.probe_timeout must be a whole number of seconds") from None
+
+
 def _connect_timeout(ctx):
     try:
         return max(1, int(_setting(ctx, "connect_timeout", 10)))
@@ -307,6 +314,9 @@ def _reason(exc):
 def _open(conn, h):
     try:
         conn.open()
+        # a new session on a connection whose peer's network was cut waits for an answer
+        # that never comes (paramiko's default: an hour): bounded like a connect
+        conn.transport.channel_timeout = 3 * conn.hatasks_timeout
     except (OSError, EOFError, paramiko.SSHException) as exc:
         with contextlib.suppress(Exception):
             conn.close()
@@ -388,10 +398,14 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     ``probe=True``: read-only, runs even under ``inv --dry``. Otherwise, under --dry the
     command is printed and a Result with exit 0 and empty output comes back.
     ``warn=False``: a non-zero exit raises :class:`CommandFailed` (an HaError).
-    ``timeout``: seconds for the command; exceeded -> UnreachableError naming the host.
+    ``timeout``: seconds for the command; exceeded -> UnreachableError naming the host. A probe
+    without one gets ``hatasks.probe_timeout`` (300 s): a host whose network is cut while a
+    command runs never answers, and a read must not hang the task.
     Build ``command`` with ``q`` for every value.
     """
     h = _resolve(ctx, host)
+    if timeout is None and probe:
+        timeout = _probe_timeout(ctx)
     if not probe and is_dry(ctx):
         dry_print(h.name, command, user)
         return invoke.Result(stdout="", stderr="", command=command, exited=0,

@@ -466,3 +466,40 @@ def test_pg_connect_login_failure_is_one_line_and_closes_tunnel(ctx, mocker):
     assert e.value.message.startswith("db01: 127.0.0.1:5432 (postgres as postgres): connection to")
     assert "\n" not in e.value.message
     assert closed == [1]
+
+
+def test_a_probe_never_runs_without_a_time_limit(ctx, monkeypatch):
+    """Chaos seed 41 step 20: db01's network was cut while db.failover read crm_mon on it;
+    the read never ended (12 minutes, then the operator killed the task). A probe without a
+    timeout now gets hatasks.probe_timeout, crm_mon reads get 30 s, and opening a session on
+    a connection bounds its wait too."""
+    import types
+
+    from hatasks import crm
+
+    seen = []
+
+    class Conn:
+        user = "root"
+
+        def run(self, line, **kw):
+            seen.append(kw.get("timeout"))
+            return invoke.Result(stdout="", exited=0)
+
+    monkeypatch.setattr(remote, "connection", lambda ctx, h: Conn())
+    remote.run(ctx, "db01", "true", probe=True)
+    remote.run(ctx, "db01", "true", probe=True, timeout=7)
+    ctx.config.hatasks.probe_timeout = 45
+    remote.run(ctx, "db01", "true", probe=True)
+    assert seen == [300, 7, 45]
+    seen.clear()
+    monkeypatch.setattr(remote, "run", lambda ctx, h, cmd, **kw: seen.append(kw.get("timeout")) or
+                        invoke.Result(stdout="", exited=1))
+    with pytest.raises(HaError):
+        crm.crm_status(ctx, "db", only=["db01"])   # crm_mon failed: no view
+    assert seen and seen[0] == crm.CRM_MON_TIMEOUT == 30
+    # the session-open bound is set on every connection opened
+    opened = types.SimpleNamespace(open=lambda: None, transport=types.SimpleNamespace(),
+                                   hatasks_timeout=10, host="db01", port=22)
+    remote._open(opened, remote.host(ctx, "db01"))
+    assert opened.transport.channel_timeout == 30

@@ -418,6 +418,7 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
             pty=False, **kwargs
         )
     except invoke.CommandTimedOut:
+        _forget(ctx, h)   # a cut host's connection would hold the next command too
         raise UnreachableError(
             f"{h.name}: `{command[:200]}` did not finish within {timeout}s"
         ) from None

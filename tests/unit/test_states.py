@@ -424,3 +424,23 @@ def test_a_resync_overtaken_by_writes_to_its_target_is_rolled_back_never_resumed
     roll = next(s for s in d["steps"] if s["task"] == "sync.rollback")
     assert not roll.get("conditional") and "never sync.resume" in roll["why"]
     assert any("pgpool serves from db02 alone" in e for e in d["evidence"])
+
+
+def test_no_quorum_from_a_peer_whose_stack_is_down_is_repaired_not_a_human():
+    """Chaos seed 11 step 40 (no fencing): lb01's stack killed, lb02 power-cycled: lb02 boots
+    alone and waits for its peer (two_node, wait_for_all): no quorum. lb01 answers ssh with its
+    stack down: hb.start lb01 brings the quorum back; lb.recover used to stop at a manual step
+    ("bring the other node back") and the lab was rebuilt."""
+    v = view(nodes={"lb01": "offline", "lb02": "online"}, group_node=None,
+             resources=[res("lb-vip", None), res("apache", None)], flags={"quorum": False})
+    f = lb_facts(v, web={"serving": False, "http_code": None, "page_node": None})
+    f["hosts"]["lb01"].update(crm=None, crm_error="crm_mon: Connection to cluster failed")
+    d = states.diagnose_lb(f)
+    assert ["no-quorum", "lb02"] in d["problems"]
+    assert not any(s["task"] == "manual" for s in d["steps"]), d["plan"]
+    assert "inv hb.start --host lb01" in d["plan"]
+    # the peer does not answer at all: a human (power, interconnect), named for the LB cluster
+    f["hosts"]["lb01"].update(ssh=False, ssh_error="timed out", crm_error=None)
+    d = states.diagnose_lb(f)
+    quorum = [s for s in d["steps"] if s["task"] == "manual" and "no quorum" in s["text"]]
+    assert quorum and "run lb.recover again" in quorum[0]["text"]

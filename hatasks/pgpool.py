@@ -413,10 +413,10 @@ def start(ctx, host, timeout=60):
                                  f"{h.name} would be 'active on 2 nodes' (move it with hb.standby)")
             raise StateError(f"Pacemaker does not run {rid} (role {rs['role']}); see hb.status "
                              f"and hb.cleanup")
-        vip_node = _vip_node(ctx, c)
-        if vip_node and vip_node != h.name:
-            raise StateError(f"the group of {rid} (VIP) is on {vip_node}, not {h.name}: "
-                             f"run pgpool.start --host {vip_node}")
+        vip_at = vip_node(ctx, c)
+        if vip_at and vip_at != h.name:
+            raise StateError(f"the group of {rid} (VIP) is on {vip_at}, not {h.name}: "
+                             f"run pgpool.start --host {vip_at}")
         # Leaving maintenance while pgpool is down would make the resumed monitor fail
         # ("not running"). So: target-role Stopped first, then out of maintenance (Pacemaker
         # runs a harmless stop), then target-role removed: Pacemaker starts pgpool itself.
@@ -462,7 +462,7 @@ def maintenance_set(ctx, host, rid):
     return res.exited == 0 and res.stdout.strip().splitlines()[-1:] == ["true"]
 
 
-def _vip_node(ctx, c):
+def vip_node(ctx, c):
     rid = c.vars.get("vip_resource")
     if not rid:
         return None

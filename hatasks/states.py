@@ -187,6 +187,14 @@ def pgpool_resource(facts):
     return None
 
 
+def group_members_node(facts, rid):
+    """The one node where the group's other members (the VIP) run while RID is stopped, or
+    None: pgpool is started there (the group moves as one; its last node may be gone)."""
+    spots = {r.get("node") for _, v in _view_items(facts) for r in v.get("resources", [])
+             if r.get("id") != rid and r.get("role") == "Started" and r.get("node")}
+    return spots.pop() if len(spots) == 1 else None
+
+
 def pgpool_stopped_problems(facts):
     pool = facts.get("pgpool") or {}
     r = pgpool_resource(facts)
@@ -203,7 +211,7 @@ def pgpool_stopped_problems(facts):
         why.append("disabled (target-role Stopped)")
     if not why:
         return []
-    gnode = rules.agreed_group_node(facts)
+    gnode = rules.agreed_group_node(facts) or group_members_node(facts, r["id"])
     host = gnode or r.get("node") or (facts.get("order") or [None])[0]
     return [("pgpool-stopped", host, [
         f"pgpool resource {r['id']} is {' and '.join(why)}, role {r.get('role')}, and pgpool "

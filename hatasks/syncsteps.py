@@ -508,6 +508,13 @@ def start_pgpool(ctx, p, st):
         pgpool.stop(ctx, restarted, reason="sync.resync: pgpool serving nobody")
     host = restarted or st.get("pgpool_host") or p.get("pgpool_host")
     rid = c.vars.get("pgpool_resource")
+    if not restarted and rid and not remote.is_dry(ctx):
+        vip = pgpool.vip_node(ctx, c)
+        if vip and vip != host:
+            # the group moved while pgpool was stopped (its node lost power: chaos seed 41
+            # step 7); pgpool starts where the group's VIP is now
+            say(f"the group (VIP) is on {vip} now, not {host}: pgpool starts there")
+            host = vip
     if not restarted and rid and not pgpool.maintenance_set(ctx, pg.db_host(ctx, host), rid) \
             and read_pool(ctx, c):
         say("pgpool already runs")

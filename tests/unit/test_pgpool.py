@@ -336,7 +336,7 @@ def test_start_hands_back_to_pacemaker(ctx, rec, monkeypatch):
     monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
         "node": "db02", "role": "Started", "managed": False})
     monkeypatch.setattr(pgpool, "maintenance_set", lambda ctx, h, rid: True)
-    monkeypatch.setattr(pgpool, "_vip_node", lambda ctx, c: "db02")
+    monkeypatch.setattr(pgpool, "vip_node", lambda ctx, c: "db02")
     monkeypatch.setattr(pgpool, "listening", lambda *a: True)
     states = iter([{"id": "pgpool", "node": None, "role": "Stopped", "managed": True},
                    {"id": "pgpool", "node": "db02", "role": "Started", "managed": True}])

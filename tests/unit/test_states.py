@@ -444,3 +444,15 @@ def test_no_quorum_from_a_peer_whose_stack_is_down_is_repaired_not_a_human():
     d = states.diagnose_lb(f)
     quorum = [s for s in d["steps"] if s["task"] == "manual" and "no quorum" in s["text"]]
     assert quorum and "run lb.recover again" in quorum[0]["text"]
+
+
+def test_pgpool_stopped_is_started_where_the_vip_runs_when_its_own_node_is_gone():
+    v = view(nodes={"db01": "offline", "db02": "online"}, group_node=None,
+             resources=[res("db-vip", "db02"),
+                        res("pgpool", None, managed=False, maintenance=True)])
+    f = facts(v, DOWN)
+    f["hosts"]["db01"].update(ssh=False, crm=None, ssh_error="timed out")
+    d = states.diagnose_db(f)
+    stopped = [p for p in d["problems"] if p[0] == "pgpool-stopped"]
+    assert stopped == [["pgpool-stopped", "db02"]]
+    assert "inv pgpool.start --host db02" in d["plan"]

@@ -243,3 +243,21 @@ def test_start_pgpool_restarts_a_pgpool_serving_nobody_and_leaves_a_live_one(mon
     monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, cluster: (_ for _ in ()).throw(
         UnreachableError("pgpool does not answer on 10.0.0.10:9999 (connection refused)")))
     assert syncsteps.start_pgpool(ctx, p, {}) == {} and did == []
+
+
+def test_start_pgpool_starts_it_where_the_group_is_now(monkeypatch, tmp_path):
+    """Chaos seed 41 step 7 (pass 2): the resync stopped pgpool on db01, db01 lost power, the
+    group's VIP moved to db02; the resume's start step named db01 and pgpool.start refused
+    ("the group of pgpool (VIP) is on db02"): exit 3 and a hand repair."""
+    from hatasks import pgpool
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    started = []
+    monkeypatch.setattr(pgpool, "start", lambda ctx, h, **kw: started.append(h))
+    monkeypatch.setattr(pgpool, "maintenance_set", lambda *a: True)
+    monkeypatch.setattr(pgpool, "write_status_file", lambda *a: True)
+    monkeypatch.setattr(pgpool, "vip_node", lambda ctx, c: "db02")
+    syncsteps.start_pgpool(ctx, {"cluster": None, "pgpool_host": "db01"},
+                           {"pgpool_stopped": True, "pgpool_host": "db01"})
+    assert started == ["db02"]

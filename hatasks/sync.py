@@ -233,6 +233,16 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
                                 what=f"to rebuild {t.name} from {s.name}")
     p = _params(ctx, c, method, choice, maint_port, vacuum, workdir, force)
     p["proof"] = {k: proof.get(k) for k in ("clean", "how", "seconds")}
+    p["chosen"] = bool(chosen)
+    status = backends.statuses(c, pool_now) if pool_now else {}
+    if status.get(t.name) == "up" and status.get(s.name) != "up":
+        # pgpool writes to the target alone: writes keep landing there after the proof
+        if method == "online":
+            raise StateError(f"refusing an online resync onto {t.name}: pgpool writes to "
+                             f"{t.name} alone ({s.name} is {status.get(s.name)} in it); "
+                             f"use --method dump or basebackup (pgpool is stopped, then "
+                             f"{t.name} is proved again)")
+        p["reprove"] = True
     if method == "online":
         # the recovery scripts append the kept dir to this list: rollback finds it from here
         p["kept_list_len"] = len(kept_list(ctx, t, p["pgdata"]))

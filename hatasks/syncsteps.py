@@ -12,7 +12,7 @@ import pathlib
 import re
 import time
 
-from hatasks import backends, compare, newest, output, pg, pgpool, remote
+from hatasks import backends, compare, newest, output, pg, pgpool, remote, salvage
 from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
@@ -143,7 +143,30 @@ def record_newest(ctx, p, st):
 
 
 def stop_pgpool(ctx, p, st):
-    """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran."""
+    """Stop only the pgpool resource (the stack and the VIP stay); remember where it ran.
+    When pgpool wrote to the target alone (a source chosen against pgpool), the target is
+    proved again once pgpool is stopped (reprove_target)."""
+    out = _stop_pgpool(ctx, p, st)
+    if p.get("reprove") and not remote.is_dry(ctx):
+        out.update(reprove_target(ctx, p))
+    return out
+
+
+def reprove_target(ctx, p):
+    """The proof before the plan (sync.prepare) covers the writes until then; while pgpool
+    sent writes to the target alone, every write after it reached only the target (chaos seed
+    41 step 34: 14 acknowledged writes between the proof and the stop, gone from the cluster
+    with the rebuilt target). Proved again with pgpool stopped: what the target holds that the
+    source lacks goes to a salvage file (the source was chosen) before anything is moved."""
+    say(f"pgpool wrote to {p['target']} alone until it stopped: proving again that "
+        f"{p['target']} holds no write {p['source']} lacks")
+    proof = salvage.prove_clean(ctx, p["cluster"], p["target"], p["source"], p.get("force"),
+                                chosen=p.get("chosen"),
+                                what=f"to rebuild {p['target']} from {p['source']}")
+    return {"reproof": {k: proof.get(k) for k in ("clean", "how", "seconds")}}
+
+
+def _stop_pgpool(ctx, p, st):
     c = backends.pgpool_cluster(ctx, p["cluster"])
     host = p.get("pgpool_host") or pool_host(ctx, c)
     if host:

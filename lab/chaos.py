@@ -279,7 +279,10 @@ class Chaos:
         seen = {h: (self.truth.ids_on(h, self.work.prefix) or set()) for h in DB_HOSTS}
         source = max(DB_HOSTS, key=lambda h: len(seen[h] & acked))
         self.say(f"operator decides the split brain: --source {source}")
-        self.split_output = output
+        # every decision's output is kept: the places an earlier split brain named (its kept
+        # data dir, its salvage file) still hold its loser's writes (a later decision
+        # forgot them, and seed 41 step 34 counted an earlier step's writes lost)
+        self.split_output = getattr(self, "split_output", "") + "\n" + output
         rc, out, _ = self.op.run("db.recover", "--source", source, "--yes",
                                  "--timeout", str(RECOVER_TIMEOUT))
         self.split_output += "\n" + out

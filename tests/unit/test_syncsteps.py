@@ -261,3 +261,31 @@ def test_start_pgpool_starts_it_where_the_group_is_now(monkeypatch, tmp_path):
     syncsteps.start_pgpool(ctx, {"cluster": None, "pgpool_host": "db01"},
                            {"pgpool_stopped": True, "pgpool_host": "db01"})
     assert started == ["db02"]
+
+
+def test_stop_pgpool_proves_the_target_again_when_pgpool_wrote_to_it_alone(monkeypatch, tmp_path):
+    """Chaos seed 41 step 34: pgpool wrote to db01 alone; the operator chose db02 as the
+    source; the proof before the plan found nothing, and the 14 writes acknowledged between it
+    and the stop of pgpool left the cluster with the rebuilt db01. With pgpool stopped, the
+    target is proved again (the chosen source: its extra writes go to a salvage file)."""
+    from hatasks import salvage
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    order = []
+    monkeypatch.setattr(syncsteps, "_stop_pgpool", lambda ctx, p, st: order.append("stop") or
+                        {"pgpool_stopped": True, "pgpool_host": "db01"})
+
+    def prove(ctx, cluster, target, source, force, chosen=False, what=""):
+        order.append(("prove", target, source, force, chosen))
+        return {"clean": False, "how": "1 table differs", "seconds": 0.1}
+
+    monkeypatch.setattr(salvage, "prove_clean", prove)
+    p = {"cluster": "db", "source": "db02", "target": "db01", "force": False, "chosen": True,
+         "reprove": True}
+    out = syncsteps.stop_pgpool(ctx, p, {})
+    assert order == ["stop", ("prove", "db01", "db02", False, True)]
+    assert out["reproof"] == {"clean": False, "how": "1 table differs", "seconds": 0.1}
+    order.clear()
+    assert "reproof" not in syncsteps.stop_pgpool(ctx, dict(p, reprove=False), {})
+    assert order == ["stop"]

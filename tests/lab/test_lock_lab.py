@@ -23,6 +23,7 @@ LEASE = 6
 
 #: the first operator: a journaled operation on the cluster that never ends by itself
 HOLD = """
+import time
 from hatasks import journal
 from hatasks.config import make_context
 ctx = make_context()
@@ -56,8 +57,9 @@ def test_second_operator_is_refused_then_takes_over_a_killed_holders_lock_at_onc
     try:
         line = first.stdout.readline()
         assert line.strip() == "ready", first.stderr.read()
-        held = [r for r in lock_rows(b) if r["state"] == "held"]
-        assert {r["store"] for r in held} == {"CIB", "file on db01", "file on db02"}
+        rows = lock_rows(b)
+        held = [r for r in rows if r["state"] == "held"]
+        assert {r["store"] for r in held} == {"CIB", "file on db01", "file on db02"}, rows
         assert {r["pid"] for r in held} == {str(first.pid)}
 
         refused = cleanup(b)

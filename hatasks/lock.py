@@ -256,7 +256,7 @@ def dead_here(info):
     except ProcessLookupError:
         return True
     except OSError:
-        return False
+        pass
     return False
 
 
@@ -510,13 +510,15 @@ def take(ctx, cluster, action, user):
     def take_file(host, stale=stale):
         res = remote.run(ctx, host, host_command(ctx, cluster, "take", owner, stale), probe=True,
                          warn=True, timeout=30)
-        hstate, _, hinfo = parse_host_output(res.stdout)
+        answer = parse_host_output(res.stdout)
+        hstate, _, hinfo = answer
         if hstate == "held" and hinfo.get("token") != stale and dead_here(hinfo):
             # a holder on this admin host whose process is gone: its file is taken over
             res = remote.run(ctx, host, host_command(ctx, cluster, "take", owner,
                                                      hinfo.get("token", "")),
                              probe=True, warn=True, timeout=30)
-        return res
+            answer = parse_host_output(res.stdout)
+        return answer
 
     hosts = cluster_hosts(ctx, cluster)
     if held.cib_node:
@@ -530,10 +532,10 @@ def take(ctx, cluster, action, user):
                 answers[host] = take_file(host)
             except HaError as exc:
                 answers[host] = exc
-    for host, res in answers.items():
-        if isinstance(res, HaError):
+    for host, answer in answers.items():
+        if isinstance(answer, HaError):
             continue
-        hstate, _, hinfo = parse_host_output(res.stdout)
+        hstate, _, hinfo = answer
         if hstate == "takeover" and int(hinfo.get("left") or 0) > 0:
             hinfo["dead"] = True    # a live lease is taken over only as a dead holder's
         if hstate == "held":

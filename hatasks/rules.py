@@ -156,6 +156,12 @@ def _failed_line(f):
 # =========================================================================== detection (shared)
 
 
+def stack_down(host_facts):
+    """True when a host answers ssh but its own crm_mon fails: its cluster stack is down (the
+    heartbeat pattern, repaired by the plan's hb.start)."""
+    return bool(host_facts.get("ssh")) and not host_facts.get("crm")
+
+
 def unreachable_problems(facts):
     """(pattern, host, evidence) for hosts the operator cannot reach or whose stack is down,
     and for two nodes that both answer but see each other OFFLINE (interconnect cut)."""
@@ -180,7 +186,7 @@ def unreachable_problems(facts):
                     ev.append(f"no power_check in the inventory for {name}: check its power "
                               f"first (power and network failures look the same from here)")
                 found.append(("network", name, ev))
-        elif not f.get("crm"):
+        elif stack_down(f):
             ev = [f"ssh to {name} works but crm_mon fails there: {f.get('crm_error')}"]
             if peer_note:
                 ev.append(peer_note)

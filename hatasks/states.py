@@ -120,8 +120,7 @@ def stack_down_peers(facts, viewer):
     is down: the heartbeat pattern, which the plan repairs with hb.start)."""
     hosts = facts.get("hosts") or {}
     return [n for n in facts.get("order") or [] if n != viewer
-            and (hosts.get(n) or {}).get("ssh") and (hosts.get(n) or {}).get("crm") is None
-            and (hosts.get(n) or {}).get("crm_error")]
+            and rules.stack_down(hosts.get(n) or {})]
 
 
 def quorum_problems(facts):

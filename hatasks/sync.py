@@ -41,7 +41,7 @@ from hatasks.errors import HaError, StateError, UsageError
 from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
-                              summary)
+                              summary, target_alone)
 from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
@@ -235,7 +235,7 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
     p["proof"] = {k: proof.get(k) for k in ("clean", "how", "seconds")}
     p["chosen"] = bool(chosen)
     status = backends.statuses(c, pool_now) if pool_now else {}
-    if status.get(t.name) == "up" and status.get(s.name) != "up":
+    if target_alone(status, s.name, t.name):
         # pgpool writes to the target alone: writes keep landing there after the proof
         if method == "online":
             raise StateError(f"refusing an online resync onto {t.name}: pgpool writes to "

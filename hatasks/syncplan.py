@@ -134,6 +134,16 @@ REBUILD = {"dump": ["initdb_target", "copy_config", "start_target_maint", "impor
 TARGET_REPLACED = {"dump": "keep_datadir", "basebackup": "keep_datadir", "online": "recover_online"}
 
 
+def target_alone(status, source, target, unlisted_source=True):
+    """Pure: pgpool writes to TARGET alone: it is up in SHOW pool_nodes (STATUS: {host: status})
+    and SOURCE is not. UNLISTED_SOURCE says what a source pgpool does not list counts as: not
+    up (before a resync: the target takes every write) or unknown (a resync under way whose
+    pgpool was restarted with the target only: not evidence of writes)."""
+    if status.get(source) is None and not unlisted_source:
+        return False
+    return status.get(target) == "up" and status.get(source) != "up"
+
+
 def overtaken(method, done, source, target, status):
     """Pure: why resuming this resync would throw writes away, or None. STATUS: {host: its
     status in SHOW pool_nodes} read now. pgpool serving from the target while the source is
@@ -142,7 +152,7 @@ def overtaken(method, done, source, target, status):
     the target from the source would drop those writes from the cluster."""
     if TARGET_REPLACED.get(method) in (done or []):
         return None
-    if status.get(target) == "up" and status.get(source) not in (None, "up"):
+    if target_alone(status, source, target, unlisted_source=False):
         return (f"pgpool serves from {target} alone ({source} is {status.get(source)} in SHOW "
                 f"pool_nodes) and {target}'s data is still its own: clients have written to "
                 f"{target} since the resync {source} -> {target} began; resuming it would "

@@ -407,6 +407,34 @@ def test_overtaken_pure_rule():
     assert syncplan.overtaken("dump", [], "db01", "db02", {"db01": "up", "db02": "up"}) is None
     assert syncplan.overtaken("dump", [], "db01", "db02", {"db01": "up", "db02": "down"}) is None
 
+    # a source pgpool does not list is no evidence of writes to the target during a resync
+    assert syncplan.overtaken("dump", [], "db01", "db02", {"db02": "up"}) is None
+
+
+def test_target_alone_is_one_predicate_for_the_resync_and_its_resume():
+    from hatasks import syncplan
+
+    alone = {"db01": "down", "db02": "up"}
+    assert syncplan.target_alone(alone, "db01", "db02")
+    assert not syncplan.target_alone({"db01": "up", "db02": "up"}, "db01", "db02")
+    assert not syncplan.target_alone({"db01": "up", "db02": "down"}, "db01", "db02")
+    # before a resync, a source pgpool does not list leaves the target taking every write
+    assert syncplan.target_alone({"db02": "up"}, "db01", "db02")
+    assert not syncplan.target_alone({"db02": "up"}, "db01", "db02", unlisted_source=False)
+
+
+def test_stack_down_is_the_heartbeat_condition_for_rules_and_states():
+    from hatasks import rules, states
+
+    assert rules.stack_down({"ssh": True, "crm": None, "crm_error": "connection refused"})
+    assert not rules.stack_down({"ssh": False, "crm": None})
+    assert not rules.stack_down({"ssh": True, "crm": {"nodes": {}}})
+    facts = {"order": ["db01", "db02"],
+             "hosts": {"db01": {"ssh": True, "crm": {"nodes": {}}},
+                       "db02": {"ssh": True, "crm": None, "crm_error": "not connected"}}}
+    assert states.stack_down_peers(facts, "db01") == ["db02"]
+    assert states.stack_down_peers(facts, "db02") == []
+
 
 def test_a_resync_overtaken_by_writes_to_its_target_is_rolled_back_never_resumed():
     """Chaos seed 41 step 7: db01, the source, lost power in the resync's stop_pgpool step;

@@ -181,10 +181,11 @@ def _backend_or_alternate(ctx, name):
         return info
 
 
-def status(ctx, cluster="db"):
-    """Every backend of CLUSTER, directly: {"backends": [...]} (down ones with the reason)."""
+def status(ctx, cluster="db", host=None):
+    """Every backend of CLUSTER (or HOST's alone), directly: {"backends": [...]} (down ones with
+    the reason)."""
     inv = remote.inventory(ctx)
-    hosts = inv.cluster(cluster).hosts
+    hosts = [h for h in inv.cluster(cluster).hosts if host is None or h.name == host]
     results = remote.probe_many(ctx, hosts, lambda name: _backend_or_alternate(ctx, name))
     backends = []
     for h in hosts:
@@ -215,16 +216,21 @@ def status_table(data):
     return (["host", "status", "port", "version", "databases / reason"], rows)
 
 
-@task(name="status", help=helps("DB", {"format": True, "cluster": "the DB cluster (default db)"}))
-def status_task(ctx, format=None, cluster="db"):
+@task(name="status", help=helps("DB", {"format": True, "cluster": "the DB cluster (default db)",
+                                        "host": "this backend only (default: every backend)"}))
+def status_task(ctx, format=None, cluster="db", host=None):
     """Show every backend directly: reachable, version, port, database sizes.
 
     Runbook 5.2.2: "check that psql can connect to both backends directly". Exit 3 when a
-    backend is down (it is listed with the reason).
+    backend is down (it is listed with the reason). --host db01 (or `fab -H db01`) shows that
+    backend alone; its cluster is the one shown.
     """
     fmt = output.resolve_format(ctx, format)
-    cluster = checks.cluster(ctx, cluster, "db").name
-    data = status(ctx, cluster)
+    if host is not None:
+        cluster = checks.host(ctx, host, kind="db").cluster
+    else:
+        cluster = checks.cluster(ctx, cluster, "db").name
+    data = status(ctx, cluster, host)
     output.emit(data, fmt, table=status_table)
     down = [b["host"] for b in data["backends"] if b["status"] != "up"]
     if down:

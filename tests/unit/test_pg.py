@@ -2,6 +2,7 @@
 version-dependent flags, dump rename/keep logic, validation before anything is sent. The network
 is the shared FakeRemote (tests/unit/conftest.py); nothing reaches a host."""
 
+import json
 import os
 import stat
 import subprocess
@@ -303,6 +304,8 @@ def test_vacuum_success_and_failure(ctx, rec, monkeypatch):
     lambda c: pg.dumpall_task(c, host="db01", keep="x"),
     lambda c: pg.vacuum_task(c, host="db01", port=-1),
     lambda c: pg.status_task(c, format="yaml"),
+    lambda c: pg.status_task(c, host="lb01"),
+    lambda c: pg.status_task(c, host="db09"),
     lambda c: pg.compare_task(c, format="xml"),
 ])
 def test_bad_input_sends_nothing(ctx, rec, call):
@@ -431,3 +434,18 @@ def test_dumpall_refused_when_another_process_holds_the_lock(ctx, rec, fixed_tim
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_status_host_shows_that_backend_alone(ctx, rec, monkeypatch, capsys):
+    asked = []
+
+    def info(c, host, port=None):
+        asked.append(host.name)
+        return {"host": host.name, "status": "up", "port": 5432, "version": "15.8",
+                "version_num": 150008, "databases": [], "reason": None}
+
+    monkeypatch.setattr(pg, "backend_info", info)
+    pg.status_task(ctx, host="db02", format="json")
+    data = json.loads(capsys.readouterr().out)
+    assert asked == ["db02"]
+    assert data["cluster"] == "db" and [b["host"] for b in data["backends"]] == ["db02"]

@@ -241,6 +241,34 @@ def test_online_waits_until_the_dc_is_idle_twice_in_a_row(lab, ctx):
     assert fake.dc_states == []
 
 
+def test_online_asks_the_dc_while_its_first_poll_reads_crm_mon(lab, ctx):
+    # the first read after standby off often meets the check already: the DC the caller saw
+    # is asked at the same time, not after it (one round trip instead of two); its answer
+    # still needs a second idle poll in a row
+    import threading
+
+    fake = lab(DB01_STANDBY, after={"crm_standby -N db01 -v off": PGPOOL_CLEAN})
+    asked, off = threading.Event(), threading.Event()
+    seen_asked = []
+    answer = fake.answer
+
+    def answering(host, command):
+        if command.startswith("crmadmin -S "):
+            asked.set()
+        if command == crm.CRM_MON and off.is_set() and not seen_asked:
+            seen_asked.append(asked.wait(5))    # the question is out before this read ends
+        if command == "crm_standby -N db01 -v off":
+            off.set()
+        return answer(host, command)
+
+    fake.answer = answering
+    state = dict(crmmon.parse_crm_mon_xml(DB01_STANDBY), cluster="db", read_on="db01",
+                 unanswered={})
+    hb.online(ctx, "db01", timeout=5, yes=True, state=state)
+    assert seen_asked == [True]
+    assert [c for h, c in fake.sent if c.startswith("crmadmin")] == ["crmadmin -S db01"] * 2
+
+
 def test_online_of_an_offline_node_is_refused(lab, ctx):
     fake = lab(DB01_DOWN)
     with pytest.raises(StateError, match="hb.start"):

@@ -284,39 +284,6 @@ def _record_async(ctx, c, reason, pool_read=None):
     return in_background(record)
 
 
-class EarlyLock:
-    """Take CLUSTER's operation lock in a thread while the state is read (the lock's round
-    trips overlap the connection set-up and the reads instead of following them). The
-    operation that mutates still enters journal.operation, which finds the lock held by this
-    process (re-entrant) or, when this early take failed, takes it itself and reports why.
-    ``release()`` gives back this take's hold (once, after the operation)."""
-
-    def __init__(self, ctx, cluster, action):
-        self.ctx, self.cluster = ctx, cluster
-        self.held = False
-        self._thread = None
-        if remote.is_dry(ctx):
-            return
-
-        def take():
-            try:
-                journal.acquire(ctx, cluster, action)
-                self.held = True
-            except Exception:  # noqa: BLE001 - the operation's own acquire reports it
-                pass
-
-        self._thread = threading.Thread(target=take, daemon=True)
-        self._thread.start()
-
-    def release(self):
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self.held:
-            self.held = False
-            journal.release(self.ctx, self.cluster)
-
-
 def carry_pool_view(ctx, c, dst, data):
     """Write pgpool's current backend view (SHOW pool_nodes, in node-id order) into DST's
     pgpool_status file before pgpool starts there, so that it does not come up with the stale
@@ -416,7 +383,7 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     c, timeout, group = engine.move_inputs(ctx, "db", cluster, from_, "from", timeout)
     steps = engine.Steps(4)
     engine.warm_connections(ctx, c)
-    lock = EarlyLock(ctx, c.name, "db.failover")
+    lock = engine.EarlyLock(ctx, c.name, "db.failover")
     try:
         return _failover(ctx, c, group, from_, timeout, yes, force, steps)
     finally:

@@ -165,6 +165,21 @@ def test_standby_sends_crm_standby_and_waits_for_the_move(lab, ctx):
     assert crmmon.group_node(after, "grp-pgpool") == "db02"
 
 
+def test_standby_from_the_state_its_caller_read_under_the_lock(lab, ctx):
+    # db.failover reads the state under the lock while the newest-data record finishes: the
+    # standby decides on it and sends the action without reading crm_mon first
+    fake = lab(DB_INITIAL, after={"crm_standby -N db01 -v on": DB01_STANDBY})
+    state = dict(crmmon.parse_crm_mon_xml(DB_INITIAL), cluster="db", read_on="db01",
+                 unanswered={})
+    hb.standby(ctx, "db01", timeout=5, yes=True, state=state)
+    assert fake.sent[0] == ("db01", "crm_standby -N db01 -v on")
+    # and it refuses on that state as on one it read itself
+    down = dict(state, nodes=[dict(n, state="offline") if n["name"] == "db02" else n
+                              for n in state["nodes"]])
+    with pytest.raises(StateError, match="no other db node is online"):
+        hb.standby(ctx, "db01", timeout=5, yes=True, state=down)
+
+
 def test_standby_task_of_a_lb_node_derives_the_cluster(lab, ctx):
     # lb02 runs grp-apache in this capture; crm_mon keeps showing it there, online
     fake = lab(LB, after={"crm_standby -N lb02 -v on": LB})

@@ -231,6 +231,15 @@ def main():
               f"the move; "
               f"RATIO failover/by-hand = {fo / bh:.2f} (target <= 1.3), "
               f"failover/pcmk-move = {fo / pm:.2f}")
+    if args.before:
+        # the two trees ran back to back in each round: the per-round difference cancels most
+        # of the other labs' load, which moves both runs of a round alike
+        for key, what in (("inv", "end to end"), ("cpu", "CPU"),
+                          ("inv_after_move", "returned after the move")):
+            diffs = [a[key] - b[key] for a, b in zip(runs["after"], runs["before"])
+                     if a[key] is not None and b[key] is not None]
+            print(f"paired, after - before, {what}: median {med(diffs):+.2f}s over {len(diffs)} "
+                  f"rounds ({', '.join(f'{d:+.2f}' for d in diffs)})")
     if args.no_diagnose:
         return
 

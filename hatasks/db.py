@@ -298,11 +298,14 @@ def carry_pool_view(ctx, c, dst, data):
 
 
 def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None,
-               pool=None, steps=None):
+               pool=None, steps=None, last_change=False):
     """Standby SRC, verify the group runs on DST, bring SRC online, verify it stays (no
     automatic failback in the DB cluster), and pgpool answers with its backends. The
     newest-data backend is recorded first (``recorded``: a callable from _record_async
     already started). Each step is printed with the time since STEPS (engine.Steps) began.
+    LAST_CHANGE: the caller changes nothing after the move, so once standby off is sent the
+    lock in the cluster is given back while the move is verified (a top-level operation only:
+    journal.Operation.give_back_early).
     Returns (state after, SHOW pool_nodes after) ((None, None) under --dry)."""
     group = c.vars.get("group")
     args = {"from": src, "to": dst, "timeout": timeout}
@@ -330,19 +333,28 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         # pgpool now runs on DST: its answer is awaited while SRC comes back online
         pool_check = in_background(_pgpool_answers, ctx, c, timeout) if c.kind == "db" else None
         steps(f"{src} online again: {group} must stay on {dst}")
-        after = hb.online(ctx, src, timeout=timeout, yes=True, state=moved_state)
+        given_back = []
+        give_back = (lambda: given_back.append(op.give_back_early())) if last_change else None
+        try:
+            after = hb.online(ctx, src, timeout=timeout, yes=True, state=moved_state,
+                              after_action=give_back)
 
-        def moved(s):
-            return (crmmon.group_node(s, group) == dst and crmmon.node_state(s, src) == "online"
-                    and crmmon.node_state(s, dst) == "online")
+            def moved(s):
+                return (crmmon.group_node(s, group) == dst
+                        and crmmon.node_state(s, src) == "online"
+                        and crmmon.node_state(s, dst) == "online")
 
-        if not (after and moved(after)):
-            after = crm.wait_for(ctx, c.name, moved, timeout,
-                                f"{group} started on {dst}, {src} and {dst} online")
-        pool_after = None
+            if not (after and moved(after)):
+                after = crm.wait_for(ctx, c.name, moved, timeout,
+                                     f"{group} started on {dst}, {src} and {dst} online")
+            pool_after = None
+            if c.kind == "db":
+                steps(f"pgpool answers through the VIP on {dst}, with its backends")
+                pool_after = pool_check()
+        finally:
+            for wait in given_back:
+                wait()
         if c.kind == "db":
-            steps(f"pgpool answers through the VIP on {dst}, with its backends")
-            pool_after = pool_check()
             pgpool.print_nodes("pgpool after", pool_after)
             if pool_after.get("degenerated"):
                 down = [b.get("host") for b in pool_after["backends"] if b.get("status") != "up"]
@@ -413,7 +425,7 @@ def _failover(ctx, c, group, from_, timeout, yes, force, steps):
                          f"{group} ({states})")
     pool = pool_before(ctx, c, force, "fail over", pool_read)
     after, pool_after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes,
-                                   recorded=recorded, pool=pool, steps=steps)
+                                   recorded=recorded, pool=pool, steps=steps, last_change=True)
     if after is not None:
         engine.print_before_after(before, after, pool, pool_after, pools=True)
         steps.done(f"{group} now runs on {others[0]}; {src} is online and the group stays on "
@@ -461,7 +473,7 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
         return before
     pool = pool_before(ctx, c, force, "fail back", pool_read)
     after, pool_after = move_group(ctx, c, src, to, timeout, "db.failback", yes, pool=pool,
-                                   steps=steps)
+                                   steps=steps, last_change=True)
     if after is not None:
         engine.print_before_after(before, after, pool, pool_after, pools=True)
         steps.done(f"{group} runs on {to} again; both nodes online")

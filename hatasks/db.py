@@ -298,14 +298,11 @@ def carry_pool_view(ctx, c, dst, data):
 
 
 def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_reason=None,
-               pool=None, steps=None, last_change=False):
+               pool=None, steps=None):
     """Standby SRC, verify the group runs on DST, bring SRC online, verify it stays (no
     automatic failback in the DB cluster), and pgpool answers with its backends. The
     newest-data backend is recorded first (``recorded``: a callable from _record_async
     already started). Each step is printed with the time since STEPS (engine.Steps) began.
-    LAST_CHANGE: the caller changes nothing after the move, so once standby off is sent the
-    lock in the cluster is given back while the move is verified (a top-level operation only:
-    journal.Operation.give_back_early).
     Returns (state after, SHOW pool_nodes after) ((None, None) under --dry)."""
     group = c.vars.get("group")
     args = {"from": src, "to": dst, "timeout": timeout}
@@ -333,28 +330,19 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         # pgpool now runs on DST: its answer is awaited while SRC comes back online
         pool_check = in_background(_pgpool_answers, ctx, c, timeout) if c.kind == "db" else None
         steps(f"{src} online again: {group} must stay on {dst}")
-        given_back = []
-        give_back = (lambda: given_back.append(op.give_back_early())) if last_change else None
-        try:
-            after = hb.online(ctx, src, timeout=timeout, yes=True, state=moved_state,
-                              after_action=give_back)
+        after = hb.online(ctx, src, timeout=timeout, yes=True, state=moved_state)
 
-            def moved(s):
-                return (crmmon.group_node(s, group) == dst
-                        and crmmon.node_state(s, src) == "online"
-                        and crmmon.node_state(s, dst) == "online")
+        def moved(s):
+            return (crmmon.group_node(s, group) == dst and crmmon.node_state(s, src) == "online"
+                    and crmmon.node_state(s, dst) == "online")
 
-            if not (after and moved(after)):
-                after = crm.wait_for(ctx, c.name, moved, timeout,
-                                     f"{group} started on {dst}, {src} and {dst} online")
-            pool_after = None
-            if c.kind == "db":
-                steps(f"pgpool answers through the VIP on {dst}, with its backends")
-                pool_after = pool_check()
-        finally:
-            for wait in given_back:
-                wait()
+        if not (after and moved(after)):
+            after = crm.wait_for(ctx, c.name, moved, timeout,
+                                f"{group} started on {dst}, {src} and {dst} online")
+        pool_after = None
         if c.kind == "db":
+            steps(f"pgpool answers through the VIP on {dst}, with its backends")
+            pool_after = pool_check()
             pgpool.print_nodes("pgpool after", pool_after)
             if pool_after.get("degenerated"):
                 down = [b.get("host") for b in pool_after["backends"] if b.get("status") != "up"]
@@ -425,7 +413,7 @@ def _failover(ctx, c, group, from_, timeout, yes, force, steps):
                          f"{group} ({states})")
     pool = pool_before(ctx, c, force, "fail over", pool_read)
     after, pool_after = move_group(ctx, c, src, others[0], timeout, "db.failover", yes,
-                                   recorded=recorded, pool=pool, steps=steps, last_change=True)
+                                   recorded=recorded, pool=pool, steps=steps)
     if after is not None:
         engine.print_before_after(before, after, pool, pool_after, pools=True)
         steps.done(f"{group} now runs on {others[0]}; {src} is online and the group stays on "
@@ -473,7 +461,7 @@ def failback(ctx, to=None, cluster=None, timeout=60, force=False, yes=False):
         return before
     pool = pool_before(ctx, c, force, "fail back", pool_read)
     after, pool_after = move_group(ctx, c, src, to, timeout, "db.failback", yes, pool=pool,
-                                   steps=steps, last_change=True)
+                                   steps=steps)
     if after is not None:
         engine.print_before_after(before, after, pool, pool_after, pools=True)
         steps.done(f"{group} runs on {to} again; both nodes online")

@@ -202,10 +202,9 @@ def standby(ctx, node, timeout=60, force=False, yes=False, state=None):
     return after
 
 
-def online(ctx, node, timeout=60, yes=False, state=None, after_action=None):
+def online(ctx, node, timeout=60, yes=False, state=None):
     """Bring NODE back online from standby and wait until verified (5.1.1, 5.2.1 recovery).
-    STATE: the cluster's state just read by the caller under the same lock (not read again).
-    AFTER_ACTION: called once standby off is sent (or found not needed), before the wait."""
+    STATE: the cluster's state just read by the caller under the same lock (not read again)."""
     host, cluster = node_of(ctx, node)
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
     before = state or crm.crm_status(ctx, cluster)
@@ -230,8 +229,6 @@ def online(ctx, node, timeout=60, yes=False, state=None, after_action=None):
             crm.run_action(ctx, remote.host(ctx, before["read_on"]), command)
         if remote.is_dry(ctx):
             return before
-        if after_action is not None:
-            after_action()
         after = crm.wait_for(ctx, cluster, converged, timeout,
                          f"{node} online and {', '.join(groups) or 'groups'} started",
                          prefer=[before["read_on"]], settle=True, seen=before)

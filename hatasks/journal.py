@@ -345,25 +345,6 @@ class Operation:
         the step begun and not checkpointed is the one that was running."""
         return self._write("step", step=name)
 
-    def give_back_early(self):
-        """Once the last change of this top-level operation is made and only read-only checks
-        follow: give its lock in the cluster (CIB and host files) back now, in a thread, so
-        that the round trip runs while the checks do. The lock on this admin host stays until
-        the operation ends. Returns a callable that waits for the give-back. Nothing for a
-        nested operation (its caller may change more) or under --dry."""
-        if self.dry or self.parent is not None:
-            return lambda: None
-        with _held_lock:
-            _, entry = _own(self.ctx, self.cluster)
-            held = entry.pop("cluster_lock", None) if entry else None
-        if held is None:
-            return lambda: None
-        self.note("lock in the cluster given back: the last change is made, checks follow")
-        t = threading.Thread(target=held.release, daemon=True,
-                             name=f"hatasks-unlock-{self.cluster}")
-        t.start()
-        return t.join
-
 
 _ops = threading.local()
 

@@ -501,32 +501,3 @@ def test_host_script_takes_over_only_the_stale_token(tmp_path):
     state, _, info = run("take", new, stale="feed")
     assert state == "takeover" and info["token"] == "feed"
     assert run("show", {})[2]["token"] == "beef"
-
-
-def test_give_back_early_only_for_a_top_level_operation_and_once(lctx, fake):
-    free_cluster(fake)
-
-    def released():
-        return [c.host for c in fake.calls if "op=release" in c.command]
-
-    with journal.operation(lctx, "db", "db.failover", yes=True) as op:
-        with journal.operation(lctx, "db", "hb.online", yes=True) as inner:
-            inner.give_back_early()()          # nested: its caller may change more
-            assert released() == []
-        op.give_back_early()()
-        assert sorted(released()) == ["db01", "db02"]
-        assert any("cibadmin --delete" in c.command for c in fake.calls)
-        op.give_back_early()()                 # once only
-    # the operation's end gives back the lock on this admin host only
-    assert sorted(released()) == ["db01", "db02"]
-    # and nothing of it stays in this process: the next operation takes the lock afresh
-    with journal.operation(lctx, "db", "db.failback", yes=True):
-        pass
-    assert len([c for c in fake.calls if is_create(c.host, c.command)]) == 2
-
-
-def test_give_back_early_does_nothing_under_dry(tmp_path, fake):
-    dctx = make_ctx(tmp_path, dry=True, cluster_state=True, lock_lease=60)
-    with journal.operation(dctx, "db", "db.failover", yes=True) as op:
-        op.give_back_early()()
-    assert fake.calls == []

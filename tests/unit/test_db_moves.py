@@ -132,3 +132,25 @@ def test_failover_under_dry_takes_no_lock(tmp_path, fake, moving):
     dctx = make_ctx(tmp_path, dry=True, cluster_state=True, lock_lease=60)
     db.failover(dctx, yes=True)
     assert not [c for h, c in moving.order if "cibadmin --create" in c or "op=take" in c]
+
+
+def test_failover_while_another_operator_holds_the_lock_is_refused_locked(tmp_path, fake, moving):
+    from xml.sax.saxutils import quoteattr
+
+    from hatasks import lock as cluster_lock
+
+    lctx = make_ctx(tmp_path, cluster_state=True, lock_lease=60)
+    held = {"token": "feed", "cluster": "db", "user": "bob", "host": "admin2", "pid": "4242",
+            "action": "sync.resync", "since": "2026-11-30T10:00:00Z", "lease": 60,
+            "renewed": 990}
+    body = "".join(f"<nvpair id=\"hatasks-lock-{k}\" name=\"{k}\" value={quoteattr(str(v))}/>"
+                   for k, v in held.items())
+    fake.on(lambda h, c: "cibadmin --create" in c,
+            (0, f"rc={cluster_lock.CIB_EXISTS}\nnow=1000\n<cluster_property_set id=\"hatasks-lock\">"
+                f"{body}</cluster_property_set>\n"))
+    with pytest.raises(db.HaError) as exc:
+        db.failover(lctx, yes=True)
+    # the early take failed quietly; the operation's own take names the holder
+    assert exc.value.code == db.HaError.LOCKED and "bob" in exc.value.message
+    assert not [c for h, c in moving.order if c.startswith("crm_standby")]
+    assert not [c for h, c in moving.order if "pgpool_status" in c or "op=release" in c]

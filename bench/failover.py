@@ -109,9 +109,25 @@ def inv(env, *args, cwd=ROOT):
                    HATASKS_STATE_DIR=env["INVOKE_HATASKS_STATE_DIR"])
         if not env["HATASKS_INVENTORY"]:
             env["HATASKS_INVENTORY"] = str(ROOT / "hosts.ini")
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-    return time.monotonic() - t0, proc
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    outs = {}
+    readers = [threading.Thread(target=lambda k, f: outs.__setitem__(k, f.read()),
+                                args=(k, f), daemon=True)
+               for k, f in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for r in readers:
+        r.start()
+    # the task's own rusage (wait4 on its pid): the poller's crm_mon children, reaped by this
+    # process meanwhile, would count in RUSAGE_CHILDREN
+    _, status, ru = os.wait4(proc.pid, 0)
+    dt = time.monotonic() - t0
+    for r in readers:
+        r.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout, proc.stderr = outs.get("stdout", ""), outs.get("stderr", "")
+    # CPU of the task's process (user + system), a figure the other labs' load moves less
+    proc.cpu = ru.ru_utime + ru.ru_stime
+    return dt, proc
 
 
 def wait(pred, timeout=60):
@@ -137,7 +153,7 @@ def failover_run(lab, env, peer_of, cwd=ROOT):
         raise SystemExit(f"db.failover failed:\n{proc.stdout}\n{proc.stderr}")
     t_sb = poll.first(lambda nodes, g: nodes.get(src) == "standby", t0)
     t_mv = poll.first(lambda nodes, g: g == dst, t0)
-    return {"from": src, "to": dst, "inv": dt,
+    return {"from": src, "to": dst, "inv": dt, "cpu": proc.cpu,
             "pcmk_move": (t_mv - t_sb) if t_sb and t_mv else None,
             "inv_after_move": (t0 + dt - t_mv) if t_mv else None}
 
@@ -168,7 +184,7 @@ def med(xs):
 def line(label, r):
     return (f"inv db.failover ({label}) {r['inv']:.2f}s ({r['from']}->{r['to']}), pcmk move "
             f"inside it {r['pcmk_move'] or float('nan'):.2f}s, returned "
-            f"{r['inv_after_move'] or float('nan'):.2f}s after the move")
+            f"{r['inv_after_move'] or float('nan'):.2f}s after the move, CPU {r['cpu']:.2f}s")
 
 
 def main():
@@ -209,10 +225,21 @@ def main():
         fo = med([r["inv"] for r in runs[label]])
         pm = med([r["pcmk_move"] for r in runs[label]])
         am = med([r["inv_after_move"] for r in runs[label]])
-        print(f"{label:6}: db.failover end to end {fo:.2f}s; Pacemaker's move inside it "
-              f"(standby seen -> group started) {pm:.2f}s; returned {am:.2f}s after the move; "
+        cpu = med([r["cpu"] for r in runs[label]])
+        print(f"{label:6}: db.failover end to end {fo:.2f}s (CPU {cpu:.2f}s); Pacemaker's move "
+              f"inside it (standby seen -> group started) {pm:.2f}s; returned {am:.2f}s after "
+              f"the move; "
               f"RATIO failover/by-hand = {fo / bh:.2f} (target <= 1.3), "
               f"failover/pcmk-move = {fo / pm:.2f}")
+    if args.before:
+        # the two trees ran back to back in each round: the per-round difference cancels most
+        # of the other labs' load, which moves both runs of a round alike
+        for key, what in (("inv", "end to end"), ("cpu", "CPU"),
+                          ("inv_after_move", "returned after the move")):
+            diffs = [a[key] - b[key] for a, b in zip(runs["after"], runs["before"])
+                     if a[key] is not None and b[key] is not None]
+            print(f"paired, after - before, {what}: median {med(diffs):+.2f}s over {len(diffs)} "
+                  f"rounds ({', '.join(f'{d:+.2f}' for d in diffs)})")
     if args.no_diagnose:
         return
 

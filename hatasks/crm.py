@@ -167,10 +167,12 @@ def wait_for(ctx, cluster, check, timeout, expected, prefer=None, only=None, set
     while True:
         # settle: once a read has met the check, the DC it named is asked at the same time as
         # crm_mon is read again (one round trip per poll instead of two); its answer counts only
-        # when the new read names the same DC on the same node. Before that, no question is
-        # sent that the poll would throw away.
+        # when the new read names the same DC on the same node. So is the first poll's, asked
+        # of the DC the caller SEEN (right after an action, the first read often meets the
+        # check already). Otherwise no question is sent that the poll would throw away.
         idle = (_dc_idle_meanwhile(ctx, last)
-                if settle and last is not None and last.get("dc") and check(last) else None)
+                if settle and last is not None and last.get("dc")
+                and (last is seen or check(last)) else None)
         try:
             prev = last
             last = crm_status(ctx, cluster, prefer=prefer, only=only)

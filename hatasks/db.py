@@ -264,12 +264,24 @@ def in_background(fn, *args):
     return result
 
 
-def _record_async(ctx, c, reason):
+def _record_async(ctx, c, reason, pool_read=None):
     """Start recording the newest-data backend in a thread (it must be done before pgpool
-    moves; it runs while the state is read). Returns a callable giving its result."""
+    moves; it runs while the state is read). POOL_READ: a read_pool_async already started,
+    whose answer the record uses (one SHOW pool_nodes instead of two; read again when it
+    failed). Returns a callable giving its result."""
     if c.kind != "db" or remote.is_dry(ctx):
         return lambda: None
-    return in_background(newest.record_newest, ctx, c.name, reason)
+
+    def record():
+        data = None
+        if pool_read is not None:
+            try:
+                data = pool_read()
+            except HaError:
+                data = None
+        return newest.record_newest(ctx, c.name, reason, data=data)
+
+    return in_background(record)
 
 
 def carry_pool_view(ctx, c, dst, data):
@@ -301,13 +313,17 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
     steps = steps or engine.Steps(4)
     with journal.operation(ctx, c.name, action, args, yes=yes, summary=summary) as op:
         steps("record the newest-data backend (before pgpool moves)")
+        # under the lock, at once: the state the standby starts from is read again, and DST's
+        # pgpool_status is written, while the record finishes; all three before pgpool moves
+        state = in_background(crm.crm_status, ctx, c.name)
+        carried = in_background(carry_pool_view, ctx, c, dst, pool) if c.kind == "db" else None
         rec = recorded()
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
+        if carried is not None:
+            carried()
         steps(f"standby {src}: {group} moves to {dst}")
-        if c.kind == "db":
-            carry_pool_view(ctx, c, dst, pool)
-        moved_state = hb.standby(ctx, src, timeout=timeout, yes=True)
+        moved_state = hb.standby(ctx, src, timeout=timeout, yes=True, state=state())
         if remote.is_dry(ctx):
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
             return None, None
@@ -367,8 +383,16 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     c, timeout, group = engine.move_inputs(ctx, "db", cluster, from_, "from", timeout)
     steps = engine.Steps(4)
     engine.warm_connections(ctx, c)
-    recorded = _record_async(ctx, c, "db.failover: pgpool moves")
+    lock = engine.EarlyLock(ctx, c.name, "db.failover")
+    try:
+        return _failover(ctx, c, group, from_, timeout, yes, force, steps)
+    finally:
+        lock.release()
+
+
+def _failover(ctx, c, group, from_, timeout, yes, force, steps):
     pool_read = read_pool_async(ctx, c)
+    recorded = _record_async(ctx, c, "db.failover: pgpool moves", pool_read)
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     src = crmmon.group_node(before, group)

@@ -56,6 +56,39 @@ def warm_connections(ctx, c):
         threading.Thread(target=connect, args=(name,), daemon=True).start()
 
 
+class EarlyLock:
+    """Take CLUSTER's operation lock in a thread while the state is read (the lock's round
+    trips overlap the connection set-up and the reads instead of following them). The
+    operation that mutates still enters journal.operation, which finds the lock held by this
+    process (re-entrant) or, when this early take failed, takes it itself and reports why.
+    ``release()`` gives back this take's hold (once, after the operation)."""
+
+    def __init__(self, ctx, cluster, action):
+        self.ctx, self.cluster = ctx, cluster
+        self.held = False
+        self._thread = None
+        if remote.is_dry(ctx):
+            return
+
+        def take():
+            try:
+                journal.acquire(ctx, cluster, action)
+                self.held = True
+            except Exception:  # noqa: BLE001 - the operation's own acquire reports it
+                pass
+
+        self._thread = threading.Thread(target=take, daemon=True)
+        self._thread.start()
+
+    def release(self):
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.held:
+            self.held = False
+            journal.release(self.ctx, self.cluster)
+
+
 # =========================================================================== facts (read-only)
 
 

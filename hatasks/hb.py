@@ -147,11 +147,12 @@ def status_task(ctx, cluster=None, format=None, watch_=None):
 # --------------------------------------------------------------------------- standby / online
 
 
-def standby(ctx, node, timeout=60, force=False, yes=False):
-    """Put NODE in standby and wait until its resources run on another node (5.1.1 a, 5.2.1)."""
+def standby(ctx, node, timeout=60, force=False, yes=False, state=None):
+    """Put NODE in standby and wait until its resources run on another node (5.1.1 a, 5.2.1).
+    STATE: the cluster's state just read by the caller under the same lock (not read again)."""
     host, cluster = node_of(ctx, node)
     timeout = checks.positive("timeout", timeout, whole_to_int=True)
-    before = crm.crm_status(ctx, cluster)
+    before = state or crm.crm_status(ctx, cluster)
     print(crm.summary(before))
     if crmmon.node_state(before, node) is None:
         raise StateError(f"{node} is not a node of the running {cluster} cluster (crm_mon on "

@@ -660,20 +660,34 @@ def write_newest(ctx, cluster, record):
     hosts = cluster_hosts(ctx, cluster) if enabled(ctx) else []
     if not hosts:
         return []
+    nodes = crm_nodes(ctx, cluster)
+
+    def write(host, with_cib):
+        res = remote.run(ctx, host, newest_write_command(ctx, cluster, record, nodes, with_cib),
+                         probe=True, warn=True, timeout=60)
+        return {k: v for k, _, v in (ln.partition("=") for ln in res.stdout.splitlines())}
+
+    # the CIB once, through the first host, while the other hosts write their files at once;
+    # when that host's CIB does not take it, the next hosts try in turn (their file again)
+    first = remote.probe_many(ctx, hosts, lambda h: write(h, h == hosts[0]))
     where, cib_done = [], False
     for host in hosts:
-        try:
-            res = remote.run(ctx, host, newest_write_command(ctx, cluster, record,
-                                                             crm_nodes(ctx, cluster), not cib_done),
-                             probe=True, warn=True, timeout=60)
-        except HaError:
-            continue
-        kv = {k: v for k, _, v in (ln.partition("=") for ln in res.stdout.splitlines())}
-        if kv.get("cib") == "0":
+        kv = first[host]
+        if not isinstance(kv, HaError) and kv.get("cib") == "0":
             cib_done = True
             where.append("CIB")
-        if kv.get("file") == "0":
+        if not isinstance(kv, HaError) and kv.get("file") == "0":
             where.append(f"file on {host}")
+    for host in hosts[1:]:
+        if cib_done:
+            break
+        try:
+            kv = write(host, True)
+        except HaError:
+            continue
+        if kv.get("cib") == "0":
+            cib_done = True
+            where.insert(0, "CIB")
     return where
 
 

@@ -11,8 +11,9 @@ from hatasks import backends, journal
 from hatasks.errors import HaError, StateError
 
 
-def record_newest(ctx, cluster, reason):
-    """Journal which backend holds the newest data, read from SHOW pool_nodes now.
+def record_newest(ctx, cluster, reason, data=None):
+    """Journal which backend holds the newest data, read from SHOW pool_nodes now (DATA: a
+    read_pool_nodes answer the caller has just read, not read again).
 
     Degenerated: the backend still up. All up: they are in sync, the record says so (newest =
     the main backend, evidence in_sync=True), unless a backend was attached without a resync
@@ -21,7 +22,7 @@ def record_newest(ctx, cluster, reason):
     """
     c = backends.pgpool_cluster(ctx, cluster)
     try:
-        data = backends.read_pool_nodes(ctx, c.name)
+        data = data or backends.read_pool_nodes(ctx, c.name)
     except HaError as exc:
         return {"recorded": False, "error": exc.message, "previous": journal.newest(ctx, c.name)}
     up = backends.up(data)

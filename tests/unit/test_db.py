@@ -184,10 +184,13 @@ def _failover_with(mocker, captures):
 def test_failover_moves_then_brings_the_node_back(ctx, mocker):
     rec = mocker.patch.object(newest, "record_newest",
                               return_value={"recorded": True, "newest": "db01"})
-    # before; after hb.online (db01 still in standby: not moved yet); polled twice more
+    # before; the state read again under the lock (given to hb.standby, which does not read
+    # it again); after hb.online (db01 still in standby: not moved yet); polled once more
     mon, calls = _failover_with(mocker, [INITIAL, DB01_STANDBY, DB01_STANDBY, DB01_BACK])
+    standby = hb.standby
     after = db.failover(ctx, yes=True)
     assert calls == [("standby", "db01"), ("online", "db01")]
+    assert standby.call_args.kwargs["state"]["read_on"] == "db01"
     rec.assert_called_once()
     assert crmmon.group_node(after, "grp-pgpool") == "db02"
     assert (crmmon.node_state(after, "db01"), crmmon.node_state(after, "db02")) == ("online", "online")

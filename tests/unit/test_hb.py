@@ -165,6 +165,21 @@ def test_standby_sends_crm_standby_and_waits_for_the_move(lab, ctx):
     assert crmmon.group_node(after, "grp-pgpool") == "db02"
 
 
+def test_standby_from_the_state_its_caller_read_under_the_lock(lab, ctx):
+    # db.failover reads the state under the lock while the newest-data record finishes: the
+    # standby decides on it and sends the action without reading crm_mon first
+    fake = lab(DB_INITIAL, after={"crm_standby -N db01 -v on": DB01_STANDBY})
+    state = dict(crmmon.parse_crm_mon_xml(DB_INITIAL), cluster="db", read_on="db01",
+                 unanswered={})
+    hb.standby(ctx, "db01", timeout=5, yes=True, state=state)
+    assert fake.sent[0] == ("db01", "crm_standby -N db01 -v on")
+    # and it refuses on that state as on one it read itself
+    down = dict(state, nodes=[dict(n, state="offline") if n["name"] == "db02" else n
+                              for n in state["nodes"]])
+    with pytest.raises(StateError, match="no other db node is online"):
+        hb.standby(ctx, "db01", timeout=5, yes=True, state=down)
+
+
 def test_standby_task_of_a_lb_node_derives_the_cluster(lab, ctx):
     # lb02 runs grp-apache in this capture; crm_mon keeps showing it there, online
     fake = lab(LB, after={"crm_standby -N lb02 -v on": LB})
@@ -239,6 +254,34 @@ def test_online_waits_until_the_dc_is_idle_twice_in_a_row(lab, ctx):
     dc_checks = [(h, c) for h, c in fake.sent if c.startswith("crmadmin")]
     assert dc_checks == [("db01", "crmadmin -S db01")] * 5
     assert fake.dc_states == []
+
+
+def test_online_asks_the_dc_while_its_first_poll_reads_crm_mon(lab, ctx):
+    # the first read after standby off often meets the check already: the DC the caller saw
+    # is asked at the same time, not after it (one round trip instead of two); its answer
+    # still needs a second idle poll in a row
+    import threading
+
+    fake = lab(DB01_STANDBY, after={"crm_standby -N db01 -v off": PGPOOL_CLEAN})
+    asked, off = threading.Event(), threading.Event()
+    seen_asked = []
+    answer = fake.answer
+
+    def answering(host, command):
+        if command.startswith("crmadmin -S "):
+            asked.set()
+        if command == crm.CRM_MON and off.is_set() and not seen_asked:
+            seen_asked.append(asked.wait(5))    # the question is out before this read ends
+        if command == "crm_standby -N db01 -v off":
+            off.set()
+        return answer(host, command)
+
+    fake.answer = answering
+    state = dict(crmmon.parse_crm_mon_xml(DB01_STANDBY), cluster="db", read_on="db01",
+                 unanswered={})
+    hb.online(ctx, "db01", timeout=5, yes=True, state=state)
+    assert seen_asked == [True]
+    assert [c for h, c in fake.sent if c.startswith("crmadmin")] == ["crmadmin -S db01"] * 2
 
 
 def test_online_of_an_offline_node_is_refused(lab, ctx):

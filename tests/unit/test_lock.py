@@ -234,7 +234,8 @@ def test_newest_is_written_as_node_attributes_and_files(lctx, fake):
             lambda h, c: (0, "file=0\ncib=0\n" if "crm_attribute" in c else "file=0\n"))
     fake.on(lambda h, c: "--cib" in c, (0, "--file\n\n--cib\n--rc=105\n"))
     journal.record_newest(lctx, "db", "db02", {"in_sync": False, "reason": "pgpool.stop"})
-    writes = [c for c in fake.calls if "newest.db.json.tmp" in c.command]
+    writes = sorted((c for c in fake.calls if "newest.db.json.tmp" in c.command),
+                    key=lambda c: c.host)    # both hosts at once: the order is not fixed
     assert [c.host for c in writes] == ["db01", "db02"]
     first = writes[0].command
     assert "crm_attribute --lifetime forever --node db01 --name hatasks-newest --update" in first
@@ -242,6 +243,25 @@ def test_newest_is_written_as_node_attributes_and_files(lctx, fake):
     assert "--node db01 --name hatasks-data-status --update STALE" in first
     # the CIB is written once; the second host only gets its file
     assert "crm_attribute" not in writes[1].command
+
+
+def test_newest_goes_to_the_next_hosts_cib_when_the_first_cannot_take_it(lctx, fake):
+    # db01 writes its file but its CIB refuses (its stack is stopping): db02 writes the CIB
+    fake.on(lambda h, c: "newest.db.json.tmp" in c,
+            lambda h, c: (0, "file=0\ncib=1\n" if h == "db01" and "crm_attribute" in c
+                          else "file=0\ncib=0\n" if "crm_attribute" in c else "file=0\n"))
+    assert lock.write_newest(lctx, "db", {"newest": "db01", "evidence": {"in_sync": True}}) \
+        == ["CIB", "file on db01", "file on db02"]
+    writes = [(c.host, "crm_attribute" in c.command) for c in fake.calls]
+    assert sorted(writes[:2]) == [("db01", True), ("db02", False)]
+    assert writes[2:] == [("db02", True)]
+    # the CIB taken by the first host: nothing more
+    fake.calls.clear()
+    fake.on(lambda h, c: "newest.db.json.tmp" in c,
+            lambda h, c: (0, "file=0\ncib=0\n" if "crm_attribute" in c else "file=0\n"))
+    assert lock.write_newest(lctx, "db", {"newest": "db01"}) == [
+        "CIB", "file on db01", "file on db02"]
+    assert len(fake.calls) == 2
 
 
 def test_newest_prefers_the_clusters_record_when_it_is_newer(lctx, fake):

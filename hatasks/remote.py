@@ -391,6 +391,58 @@ def dry_print(host, command, user="root"):
     print(f"[dry] {host} (as {user}): {command}", flush=True)
 
 
+class _Ahead:
+    """Reads of one host announced by read_ahead: filled once they are read (or voided)."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.results = None
+
+
+#: reads made ahead, several in one ssh command (status): {(inventory, host, user, command):
+#: _Ahead}; each is served once, to the first probe asking for exactly that command, and any
+#: command that is not a probe voids them all (a change may make them stale)
+_ahead = {}
+
+
+def read_ahead(ctx, host, commands, user="root"):
+    """Announce that COMMANDS are being read on HOST in one go; returns ``fill(results)``,
+    to be called once whatever happens ({command: invoke.Result}, the ones read). Until then a
+    probe of one of those commands waits for that read instead of asking the host again; a
+    command missing from RESULTS is read by its asker as usual."""
+    path, h, slot = os.path.abspath(inventory(ctx).path), _resolve(ctx, host), _Ahead()
+    with _cache_lock:
+        for command in commands:
+            _ahead[(path, h.name, user, command)] = slot
+
+    def fill(results):
+        if slot.results is None:
+            slot.results = dict(results)
+        slot.done.set()
+    return fill
+
+
+def drop_ahead():
+    """Void every read made ahead (waiting probes, and the next ones, ask their host)."""
+    with _cache_lock:
+        slots = set(_ahead.values())
+        _ahead.clear()
+    for slot in slots:
+        slot.results = {}
+        slot.done.set()
+
+
+def _take_ahead(ctx, h, command, user):
+    if not _ahead:
+        return None
+    with _cache_lock:
+        slot = _ahead.pop((os.path.abspath(inventory(ctx).path), h.name, user, command), None)
+    if slot is None:
+        return None
+    slot.done.wait()
+    return (slot.results or {}).pop(command, None)
+
+
 def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, timeout=None,
         **kwargs):
     """Run shell ``command`` on inventory ``host`` as ``user`` ("root" or "postgres").
@@ -404,6 +456,14 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     Build ``command`` with ``q`` for every value.
     """
     h = _resolve(ctx, host)
+    if not probe:
+        drop_ahead()
+    else:
+        ahead = _take_ahead(ctx, h, command, user)
+        if ahead is not None:
+            if ahead.exited != 0 and not warn:
+                raise CommandFailed(h.name, command, ahead)
+            return ahead
     if timeout is None and probe:
         timeout = _probe_timeout(ctx)
     if not probe and is_dry(ctx):

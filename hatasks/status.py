@@ -6,10 +6,14 @@ through the DB VIP, a direct connection to each backend); `--format json` gives 
 
 import queue
 import re
+import secrets
 import threading
 import time
 
-from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote, watch
+import invoke
+
+from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote, shell, watch
+from hatasks import lock as cluster_lock
 from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UnreachableError
 
@@ -17,6 +21,8 @@ from hatasks.errors import HaError, StateError, UnreachableError
 GRACE = 3
 #: --cluster value naming every cluster of the inventory (read-only tasks)
 ALL = "all"
+#: in crm_mon's XML: fencing is off (its history is not read: hb.crm_status_with_fencing)
+NO_FENCING = 'stonith-enabled="false"'
 
 
 def chosen_names(ctx, cluster):
@@ -36,11 +42,12 @@ def collectors(ctx, cluster=None):
     jobs = []
     for name in names:
         c = inv.cluster(name)
+        # first, so that its reads are announced before anything asks (HostReads.announce)
+        for h in c.hosts:
+            jobs.append(((name, f"ssh:{h.name}"), HostReads(ctx, c, h)))
         jobs.append(((name, "hb"), lambda name=name: hb.crm_status_with_fencing(ctx, name)))
         # who holds the operation lock (in the cluster's CIB too: an ssh read, so in parallel)
         jobs.append(((name, "lock"), lambda name=name: {"held": journal.lock_held(ctx, name)}))
-        for h in c.hosts:
-            jobs.append(((name, f"ssh:{h.name}"), lambda h=h: _reach(ctx, h)))
         jobs.append(((name, "constraints"), lambda c=c: _constraints(ctx, c)))
         if c.kind == "db":
             jobs.append(((name, "pgpool"), lambda name=name: pgpool.status(ctx, name)))
@@ -70,10 +77,125 @@ def backend(ctx, h):
         return info
 
 
-def _reach(ctx, h):
-    """ssh to H answers (a connection opened, or cached): {"ok": True}; else UnreachableError."""
-    remote.connection(ctx, h)
-    return {"ok": True}
+def host_reads(ctx, c, h):
+    """The ssh reads of status on host H of cluster C, all sent at once as one command: on the
+    first host, crm_mon, the constraints, the fencing history and the lock's CIB entry (read
+    there first); on every host its lock file and, for a DB cluster, its newest-data record
+    (each host's copy is read). The same commands the readers build, so each is served its own
+    answer (remote.read_ahead); a reader that needs another host asks it itself."""
+    first = h.name == c.hosts[0].name
+    commands = [crm.CRM_MON, crm.CONSTRAINTS, hb.FENCE_HISTORY_ALL] if first else []
+    if cluster_lock.enabled(ctx) and cluster_lock.cluster_hosts(ctx, c.name):
+        if first:
+            commands.append(cluster_lock.cib_query_command())
+        commands.append(cluster_lock.host_command(ctx, c.name, "show"))
+        if c.kind == "db":
+            commands.append(cluster_lock.newest_read_command(ctx, c.name))
+    return commands
+
+
+def batch_command(commands, token, unless=None):
+    """One shell command running COMMANDS side by side, then printing each one's stdout, stderr
+    and exit code framed by TOKEN (read back with split_batch). UNLESS {j: (i, text)}: command
+    j runs after command i, and only when i's output does not contain TEXT (then j prints
+    nothing: whoever needs it asks the host)."""
+    unless = unless or {}
+
+    def part(i):
+        return (f"( (\n{commands[i]}\n) >\"$_hb/{i}.o\" 2>\"$_hb/{i}.e\"; "
+                f"echo $? >\"$_hb/{i}.r\" )")
+
+    lines = [f"# hatasks-batch {token}", "_hb=$(mktemp -d) || exit 97"]
+    for i in range(len(commands)):
+        if i in unless:
+            continue
+        lines.append("( " + part(i))
+        lines += [f"grep -qF {shell.q(text)} \"$_hb/{i}.o\" || {part(j)}"
+                  for j, (after, text) in unless.items() if after == i]
+        lines.append(") &")
+    lines.append("wait")
+    lines.append(f"for i in {' '.join(map(str, range(len(commands))))}; do for p in o e r; do "
+                 f"printf '\\n%s %s %s\\n' {token} \"$i\" \"$p\"; cat \"$_hb/$i.$p\" "
+                 f"2>/dev/null; done; done")
+    lines.append('rm -rf "$_hb"')
+    return "\n".join(lines)
+
+
+def batch_parts(line):
+    """(token, commands) of a batch_command LINE; None for any other command."""
+    m = re.match(r"# hatasks-batch ([0-9a-f]+)\n", line or "")
+    if not m:
+        return None
+    found = re.findall(r"\( \(\n(.*?)\n\) >\"\$_hb/(\d+)\.o\" 2>\"\$_hb/\d+\.e\"; echo \$\? "
+                       r">\"\$_hb/\d+\.r\"", line, re.S)
+    return m.group(1), [command for command, _ in sorted(found, key=lambda f: int(f[1]))]
+
+
+def batch_output(token, answers):
+    """What the host prints for a batch: ANSWERS [(stdout, stderr, exit code) or None], in
+    order (None: the part printed nothing, as when it was killed)."""
+    out = []
+    for i, answer in enumerate(answers):
+        if answer is not None:
+            stdout, stderr, code = answer
+            out += [f"\n{token} {i} o\n{stdout}", f"\n{token} {i} e\n{stderr}",
+                    f"\n{token} {i} r\n{code}\n"]
+    return "".join(out)
+
+
+def split_batch(text, token, commands):
+    """{command: invoke.Result} from a batch's output; a part without its exit code is left
+    out (its reader asks the host itself)."""
+    parts = {}
+    for chunk in (text or "").split(f"\n{token} ")[1:]:
+        head, _, body = chunk.partition("\n")
+        try:
+            i, kind = head.split(" ")
+            parts[(int(i), kind)] = body
+        except ValueError:
+            continue
+    results = {}
+    for i, command in enumerate(commands):
+        try:
+            code = int(parts.get((i, "r"), "").strip())
+        except ValueError:
+            continue
+        results[command] = invoke.Result(stdout=parts.get((i, "o"), ""),
+                                         stderr=parts.get((i, "e"), ""), command=command,
+                                         exited=code, hide=("stdout", "stderr"))
+    return results
+
+
+class HostReads:
+    """The job ``ssh:HOST`` of status: opens the connection and makes host_reads(HOST) in one
+    command. ``announce()`` (before any job starts) makes their readers wait for it."""
+
+    def __init__(self, ctx, c, h):
+        self.ctx, self.c, self.h = ctx, c, h
+        self.commands, self.fill = [], None
+
+    def announce(self):
+        self.commands = host_reads(self.ctx, self.c, self.h)
+        self.fill = remote.read_ahead(self.ctx, self.h, self.commands)
+
+    def __call__(self):
+        """{"ok": True} when ssh to the host answers; else UnreachableError."""
+        results = {}
+        try:
+            remote.connection(self.ctx, self.h)
+            if self.commands:
+                token = secrets.token_hex(8)
+                unless = {}
+                if hb.FENCE_HISTORY_ALL in self.commands:  # read only where fencing is on
+                    unless[self.commands.index(hb.FENCE_HISTORY_ALL)] = (
+                        self.commands.index(crm.CRM_MON), NO_FENCING)
+                res = remote.run(self.ctx, self.h, batch_command(self.commands, token, unless),
+                                 probe=True, warn=True, timeout=crm.CRM_MON_TIMEOUT)
+                results = split_batch(res.stdout, token, self.commands)
+            return {"ok": True}
+        finally:
+            if self.fill is not None:
+                self.fill(results)
 
 
 def _constraints(ctx, c):
@@ -139,10 +261,16 @@ def collect(ctx, cluster=None, parallel=True):
     """Every fact of ``status`` as one dict; ``parallel=False`` asks host after host (benchmarks)."""
     names, jobs = collectors(ctx, cluster)
     started = time.monotonic()
-    if parallel:
-        results = run_jobs(jobs, deadline_seconds(ctx))
-    else:
-        results = {key: _call(fn) for key, fn in jobs}
+    try:
+        for _, fn in jobs:
+            if isinstance(fn, HostReads):
+                fn.announce()
+        if parallel:
+            results = run_jobs(jobs, deadline_seconds(ctx))
+        else:
+            results = {key: _call(fn) for key, fn in jobs}
+    finally:
+        remote.drop_ahead()  # a read nobody took is not kept for a later reader
     inv = remote.inventory(ctx)
     data = {"clusters": {}, "summary": [], "problems": [], "unreachable": {}, "seconds": None}
     for name in names:

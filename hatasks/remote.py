@@ -708,13 +708,12 @@ def pg_connect(ctx, host, port=None, dbname="postgres", target="127.0.0.1", *,
     UnreachableError if ssh fails; HaError (STATE) if nothing listens or the database
     refuses the login.
     """
-    import psycopg2
-
     h = _resolve(ctx, host)
     port = int(port if port is not None else h.vars.get("pg_port") or 5432)
     user = user or h.vars.get("pg_user") or "postgres"
     timeout = connect_timeout or _connect_timeout(ctx)
     conn = connection(ctx, h)
+    import psycopg2  # after the connection: a first import waits no ssh connect (status)
     where = f"{h.name}: {target}:{port}"
     try:
         tunnel = _Tunnel(conn.transport, target, port, timeout)

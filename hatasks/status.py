@@ -98,26 +98,25 @@ def batch_command(commands, token, unless=None):
     """One shell command running COMMANDS side by side, then printing each one's stdout, stderr
     and exit code framed by TOKEN (read back with split_batch). UNLESS {j: (i, text)}: command
     j runs after command i, and only when i's output does not contain TEXT (then j prints
-    nothing: whoever needs it asks the host)."""
+    nothing: whoever needs it asks the host). Few processes beyond the commands: mktemp, one
+    cat of every part's files (headers written by printf, a builtin), rm."""
     unless = unless or {}
 
     def part(i):
-        return (f"( (\n{commands[i]}\n) >\"$_hb/{i}.o\" 2>\"$_hb/{i}.e\"; "
-                f"echo $? >\"$_hb/{i}.r\" )")
+        heads = "; ".join(f"printf '\\n%s\\n' '{token} {i} {kind}' >\"$_hb/{i}.{n}\""
+                          for n, kind in ((0, "o"), (2, "e"), (4, "r")))
+        return (f"{heads}; ( (\n{commands[i]}\n) >\"$_hb/{i}.1\" 2>\"$_hb/{i}.3\"; "
+                f"echo $? >\"$_hb/{i}.5\" )")
 
     lines = [f"# hatasks-batch {token}", "_hb=$(mktemp -d) || exit 97"]
     for i in range(len(commands)):
         if i in unless:
             continue
         lines.append("( " + part(i))
-        lines += [f"grep -qF {shell.q(text)} \"$_hb/{i}.o\" || {part(j)}"
+        lines += [f"grep -qF {shell.q(text)} \"$_hb/{i}.1\" || {{ {part(j)}; }}"
                   for j, (after, text) in unless.items() if after == i]
         lines.append(") &")
-    lines.append("wait")
-    lines.append(f"for i in {' '.join(map(str, range(len(commands))))}; do for p in o e r; do "
-                 f"printf '\\n%s %s %s\\n' {token} \"$i\" \"$p\"; cat \"$_hb/$i.$p\" "
-                 f"2>/dev/null; done; done")
-    lines.append('rm -rf "$_hb"')
+    lines += ["wait", 'cat "$_hb"/*', 'rm -rf "$_hb"']
     return "\n".join(lines)
 
 
@@ -126,8 +125,8 @@ def batch_parts(line):
     m = re.match(r"# hatasks-batch ([0-9a-f]+)\n", line or "")
     if not m:
         return None
-    found = re.findall(r"\( \(\n(.*?)\n\) >\"\$_hb/(\d+)\.o\" 2>\"\$_hb/\d+\.e\"; echo \$\? "
-                       r">\"\$_hb/\d+\.r\"", line, re.S)
+    found = re.findall(r"\( \(\n(.*?)\n\) >\"\$_hb/(\d+)\.1\" 2>\"\$_hb/\d+\.3\"; echo \$\? "
+                       r">\"\$_hb/\d+\.5\"", line, re.S)
     return m.group(1), [command for command, _ in sorted(found, key=lambda f: int(f[1]))]
 
 

@@ -392,32 +392,34 @@ def dry_print(host, command, user="root"):
 
 
 class _Ahead:
-    """Reads of one host announced by read_ahead: filled once they are read (or voided)."""
+    """A read announced by read_ahead: filled once it is read (or voided)."""
 
     def __init__(self):
         self.done = threading.Event()
         self.results = None
 
 
-#: reads made ahead, several in one ssh command (status): {(inventory, host, user, command):
-#: _Ahead}; each is served once, to the first probe asking for exactly that command, and any
-#: command that is not a probe voids them all (a change may make them stale)
+#: reads made ahead (status): {(inventory, host, user, command): _Ahead}; each is served once,
+#: to the first probe asking for exactly that command, and any command that is not a probe
+#: voids them all (a change may make them stale)
 _ahead = {}
 
 
 def read_ahead(ctx, host, commands, user="root"):
-    """Announce that COMMANDS are being read on HOST in one go; returns ``fill(results)``,
-    to be called once whatever happens ({command: invoke.Result}, the ones read). Until then a
-    probe of one of those commands waits for that read instead of asking the host again; a
-    command missing from RESULTS is read by its asker as usual."""
-    path, h, slot = os.path.abspath(inventory(ctx).path), _resolve(ctx, host), _Ahead()
+    """Announce that COMMANDS are being read on HOST (``run(..., ahead=False)``); returns
+    ``fill(command, result)``, to be called once for each whatever happens (result None: not
+    read). Until then a probe of one of those commands waits for that read instead of asking
+    the host again; a command not read is read by its asker as usual."""
+    path, h = os.path.abspath(inventory(ctx).path), _resolve(ctx, host)
+    slots = {command: _Ahead() for command in commands}
     with _cache_lock:
-        for command in commands:
+        for command, slot in slots.items():
             _ahead[(path, h.name, user, command)] = slot
 
-    def fill(results):
+    def fill(command, result):
+        slot = slots[command]
         if slot.results is None:
-            slot.results = dict(results)
+            slot.results = {} if result is None else {command: result}
         slot.done.set()
     return fill
 
@@ -444,7 +446,7 @@ def _take_ahead(ctx, h, command, user):
 
 
 def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, timeout=None,
-        **kwargs):
+        ahead=True, **kwargs):
     """Run shell ``command`` on inventory ``host`` as ``user`` ("root" or "postgres").
 
     ``probe=True``: read-only, runs even under ``inv --dry``. Otherwise, under --dry the
@@ -453,17 +455,19 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     ``timeout``: seconds for the command; exceeded -> UnreachableError naming the host. A probe
     without one gets ``hatasks.probe_timeout`` (300 s): a host whose network is cut while a
     command runs never answers, and a read must not hang the task.
+    ``ahead=False``: ask the host even when the command was announced by read_ahead (the
+    read that serves it).
     Build ``command`` with ``q`` for every value.
     """
     h = _resolve(ctx, host)
     if not probe:
         drop_ahead()
-    else:
-        ahead = _take_ahead(ctx, h, command, user)
-        if ahead is not None:
-            if ahead.exited != 0 and not warn:
-                raise CommandFailed(h.name, command, ahead)
-            return ahead
+    elif ahead:
+        got = _take_ahead(ctx, h, command, user)
+        if got is not None:
+            if got.exited != 0 and not warn:
+                raise CommandFailed(h.name, command, got)
+            return got
     if timeout is None and probe:
         timeout = _probe_timeout(ctx)
     if not probe and is_dry(ctx):

@@ -6,13 +6,10 @@ through the DB VIP, a direct connection to each backend); `--format json` gives 
 
 import queue
 import re
-import secrets
 import threading
 import time
 
-import invoke
-
-from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote, shell, watch
+from hatasks import crm, crmmon, hb, journal, output, pg, pgpool, remote, watch
 from hatasks import lock as cluster_lock
 from hatasks.base import helps, task
 from hatasks.errors import HaError, StateError, UnreachableError
@@ -21,8 +18,6 @@ from hatasks.errors import HaError, StateError, UnreachableError
 GRACE = 3
 #: --cluster value naming every cluster of the inventory (read-only tasks)
 ALL = "all"
-#: in crm_mon's XML: fencing is off (its history is not read: hb.crm_status_with_fencing)
-NO_FENCING = 'stonith-enabled="false"'
 
 
 def chosen_names(ctx, cluster):
@@ -42,7 +37,7 @@ def collectors(ctx, cluster=None):
     jobs = []
     for name in names:
         c = inv.cluster(name)
-        # first, so that its reads are announced before anything asks (HostReads.announce)
+        # first: collect announces their reads before any job starts (HostReads.announce)
         for h in c.hosts:
             jobs.append(((name, f"ssh:{h.name}"), HostReads(ctx, c, h)))
         jobs.append(((name, "hb"), lambda name=name: hb.crm_status_with_fencing(ctx, name)))
@@ -78,15 +73,15 @@ def backend(ctx, h):
 
 
 def host_reads(ctx, c, h):
-    """The ssh reads of status on host H of cluster C, all sent at once as one command: on the
-    first host, crm_mon, the constraints, the fencing history and the lock's CIB entry (read
-    there first); on every host its lock file and, for a DB cluster, its newest-data record
-    (each host's copy is read). The same commands the readers build, so each is served its own
-    answer (remote.read_ahead); a reader that needs another host asks it itself."""
-    first = h.name == c.hosts[0].name
-    commands = [crm.CRM_MON, crm.CONSTRAINTS, hb.FENCE_HISTORY_ALL] if first else []
+    """The ssh reads of status on host H of cluster C, all asked at once as soon as H answers:
+    on the first host, crm_mon, the constraints and the lock's CIB entry (read there first); on
+    every host its lock file and, for a DB cluster, its newest-data record (each host's copy is
+    read). The same commands the readers build, so each is served its own answer
+    (remote.read_ahead) instead of waiting for the read before it; a reader that needs another
+    host asks it itself (as the fencing history, read where crm_mon answered, fencing on)."""
+    commands = [crm.CRM_MON, crm.CONSTRAINTS] if h.name == c.hosts[0].name else []
     if cluster_lock.enabled(ctx) and cluster_lock.cluster_hosts(ctx, c.name):
-        if first:
+        if h.name == c.hosts[0].name:
             commands.append(cluster_lock.cib_query_command())
         commands.append(cluster_lock.host_command(ctx, c.name, "show"))
         if c.kind == "db":
@@ -94,80 +89,11 @@ def host_reads(ctx, c, h):
     return commands
 
 
-def batch_command(commands, token, unless=None):
-    """One shell command running COMMANDS side by side, then printing each one's stdout, stderr
-    and exit code framed by TOKEN (read back with split_batch). UNLESS {j: (i, text)}: command
-    j runs after command i, and only when i's output does not contain TEXT (then j prints
-    nothing: whoever needs it asks the host). Few processes beyond the commands: mktemp, one
-    cat of every part's files (headers written by printf, a builtin), rm."""
-    unless = unless or {}
-
-    def part(i):
-        heads = "; ".join(f"printf '\\n%s\\n' '{token} {i} {kind}' >\"$_hb/{i}.{n}\""
-                          for n, kind in ((0, "o"), (2, "e"), (4, "r")))
-        return (f"{heads}; ( (\n{commands[i]}\n) >\"$_hb/{i}.1\" 2>\"$_hb/{i}.3\"; "
-                f"echo $? >\"$_hb/{i}.5\" )")
-
-    lines = [f"# hatasks-batch {token}", "_hb=$(mktemp -d) || exit 97"]
-    for i in range(len(commands)):
-        if i in unless:
-            continue
-        lines.append("( " + part(i))
-        lines += [f"grep -qF {shell.q(text)} \"$_hb/{i}.1\" || {{ {part(j)}; }}"
-                  for j, (after, text) in unless.items() if after == i]
-        lines.append(") &")
-    lines += ["wait", 'cat "$_hb"/*', 'rm -rf "$_hb"']
-    return "\n".join(lines)
-
-
-def batch_parts(line):
-    """(token, commands) of a batch_command LINE; None for any other command."""
-    m = re.match(r"# hatasks-batch ([0-9a-f]+)\n", line or "")
-    if not m:
-        return None
-    found = re.findall(r"\( \(\n(.*?)\n\) >\"\$_hb/(\d+)\.1\" 2>\"\$_hb/\d+\.3\"; echo \$\? "
-                       r">\"\$_hb/\d+\.5\"", line, re.S)
-    return m.group(1), [command for command, _ in sorted(found, key=lambda f: int(f[1]))]
-
-
-def batch_output(token, answers):
-    """What the host prints for a batch: ANSWERS [(stdout, stderr, exit code) or None], in
-    order (None: the part printed nothing, as when it was killed)."""
-    out = []
-    for i, answer in enumerate(answers):
-        if answer is not None:
-            stdout, stderr, code = answer
-            out += [f"\n{token} {i} o\n{stdout}", f"\n{token} {i} e\n{stderr}",
-                    f"\n{token} {i} r\n{code}\n"]
-    return "".join(out)
-
-
-def split_batch(text, token, commands):
-    """{command: invoke.Result} from a batch's output; a part without its exit code is left
-    out (its reader asks the host itself)."""
-    parts = {}
-    for chunk in (text or "").split(f"\n{token} ")[1:]:
-        head, _, body = chunk.partition("\n")
-        try:
-            i, kind = head.split(" ")
-            parts[(int(i), kind)] = body
-        except ValueError:
-            continue
-    results = {}
-    for i, command in enumerate(commands):
-        try:
-            code = int(parts.get((i, "r"), "").strip())
-        except ValueError:
-            continue
-        results[command] = invoke.Result(stdout=parts.get((i, "o"), ""),
-                                         stderr=parts.get((i, "e"), ""), command=command,
-                                         exited=code, hide=("stdout", "stderr"))
-    return results
-
-
 class HostReads:
-    """The job ``ssh:HOST`` of status: opens the connection and makes host_reads(HOST) in one
-    command. ``announce()`` (before any job starts) makes their readers wait for it."""
+    """The job ``ssh:HOST`` of status: opens the connection, then asks host_reads(HOST), each
+    on its own channel, all at once (on the lab, 4 hosts: 121 ms against 182 ms for one
+    command per host running them side by side). ``announce()`` (before any job starts)
+    makes their readers wait for these reads instead of asking again."""
 
     def __init__(self, ctx, c, h):
         self.ctx, self.c, self.h = ctx, c, h
@@ -177,24 +103,27 @@ class HostReads:
         self.commands = host_reads(self.ctx, self.c, self.h)
         self.fill = remote.read_ahead(self.ctx, self.h, self.commands)
 
+    def read(self, command):
+        result = None
+        try:
+            result = remote.run(self.ctx, self.h, command, probe=True, warn=True,
+                                timeout=crm.CRM_MON_TIMEOUT, ahead=False)
+        except HaError:
+            pass  # its reader asks again and reports what it gets
+        finally:
+            self.fill(command, result)
+
     def __call__(self):
         """{"ok": True} when ssh to the host answers; else UnreachableError."""
-        results = {}
         try:
             remote.connection(self.ctx, self.h)
-            if self.commands:
-                token = secrets.token_hex(8)
-                unless = {}
-                if hb.FENCE_HISTORY_ALL in self.commands:  # read only where fencing is on
-                    unless[self.commands.index(hb.FENCE_HISTORY_ALL)] = (
-                        self.commands.index(crm.CRM_MON), NO_FENCING)
-                res = remote.run(self.ctx, self.h, batch_command(self.commands, token, unless),
-                                 probe=True, warn=True, timeout=crm.CRM_MON_TIMEOUT)
-                results = split_batch(res.stdout, token, self.commands)
-            return {"ok": True}
-        finally:
-            if self.fill is not None:
-                self.fill(results)
+        except BaseException:
+            for command in self.commands:
+                self.fill(command, None)
+            raise
+        for command in self.commands if self.fill is not None else ():
+            threading.Thread(target=self.read, args=(command,), daemon=True).start()
+        return {"ok": True}
 
 
 def _constraints(ctx, c):

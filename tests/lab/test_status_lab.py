@@ -103,10 +103,11 @@ def test_status_watch_refreshes_until_ctrl_c_and_leaves_with_exit_0(inv):
     assert all(d["clusters"] == ["db", "lb"] and "watched_at" in d for d in docs)
 
 
-def test_status_asks_each_host_once_and_finds_what_each_reader_alone_finds(lab, tmp_path,
+def test_status_asks_each_read_once_and_finds_what_each_reader_alone_finds(lab, tmp_path,
                                                                           monkeypatch):
-    """The reads sent as one command per host (crm_mon, constraints, the lock in the CIB and in
-    the files, the newest-data records) give the facts each reader gets asking alone."""
+    """The reads made ahead, all at once as each host answers (crm_mon, constraints, the lock
+    in the CIB and in the files, the newest-data records), give the facts each reader gets
+    asking alone."""
     import collections
 
     import fabric
@@ -146,9 +147,9 @@ def test_status_asks_each_host_once_and_finds_what_each_reader_alone_finds(lab, 
     remote.close_all()
     together = status_mod.collect(ctx)
     assert together["healthy"] is True, together["problems"]
-    assert collections.Counter(h for h, _ in lines) == {"db01": 1, "db02": 1, "lb01": 1,
-                                                        "lb02": 1}, lines
-    assert all(line.startswith("# hatasks-batch ") for _, line in lines)
+    # each read asked once (the lock's CIB entry, the files, the newest records, crm_mon...)
+    assert max(collections.Counter(lines).values()) == 1, lines
+    assert {h for h, _ in lines} == {"db01", "db02", "lb01", "lb02"}
 
     lines.clear()
     monkeypatch.setattr(status_mod, "host_reads", lambda ctx, c, h: [])

@@ -25,7 +25,7 @@ import invoke
 import pytest
 from psycopg2 import sql as pgsql
 
-from hatasks import remote, status
+from hatasks import remote
 from hatasks.errors import HaError, UnreachableError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -130,9 +130,6 @@ class FakeRemote:
     # ---- ssh
     def answer(self, host, line, **options):
         user, command = unwrap(line)
-        batch = status.batch_parts(command)
-        if batch is not None:  # status's reads sent as one command: each part as if alone
-            return self.answer_batch(host, user, batch, options)
         self.calls.append(Call(host, user, command, line, options))
         for needle, answer in self.rules:
             if _matches(needle, host, command):
@@ -144,20 +141,6 @@ class FakeRemote:
                 rc, out, err = (tuple(answer) + ("",))[:3]
                 return invoke.Result(stdout=out, stderr=err, exited=rc, command=line)
         raise AssertionError(f"unexpected command on {host} as {user}: {command}")
-
-    def answer_batch(self, host, user, batch, options):
-        """A batch (status.batch_command): each part answered and recorded as if sent alone;
-        a part no rule answers prints nothing (its reader asks again, alone)."""
-        token, parts = batch
-        answers = []
-        for command in parts:
-            if not any(_matches(needle, host, command) for needle, _ in self.rules):
-                answers.append(None)
-                continue
-            res = self.answer(host, command if user == "root" else remote.wrap(command, user),
-                              **options)
-            answers.append((res.stdout, res.stderr, res.exited))
-        return invoke.Result(stdout=status.batch_output(token, answers), stderr="", exited=0)
 
     def connection(self, ctx, host):
         name = getattr(host, "name", host)

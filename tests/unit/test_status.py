@@ -175,42 +175,7 @@ def test_host_key_problem_is_not_a_service_down():
     assert not any("PostgreSQL on db02 is down" in p for p in found)
 
 
-# --------------------------------------------------------------------------- reads sent at once
-
-
-def test_a_batch_gives_each_command_its_own_output_error_and_exit_code():
-    """batch_command run by a real shell, read back by split_batch: each part as if alone."""
-    import subprocess
-
-    commands = ["echo out; echo err >&2; exit 3", "printf 'no newline'", "d=x; echo $d",
-                "( echo ')' ) >/dev/null\necho two lines", "echo 'stonith-enabled=\"false\"'",
-                "echo history"]
-    line = status.batch_command(commands, "0badc0de", unless={5: (4, status.NO_FENCING)})
-    assert status.batch_parts(line) == ("0badc0de", commands)
-    assert status.batch_parts("crm_mon -1") is None
-    for shell in ("sh", "bash"):
-        out = subprocess.run([shell, "-c", line], capture_output=True, text=True, check=True)
-        got = status.split_batch(out.stdout, "0badc0de", commands)
-        assert {c: (r.stdout, r.stderr, r.exited) for c, r in got.items()} == {
-            commands[0]: ("out\n", "err\n", 3), commands[1]: ("no newline", "", 0),
-            commands[2]: ("x\n", "", 0), commands[3]: ("two lines\n", "", 0),
-            commands[4]: ('stonith-enabled="false"\n', "", 0)}  # fencing off: no history read
-
-
-def test_a_batch_reads_the_fencing_history_where_fencing_is_on():
-    import subprocess
-
-    commands = ["echo 'stonith-enabled=\"true\"'", "echo history"]
-    line = status.batch_command(commands, "beef", unless={1: (0, status.NO_FENCING)})
-    out = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True)
-    assert status.split_batch(out.stdout, "beef", commands)[commands[1]].stdout == "history\n"
-
-
-def test_split_batch_leaves_out_a_part_without_its_exit_code():
-    text = status.batch_output("ab", [("x\n", "", 0), None])
-    text += "\nab 2 o\npartial"  # killed before its exit code was written
-    got = status.split_batch(text, "ab", ["first", "second", "third"])
-    assert list(got) == ["first"] and got["first"].stdout == "x\n"
+# --------------------------------------------------------------------------- reads made ahead
 
 
 def test_a_read_made_ahead_is_served_once_then_the_host_is_asked(ctx, fake):
@@ -218,15 +183,18 @@ def test_a_read_made_ahead_is_served_once_then_the_host_is_asked(ctx, fake):
 
     fake.on("crm_mon", (0, "from the host"))
     fill = remote.read_ahead(ctx, "db01", ["crm_mon -1", "cibadmin -Q"])
-    fill({"crm_mon -1": invoke.Result(stdout="read ahead", exited=0)})
+    fill("crm_mon -1", invoke.Result(stdout="read ahead", exited=0))
+    fill("cibadmin -Q", None)  # not read: its reader asks
+    fake.on("cibadmin -Q", (0, "<cib/>"))
     try:
         assert remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout == "read ahead"
         assert fake.calls == []
         assert remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout == "from the host"
         assert remote.run(ctx, "db02", "crm_mon -1", probe=True).stdout == "from the host"
+        assert remote.run(ctx, "db01", "cibadmin -Q", probe=True).stdout == "<cib/>"
     finally:
         remote.drop_ahead()
-    assert [c.host for c in fake.calls] == ["db01", "db02"]
+    assert [c.host for c in fake.calls] == ["db01", "db02", "db01"]
 
 
 def test_a_change_voids_every_read_made_ahead(ctx, fake):
@@ -234,7 +202,7 @@ def test_a_change_voids_every_read_made_ahead(ctx, fake):
 
     fake.on("crm_mon", (0, "from the host")).on("crm_standby", (0, ""))
     fill = remote.read_ahead(ctx, "db01", ["crm_mon -1"])
-    fill({"crm_mon -1": invoke.Result(stdout="read ahead", exited=0)})
+    fill("crm_mon -1", invoke.Result(stdout="read ahead", exited=0))
     remote.run(ctx, "db01", "crm_standby -N db02 -v on")  # not a probe: may change the answer
     assert remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout == "from the host"
 
@@ -247,43 +215,58 @@ def test_a_reader_waits_for_the_read_announced_and_a_failed_exit_still_raises(ct
     reader = threading.Thread(target=lambda: got.update(
         out=remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout))
     reader.start()
-    fill({"crm_mon -1": invoke.Result(stdout="read ahead", exited=0),
-          "false": invoke.Result(stdout="", stderr="no", exited=1)})
+    fill("crm_mon -1", invoke.Result(stdout="read ahead", exited=0))
+    fill("false", invoke.Result(stdout="", stderr="no", exited=1))
     reader.join(10)
     assert got == {"out": "read ahead"} and fake.calls == []
     with pytest.raises(remote.CommandFailed):
         remote.run(ctx, "db01", "false", probe=True)
 
 
-def test_status_sends_one_ssh_command_per_host_with_the_cluster_state_on(tmp_path, fake, mocker,
-                                                                        capsys):
+def cluster_state_answers(fake):
+    """The lock (free) and the newest-data record (none) in the CIB and the hosts' files."""
+    from hatasks import lock
+
+    fake.on(lambda host, cmd: "cibadmin --query --xpath" in cmd and "now=" in cmd,
+            (0, f"rc={lock.CIB_NO_MATCH}\nnow=1700000000\n"))
+    fake.on(lambda host, cmd: "op=show" in cmd, (0, "state=free\nnow=1700000000\n"))
+    fake.on("echo '--file'", (0, "--file\n\n--cib\n\n--rc=6\n"))
+
+
+def test_status_asks_each_read_once_all_at_once_with_the_cluster_state_on(tmp_path, fake):
     """Every ssh read of status (crm_mon, constraints, the lock in the CIB and in each host's
-    file, each host's newest-data record) goes in one command per host; none is sent twice."""
+    file, each host's newest-data record) is asked once, by the host's first job."""
     from conftest import make_ctx
     from hatasks import lock
 
     ctx = make_ctx(tmp_path, cluster_state=True)
     lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
-    fake.on(lambda host, cmd: "cibadmin --query --xpath" in cmd and "now=" in cmd,
-            (0, f"rc={lock.CIB_NO_MATCH}\nnow=1700000000\n"))
-    fake.on(lambda host, cmd: "op=show" in cmd, (0, "state=free\nnow=1700000000\n"))
-    fake.on("echo '--file'", (0, "--file\n\n--cib\n\n--rc=6\n"))
-    fake.on(lambda host, cmd: cmd == status.hb.FENCE_HISTORY_ALL, (0, "<pacemaker-result/>"))
-    lines = []  # what went over ssh, line by line
-
-    def connection(ctx, host):
-        conn = fake.connection(ctx, host)
-        real = conn.run
-        conn.run = lambda line, **kw: (lines.append((conn.host, line)), real(line, **kw))[1]
-        return conn
-
-    mocker.patch.object(status.remote, "connection", connection)
-    status.status(ctx, format="json")
-    data = json.loads(capsys.readouterr().out)
-    assert data["healthy"] is True
-    assert sorted(h for h, _ in lines) == ["db01", "db02", "lb01", "lb02"]
-    assert all(line.startswith("# hatasks-batch ") for _, line in lines)
+    cluster_state_answers(fake)
+    data = status.collect(ctx)
+    assert data["healthy"] is True, data["problems"]
     sent = [(c.host, c.command) for c in fake.calls]
-    assert len(sent) == len(set(sent))
+    assert len(sent) == len(set(sent)), sent
     assert ("db02", lock.newest_read_command(ctx, "db")) in sent
     assert ("lb02", lock.host_command(ctx, "lb", "show")) in sent
+
+
+def test_reads_are_announced_before_any_job_starts(tmp_path, fake, mocker):
+    """The readers (here: the lock's) never ask a host before its reads are announced, even
+    when their job starts first: they wait for the read made ahead."""
+    from conftest import make_ctx
+
+    ctx = make_ctx(tmp_path, cluster_state=True)
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    cluster_state_answers(fake)
+    release = threading.Event()
+    real = status.HostReads.__call__
+
+    def late(self):  # every ssh job starts after the others have asked
+        release.wait(1)
+        return real(self)
+
+    mocker.patch.object(status.HostReads, "__call__", late)
+    data = status.collect(ctx)
+    assert data["healthy"] is True, data["problems"]
+    sent = [(c.host, c.command) for c in fake.calls]
+    assert len(sent) == len(set(sent)), sent

@@ -190,12 +190,12 @@ def collect(ctx, cluster=None, parallel=True):
     names, jobs = collectors(ctx, cluster)
     started = time.monotonic()
     try:
-        for _, fn in jobs:
-            if isinstance(fn, HostReads):
-                fn.announce()
         if parallel:
+            for _, fn in jobs:
+                if isinstance(fn, HostReads):
+                    fn.announce()
             results = run_jobs(jobs, deadline_seconds(ctx))
-        else:
+        else:  # each reader asks for itself, one after the other
             results = {key: _call(fn) for key, fn in jobs}
     finally:
         remote.drop_ahead()  # a read nobody took is not kept for a later reader

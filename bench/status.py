@@ -194,6 +194,8 @@ def main():
     med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in sides}
     print("medians (wall / CPU user+system): " + ", ".join(
         f"{k} {w:.3f} s / {c:.3f} s" for k, (w, c) in med.items()))
+    print("fastest (wall / CPU): " + ", ".join(
+        f"{k} {min(wall[k]):.3f} s / {min(cpu[k]):.3f} s" for k in sides))
     seq, every = med["host after host"], med["all facts host after host"]
     for k in sides:
         if k.startswith("inv status"):

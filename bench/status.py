@@ -155,6 +155,9 @@ def main():
     ap.add_argument("--before", type=pathlib.Path,
                     help="an earlier copy of the repository (git worktree add --detach DIR REV): "
                          "its `inv status` measured in the same rounds")
+    ap.add_argument("--compile", action="store_true",
+                    help="compile the trees' hatasks and bench to bytecode first (as pip install "
+                         "does; with PYTHONDONTWRITEBYTECODE set, every run compiles otherwise)")
     ap.add_argument("--one", choices=["sequential", "all-sequential"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fleet:
@@ -180,6 +183,12 @@ def main():
              "all facts host after host": (every_cmd, ROOT)}
     if args.before:
         sides["inv status (before)"] = (status_cmd, args.before.resolve())
+    if args.compile:
+        for tree in {tree for _, tree in sides.values()}:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "hatasks"),
+                            str(tree / "bench"), str(tree / "tasks.py")], check=True)
+    print(f"{args.rounds} rounds{', trees compiled first' if args.compile else ''}, "
+          f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}")
     wall, cpu = {k: [] for k in sides}, {k: [] for k in sides}
     for i in range(args.rounds):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))  # noise hits all alike

@@ -408,8 +408,9 @@ _ahead = {}
 def read_ahead(ctx, host, commands, user="root"):
     """Announce that COMMANDS are being read on HOST (``run(..., ahead=False)``); returns
     ``fill(command, result)``, to be called once for each whatever happens (result None: not
-    read). Until then a probe of one of those commands waits for that read instead of asking
-    the host again; a command not read is read by its asker as usual."""
+    read; an UnreachableError: the host did not answer, its asker gets that error too). Until
+    then a probe of one of those commands waits for that read instead of asking the host again;
+    a command not read is read by its asker as usual."""
     path, h = os.path.abspath(inventory(ctx).path), _resolve(ctx, host)
     slots = {command: _Ahead() for command in commands}
     with _cache_lock:
@@ -464,6 +465,8 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
         drop_ahead()
     elif ahead:
         got = _take_ahead(ctx, h, command, user)
+        if isinstance(got, UnreachableError):  # the same answer as asking now would get
+            raise UnreachableError(got.message)
         if got is not None:
             if got.exited != 0 and not warn:
                 raise CommandFailed(h.name, command, got)

@@ -108,18 +108,21 @@ class HostReads:
         try:
             result = remote.run(self.ctx, self.h, command, probe=True, warn=True,
                                 timeout=crm.CRM_MON_TIMEOUT, ahead=False)
+        except UnreachableError as exc:
+            result = exc  # its reader gets the same error, without asking a dead host again
         except HaError:
             pass  # its reader asks again and reports what it gets
         finally:
             self.fill(command, result)
 
     def __call__(self):
-        """{"ok": True} when ssh to the host answers; else UnreachableError."""
+        """{"ok": True} when ssh to the host answers; else UnreachableError (which the
+        readers of this host's reads get too: none waits for another connect timeout)."""
         try:
             remote.connection(self.ctx, self.h)
-        except BaseException:
+        except BaseException as exc:
             for command in self.commands:
-                self.fill(command, None)
+                self.fill(command, exc if isinstance(exc, UnreachableError) else None)
             raise
         for command in self.commands if self.fill is not None else ():
             threading.Thread(target=self.read, args=(command,), daemon=True).start()

@@ -270,3 +270,25 @@ def test_reads_are_announced_before_any_job_starts(tmp_path, fake, mocker):
     assert data["healthy"] is True, data["problems"]
     sent = [(c.host, c.command) for c in fake.calls]
     assert len(sent) == len(set(sent)), sent
+
+
+def test_a_host_that_does_not_answer_fails_its_readers_without_a_second_connect(tmp_path, fake,
+                                                                               mocker):
+    """db02 does not answer: its reads made ahead give their readers the same error, so no
+    reader waits for another connect timeout; db01 is read as usual."""
+    from conftest import make_ctx
+    from hatasks import remote
+
+    ctx = make_ctx(tmp_path, cluster_state=True)
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    cluster_state_answers(fake)
+    fake.down.add("db02")
+    tries = []
+    real = remote.connection
+    mocker.patch.object(remote, "connection", lambda ctx, host: (
+        tries.append(getattr(host, "name", host)), real(ctx, host))[1])
+    data = status.collect(ctx, "db")
+    assert "db02" in data["unreachable"]
+    assert data["clusters"]["db"]["hb"]["read_on"] == "db01"
+    # db02: the ssh job's connect, and the backend's own (a tunnel, not a read made ahead)
+    assert tries.count("db02") == 2, tries

@@ -4,8 +4,12 @@ Both sides run as fresh processes (cold ssh connections, as an operator gets the
 round after round on the same machine so that noise hits both alike. Prints each side's median
 and the ratio parallel/sequential (target: at most 0.5). Asserts nothing.
 
-    .venv/bin/python bench/status.py [--rounds 5]
+    .venv/bin/python bench/status.py [--rounds 5] [--before DIR]
     .venv/bin/python bench/status.py --fleet 6,7,8 [--rounds 5]
+
+Each side's wall time and CPU time (user + system of the process and its children) are
+printed; ``--before DIR`` (a copy of the repository at an earlier commit) adds that tree's `inv
+status` to the same rounds, each tree importing its own hatasks.
 
 With ``--fleet A,B,C`` (lab instances, each up): `status` over the fleet of all of them (one
 inventory from `lab.fleet-inventory`, every DB and LB cluster) vs `status` over the first alone
@@ -13,9 +17,12 @@ inventory from `lab.fleet-inventory`, every DB and LB cluster) vs `status` over 
 process; the ratio fleet/one (target: at most 1.3, the clusters being asked in parallel). Then
 the operation lock's acquire + release overhead on the first instance's DB cluster (bench/lock).
 
-The sequential side (`--one sequential`) collects exactly the facts `status` shows: crm_mon of
-each cluster, SHOW pool_nodes through the VIP, and a direct connection to each backend, one
-host after another.
+The sequential side (`--one sequential`, the reference of issue 14's target) collects the
+main facts `status` shows: crm_mon of each cluster, SHOW pool_nodes through the VIP, and a
+direct connection to each backend, one host after another. It leaves out what `status` also
+reads (the operation lock in the CIB and on each host, the constraints, the newest-data
+records, an ssh connection to every host); `all facts host after host` (`--one
+all-sequential`: status.collect(parallel=False)) reads all of it, each read after the other.
 """
 
 import argparse
@@ -46,14 +53,19 @@ def sequential_once(ctx=None):
     return facts
 
 
-def timed(cmd):
+def timed(cmd, cwd=ROOT, env=None):
+    """(wall seconds, CPU seconds user + system) of COMMAND, run to its end; exits on failure."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.monotonic() - start
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"bench/status: {' '.join(cmd)} failed ({proc.returncode}):\n"
                  f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
+    return elapsed, (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
 
 
 def fleet_inventory(instances):
@@ -140,54 +152,95 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--fleet", help="lab instances, e.g. 6,7,8: status over all vs the first")
-    ap.add_argument("--one", choices=["sequential"], help=argparse.SUPPRESS)
+    ap.add_argument("--before", type=pathlib.Path,
+                    help="an earlier copy of the repository (git worktree add --detach DIR REV): "
+                         "its `inv status` measured in the same rounds")
+    ap.add_argument("--compile", action="store_true",
+                    help="compile the trees' hatasks and bench to bytecode first (as pip install "
+                         "does; with PYTHONDONTWRITEBYTECODE set, every run compiles otherwise)")
+    ap.add_argument("--one", choices=["sequential", "all-sequential"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fleet:
         fleet([int(n) for n in args.fleet.split(",") if n.strip()], args.rounds)
         return
-    if args.one:
+    if args.one == "sequential":
         sequential_once()
         return
+    if args.one == "all-sequential":
+        from hatasks import status
+        from hatasks.config import make_context
+
+        status.collect(make_context(), parallel=False)
+        return
+    import os
+
     venv_bin = pathlib.Path(sys.executable).parent
-    parallel_cmd = [str(venv_bin / "inv"), "status", "--format", "json"]
+    status_cmd = [str(venv_bin / "inv"), "status", "--format", "json"]
     sequential_cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--one", "sequential"]
-    par, seq = [], []
+    # each side imports its own tree's hatasks (PYTHONPATH first, before the venv's editable one)
+    every_cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--one", "all-sequential"]
+    sides = {"inv status": (status_cmd, ROOT), "host after host": (sequential_cmd, ROOT),
+             "all facts host after host": (every_cmd, ROOT)}
+    if args.before:
+        sides["inv status (before)"] = (status_cmd, args.before.resolve())
+    if args.compile:
+        for tree in {tree for _, tree in sides.values()}:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "hatasks"),
+                            str(tree / "bench"), str(tree / "tasks.py")], check=True)
+    print(f"{args.rounds} rounds{', trees compiled first' if args.compile else ''}, "
+          f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}")
+    wall, cpu = {k: [] for k in sides}, {k: [] for k in sides}
     for i in range(args.rounds):
-        # alternate which side goes first
-        if i % 2 == 0:
-            par.append(timed(parallel_cmd))
-            seq.append(timed(sequential_cmd))
-        else:
-            seq.append(timed(sequential_cmd))
-            par.append(timed(parallel_cmd))
-        print(f"round {i + 1}: inv status {par[-1]:.3f} s   host after host {seq[-1]:.3f} s",
-              flush=True)
-    mp, ms = statistics.median(par), statistics.median(seq)
-    print(f"median: inv status {mp:.3f} s, host after host {ms:.3f} s")
-    print(f"end to end (process start included): ratio parallel/sequential = {mp / ms:.2f} "
-          f"(target <= 0.5)")
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))  # noise hits all alike
+        for side in order:
+            cmd, tree = sides[side]
+            env = dict(os.environ, PYTHONPATH=str(tree))
+            w, c = timed(cmd, cwd=tree, env=env)
+            wall[side].append(w)
+            cpu[side].append(c)
+        print(f"round {i + 1}: " + "   ".join(f"{k} {wall[k][-1]:.3f} s ({cpu[k][-1]:.3f} s CPU)"
+                                               for k in sides), flush=True)
+    med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in sides}
+    print("medians (wall / CPU user+system): " + ", ".join(
+        f"{k} {w:.3f} s / {c:.3f} s" for k, (w, c) in med.items()))
+    print("fastest (wall / CPU): " + ", ".join(
+        f"{k} {min(wall[k]):.3f} s / {min(cpu[k]):.3f} s" for k in sides))
+    seq, every = med["host after host"], med["all facts host after host"]
+    for k in sides:
+        if k.startswith("inv status"):
+            print(f"end to end: {k} / all facts host after host = {med[k][0] / every[0]:.2f} "
+                  f"wall, {med[k][1] / every[1]:.2f} CPU")
+        if k != "host after host":
+            print(f"end to end (process start included): {k} / host after host = "
+                  f"{med[k][0] / seq[0]:.2f} wall (target <= 0.5), {med[k][1] / seq[1]:.2f} CPU")
+    if args.before:
+        a, b = med["inv status"], med["inv status (before)"]
+        print(f"inv status after / before: {a[0] / b[0]:.2f} wall, {a[1] / b[1]:.2f} CPU")
 
     # the collection alone, in this process, every round with cold ssh connections
     from hatasks import remote, status
     from hatasks.config import make_context
 
     ctx = make_context()
-    cpar, cseq = [], []
+    cpar, cseq, ppar, pseq = [], [], [], []
     for i in range(args.rounds):
         for side in ((0, 1) if i % 2 == 0 else (1, 0)):
             remote.close_all()
-            start = time.monotonic()
+            start, used = time.monotonic(), time.process_time()
             if side == 0:
                 data = status.collect(ctx)
                 cpar.append(time.monotonic() - start)
+                ppar.append(time.process_time() - used)
             else:
                 sequential_once(ctx)
                 cseq.append(time.monotonic() - start)
+                pseq.append(time.process_time() - used)
         if not data["healthy"]:
             print(f"  (round {i + 1}: cluster not healthy: {data['problems']})")
     mcp, mcs = statistics.median(cpar), statistics.median(cseq)
     print(f"collection only (cold connections, in process): parallel {mcp:.3f} s, host after host "
-          f"{mcs:.3f} s, ratio = {mcp / mcs:.2f} (target <= 0.5)")
+          f"{mcs:.3f} s, ratio = {mcp / mcs:.2f} (target <= 0.5); this process's CPU "
+          f"{statistics.median(ppar):.3f} s vs {statistics.median(pseq):.3f} s")
 
 
 if __name__ == "__main__":

@@ -53,8 +53,12 @@ def status(ctx, cluster=None):
     inv = remote.inventory(ctx)
     names = [checks.cluster(ctx, cluster, exact=True).name] if cluster else cluster_names(inv)
     result = {"clusters": names, "nodes": [], "resources": [], "failed_actions": [], "views": {}}
+    # every cluster read at once (as `status` does); the first failure in inventory order raises
+    states = remote.probe_many(ctx, names, lambda name: crm_status_with_fencing(ctx, name))
     for name in names:
-        state = crm_status_with_fencing(ctx, name)
+        state = states[name]
+        if isinstance(state, HaError):
+            raise state
         for key in ("nodes", "resources", "failed_actions"):
             result[key].extend(dict(item, cluster=name) for item in state.get(key, []))
         result["views"][name] = {"read_on": state["read_on"], "dc": state.get("dc"),

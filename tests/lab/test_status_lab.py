@@ -101,3 +101,58 @@ def test_status_watch_refreshes_until_ctrl_c_and_leaves_with_exit_0(inv):
     docs = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(docs) >= 2
     assert all(d["clusters"] == ["db", "lb"] and "watched_at" in d for d in docs)
+
+
+def test_status_asks_each_read_once_and_finds_what_each_reader_alone_finds(lab, tmp_path,
+                                                                          monkeypatch):
+    """The reads made ahead, all at once as each host answers (crm_mon, constraints, the lock
+    in the CIB and in the files, the newest-data records), give the facts each reader gets
+    asking alone."""
+    import collections
+
+    import fabric
+
+    from hatasks import remote, status as status_mod
+    from hatasks.config import make_context
+
+    from tests.lab.conftest import inventory_path
+
+    ctx = make_context(inventory=str(inventory_path()), state_dir=str(tmp_path / "state"),
+                       cluster_state=True)
+    lines = []
+    real = fabric.Connection.run
+
+    def run(self, command, **kw):
+        lines.append((self.hatasks_host, command))
+        return real(self, command, **kw)
+
+    monkeypatch.setattr(fabric.Connection, "run", run)
+
+    def facts(data):
+        out = {"summary": data["summary"], "unreachable": data["unreachable"]}
+        for name, entry in data["clusters"].items():
+            hb = entry["hb"]
+            out[name] = {"hb": {k: hb.get(k) for k in ("nodes", "resources", "failed_actions",
+                                                       "dc", "quorum", "stonith_enabled",
+                                                       "bans", "read_on")},
+                         "constraints": entry.get("constraints"),
+                         "operation": entry.get("operation"),
+                         # (load_balance_node is chosen per pgpool session: left out)
+                         "pgpool": {k: (entry.get("pgpool") or {}).get(k)
+                                    for k in ("degenerated", "newest", "recorded")},
+                         "backends": [(b["host"], b["status"], b.get("role"))
+                                      for b in (entry.get("pgpool") or {}).get("backends", [])]}
+        return out
+
+    remote.close_all()
+    together = status_mod.collect(ctx)
+    assert together["healthy"] is True, together["problems"]
+    # each read asked once (the lock's CIB entry, the files, the newest records, crm_mon...)
+    assert max(collections.Counter(lines).values()) == 1, lines
+    assert {h for h, _ in lines} == {"db01", "db02", "lb01", "lb02"}
+
+    lines.clear()
+    monkeypatch.setattr(status_mod, "host_reads", lambda ctx, c, h: [])
+    alone = status_mod.collect(ctx)
+    assert len(lines) > 4  # each reader asked its host itself
+    assert facts(alone) == facts(together)

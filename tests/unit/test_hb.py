@@ -110,10 +110,20 @@ def test_status_without_cluster_reads_every_cluster(lab, ctx, capsys):
     cluster.fake.on(lambda host, cmd: host.startswith("lb") and cmd == crm.CRM_MON, (0, LB))
     fake = cluster
     hb.status_task(ctx, format="json")
-    assert fake.sent == [("db01", crm.CRM_MON), ("lb01", crm.CRM_MON)]
+    # the clusters are read at once: in any order, each once
+    assert sorted(fake.sent) == [("db01", crm.CRM_MON), ("lb01", crm.CRM_MON)]
     data = json.loads(capsys.readouterr().out)
     assert data["clusters"] == ["db", "lb"]
     assert {n["cluster"] for n in data["nodes"]} == {"db", "lb"}
+
+
+def test_status_of_every_cluster_asks_all_of_them_before_failing_on_the_first(lab, ctx):
+    cluster = lab(DB_INITIAL, down={"db01", "db02"})
+    cluster.fake.on(lambda host, cmd: host.startswith("lb") and cmd == crm.CRM_MON, (0, LB))
+    with pytest.raises(UnreachableError, match="cluster db: no node answered"):
+        hb.status(ctx)
+    # lb was asked in parallel, not skipped because db (first in the inventory) failed
+    assert ("lb01", crm.CRM_MON) in cluster.sent
 
 
 def test_status_with_a_node_offline_shows_it_and_exits_3(lab, ctx, capsys):

@@ -173,3 +173,122 @@ def test_host_key_problem_is_not_a_service_down():
     found = status.problems(db_cluster(), entry)
     assert any(p.startswith("db02 HOST KEY problem, not a service failure") for p in found)
     assert not any("PostgreSQL on db02 is down" in p for p in found)
+
+
+# --------------------------------------------------------------------------- reads made ahead
+
+
+def test_a_read_made_ahead_is_served_once_then_the_host_is_asked(ctx, fake):
+    from hatasks import remote
+
+    fake.on("crm_mon", (0, "from the host"))
+    fill = remote.read_ahead(ctx, "db01", ["crm_mon -1", "cibadmin -Q"])
+    fill("crm_mon -1", invoke.Result(stdout="read ahead", exited=0))
+    fill("cibadmin -Q", None)  # not read: its reader asks
+    fake.on("cibadmin -Q", (0, "<cib/>"))
+    try:
+        assert remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout == "read ahead"
+        assert fake.calls == []
+        assert remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout == "from the host"
+        assert remote.run(ctx, "db02", "crm_mon -1", probe=True).stdout == "from the host"
+        assert remote.run(ctx, "db01", "cibadmin -Q", probe=True).stdout == "<cib/>"
+    finally:
+        remote.drop_ahead()
+    assert [c.host for c in fake.calls] == ["db01", "db02", "db01"]
+
+
+def test_a_change_voids_every_read_made_ahead(ctx, fake):
+    from hatasks import remote
+
+    fake.on("crm_mon", (0, "from the host")).on("crm_standby", (0, ""))
+    fill = remote.read_ahead(ctx, "db01", ["crm_mon -1"])
+    fill("crm_mon -1", invoke.Result(stdout="read ahead", exited=0))
+    remote.run(ctx, "db01", "crm_standby -N db02 -v on")  # not a probe: may change the answer
+    assert remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout == "from the host"
+
+
+def test_a_reader_waits_for_the_read_announced_and_a_failed_exit_still_raises(ctx, fake):
+    from hatasks import remote
+
+    fill = remote.read_ahead(ctx, "db01", ["crm_mon -1", "false"])
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(
+        out=remote.run(ctx, "db01", "crm_mon -1", probe=True).stdout))
+    reader.start()
+    fill("crm_mon -1", invoke.Result(stdout="read ahead", exited=0))
+    fill("false", invoke.Result(stdout="", stderr="no", exited=1))
+    reader.join(10)
+    assert got == {"out": "read ahead"} and fake.calls == []
+    with pytest.raises(remote.CommandFailed):
+        remote.run(ctx, "db01", "false", probe=True)
+
+
+def cluster_state_answers(fake):
+    """The lock (free) and the newest-data record (none) in the CIB and the hosts' files."""
+    from hatasks import lock
+
+    fake.on(lambda host, cmd: "cibadmin --query --xpath" in cmd and "now=" in cmd,
+            (0, f"rc={lock.CIB_NO_MATCH}\nnow=1700000000\n"))
+    fake.on(lambda host, cmd: "op=show" in cmd, (0, "state=free\nnow=1700000000\n"))
+    fake.on("echo '--file'", (0, "--file\n\n--cib\n\n--rc=6\n"))
+
+
+def test_status_asks_each_read_once_all_at_once_with_the_cluster_state_on(tmp_path, fake):
+    """Every ssh read of status (crm_mon, constraints, the lock in the CIB and in each host's
+    file, each host's newest-data record) is asked once, by the host's first job."""
+    from conftest import make_ctx
+    from hatasks import lock
+
+    ctx = make_ctx(tmp_path, cluster_state=True)
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    cluster_state_answers(fake)
+    data = status.collect(ctx)
+    assert data["healthy"] is True, data["problems"]
+    sent = [(c.host, c.command) for c in fake.calls]
+    assert len(sent) == len(set(sent)), sent
+    assert ("db02", lock.newest_read_command(ctx, "db")) in sent
+    assert ("lb02", lock.host_command(ctx, "lb", "show")) in sent
+
+
+def test_reads_are_announced_before_any_job_starts(tmp_path, fake, mocker):
+    """The readers (here: the lock's) never ask a host before its reads are announced, even
+    when their job starts first: they wait for the read made ahead."""
+    from conftest import make_ctx
+
+    ctx = make_ctx(tmp_path, cluster_state=True)
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    cluster_state_answers(fake)
+    release = threading.Event()
+    real = status.HostReads.__call__
+
+    def late(self):  # every ssh job starts after the others have asked
+        release.wait(1)
+        return real(self)
+
+    mocker.patch.object(status.HostReads, "__call__", late)
+    data = status.collect(ctx)
+    assert data["healthy"] is True, data["problems"]
+    sent = [(c.host, c.command) for c in fake.calls]
+    assert len(sent) == len(set(sent)), sent
+
+
+def test_a_host_that_does_not_answer_fails_its_readers_without_a_second_connect(tmp_path, fake,
+                                                                               mocker):
+    """db02 does not answer: its reads made ahead give their readers the same error, so no
+    reader waits for another connect timeout; db01 is read as usual."""
+    from conftest import make_ctx
+    from hatasks import remote
+
+    ctx = make_ctx(tmp_path, cluster_state=True)
+    lab_answers(fake, (FIX / "lab-samples" / "crm_mon-1_xml_db_initial.xml").read_text())
+    cluster_state_answers(fake)
+    fake.down.add("db02")
+    tries = []
+    real = remote.connection
+    mocker.patch.object(remote, "connection", lambda ctx, host: (
+        tries.append(getattr(host, "name", host)), real(ctx, host))[1])
+    data = status.collect(ctx, "db")
+    assert "db02" in data["unreachable"]
+    assert data["clusters"]["db"]["hb"]["read_on"] == "db01"
+    # db02: the ssh job's connect, and the backend's own (a tunnel, not a read made ahead)
+    assert tries.count("db02") == 2, tries

@@ -11,6 +11,7 @@ answers, pgpool, PostgreSQL, ssh and power reachability, the journal's records) 
 runbook's failure pattern, the evidence and the recovery plan, run by the scenario engine.
 """
 
+import contextlib
 import sys
 import threading
 import time
@@ -384,15 +385,19 @@ def failover(ctx, from_=None, cluster=None, timeout=60, yes=False, force=False):
     steps = engine.Steps(4)
     engine.warm_connections(ctx, c)
     lock = engine.EarlyLock(ctx, c.name, "db.failover")
+    pool_read = read_pool_async(ctx, c)
+    recorded = _record_async(ctx, c, "db.failover: pgpool moves", pool_read)
     try:
-        return _failover(ctx, c, group, from_, timeout, yes, force, steps)
+        return _failover(ctx, c, group, from_, timeout, yes, force, steps, pool_read, recorded)
     finally:
+        # a refusal ends the task before the move awaits the record: it is awaited here, so no
+        # thread is left writing to the cluster while the process exits
+        with contextlib.suppress(Exception):
+            recorded()
         lock.release()
 
 
-def _failover(ctx, c, group, from_, timeout, yes, force, steps):
-    pool_read = read_pool_async(ctx, c)
-    recorded = _record_async(ctx, c, "db.failover: pgpool moves", pool_read)
+def _failover(ctx, c, group, from_, timeout, yes, force, steps, pool_read, recorded):
     before = crm.crm_status(ctx, c.name)
     engine.print_state("before", before)
     src = crmmon.group_node(before, group)

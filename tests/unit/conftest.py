@@ -225,6 +225,24 @@ class _FakePg:
         return _FakeCursor(self)
 
 
+#: the unit tests that open real ssh connections (to a server of their own on loopback)
+REAL_SSH_MODULES = ("test_remote",)
+
+
+@pytest.fixture(autouse=True)
+def no_real_ssh(request, monkeypatch):
+    """No unit test reaches a host: an ssh connection a test did not fake (e.g. one a task
+    opens ahead in a thread) fails as an unreachable host instead of connecting to the
+    inventory's addresses (the lab's, which may be up while the unit tests run)."""
+    if request.module.__name__.rsplit(".", 1)[-1] in REAL_SSH_MODULES:
+        return
+
+    def refuse(ctx, host, *a, **kw):
+        raise UnreachableError(f"{getattr(host, 'name', host)}: no ssh in unit tests")
+
+    monkeypatch.setattr(remote, "connection", refuse)
+
+
 @pytest.fixture
 def fake(monkeypatch):
     """The network for this test: a FakeRemote behind remote.connection and remote.pg_connect."""

@@ -130,6 +130,19 @@ REBUILD = {"dump": ["initdb_target", "copy_config", "start_target_maint", "impor
            "online": ["recover_online", "verify"]}
 
 
+#: steps run at the same time as the one named, on the other host: the source's move to the
+#: maintenance port and the target's stop and move aside touch different hosts, and pgpool is
+#: already stopped (no client reaches either). The dump method's target stays up until its
+#: safety dump, after the source's dump.
+ALONGSIDE = {"basebackup": {"source_maint": ["stop_target", "keep_datadir"]}}
+
+
+def alongside(method, step, rest):
+    """Pure: the steps to run beside STEP (the next ones in REST, all of them), or []."""
+    beside = ALONGSIDE.get(method, {}).get(step, [])
+    return list(beside) if beside and rest[:len(beside)] == beside else []
+
+
 #: the step that moves the target's own data aside: before it is done, the target's data is its own
 TARGET_REPLACED = {"dump": "keep_datadir", "basebackup": "keep_datadir", "online": "recover_online"}
 

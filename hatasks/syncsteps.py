@@ -137,7 +137,12 @@ def pool_host(ctx, c):
 
 
 def record_newest(ctx, p, st):
-    """Journal which backend holds the newest data while pgpool still answers."""
+    """Journal which backend holds the newest data while pgpool still answers; written once:
+    not again when sync.prepare wrote it in this run moments ago (st newest_fresh, never
+    journaled; pgpool.stop records it again right before the stop)."""
+    if st.get("newest_fresh"):
+        say(f"newest data: {st['newest_fresh']} (recorded with the plan)")
+        return {"newest_recorded": st["newest_fresh"]}
     rec = newest.record_newest(ctx, p["cluster"], f"sync.resync {p['source']} -> {p['target']}")
     return {"newest_recorded": rec.get("newest") or (rec.get("previous") or {}).get("newest")}
 

@@ -20,7 +20,8 @@ from hatasks.errors import HaError, StateError, UnreachableError, UsageError
 
 SIDES = {"master": 0, "secondary": 1}
 POLL_INTERVAL = 0.5
-#: the port polls (an `ss` on the host): cheap, and a start or stop is seen within 0.1 s
+#: the port and resource polls (an `ss` or a `crm_mon -1` on the host, 20-80 ms): a start
+#: or stop is seen within 0.1 s, not up to 0.5 s later
 LISTEN_POLL = 0.1
 #: pgpool binary used for -n checks and manual stop/start
 PGPOOL = "/usr/sbin/pgpool"
@@ -469,7 +470,7 @@ def wait_resource(ctx, c, ok, expected, timeout):
             raise HaError(f"{rs['id']} not {expected} in crm_mon within {timeout}s (role "
                           f"{rs['role']}, node {rs['node']}, managed {rs['managed']})",
                           HaError.NOT_CONVERGED)
-        time.sleep(POLL_INTERVAL)
+        time.sleep(LISTEN_POLL)
 
 
 def maintenance_set(ctx, host, rid):

@@ -111,9 +111,41 @@ def ensure_running(ctx, h, port):
     st = pg.server_state(ctx, h)
     if st["running"] and st["port"] == port and pg.connectable(ctx, h, port):
         return
+    if st["running"] and st["port"] and st["port"] != port and not remote.is_dry(ctx):
+        return move_port(ctx, h, st, port)
     if st["running"]:
         pg.stop(ctx, h, "fast")
     pg.start(ctx, h, None if port == normal_port(h) else port)
+
+
+def move_port(ctx, h, st, port, timeout=60):
+    """PostgreSQL running on H on another port, restarted on PORT in one round trip (pg_ctl -w
+    stop, then -w start), then checked as pg.stop and pg.start check it: a real connection on
+    PORT, none left on the old one. What failed is read back only when the command failed."""
+    old = st["port"]
+    say(f"{h.name}: PostgreSQL running on port {old} (pid {st['pid']}); restarting it on port "
+        f"{port} (fast)")
+    start = pg.start_command(h, None if port == normal_port(h) else port, timeout)
+    res = run(ctx, h, f"{pg.stop_command(h, 'fast', timeout)} && {start}", warn=True,
+              timeout=2 * timeout + 30)
+    if res.exited != 0:
+        now = pg.server_state(ctx, h)
+        if now["running"] and now["port"] == old:
+            raise HaError(f"{h.name}: PostgreSQL still running on port {old} after pg_ctl -m fast "
+                          f"stop: {(res.stderr or res.stdout).strip()[-200:]}", HaError.NOT_CONVERGED)
+        errors = pg.recent_log_errors(ctx, h, port)
+        raise StateError(f"{h.name}: PostgreSQL did not start on port {port}: "
+                         f"{errors[-1] if errors else (res.stderr or res.stdout).strip()[-200:]}")
+    deadline = time.monotonic() + timeout
+    while not pg.connectable(ctx, h, port):
+        if time.monotonic() > deadline:
+            raise HaError(f"{h.name}: pg_ctl said started, but no connection on port {port} "
+                          f"within {timeout}s", HaError.NOT_CONVERGED)
+        time.sleep(0.2)
+    if pg.connectable(ctx, h, old):
+        raise HaError(f"{h.name}: port {old} still accepts connections after the restart on "
+                      f"{port}", HaError.NOT_CONVERGED)
+    say(f"{h.name}: PostgreSQL accepts connections on port {port} (none on {old})")
 
 
 def read_pool(ctx, c):

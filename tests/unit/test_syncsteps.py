@@ -7,9 +7,12 @@ import pathlib
 import shlex
 import subprocess
 
+import pytest
+
 from invoke import Config, MockContext, Result
 
 from hatasks import remote, syncplan, syncsteps
+from hatasks.errors import HaError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -289,3 +292,60 @@ def test_stop_pgpool_proves_the_target_again_when_pgpool_wrote_to_it_alone(monke
     order.clear()
     assert "reproof" not in syncsteps.stop_pgpool(ctx, dict(p, reprove=False), {})
     assert order == ["stop"]
+
+
+# --------------------------------------------------------------------------- the move to another port
+
+
+
+def _running_on(port):
+    return (0, f"rc=0\n4242\n/var/lib/postgresql/15/data\n1764560000\n{port}\n")
+
+
+def _answers(listening):
+    """SELECT 1 answered on the ports in LISTENING (a set the test changes), refused elsewhere."""
+    def rows(q):
+        if q.port in listening:
+            return [{"one": 1}]
+        return HaError(f"connection refused on {q.port}")
+    return rows
+
+
+def test_a_move_to_the_maintenance_port_is_one_round_trip_then_both_ports_checked(ctx, fake, capsys):
+    listening = {5432}
+    fake.on("status >/dev/null", _running_on(5432))
+
+    def restart(host, cmd):
+        listening.clear()
+        listening.add(1234)
+        return (0, "")
+
+    fake.on("-m fast -w -t 60 stop && mkdir -p", restart)
+    fake.sql("SELECT 1", _answers(listening))
+    h = remote.host(ctx, "db01")
+    syncsteps.ensure_running(ctx, h, 1234)
+    pg_ctl = [c for c in fake.sent("db01") if "pg_ctl" in c and "status" not in c]
+    assert len(pg_ctl) == 1 and "stop && mkdir -p /var/log/postgresql && " in pg_ctl[0]
+    assert "-o '-p 1234'" in pg_ctl[0] and pg_ctl[0].endswith("-w -t 60 start")
+    # checked as pg.stop and pg.start check: a connection on 1234, none left on 5432
+    assert [q.port for q in fake.queries] == [1234, 5432]
+    assert "accepts connections on port 1234 (none on 5432)" in capsys.readouterr().out
+
+
+def test_a_move_whose_old_port_still_answers_is_not_converged(ctx, fake):
+    listening = {5432, 1234}
+    fake.on("status >/dev/null", _running_on(5432))
+    fake.on("-m fast -w -t 60 stop && mkdir -p", (0, ""))
+    fake.sql("SELECT 1", _answers(listening))
+    with pytest.raises(HaError) as exc:
+        syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
+    assert exc.value.code == HaError.NOT_CONVERGED and "port 5432 still accepts" in exc.value.message
+
+
+def test_a_move_whose_stop_failed_says_so(ctx, fake):
+    fake.on("status >/dev/null", _running_on(5432))
+    fake.on("-m fast -w -t 60 stop && mkdir -p", (1, "", "pg_ctl: server does not shut down"))
+    fake.sql("SELECT 1", _answers({5432}))
+    with pytest.raises(HaError) as exc:
+        syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
+    assert "still running on port 5432 after pg_ctl -m fast stop" in exc.value.message

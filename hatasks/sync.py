@@ -78,12 +78,13 @@ def _df(ctx, h, path):
     return parts[5], int(parts[3])
 
 
-def _du(ctx, h, path, exclude=None):
-    """Bytes under PATH on H (0 when unreadable), without what is named EXCLUDE."""
-    skip = f" --exclude={q(exclude)}" if exclude else ""
-    res = probe(ctx, h, f"du -sB1{skip} {q(path)} 2>/dev/null | cut -f1", user="root")
-    out = res.stdout.strip()
-    return int(out) if out.isdigit() else 0
+def _du(ctx, h, path):
+    """(bytes under PATH on H without its pg_wal, bytes in its pg_wal), 0 when unreadable: one
+    walk of the tree, one round trip."""
+    res = probe(ctx, h, f"du -sB1 --exclude=pg_wal {q(path)} 2>/dev/null | cut -f1; "
+                        f"du -sB1 {q(path + '/pg_wal/')} 2>/dev/null | cut -f1", user="root")
+    out = (res.stdout.split() + ["", ""])[:2]
+    return tuple(int(v) if v.isdigit() else 0 for v in out)
 
 
 def check_idle_limit(ctx, p):
@@ -121,9 +122,14 @@ def preflight(ctx, p):
         rows = remote.sql_rows(ctx, t, "SELECT coalesce(sum(pg_database_size(datname)), 0)::bigint AS b "
                                "FROM pg_database WHERE datallowconn", port=normal_port(t))
         tgt_db = int(rows[0]["b"])
-    src_data = _du(ctx, s, p["pgdata"])
+    # what a physical copy reads: the data dir without its WAL (pg_basebackup streams only the
+    # WAL the copy needs); the total of the progress lines
+    copy, wal = _du(ctx, s, p["pgdata"])
+    src_data = copy + wal
+    src_copy = copy if p["method"] != "dump" else None
     needs = disk_needs(p["method"], src_db, src_data, tgt_db,
-                       safety=(p.get("proof") or {}).get("clean") is not True)
+                       safety=(p.get("proof") or {}).get("clean") is not True,
+                       src_copy_bytes=src_copy)
     parent = p["pgdata"].rstrip("/").rsplit("/", 1)[0] or "/"
     where = {}
     for (role, kind) in needs:
@@ -132,9 +138,6 @@ def preflight(ctx, p):
         mount, free = _df(ctx, h, path)
         where[(role, kind)] = (h.name, mount, free)
     problems = check_fit(needs, where)
-    # what a physical copy reads: the data dir without its WAL (pg_basebackup streams only the
-    # WAL the copy needs); the total of the progress lines
-    src_copy = _du(ctx, s, p["pgdata"], exclude="pg_wal") if p["method"] != "dump" else None
     info = {"source_db_bytes": src_db, "source_data_bytes": src_data, "target_db_bytes": tgt_db,
             "source_copy_bytes": src_copy,
             "needs": {f"{k[0]}:{k[1]}": v for k, v in needs.items()},

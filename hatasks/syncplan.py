@@ -452,15 +452,24 @@ def first_diff(cmp):
     return f"{len(cmp['differences'])} table(s) differ, first {what}: {detail}"
 
 
-def disk_needs(method, src_db_bytes, src_data_bytes, tgt_db_bytes, safety=True):
+#: the WAL a pg_basebackup -X stream copies besides the data files when no client writes (the
+#: source is on the maintenance port): the segments from its start checkpoint to its end
+COPY_WAL_BYTES = 64 * 1024 * 1024
+
+
+def disk_needs(method, src_db_bytes, src_data_bytes, tgt_db_bytes, safety=True, src_copy_bytes=None):
     """Bytes needed per (host role, path kind) (pure): dump file on the source's work dir,
-    safety dump on the target's work dir, the new data dir next to the target's PGDATA."""
+    safety dump on the target's work dir, the new data dir next to the target's PGDATA. The
+    basebackup copies the data dir without its pg_wal (SRC_COPY_BYTES, when measured) and only
+    the WAL of the copy itself; online counts the whole data dir (clients write meanwhile)."""
     need = {}
     if method == "dump":
         need[("source", "workdir")] = src_db_bytes
         if safety:
             need[("target", "workdir")] = tgt_db_bytes
         need[("target", "pgdata")] = src_db_bytes
+    elif method == "basebackup" and src_copy_bytes is not None:
+        need[("target", "pgdata")] = min(src_data_bytes, src_copy_bytes + COPY_WAL_BYTES)
     else:
         need[("target", "pgdata")] = src_data_bytes
     return {k: int(v * (1 + DISK_MARGIN)) for k, v in need.items()}

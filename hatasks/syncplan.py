@@ -131,10 +131,11 @@ REBUILD = {"dump": ["initdb_target", "copy_config", "start_target_maint", "impor
 
 
 #: steps run at the same time as the one named, on the other host: the source's move to the
-#: maintenance port and the target's stop and move aside touch different hosts, and pgpool is
-#: already stopped (no client reaches either). The dump method's target stays up until its
-#: safety dump, after the source's dump.
-ALONGSIDE = {"basebackup": {"source_maint": ["stop_target", "keep_datadir"]}}
+#: maintenance port and the target's stop touch different hosts, and pgpool is already stopped
+#: (no client reaches either). The target's data dir is moved aside only after the source
+#: serves on the maintenance port (a source that does not come back leaves the target's data
+#: in place), and the dump method's target is not touched before the source's dump is complete.
+ALONGSIDE = {"basebackup": {"source_maint": ["stop_target"]}}
 
 
 def alongside(method, step, rest):

@@ -370,19 +370,27 @@ def basebackup_target(ctx, p, st):
     with output.watching(prog, lambda: remote_int(ctx, t, du_command(p["pgdata"], "pg_wal"), user="root")):
         run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
                                                p["settings"]["superuser"], p["pgdata"])))
-    figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root"))
-    say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s "
-        f"({figures_text(figures)})")
-    # ours from here on (a resume removes it); then the copy as the source sent it: every file
-    # against the source's manifest, the WAL there
-    run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
+    copied = time.monotonic() - t0
+    figures = prog.finish()
+    # one round trip: the copy's size (the final figures); the marker (ours from here on: a
+    # resume removes it); then the copy as the source sent it: every file against the source's
+    # manifest, the WAL there; and the copy's end in the manifest
     t1 = time.monotonic()
-    res = run(ctx, t, guarded(verifybackup_command(bindir(t), p["pgdata"], MARKER)), warn=True)
+    res = run(ctx, t, f"echo \"size=$({du_command(p['pgdata'])})\"; "
+                      f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)} && "
+                      f"{guarded(verifybackup_command(bindir(t), p['pgdata'], MARKER))}; rc=$?; "
+                      f"[ $rc = 0 ] && echo \"end=$({manifest_end_lsn_command(p['pgdata'])})\"; "
+                      f"exit $rc", warn=True)
+    found = dict(ln.split("=", 1) for ln in (res.stdout or "").splitlines() if "=" in ln)
+    size = found.get("size", "").strip()
+    if size.isdigit():  # all that was written (the live figure left pg_wal out)
+        figures.update(bytes=int(size), rate=round(int(size) / max(figures["seconds"], 1e-9), 1))
+    say(f"{t.name}: pg_basebackup from {s.name} done in {copied:.1f}s ({figures_text(figures)})")
     if res.exited != 0 and not remote.is_dry(ctx):
         raise StateError(f"{t.name}: pg_verifybackup rejects the copy: "
                          f"{(res.stderr or res.stdout).strip()[-300:]}; the old data directory is "
                          f"kept as {p['kept']}")
-    end = probe(ctx, t, manifest_end_lsn_command(p["pgdata"])).stdout.strip()
+    end = found.get("end", "").strip()
     say(f"{t.name}: pg_verifybackup: every file matches {s.name}'s backup manifest, WAL to {end} "
         f"present ({time.monotonic() - t1:.1f}s)")
     return {"basebackup_figures": figures, "manifest_verified": True, "backup_end_lsn": end or None}

@@ -349,3 +349,30 @@ def test_a_move_whose_stop_failed_says_so(ctx, fake):
     with pytest.raises(HaError) as exc:
         syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
     assert "still running on port 5432 after pg_ctl -m fast stop" in exc.value.message
+
+
+def test_basebackup_reads_size_marks_verifies_and_reads_the_end_in_one_round_trip(monkeypatch, tmp_path):
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    calls = []
+
+    def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
+        calls.append(command)
+        if "pg_verifybackup" in command:   # the watchdog's newlines around the two figures
+            return Result(stdout="size=52428800\n\n\nend=0/E000100\n", exited=0)
+        return Result(stdout="", exited=0)
+
+    monkeypatch.setattr(remote, "run", fake_run)
+    monkeypatch.setattr(syncsteps, "ensure_running", lambda *a: None)
+    monkeypatch.setattr(syncsteps, "_clear_new_datadir", lambda *a: None)
+    p = {"target": "db02", "source": "db01", "maint_port": 1234, "op": "op-1",
+         "pgdata": "/var/lib/postgresql/15/data", "kept": "/var/lib/postgresql/15/data.k",
+         "settings": {"superuser": "postgres"}}
+    out = syncsteps.basebackup_target(ctx, p, {})
+    assert out["manifest_verified"] is True and out["backup_end_lsn"] == "0/E000100"
+    assert out["basebackup_figures"]["bytes"] == 52428800
+    after = [c for c in calls if "pg_verifybackup" in c]
+    assert len(after) == 1 and len(calls) == 2   # the copy, then everything after it at once
+    c = after[0]
+    assert c.index("> /var/lib/postgresql/15/data/.hatasks-resync &&") < c.index("pg_verifybackup")
+    assert "[ $rc = 0 ] && echo \"end=" in c and c.endswith("exit $rc")

@@ -112,40 +112,10 @@ def ensure_running(ctx, h, port):
     if st["running"] and st["port"] == port and pg.connectable(ctx, h, port):
         return
     if st["running"] and st["port"] and st["port"] != port and not remote.is_dry(ctx):
-        return move_port(ctx, h, st, port)
+        return pg.move(ctx, h, st, port, None if port == normal_port(h) else port)
     if st["running"]:
         pg.stop(ctx, h, "fast")
     pg.start(ctx, h, None if port == normal_port(h) else port)
-
-
-def move_port(ctx, h, st, port, timeout=60):
-    """PostgreSQL running on H on another port, restarted on PORT in one round trip (pg_ctl -w
-    stop, then -w start), then checked as pg.stop and pg.start check it: a real connection on
-    PORT, none left on the old one. What failed is read back only when the command failed."""
-    old = st["port"]
-    say(f"{h.name}: PostgreSQL running on port {old} (pid {st['pid']}); restarting it on port "
-        f"{port} (fast)")
-    start = pg.start_command(h, None if port == normal_port(h) else port, timeout)
-    res = run(ctx, h, f"{pg.stop_command(h, 'fast', timeout)} && {start}", warn=True,
-              timeout=2 * timeout + 30)
-    if res.exited != 0:
-        now = pg.server_state(ctx, h)
-        if now["running"] and now["port"] == old:
-            raise HaError(f"{h.name}: PostgreSQL still running on port {old} after pg_ctl -m fast "
-                          f"stop: {(res.stderr or res.stdout).strip()[-200:]}", HaError.NOT_CONVERGED)
-        errors = pg.recent_log_errors(ctx, h, port)
-        raise StateError(f"{h.name}: PostgreSQL did not start on port {port}: "
-                         f"{errors[-1] if errors else (res.stderr or res.stdout).strip()[-200:]}")
-    deadline = time.monotonic() + timeout
-    while not pg.connectable(ctx, h, port):
-        if time.monotonic() > deadline:
-            raise HaError(f"{h.name}: pg_ctl said started, but no connection on port {port} "
-                          f"within {timeout}s", HaError.NOT_CONVERGED)
-        time.sleep(0.2)
-    if pg.connectable(ctx, h, old):
-        raise HaError(f"{h.name}: port {old} still accepts connections after the restart on "
-                      f"{port}", HaError.NOT_CONVERGED)
-    say(f"{h.name}: PostgreSQL accepts connections on port {port} (none on {old})")
 
 
 def read_pool(ctx, c):
@@ -169,9 +139,8 @@ def pool_host(ctx, c):
 
 
 def record_newest(ctx, p, st):
-    """Journal which backend holds the newest data while pgpool still answers; written once:
-    not again when sync.prepare wrote it in this run moments ago (st newest_fresh, never
-    journaled; pgpool.stop records it again right before the stop)."""
+    """Journal which backend holds the newest data while pgpool still answers (not again when
+    sync.prepare wrote it in this run: st newest_fresh; pgpool.stop records it at the stop)."""
     if st.get("newest_fresh"):
         say(f"newest data: {st['newest_fresh']} (recorded with the plan)")
         return {"newest_recorded": st["newest_fresh"]}
@@ -364,17 +333,14 @@ def basebackup_target(ctx, p, st):
     t, s = pg.db_host(ctx, p["target"]), pg.db_host(ctx, p["source"])
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
-    t0 = time.monotonic()
     prog = output.Progress(f"{t.name}: pg_basebackup", sizes(p).get("copy") or sizes(p).get("data"))
     # the live figure without pg_wal, as the total; the final one all that was written
     with output.watching(prog, lambda: remote_int(ctx, t, du_command(p["pgdata"], "pg_wal"), user="root")):
         run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
                                                p["settings"]["superuser"], p["pgdata"])))
-    copied = time.monotonic() - t0
     figures = prog.finish()
-    # one round trip: the copy's size (the final figures); the marker (ours from here on: a
-    # resume removes it); then the copy as the source sent it: every file against the source's
-    # manifest, the WAL there; and the copy's end in the manifest
+    # one round trip: the copy's size; the marker (ours from here on: a resume removes it); the
+    # copy as the source sent it (every file against its manifest, the WAL there); its end LSN
     t1 = time.monotonic()
     res = run(ctx, t, f"echo \"size=$({du_command(p['pgdata'])})\"; "
                       f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)} && "
@@ -385,7 +351,7 @@ def basebackup_target(ctx, p, st):
     size = found.get("size", "").strip()
     if size.isdigit():  # all that was written (the live figure left pg_wal out)
         figures.update(bytes=int(size), rate=round(int(size) / max(figures["seconds"], 1e-9), 1))
-    say(f"{t.name}: pg_basebackup from {s.name} done in {copied:.1f}s ({figures_text(figures)})")
+    say(f"{t.name}: pg_basebackup from {s.name} done in {figures['seconds']:.1f}s ({figures_text(figures)})")
     if res.exited != 0 and not remote.is_dry(ctx):
         raise StateError(f"{t.name}: pg_verifybackup rejects the copy: "
                          f"{(res.stderr or res.stdout).strip()[-300:]}; the old data directory is "

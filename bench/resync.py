@@ -15,7 +15,12 @@ Raw and hatasks runs alternate in one process, side by side (same data, same mac
 Before each hatasks run the target is detached (pgpool.switch) and a few rows are written through
 pgpool, so there is something to resync. Prints the figures; no asserts.
 
-    HATASKS_LAB=3 .venv/bin/python bench/resync.py [--scale 70] [--keep]
+    HATASKS_LAB=3 .venv/bin/python bench/resync.py [--scale 70] [--keep] [--before DIR]
+
+``--before DIR``: an earlier copy of the repository (``git worktree add --detach DIR REV``); each
+method then runs with both trees, one after the other (the order alternates per method), each
+with its own journal, and the ratios after / before are printed side by side. DIR/lab/.state/N
+must be (or link to) this instance's state.
 """
 
 import argparse
@@ -71,9 +76,9 @@ def timed(fn, *a):
     return time.monotonic() - t0
 
 
-def inv(state_dir, *args):
+def inv(state_dir, *args, cwd=ROOT):
     t0 = time.monotonic()
-    res = subprocess.run([INV, *args], cwd=ROOT, env=env(state_dir), text=True, capture_output=True)
+    res = subprocess.run([INV, *args], cwd=cwd, env=env(state_dir), text=True, capture_output=True)
     took = time.monotonic() - t0
     if res.returncode != 0:
         raise SystemExit(f"inv {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
@@ -194,9 +199,9 @@ def step_seconds(state_dir):
             if r.get("op") == last and r.get("event") == "checkpoint" and r.get("step") != "plan"}
 
 
-def ours(state_dir, method):
+def ours(state_dir, method, cwd=ROOT):
     with Probe() as probe:
-        took, out = inv(state_dir, "sync.resync", "--method", method, "--yes")
+        took, out = inv(state_dir, "sync.resync", "--method", method, "--yes", cwd=cwd)
     total, longest = probe.downtime()
     kept = [ln.split("old data dir kept: ", 1)[1].strip() for ln in out.splitlines() if "old data dir kept: " in ln]
     # "proof: db02 holds no write db01 lacks (HOW, 0.123s)": the proof before the rebuild
@@ -216,8 +221,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=int, default=70)
     ap.add_argument("--keep", action="store_true", help="keep the bench database and the kept data dirs")
+    ap.add_argument("--before", help="an earlier copy of the repository, run side by side")
     args = ap.parse_args()
     state_dir = pathlib.Path(tempfile.mkdtemp(prefix="hatasks-bench-resync-"))
+    if args.before:
+        return side_by_side(args, state_dir, pathlib.Path(args.before).resolve())
     inv(state_dir, "lab.up")
     setup(args.scale, state_dir)
     src, dst = "db01", "db02"
@@ -296,6 +304,51 @@ def main():
                 inv(state_dir, "sync.cleanup", "--delete", "--host", dst, "--remove-datadir",
                     kept.rsplit("/", 1)[1], "--yes")
         # WITH (FORCE): pgpool keeps pooled connections to the database open
+        vip_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
+
+
+def side_by_side(args, state_dir, before):
+    """Each method with the before tree and this one, alternating which goes first; the raw
+    commands once per method between them. Prints the ratios after / before."""
+    if not (before / "lab" / ".state" / str(N) / "hosts.ini").exists():
+        raise SystemExit(f"{before}/lab/.state/{N} does not hold this instance's state (link it)")
+    inv(state_dir, "lab.up")
+    setup(args.scale, state_dir)
+    src, dst, dst_addr, src_addr = "db01", "db02", f"{NET}.12", f"{NET}.11"
+    trees = [("after", ROOT, state_dir),
+             ("before", before, pathlib.Path(tempfile.mkdtemp(prefix="hatasks-bench-resync-before-")))]
+    res, raw, kept = {}, {}, []
+    for i, method in enumerate(("dump", "basebackup", "online")):
+        if method == "dump":
+            raw[method] = sum(v for k, v in raw_dump(src, dst, dst_addr).items() if k != "initdb+start")
+        elif method == "basebackup":
+            raw[method] = raw_basebackup(src_addr, dst)
+        for label, tree, sd in (trees if i % 2 == 0 else trees[::-1]):
+            degenerate(sd, dst)
+            r = ours(sd, method, cwd=tree)
+            res[(label, method)] = r
+            kept.append((sd, tree, r.get("kept")))
+            print(f"{method:10} {label:6} {r['seconds']:.1f}s fixed {r['fixed']:.1f}s downtime "
+                  f"{r['downtime']:.2f}s; " + ", ".join(f"{k} {v}" for k, v in r["steps"].items()),
+                  flush=True)
+    size = vip_sql("SELECT pg_size_pretty(pg_database_size(current_database()))")[0][0]
+    print(f"\n=== sync.resync side by side, lab {N}, pgbench scale {args.scale} ({size} per backend) ===")
+    print(f"{'method':10} {'before':>8} {'after':>8} {'after/before':>12} {'fixed before':>12} "
+          f"{'fixed after':>11} {'raw':>6} {'before/raw':>10} {'after/raw':>9}")
+    for method in ("dump", "basebackup", "online"):
+        b, a = res[("before", method)], res[("after", method)]
+        rw = raw.get(method)
+        print(f"{method:10} {b['seconds']:8.1f} {a['seconds']:8.1f} {a['seconds'] / b['seconds']:12.2f} "
+              f"{b['fixed']:12.1f} {a['fixed']:11.1f} "
+              + (f"{rw:6.1f} {b['seconds'] / rw:10.2f} {a['seconds'] / rw:9.2f}" if rw else ""))
+    print("(dump raw = pg_dumpall + scp + psql restore, without initdb/start; basebackup raw = "
+          "pg_basebackup; fixed = time beyond the copy steps)")
+    print(json.dumps({f"{k[0]}:{k[1]}": v for k, v in res.items()}, indent=1, default=str))
+    if not args.keep:
+        for sd, tree, k in kept:
+            if k:
+                inv(sd, "sync.cleanup", "--delete", "--host", dst, "--remove-datadir",
+                    k.rsplit("/", 1)[1], "--yes")
         vip_sql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
 
 

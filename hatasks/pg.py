@@ -363,6 +363,37 @@ def stop(ctx, host, mode="fast", timeout=60, quiet=False):
     return {"host": host.name, "stopped": True, "port": before["port"]}
 
 
+def move(ctx, host, before, want, port=None, timeout=60):
+    """PostgreSQL running on HOST (server_state BEFORE) on another port, restarted on WANT (PORT:
+    the -p to start with, None for the inventory's) in one round trip: pg_ctl -w stop, then -w
+    start. Then checked as stop and start check: a real connection on WANT, none left on the
+    old port. What failed is read back only when the command failed."""
+    old = before["port"]
+    print(f"{host.name}: PostgreSQL running on port {old} (pid {before['pid']}); restarting it "
+          f"on port {want} (fast)", flush=True)
+    res = remote.run(ctx, host, f"{stop_command(host, 'fast', timeout)} && "
+                                f"{start_command(host, port, timeout)}",
+                     user="postgres", warn=True, timeout=2 * timeout + 30)
+    if res.exited != 0:
+        now = server_state(ctx, host)
+        if now["running"] and now["port"] == old:
+            raise HaError(f"{host.name}: PostgreSQL still running on port {old} after pg_ctl -m "
+                          f"fast stop: {_last_line(res)}", HaError.NOT_CONVERGED)
+        errors = recent_log_errors(ctx, host, want)
+        raise StateError(f"{host.name}: PostgreSQL did not start on port {want}: "
+                         f"{errors[-1] if errors else _last_line(res)}")
+    deadline = time.monotonic() + timeout
+    while not connectable(ctx, host, want):
+        if time.monotonic() > deadline:
+            raise HaError(f"{host.name}: pg_ctl said started, but no connection on port {want} "
+                          f"within {timeout}s", HaError.NOT_CONVERGED)
+        time.sleep(0.2)
+    if connectable(ctx, host, old):
+        raise HaError(f"{host.name}: port {old} still accepts connections after the restart on "
+                      f"{want}", HaError.NOT_CONVERGED)
+    print(f"{host.name}: PostgreSQL accepts connections on port {want} (none on {old})", flush=True)
+
+
 def check_datadir_matches(ctx, host, state):
     """Refuse to call a server stopped when the inventory's pgdata is not what runs.
 

@@ -24,6 +24,7 @@ pure planning (source choice, steps, commands, checks) is in syncplan, the steps
 table in syncsteps.
 """
 
+import concurrent.futures
 import contextlib
 import datetime
 import os
@@ -39,6 +40,7 @@ from hatasks.divergence import compare_digests
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
 from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
+                              alongside,
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
                               summary, target_alone)
@@ -76,12 +78,13 @@ def _df(ctx, h, path):
     return parts[5], int(parts[3])
 
 
-def _du(ctx, h, path, exclude=None):
-    """Bytes under PATH on H (0 when unreadable), without what is named EXCLUDE."""
-    skip = f" --exclude={q(exclude)}" if exclude else ""
-    res = probe(ctx, h, f"du -sB1{skip} {q(path)} 2>/dev/null | cut -f1", user="root")
-    out = res.stdout.strip()
-    return int(out) if out.isdigit() else 0
+def _du(ctx, h, path):
+    """(bytes under PATH on H without its pg_wal, bytes in its pg_wal), 0 when unreadable: one
+    walk of the tree, one round trip."""
+    res = probe(ctx, h, f"du -sB1 --exclude=pg_wal {q(path)} 2>/dev/null | cut -f1; "
+                        f"du -sB1 {q(path + '/pg_wal/')} 2>/dev/null | cut -f1", user="root")
+    out = (res.stdout.split() + ["", ""])[:2]
+    return tuple(int(v) if v.isdigit() else 0 for v in out)
 
 
 def check_idle_limit(ctx, p):
@@ -119,9 +122,14 @@ def preflight(ctx, p):
         rows = remote.sql_rows(ctx, t, "SELECT coalesce(sum(pg_database_size(datname)), 0)::bigint AS b "
                                "FROM pg_database WHERE datallowconn", port=normal_port(t))
         tgt_db = int(rows[0]["b"])
-    src_data = _du(ctx, s, p["pgdata"])
+    # what a physical copy reads: the data dir without its WAL (pg_basebackup streams only the
+    # WAL the copy needs); the total of the progress lines
+    copy, wal = _du(ctx, s, p["pgdata"])
+    src_data = copy + wal
+    src_copy = copy if p["method"] != "dump" else None
     needs = disk_needs(p["method"], src_db, src_data, tgt_db,
-                       safety=(p.get("proof") or {}).get("clean") is not True)
+                       safety=(p.get("proof") or {}).get("clean") is not True,
+                       src_copy_bytes=src_copy)
     parent = p["pgdata"].rstrip("/").rsplit("/", 1)[0] or "/"
     where = {}
     for (role, kind) in needs:
@@ -130,9 +138,6 @@ def preflight(ctx, p):
         mount, free = _df(ctx, h, path)
         where[(role, kind)] = (h.name, mount, free)
     problems = check_fit(needs, where)
-    # what a physical copy reads: the data dir without its WAL (pg_basebackup streams only the
-    # WAL the copy needs); the total of the progress lines
-    src_copy = _du(ctx, s, p["pgdata"], exclude="pg_wal") if p["method"] != "dump" else None
     info = {"source_db_bytes": src_db, "source_data_bytes": src_data, "target_db_bytes": tgt_db,
             "source_copy_bytes": src_copy,
             "needs": {f"{k[0]}:{k[1]}": v for k, v in needs.items()},
@@ -207,8 +212,10 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
         raise HaError(f"refusing to resync: the source {s.name} is down (PostgreSQL "
                       f"{'runs on port ' + str(st['port']) if st['running'] else 'not running'}; "
                       f"evidence: {'; '.join(choice['evidence'])})", HaError.REFUSED)
+    fresh = False
     if pool_now and pool_now.get("degenerated") and not remote.is_dry(ctx):
-        newest.record_newest(ctx, c.name, "sync.resync: pgpool seen degenerated")
+        rec = newest.record_newest(ctx, c.name, "sync.resync: pgpool seen degenerated")
+        fresh = rec.get("recorded") and rec.get("newest")
     degenerated = bool(pool_now and pool_now.get("degenerated"))
     if not degenerated and _both_up(ctx, s, t):
         cmp = compare_digests(ctx, {s.name: normal_port(s), t.name: normal_port(t)})
@@ -234,6 +241,9 @@ def prepare(ctx, source=None, target=None, method="dump", vacuum=False, force=Fa
     p = _params(ctx, c, method, choice, maint_port, vacuum, workdir, force)
     p["proof"] = {k: proof.get(k) for k in ("clean", "how", "seconds")}
     p["chosen"] = bool(chosen)
+    # the newest-data record just written: the record_newest step need not write it again
+    # (popped by resync before the plan is journaled: a resume records afresh)
+    p["newest_fresh"] = fresh or None
     status = backends.statuses(c, pool_now) if pool_now else {}
     if target_alone(status, s.name, t.name):
         # pgpool writes to the target alone: writes keep landing there after the proof
@@ -279,16 +289,59 @@ def run_steps(ctx, op, p, done, st):
         op.checkpoint("redo", steps=redo)
     plan = {i["step"]: i for i in make_plan(dict(p, kept=st.get("kept") or p.get("kept")))}
     total = len(plan)
-    for step in todo:
-        item = plan[step]
-        say(f"[{item['n']}/{total}] {step} [{item['host']}]: {item['what']}")
-        t0 = time.monotonic()
-        op.step(step)
-        data = STEPS[step](ctx, dict(p, kept=st.get("kept") or p.get("kept")), st) or {}
-        st.update(data)
-        data["seconds"] = round(time.monotonic() - t0, 2)
-        op.checkpoint(step, **data)
+    todo = list(todo)
+    while todo:
+        step = todo.pop(0)
+        beside = alongside(p["method"], step, todo)
+        if beside:
+            del todo[:len(beside)]
+            _run_alongside(ctx, op, p, st, plan, step, beside)
+        else:
+            _run_one(ctx, op, p, st, plan, step)
     return st
+
+
+def _run_one(ctx, op, p, st, plan, step, note=""):
+    item = plan[step]
+    say(f"[{item['n']}/{len(plan)}] {step} [{item['host']}]: {item['what']}{note}")
+    t0 = time.monotonic()
+    op.step(step)
+    data = STEPS[step](ctx, dict(p, kept=st.get("kept") or p.get("kept")), st) or {}
+    st.update(data)
+    data["seconds"] = round(time.monotonic() - t0, 2)
+    op.checkpoint(step, **data)
+
+
+def _run_alongside(ctx, op, p, st, plan, step, beside):
+    """STEP in a thread while BESIDE run here one after the other (syncplan.ALONGSIDE). Each is
+    checkpointed when it ends (STEP last); a step that failed is not, and its error is raised
+    after the other side has ended (the first error when both failed)."""
+    item = plan[step]
+    say(f"[{item['n']}/{len(plan)}] {step} [{item['host']}]: {item['what']} (alongside "
+        f"{', '.join(beside)})")
+    t0 = time.monotonic()
+    op.step(step)
+    ex = concurrent.futures.ThreadPoolExecutor(1)
+    fut = ex.submit(STEPS[step], ctx, dict(p, kept=st.get("kept") or p.get("kept")), dict(st))
+    err = None
+    try:
+        for other in beside:
+            _run_one(ctx, op, p, st, plan, other, note=f" (alongside {step})")
+    except BaseException as exc:  # KeyboardInterrupt too: the thread's step is still waited for
+        err = exc
+    try:
+        data = fut.result() or {}
+    except BaseException:
+        ex.shutdown()
+        if err is not None:
+            raise err from None
+        raise
+    ex.shutdown()
+    st.update(data)
+    data["seconds"] = round(time.monotonic() - t0, 2)
+    op.checkpoint(step, **data)
+    if err is not None:
+        raise err
 
 
 def restart_stopped_pgpool(ctx, cluster, yes):
@@ -336,13 +389,15 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
     p["sizes"] = {"db": info["source_db_bytes"], "data": info["source_data_bytes"],
                   "copy": info.get("source_copy_bytes")}
     args = {k: p[k] for k in ("method", "source", "target", "maint_port", "vacuum", "force")}
+    fresh = p.pop("newest_fresh", None)
+    st0 = {"newest_fresh": fresh} if fresh else {}
     t0 = time.monotonic()
     with journal.operation(ctx, p["cluster"], ACTION, args, yes=yes,
                            summary=f"{method} resync {p['source']} -> {p['target']}") as op:
         p["op"] = op.id
         op.checkpoint("plan", params=p, preflight=info)
         with interruptible():
-            st = run_steps(ctx, op, p, [], {})
+            st = run_steps(ctx, op, p, [], st0)
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
     say(f"resync done in {result['seconds']}s: {p['target']} rebuilt from {p['source']} ({method}); "

@@ -130,6 +130,20 @@ REBUILD = {"dump": ["initdb_target", "copy_config", "start_target_maint", "impor
            "online": ["recover_online", "verify"]}
 
 
+#: steps run at the same time as the one named, on the other host: the source's move to the
+#: maintenance port and the target's stop touch different hosts, and pgpool is already stopped
+#: (no client reaches either). The target's data dir is moved aside only after the source
+#: serves on the maintenance port (a source that does not come back leaves the target's data
+#: in place), and the dump method's target is not touched before the source's dump is complete.
+ALONGSIDE = {"basebackup": {"source_maint": ["stop_target"]}}
+
+
+def alongside(method, step, rest):
+    """Pure: the steps to run beside STEP (the next ones in REST, all of them), or []."""
+    beside = ALONGSIDE.get(method, {}).get(step, [])
+    return list(beside) if beside and rest[:len(beside)] == beside else []
+
+
 #: the step that moves the target's own data aside: before it is done, the target's data is its own
 TARGET_REPLACED = {"dump": "keep_datadir", "basebackup": "keep_datadir", "online": "recover_online"}
 
@@ -449,15 +463,24 @@ def first_diff(cmp):
     return f"{len(cmp['differences'])} table(s) differ, first {what}: {detail}"
 
 
-def disk_needs(method, src_db_bytes, src_data_bytes, tgt_db_bytes, safety=True):
+#: the WAL a pg_basebackup -X stream copies besides the data files when no client writes (the
+#: source is on the maintenance port): the segments from its start checkpoint to its end
+COPY_WAL_BYTES = 64 * 1024 * 1024
+
+
+def disk_needs(method, src_db_bytes, src_data_bytes, tgt_db_bytes, safety=True, src_copy_bytes=None):
     """Bytes needed per (host role, path kind) (pure): dump file on the source's work dir,
-    safety dump on the target's work dir, the new data dir next to the target's PGDATA."""
+    safety dump on the target's work dir, the new data dir next to the target's PGDATA. The
+    basebackup copies the data dir without its pg_wal (SRC_COPY_BYTES, when measured) and only
+    the WAL of the copy itself; online counts the whole data dir (clients write meanwhile)."""
     need = {}
     if method == "dump":
         need[("source", "workdir")] = src_db_bytes
         if safety:
             need[("target", "workdir")] = tgt_db_bytes
         need[("target", "pgdata")] = src_db_bytes
+    elif method == "basebackup" and src_copy_bytes is not None:
+        need[("target", "pgdata")] = min(src_data_bytes, src_copy_bytes + COPY_WAL_BYTES)
     else:
         need[("target", "pgdata")] = src_data_bytes
     return {k: int(v * (1 + DISK_MARGIN)) for k, v in need.items()}

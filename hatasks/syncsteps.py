@@ -111,6 +111,8 @@ def ensure_running(ctx, h, port):
     st = pg.server_state(ctx, h)
     if st["running"] and st["port"] == port and pg.connectable(ctx, h, port):
         return
+    if st["running"] and st["port"] and st["port"] != port and not remote.is_dry(ctx):
+        return pg.move(ctx, h, st, port, None if port == normal_port(h) else port)
     if st["running"]:
         pg.stop(ctx, h, "fast")
     pg.start(ctx, h, None if port == normal_port(h) else port)
@@ -137,7 +139,11 @@ def pool_host(ctx, c):
 
 
 def record_newest(ctx, p, st):
-    """Journal which backend holds the newest data while pgpool still answers."""
+    """Journal which backend holds the newest data while pgpool still answers (not again when
+    sync.prepare wrote it in this run: st newest_fresh; pgpool.stop records it at the stop)."""
+    if st.get("newest_fresh"):
+        say(f"newest data: {st['newest_fresh']} (recorded with the plan)")
+        return {"newest_recorded": st["newest_fresh"]}
     rec = newest.record_newest(ctx, p["cluster"], f"sync.resync {p['source']} -> {p['target']}")
     return {"newest_recorded": rec.get("newest") or (rec.get("previous") or {}).get("newest")}
 
@@ -327,25 +333,30 @@ def basebackup_target(ctx, p, st):
     t, s = pg.db_host(ctx, p["target"]), pg.db_host(ctx, p["source"])
     ensure_running(ctx, s, p["maint_port"])
     _clear_new_datadir(ctx, t, p, "rebuilding")
-    t0 = time.monotonic()
     prog = output.Progress(f"{t.name}: pg_basebackup", sizes(p).get("copy") or sizes(p).get("data"))
     # the live figure without pg_wal, as the total; the final one all that was written
     with output.watching(prog, lambda: remote_int(ctx, t, du_command(p["pgdata"], "pg_wal"), user="root")):
         run(ctx, t, guarded(basebackup_command(bindir(t), s.address, p["maint_port"],
                                                p["settings"]["superuser"], p["pgdata"])))
-    figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root"))
-    say(f"{t.name}: pg_basebackup from {s.name} done in {time.monotonic() - t0:.1f}s "
-        f"({figures_text(figures)})")
-    # ours from here on (a resume removes it); then the copy as the source sent it: every file
-    # against the source's manifest, the WAL there
-    run(ctx, t, f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)}")
+    figures = prog.finish()
+    # one round trip: the copy's size; the marker (ours from here on: a resume removes it); the
+    # copy as the source sent it (every file against its manifest, the WAL there); its end LSN
     t1 = time.monotonic()
-    res = run(ctx, t, guarded(verifybackup_command(bindir(t), p["pgdata"], MARKER)), warn=True)
+    res = run(ctx, t, f"echo \"size=$({du_command(p['pgdata'])})\"; "
+                      f"echo {q(p['op'])} > {q(p['pgdata'] + '/' + MARKER)} && "
+                      f"{guarded(verifybackup_command(bindir(t), p['pgdata'], MARKER))}; rc=$?; "
+                      f"[ $rc = 0 ] && echo \"end=$({manifest_end_lsn_command(p['pgdata'])})\"; "
+                      f"exit $rc", warn=True)
+    found = dict(ln.split("=", 1) for ln in (res.stdout or "").splitlines() if "=" in ln)
+    size = found.get("size", "").strip()
+    if size.isdigit():  # all that was written (the live figure left pg_wal out)
+        figures.update(bytes=int(size), rate=round(int(size) / max(figures["seconds"], 1e-9), 1))
+    say(f"{t.name}: pg_basebackup from {s.name} done in {figures['seconds']:.1f}s ({figures_text(figures)})")
     if res.exited != 0 and not remote.is_dry(ctx):
         raise StateError(f"{t.name}: pg_verifybackup rejects the copy: "
                          f"{(res.stderr or res.stdout).strip()[-300:]}; the old data directory is "
                          f"kept as {p['kept']}")
-    end = probe(ctx, t, manifest_end_lsn_command(p["pgdata"])).stdout.strip()
+    end = found.get("end", "").strip()
     say(f"{t.name}: pg_verifybackup: every file matches {s.name}'s backup manifest, WAL to {end} "
         f"present ({time.monotonic() - t1:.1f}s)")
     return {"basebackup_figures": figures, "manifest_verified": True, "backup_end_lsn": end or None}

@@ -305,7 +305,7 @@ def test_stop_records_then_maintenance_then_pgpool_stop(ctx, rec, monkeypatch):
     pgpool.stop_task(ctx, host="db02", mode="immediate", yes=True)
     assert rec.commands == [
         "crm_resource --resource pgpool --meta --set-parameter maintenance --parameter-value true",
-        "/usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m immediate stop",
+        pgpool.stop_command("/usr/sbin/pgpool", "/etc/pgpool2/pgpool.conf", "immediate"),
     ]
     assert [c.user for c in rec.calls] == ["root", "postgres"]
     assert journal.newest(ctx, "db")["evidence"]["reason"] == "pgpool.stop on db02"
@@ -318,7 +318,7 @@ def test_stop_of_a_stray_copy_leaves_the_resource_alone(ctx, rec, monkeypatch):
     monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
         "id": "pgpool", "node": "db01", "role": "Started", "managed": True})
     pgpool.stop_task(ctx, host="db02", yes=True)
-    assert rec.commands == ["/usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m fast stop"]
+    assert rec.commands == [pgpool.stop_command("/usr/sbin/pgpool", "/etc/pgpool2/pgpool.conf", "fast")]
 
 
 def test_start_refuses_second_copy(ctx, rec, monkeypatch):
@@ -434,7 +434,8 @@ def test_dry_stop_prints_maintenance_and_stop(dry_ctx, fake, monkeypatch, capsys
     out = capsys.readouterr().out
     assert ("[dry] db01 (as root): crm_resource --resource pgpool --meta --set-parameter "
             "maintenance --parameter-value true") in out
-    assert "[dry] db01 (as postgres): /usr/sbin/pgpool -f /etc/pgpool2/pgpool.conf -m smart stop" in out
+    assert ("[dry] db01 (as postgres): conf=/etc/pgpool2/pgpool.conf; " in out
+            and '/usr/sbin/pgpool -f "$conf" -m smart stop &' in out)
     assert journal.history(dry_ctx) == [] and fake.calls == []
 
 
@@ -562,3 +563,13 @@ def test_resync_attach_step_proves_the_contents_first(ctx, fake):
         syncsteps.attach_backends(ctx, p, {"pgpool_stopped": True})
     assert exc.value.code == HaError.REFUSED and "refusing to attach db01" in exc.value.message
     assert not [c for c in fake.calls if "pcp_attach_node" in c.command]
+
+
+def test_stop_command_sends_pgpools_own_stop_and_returns_when_its_process_is_gone():
+    """pgpool's stop checks its process once a second; the command waits on the pid file's
+    process instead, and ends the stop command only once pgpool has exited."""
+    cmd = pgpool.stop_command("/usr/sbin/pgpool", "/etc/pgpool2/pgpool.conf", "fast")
+    assert '/usr/sbin/pgpool -f "$conf" -m fast stop & sp=$!' in cmd
+    assert "pid_file_name" in cmd and "if [ ! -d /proc/$pid ]; then kill $sp" in cmd
+    # no pid read: the stop command itself is waited for, its exit status returned
+    assert cmd.endswith("done; wait $sp")

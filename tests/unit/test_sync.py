@@ -106,3 +106,71 @@ def test_resume_refuses_a_resync_whose_target_took_writes_since_it_began(calls, 
     assert f"clients have written to {tgt.name}" in e.value.message
     assert "inv sync.rollback" in e.value.message
     assert calls == []
+
+
+def test_basebackup_moves_the_source_to_maintenance_while_the_target_stops(calls, monkeypatch):
+    """source_maint runs in a thread while stop_target runs: the thread's step sees the target's
+    stop end before it ends itself (it would wait in vain, one after the other). The target's
+    data dir is moved aside only once both have ended."""
+    import threading
+    stopped = threading.Event()
+    seen = {}
+
+    def source_maint(ctx, p, st):
+        seen["overlapped"] = stopped.wait(10)
+        return {}
+
+    def stop_target(ctx, p, st):
+        stopped.set()
+        return {}
+
+    def keep_datadir(ctx, p, st):
+        seen["kept_after"] = sorted(c[0] for c in op.checkpoints)
+        return {"kept": "/d/data.kept"}
+
+    monkeypatch.setitem(syncsteps.STEPS, "source_maint", source_maint)
+    monkeypatch.setitem(syncsteps.STEPS, "stop_target", stop_target)
+    monkeypatch.setitem(syncsteps.STEPS, "keep_datadir", keep_datadir)
+    op = Op()
+    st = sync.run_steps(None, op, params("basebackup"), [], {})
+    assert seen["overlapped"] is True
+    assert {"source_maint", "stop_target"} <= set(seen["kept_after"])
+    steps = syncplan.steps_for("basebackup")
+    assert sorted(c[0] for c in op.checkpoints) == sorted(steps)
+    # each checkpointed when it ended: the thread's step after the one beside it
+    order = [c[0] for c in op.checkpoints]
+    assert order.index("stop_target") < order.index("source_maint") < order.index("keep_datadir")
+    assert st["kept"] == "/d/data.kept"
+    # the dump method keeps its order (the target is not touched before the source's dump is complete)
+    assert syncplan.alongside("dump", "source_maint", ["dump_source", "stop_target"]) == []
+    # a resume whose target was already stopped runs source_maint alone
+    assert syncplan.alongside("basebackup", "source_maint", ["keep_datadir"]) == []
+
+
+def test_a_failure_beside_the_source_move_checkpoints_what_ended_and_raises(calls, monkeypatch):
+    def stop_target(ctx, p, st):
+        raise RuntimeError("pg_ctl stop failed")
+
+    monkeypatch.setitem(syncsteps.STEPS, "stop_target", stop_target)
+    op = Op()
+    with pytest.raises(RuntimeError, match="pg_ctl stop failed"):
+        sync.run_steps(None, op, params("basebackup"), [], {})
+    assert [c[0] for c in op.checkpoints] == ["record_newest", "stop_pgpool", "source_maint"]
+
+    def source_maint(ctx, p, st):
+        raise RuntimeError("source did not start on 1234")
+
+    monkeypatch.setitem(syncsteps.STEPS, "stop_target", lambda ctx, p, st: {})
+    monkeypatch.setitem(syncsteps.STEPS, "source_maint", source_maint)
+    op = Op()
+    with pytest.raises(RuntimeError, match="source did not start"):
+        sync.run_steps(None, op, params("basebackup"), [], {})
+    assert [c[0] for c in op.checkpoints] == ["record_newest", "stop_pgpool", "stop_target"]
+
+
+def test_the_newest_record_of_the_plan_is_not_written_again_by_the_step(ctx, capsys):
+    from hatasks import journal
+    out = syncsteps.record_newest(ctx, params(), {"newest_fresh": "db02"})
+    assert out == {"newest_recorded": "db02"}
+    assert journal.newest(ctx, "db") is None
+    assert "newest data: db02 (recorded with the plan)" in capsys.readouterr().out

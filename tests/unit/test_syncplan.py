@@ -415,3 +415,14 @@ def test_safety_dump_only_for_a_target_not_proven_clean():
         assert "meanwhile safety pg_dumpall of db01's current data" in what["dump_source"], proof
     assert ("target", "workdir") not in syncplan.disk_needs("dump", 10, 20, 30, safety=False)
     assert syncplan.disk_needs("dump", 10, 20, 30)[("target", "workdir")] == 33
+
+
+def test_a_basebackup_needs_the_data_files_and_its_own_wal_not_the_sources_pg_wal():
+    """The source's pg_wal (up to max_wal_size, often the largest part of a quiet data dir) is
+    not copied: pg_basebackup -X stream takes the WAL of the copy alone."""
+    gb = 1_000_000_000
+    needs = syncplan.disk_needs("basebackup", 1, 5 * gb, 3, src_copy_bytes=1 * gb)
+    assert needs == {("target", "pgdata"): int((gb + syncplan.COPY_WAL_BYTES) * 1.1)}
+    # never more than the whole data dir; online counts it whole (clients write meanwhile)
+    assert syncplan.disk_needs("basebackup", 1, gb, 3, src_copy_bytes=gb)[("target", "pgdata")] == int(gb * 1.1)
+    assert syncplan.disk_needs("online", 1, 5 * gb, 3, src_copy_bytes=gb)[("target", "pgdata")] == int(5 * gb * 1.1)

@@ -7,9 +7,12 @@ import pathlib
 import shlex
 import subprocess
 
+import pytest
+
 from invoke import Config, MockContext, Result
 
 from hatasks import remote, syncplan, syncsteps
+from hatasks.errors import HaError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -289,3 +292,87 @@ def test_stop_pgpool_proves_the_target_again_when_pgpool_wrote_to_it_alone(monke
     order.clear()
     assert "reproof" not in syncsteps.stop_pgpool(ctx, dict(p, reprove=False), {})
     assert order == ["stop"]
+
+
+# --------------------------------------------------------------------------- the move to another port
+
+
+
+def _running_on(port):
+    return (0, f"rc=0\n4242\n/var/lib/postgresql/15/data\n1764560000\n{port}\n")
+
+
+def _answers(listening):
+    """SELECT 1 answered on the ports in LISTENING (a set the test changes), refused elsewhere."""
+    def rows(q):
+        if q.port in listening:
+            return [{"one": 1}]
+        return HaError(f"connection refused on {q.port}")
+    return rows
+
+
+def test_a_move_to_the_maintenance_port_is_one_round_trip_then_both_ports_checked(ctx, fake, capsys):
+    listening = {5432}
+    fake.on("status >/dev/null", _running_on(5432))
+
+    def restart(host, cmd):
+        listening.clear()
+        listening.add(1234)
+        return (0, "")
+
+    fake.on("-m fast -w -t 60 stop && mkdir -p", restart)
+    fake.sql("SELECT 1", _answers(listening))
+    h = remote.host(ctx, "db01")
+    syncsteps.ensure_running(ctx, h, 1234)
+    pg_ctl = [c for c in fake.sent("db01") if "pg_ctl" in c and "status" not in c]
+    assert len(pg_ctl) == 1 and "stop && mkdir -p /var/log/postgresql && " in pg_ctl[0]
+    assert "-o '-p 1234'" in pg_ctl[0] and pg_ctl[0].endswith("-w -t 60 start")
+    # checked as pg.stop and pg.start check: a connection on 1234, none left on 5432
+    assert [q.port for q in fake.queries] == [1234, 5432]
+    assert "accepts connections on port 1234 (none on 5432)" in capsys.readouterr().out
+
+
+def test_a_move_whose_old_port_still_answers_is_not_converged(ctx, fake):
+    listening = {5432, 1234}
+    fake.on("status >/dev/null", _running_on(5432))
+    fake.on("-m fast -w -t 60 stop && mkdir -p", (0, ""))
+    fake.sql("SELECT 1", _answers(listening))
+    with pytest.raises(HaError) as exc:
+        syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
+    assert exc.value.code == HaError.NOT_CONVERGED and "port 5432 still accepts" in exc.value.message
+
+
+def test_a_move_whose_stop_failed_says_so(ctx, fake):
+    fake.on("status >/dev/null", _running_on(5432))
+    fake.on("-m fast -w -t 60 stop && mkdir -p", (1, "", "pg_ctl: server does not shut down"))
+    fake.sql("SELECT 1", _answers({5432}))
+    with pytest.raises(HaError) as exc:
+        syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
+    assert "still running on port 5432 after pg_ctl -m fast stop" in exc.value.message
+
+
+def test_basebackup_reads_size_marks_verifies_and_reads_the_end_in_one_round_trip(monkeypatch, tmp_path):
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    calls = []
+
+    def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
+        calls.append(command)
+        if "pg_verifybackup" in command:   # the watchdog's newlines around the two figures
+            return Result(stdout="size=52428800\n\n\nend=0/E000100\n", exited=0)
+        return Result(stdout="", exited=0)
+
+    monkeypatch.setattr(remote, "run", fake_run)
+    monkeypatch.setattr(syncsteps, "ensure_running", lambda *a: None)
+    monkeypatch.setattr(syncsteps, "_clear_new_datadir", lambda *a: None)
+    p = {"target": "db02", "source": "db01", "maint_port": 1234, "op": "op-1",
+         "pgdata": "/var/lib/postgresql/15/data", "kept": "/var/lib/postgresql/15/data.k",
+         "settings": {"superuser": "postgres"}}
+    out = syncsteps.basebackup_target(ctx, p, {})
+    assert out["manifest_verified"] is True and out["backup_end_lsn"] == "0/E000100"
+    assert out["basebackup_figures"]["bytes"] == 52428800
+    after = [c for c in calls if "pg_verifybackup" in c]
+    assert len(after) == 1 and len(calls) == 2   # the copy, then everything after it at once
+    c = after[0]
+    assert c.index("> /var/lib/postgresql/15/data/.hatasks-resync &&") < c.index("pg_verifybackup")
+    assert "[ $rc = 0 ] && echo \"end=" in c and c.endswith("exit $rc")

@@ -42,7 +42,7 @@ from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
                               summary)
-from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
+from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery, promoted_copy,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
 
@@ -412,6 +412,14 @@ def rollback(ctx, yes=False, cluster=None):
         # the online recovery failed after its 1st stage moved the data dir: the scripts listed it
         new = kept_list(ctx, t, p["pgdata"])[int(p["kept_list_len"]):]
         kept = new[0] if new else None
+    copy = None
+    if kept and p["method"] == "online" and promoted_copy(ctx, t, p["pgdata"]):
+        # the recovery's 2nd stage promoted the copy and pgpool may have served it since,
+        # maybe alone (its source lost power): putting the old directory back would take
+        # those writes out of the cluster. The copy stays; the old directory stays kept.
+        copy, kept = kept, None
+        say(f"{t.name}: {p['pgdata']} is the recovery's finished (promoted) copy, which may "
+            f"hold client writes: it stays in place, the old data directory stays kept as {copy}")
     say(f"rollback of resync {s['op']} ({p['method']} {p['source']} -> {p['target']}); done steps: "
         f"{', '.join(s['done']) or 'none'}")
     if remote.is_dry(ctx):
@@ -461,8 +469,8 @@ def rollback(ctx, yes=False, cluster=None):
         pool_now = read_pool(ctx, c)
         if pool_now:
             say("pgpool: " + ", ".join(f"{b['host']} {b['status']}" for b in pool_now["backends"]))
-        op.note("rollback summary", restored=restored)
-    return {"restored": restored}
+        op.note("rollback summary", restored=restored, kept_copy=copy)
+    return {"restored": restored, "kept_copy": copy}
 
 
 # ---- cleanup

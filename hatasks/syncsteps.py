@@ -714,11 +714,57 @@ def wait_recovery_ended(ctx, c, t, timeout):
     return bool(me and me[0].get("status") == "up")
 
 
+def promoted_copy(ctx, t, pgdata):
+    """True when T's data directory is a copy an online recovery finished: its 1st stage left
+    standby.signal and backup_label there, the server removed backup_label when it started and
+    the 2nd stage removed standby.signal after the promote. Such a copy is writable and may
+    hold client writes since (pgpool served it)."""
+    d = q(pgdata)
+    res = probe(ctx, t, f"test -f {d}/PG_VERSION && test ! -e {d}/standby.signal && "
+                        f"test ! -e {d}/backup_label && echo promoted || true", user="root")
+    return "promoted" in (res.stdout or "").split()
+
+
+def serve_source_alone(ctx, p, c):
+    """pgpool runs but serves nobody (every backend down in its view: the source lost power
+    during the online recovery and Pacemaker restarted pgpool while the target was detached;
+    chaos seed 51 step 44). It takes no backend back by itself, and the recovery needs it
+    serving the source. Restarted where the VIP is with the source up and the target down,
+    after proving the target holds no write the source lacks when it may have taken some."""
+    s, t = pg.db_host(ctx, p["source"]), pg.db_host(ctx, p["target"])
+    ensure_running(ctx, s, normal_port(s))
+    tst = pg.server_state(ctx, t)
+    if (tst["running"] and pg.connectable(ctx, t, normal_port(t))) or promoted_copy(ctx, t, p["pgdata"]):
+        ensure_running(ctx, t, normal_port(t))
+        say(f"{t.name} runs writable data while pgpool serves nobody: proving it holds no write "
+            f"{s.name} lacks before pgpool serves {s.name} alone")
+        salvage.prove_clean(ctx, p["cluster"], t.name, s.name, p.get("force"),
+                            chosen=p.get("chosen"), what=f"to serve {s.name} alone and rebuild {t.name}")
+    else:
+        say(f"{t.name} is not writable (stopped, or a standby copy): it took no write pgpool "
+            f"did not send {s.name}")
+    host = pool_host(ctx, c)
+    say(f"pgpool on {host} runs but accepts no connection (every backend down in its view): "
+        f"restarting it with {s.name} up and {t.name} down, so the recovery can run")
+    if host:
+        pgpool.stop(ctx, host, reason="sync.resync online: pgpool serving nobody")
+    order = sorted(c.hosts, key=lambda h: int(h.pgpool_node_id))
+    words = ["up" if h.name == s.name else "down" for h in order]
+    for h in c.hosts:
+        pgpool.write_status_file(ctx, c, h.name, words)
+    where = (pgpool.vip_node(ctx, c) if c.vars.get("pgpool_resource") else None) or host or s.name
+    pgpool.start(ctx, where)
+    pgpool.wait_backend(ctx, c, s.pgpool_node_id, "up", 60)
+    return where
+
+
 def recover_online(ctx, p, st):
     """pcp_recovery_node for the target, judged by what it printed (it exits 0 on failure)."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
     t = pg.db_host(ctx, p["target"])
     before = kept_list(ctx, t, p["pgdata"])
+    if not remote.is_dry(ctx) and serves_nobody(ctx, c):
+        serve_source_alone(ctx, p, c)
     if wait_recovery_ended(ctx, c, t, p.get("timeout", 900)):
         # the earlier recovery attached the target: the verify step that follows decides
         after = kept_list(ctx, t, p["pgdata"])

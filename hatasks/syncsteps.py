@@ -758,6 +758,34 @@ def serve_source_alone(ctx, p, c):
     return where
 
 
+def stop_standby_copy(ctx, p, t):
+    """An earlier attempt's 1st stage left the target running as a standby of the source (its
+    own data is kept aside): it holds the recovery's replication slot active, and the next 1st
+    stage cannot create it ("already exists"). Stopped (a copy, never written: hot_standby
+    off), and the source's leftover slot dropped once it is free."""
+    standby = probe(ctx, t, f"test -e {q(p['pgdata'] + '/standby.signal')}", user="root").exited == 0
+    if not standby or not pg.server_state(ctx, t)["running"]:
+        return False
+    say(f"{t.name} runs as a standby copy left by an earlier attempt: stopping it (its own data "
+        f"is kept aside)")
+    pg.stop(ctx, t, "fast")
+    s = pg.db_host(ctx, p["source"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = remote.sql_rows(ctx, s, "SELECT count(*) AS n FROM pg_replication_slots WHERE "
+                               "slot_name = %s AND NOT active", (SLOT,), port=normal_port(s))
+        if rows and int(rows[0]["n"]):
+            remote.sql_rows(ctx, s, "SELECT pg_drop_replication_slot(%s)", (SLOT,), port=normal_port(s))
+            say(f"{s.name}: dropped the earlier attempt's replication slot {SLOT}")
+            break
+        left = remote.sql_rows(ctx, s, "SELECT count(*) AS n FROM pg_replication_slots WHERE "
+                               "slot_name = %s", (SLOT,), port=normal_port(s))
+        if not (left and int(left[0]["n"])):
+            break
+        time.sleep(0.5)
+    return True
+
+
 def recover_online(ctx, p, st):
     """pcp_recovery_node for the target, judged by what it printed (it exits 0 on failure)."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
@@ -765,6 +793,8 @@ def recover_online(ctx, p, st):
     before = kept_list(ctx, t, p["pgdata"])
     if not remote.is_dry(ctx) and serves_nobody(ctx, c):
         serve_source_alone(ctx, p, c)
+    if not remote.is_dry(ctx):
+        stop_standby_copy(ctx, p, t)
     if wait_recovery_ended(ctx, c, t, p.get("timeout", 900)):
         # the earlier recovery attached the target: the verify step that follows decides
         after = kept_list(ctx, t, p["pgdata"])
@@ -796,6 +826,11 @@ def recover_online(ctx, p, st):
     after = kept_list(ctx, t, p["pgdata"])
     new = after[len(before):] if after[:len(before)] == before else after[-1:]
     kept = new[0] if new else None
+    if not kept and p.get("kept_list_len") is not None:
+        # an earlier attempt moved the target's own data aside (its 1st stage failed after):
+        # that directory is the one this resync keeps
+        since = after[int(p["kept_list_len"]):]
+        kept = since[0] if since else None
     figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root") or prog.done)
     say(f"{t.name}: online recovery done in {took:.1f}s ({figures_text(figures)} copied); "
         f"old data directory kept as {kept}")

@@ -791,16 +791,20 @@ def recover_online(ctx, p, st):
     c = backends.pgpool_cluster(ctx, p["cluster"])
     t = pg.db_host(ctx, p["target"])
     before = kept_list(ctx, t, p["pgdata"])
-    if not remote.is_dry(ctx) and serves_nobody(ctx, c):
-        serve_source_alone(ctx, p, c)
-    if not remote.is_dry(ctx):
-        stop_standby_copy(ctx, p, t)
     if wait_recovery_ended(ctx, c, t, p.get("timeout", 900)):
         # the earlier recovery attached the target: the verify step that follows decides
         after = kept_list(ctx, t, p["pgdata"])
         say(f"{t.name}: attached by the earlier attempt's online recovery; not run again")
         return {"kept": after[-1] if after else None, "recovery_seconds": None}
-    data = backends.read_pool_nodes(ctx, c.name)
+    if not remote.is_dry(ctx):
+        stop_standby_copy(ctx, p, t)
+    try:
+        data = backends.read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        if remote.is_dry(ctx) or NOT_ACCEPTING not in exc.message:
+            raise
+        serve_source_alone(ctx, p, c)
+        data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
     if me and me[0].get("status") == "up":
         pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online", position=False)
@@ -826,11 +830,12 @@ def recover_online(ctx, p, st):
     after = kept_list(ctx, t, p["pgdata"])
     new = after[len(before):] if after[:len(before)] == before else after[-1:]
     kept = new[0] if new else None
-    if not kept and p.get("kept_list_len") is not None:
-        # an earlier attempt moved the target's own data aside (its 1st stage failed after):
-        # that directory is the one this resync keeps
+    if p.get("kept_list_len") is not None:
+        # an earlier attempt may have moved the target's own data aside (its 1st stage failed
+        # after, or left a standby copy this one moved again): the first directory listed
+        # since the plan is the target's own data, the one this resync keeps
         since = after[int(p["kept_list_len"]):]
-        kept = since[0] if since else None
+        kept = since[0] if since else kept
     figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root") or prog.done)
     say(f"{t.name}: online recovery done in {took:.1f}s ({figures_text(figures)} copied); "
         f"old data directory kept as {kept}")

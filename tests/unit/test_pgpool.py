@@ -484,6 +484,7 @@ def test_online_resync_waits_for_an_earlier_attempts_recovery_instead_of_startin
     fake.on("pcp_recovery_node", (0, "pcp_recovery_node -- Command Successful\n"))
     fake.sql("pg_replication_slots", [{"n": 0}])
     fake.on("du -sB1", (0, "1048576\n"))   # the copy's size, for the journal's figures
+    fake.on("standby.signal", (1, ""))      # no standby copy left by an earlier attempt
     use_pool(fake, DB02_DOWN, BOTH_UP)
     syncsteps.recover_online(ctx, p, {})
     sent = [c.command for c in fake.calls]

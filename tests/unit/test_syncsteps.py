@@ -7,6 +7,7 @@ import pathlib
 import shlex
 import subprocess
 
+import pytest
 from invoke import Config, MockContext, Result
 
 from hatasks import remote, syncplan, syncsteps
@@ -289,3 +290,115 @@ def test_stop_pgpool_proves_the_target_again_when_pgpool_wrote_to_it_alone(monke
     order.clear()
     assert "reproof" not in syncsteps.stop_pgpool(ctx, dict(p, reprove=False), {})
     assert order == ["stop"]
+
+
+def _online_ctx(monkeypatch, tmp_path, did, target_running=True, target_connects=False,
+                promoted=False):
+    from hatasks import pg, pgpool
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    monkeypatch.setattr(syncsteps, "ensure_running",
+                        lambda ctx, h, port: did.append(("ensure_running", h.name)))
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": target_running, "port": 5432})
+    monkeypatch.setattr(pg, "connectable", lambda ctx, h, port: target_connects)
+    monkeypatch.setattr(syncsteps, "promoted_copy", lambda ctx, t, pgdata: promoted)
+    monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c: "db02")
+    monkeypatch.setattr(pgpool, "stop", lambda ctx, h, **kw: did.append(("stop", h)))
+    monkeypatch.setattr(pgpool, "start", lambda ctx, h, **kw: did.append(("start", h)))
+    monkeypatch.setattr(pgpool, "vip_node", lambda ctx, c: "db01")
+    monkeypatch.setattr(pgpool, "wait_backend",
+                        lambda ctx, c, nid, want, t: did.append(("wait", str(nid), want)))
+    monkeypatch.setattr(pgpool, "write_status_file",
+                        lambda ctx, c, h, words: did.append(("status", h, tuple(words))))
+    return ctx
+
+
+def test_online_resync_restarts_a_pgpool_serving_nobody_with_the_source_alone(monkeypatch, tmp_path):
+    """Chaos seed 51 step 44: the online resync's source lost power while the target was
+    detached (its copy a standby); Pacemaker restarted pgpool, which saw both backends down and
+    accepted no connection; every resume failed at its first SHOW pool_nodes. The recovery step
+    restarts pgpool where the VIP is with the source up and the target down; the target, a
+    standby copy that cannot have been written, needs no proof."""
+    from hatasks import backends, salvage
+
+    did = []
+    ctx = _online_ctx(monkeypatch, tmp_path, did, target_running=True, target_connects=False)
+    monkeypatch.setattr(salvage, "prove_clean", lambda *a, **kw: did.append(("prove",)))
+    c = backends.pgpool_cluster(ctx, None)
+    src = next(h for h in c.hosts if h.name == "db01")
+    p = {"cluster": None, "source": "db01", "target": "db02", "pgdata": "/d", "force": False}
+    assert syncsteps.serve_source_alone(ctx, p, c) == "db01"
+    order = sorted(c.hosts, key=lambda h: int(h.pgpool_node_id))
+    words = tuple("up" if h.name == "db01" else "down" for h in order)
+    assert did == [("ensure_running", "db01"), ("stop", "db02"),
+                   ("status", "db01", words), ("status", "db02", words),
+                   ("start", "db01"), ("wait", str(src.pgpool_node_id), "up")]
+
+
+def test_online_resync_proves_a_writable_target_before_pgpool_serves_the_source_alone(
+        monkeypatch, tmp_path):
+    """A target that accepts connections (or holds the recovery's promoted copy) may have
+    taken writes pgpool sent it alone: proved first; a refused proof leaves pgpool as it is."""
+    from hatasks import backends, salvage
+    from hatasks.errors import StateError
+
+    for connects, promoted in ((True, False), (False, True)):
+        did = []
+        ctx = _online_ctx(monkeypatch, tmp_path, did, target_running=connects,
+                          target_connects=connects, promoted=promoted)
+
+        def refuse(ctx, cluster, target, source, force, chosen=False, what=""):
+            did.append(("prove", target, source, force))
+            raise StateError(f"split brain: refusing {what}")
+
+        monkeypatch.setattr(salvage, "prove_clean", refuse)
+        c = backends.pgpool_cluster(ctx, None)
+        p = {"cluster": None, "source": "db01", "target": "db02", "pgdata": "/d", "force": False}
+        with pytest.raises(StateError):
+            syncsteps.serve_source_alone(ctx, p, c)
+        assert did == [("ensure_running", "db01"), ("ensure_running", "db02"),
+                       ("prove", "db02", "db01", False)]
+
+
+def test_online_resume_stops_the_standby_copy_an_earlier_attempt_left(monkeypatch, tmp_path):
+    """The earlier attempt's 1st stage left the target a running standby of the source: it
+    keeps the slot active and the next 1st stage failed ("replication slot already exists").
+    It is stopped and the freed slot dropped; a target that is no standby is left alone."""
+    from hatasks import pg
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    did = []
+    standby = {"v": True}
+    monkeypatch.setattr(syncsteps, "probe", lambda ctx, h, cmd, user="postgres": Result(
+        exited=0 if standby["v"] and "standby.signal" in cmd else 1))
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": True, "port": 5432})
+    monkeypatch.setattr(pg, "stop", lambda ctx, h, mode: did.append(("pg.stop", h.name, mode)))
+
+    def sql(ctx, h, query, args=(), port=None):
+        did.append(("sql", h.name, query.split()[1]))
+        return [{"n": 1}] if "NOT active" in query else []
+
+    monkeypatch.setattr(remote, "sql_rows", sql)
+    p = {"source": "db01", "target": "db02", "pgdata": "/d"}
+    t = remote.host(ctx, "db02")
+    assert syncsteps.stop_standby_copy(ctx, p, t) is True
+    assert did == [("pg.stop", "db02", "fast"), ("sql", "db01", "count(*)"),
+                   ("sql", "db01", "pg_drop_replication_slot(%s)")]
+    did.clear()
+    standby["v"] = False
+    assert syncsteps.stop_standby_copy(ctx, p, t) is False and did == []
+
+
+def test_promoted_copy_reads_the_recovery_files_of_the_data_directory(monkeypatch, tmp_path):
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    sent = []
+    monkeypatch.setattr(syncsteps, "probe", lambda ctx, h, cmd, user="postgres": sent.append(cmd)
+                        or Result(stdout="promoted\n" if len(sent) == 1 else "", exited=0))
+    t = remote.host(ctx, "db02")
+    assert syncsteps.promoted_copy(ctx, t, "/d/data") is True
+    assert syncsteps.promoted_copy(ctx, t, "/d/data") is False
+    assert sent[0] == ("test -f /d/data/PG_VERSION && test ! -e /d/data/standby.signal && "
+                       "test ! -e /d/data/backup_label && echo promoted || true")

@@ -42,7 +42,8 @@ from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
                               summary)
-from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery, promoted_copy,
+from hatasks.syncrescue import promoted_copy
+from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
                                kept_list, normal_port, pool_host, probe, read_pool, run, say)
 
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from invoke import Config, MockContext, Result
 
-from hatasks import remote, syncplan, syncsteps
+from hatasks import remote, syncplan, syncrescue, syncsteps
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -298,12 +298,12 @@ def _online_ctx(monkeypatch, tmp_path, did, target_running=True, target_connects
 
     ctx = MockContext(config=Config(overrides={"hatasks": {
         "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
-    monkeypatch.setattr(syncsteps, "ensure_running",
-                        lambda ctx, h, port: did.append(("ensure_running", h.name)))
+    monkeypatch.setattr(syncrescue, "ensure_running",
+                        lambda ctx, h: did.append(("ensure_running", h.name)))
     monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": target_running, "port": 5432})
     monkeypatch.setattr(pg, "connectable", lambda ctx, h, port: target_connects)
-    monkeypatch.setattr(syncsteps, "promoted_copy", lambda ctx, t, pgdata: promoted)
-    monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c: "db02")
+    monkeypatch.setattr(syncrescue, "promoted_copy", lambda ctx, t, pgdata: promoted)
+    monkeypatch.setattr(syncrescue, "pool_host", lambda ctx, c: "db02")
     monkeypatch.setattr(pgpool, "stop", lambda ctx, h, **kw: did.append(("stop", h)))
     monkeypatch.setattr(pgpool, "start", lambda ctx, h, **kw: did.append(("start", h)))
     monkeypatch.setattr(pgpool, "vip_node", lambda ctx, c: "db01")
@@ -328,7 +328,7 @@ def test_online_resync_restarts_a_pgpool_serving_nobody_with_the_source_alone(mo
     c = backends.pgpool_cluster(ctx, None)
     src = next(h for h in c.hosts if h.name == "db01")
     p = {"cluster": None, "source": "db01", "target": "db02", "pgdata": "/d", "force": False}
-    assert syncsteps.serve_source_alone(ctx, p, c) == "db01"
+    assert syncrescue.serve_source_alone(ctx, p, c) == "db01"
     order = sorted(c.hosts, key=lambda h: int(h.pgpool_node_id))
     words = tuple("up" if h.name == "db01" else "down" for h in order)
     assert did == [("ensure_running", "db01"), ("stop", "db02"),
@@ -356,7 +356,7 @@ def test_online_resync_proves_a_writable_target_before_pgpool_serves_the_source_
         c = backends.pgpool_cluster(ctx, None)
         p = {"cluster": None, "source": "db01", "target": "db02", "pgdata": "/d", "force": False}
         with pytest.raises(StateError):
-            syncsteps.serve_source_alone(ctx, p, c)
+            syncrescue.serve_source_alone(ctx, p, c)
         assert did == [("ensure_running", "db01"), ("ensure_running", "db02"),
                        ("prove", "db02", "db01", False)]
 
@@ -371,7 +371,7 @@ def test_online_resume_stops_the_standby_copy_an_earlier_attempt_left(monkeypatc
         "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
     did = []
     standby = {"v": True}
-    monkeypatch.setattr(syncsteps, "probe", lambda ctx, h, cmd, user="postgres": Result(
+    monkeypatch.setattr(syncrescue, "probe", lambda ctx, h, cmd, user="postgres": Result(
         exited=0 if standby["v"] and "standby.signal" in cmd else 1))
     monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": True, "port": 5432})
     monkeypatch.setattr(pg, "stop", lambda ctx, h, mode: did.append(("pg.stop", h.name, mode)))
@@ -383,22 +383,22 @@ def test_online_resume_stops_the_standby_copy_an_earlier_attempt_left(monkeypatc
     monkeypatch.setattr(remote, "sql_rows", sql)
     p = {"source": "db01", "target": "db02", "pgdata": "/d"}
     t = remote.host(ctx, "db02")
-    assert syncsteps.stop_standby_copy(ctx, p, t) is True
+    assert syncrescue.stop_standby_copy(ctx, p, t) is True
     assert did == [("pg.stop", "db02", "fast"), ("sql", "db01", "count(*)"),
                    ("sql", "db01", "pg_drop_replication_slot(%s)")]
     did.clear()
     standby["v"] = False
-    assert syncsteps.stop_standby_copy(ctx, p, t) is False and did == []
+    assert syncrescue.stop_standby_copy(ctx, p, t) is False and did == []
 
 
 def test_promoted_copy_reads_the_recovery_files_of_the_data_directory(monkeypatch, tmp_path):
     ctx = MockContext(config=Config(overrides={"hatasks": {
         "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
     sent = []
-    monkeypatch.setattr(syncsteps, "probe", lambda ctx, h, cmd, user="postgres": sent.append(cmd)
+    monkeypatch.setattr(syncrescue, "probe", lambda ctx, h, cmd, user="postgres": sent.append(cmd)
                         or Result(stdout="promoted\n" if len(sent) == 1 else "", exited=0))
     t = remote.host(ctx, "db02")
-    assert syncsteps.promoted_copy(ctx, t, "/d/data") is True
-    assert syncsteps.promoted_copy(ctx, t, "/d/data") is False
+    assert syncrescue.promoted_copy(ctx, t, "/d/data") is True
+    assert syncrescue.promoted_copy(ctx, t, "/d/data") is False
     assert sent[0] == ("test -f /d/data/PG_VERSION && test ! -e /d/data/standby.signal && "
                        "test ! -e /d/data/backup_label && echo promoted || true")

@@ -34,6 +34,17 @@ def ensure_running(ctx, h):
     pg.start(ctx, h, None)
 
 
+def start_if_down(ctx, h):
+    """A backend pgpool shows down whose PostgreSQL is not running (killed after the resync's
+    verify): started on its normal port, so the attach's comparison can read it. True when
+    started."""
+    if pg.server_state(ctx, h)["running"]:
+        return False
+    say(f"{h.name}: PostgreSQL is down; starting it (the attach compares it first)")
+    pg.start(ctx, h, None)
+    return True
+
+
 def pool_host(ctx, c):
     """The node running pgpool (resource state, else the process), or None."""
     rs = pgpool.resource_state(ctx, c)

@@ -13,7 +13,7 @@ import re
 import time
 
 from hatasks import backends, compare, newest, output, pg, pgpool, remote, salvage
-from hatasks.syncrescue import serve_source_alone, stop_standby_copy
+from hatasks.syncrescue import serve_source_alone, start_if_down, stop_standby_copy
 from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
@@ -564,6 +564,8 @@ def attach_backends(ctx, p, st):
         h = pg.db_host(ctx, name)
         b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
         if b and b[0].get("status") != "up":
+            if not remote.is_dry(ctx):  # killed after the verify (chaos seed 11 step 75)
+                start_if_down(ctx, h)
             try:
                 # not proven by the verify step: pgpool may have served writes since (started
                 # by someone else, or it marked the backend down after its start)
@@ -725,8 +727,7 @@ def recover_online(ctx, p, st):
         after = kept_list(ctx, t, p["pgdata"])
         say(f"{t.name}: attached by the earlier attempt's online recovery; not run again")
         return {"kept": after[-1] if after else None, "recovery_seconds": None}
-    if not remote.is_dry(ctx):
-        stop_standby_copy(ctx, p, t)
+    stop_standby_copy(ctx, p, t) if not remote.is_dry(ctx) else None
     try:
         data = backends.read_pool_nodes(ctx, c.name)
     except HaError as exc:
@@ -760,8 +761,7 @@ def recover_online(ctx, p, st):
     new = after[len(before):] if after[:len(before)] == before else after[-1:]
     kept = new[0] if new else None
     if p.get("kept_list_len") is not None:
-        # the first directory listed since the plan is the target's own data (an earlier
-        # attempt's 1st stage may have moved it, and this one moved its standby copy)
+        # the first one listed since the plan is the target's own data (earlier attempts)
         since = after[int(p["kept_list_len"]):]
         kept = since[0] if since else kept
     figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root") or prog.done)

@@ -402,3 +402,40 @@ def test_promoted_copy_reads_the_recovery_files_of_the_data_directory(monkeypatc
     assert syncrescue.promoted_copy(ctx, t, "/d/data") is False
     assert sent[0] == ("test -f /d/data/PG_VERSION && test ! -e /d/data/standby.signal && "
                        "test ! -e /d/data/backup_label && echo promoted || true")
+
+
+def test_attach_starts_a_backend_whose_postgres_is_down_then_attaches_behind_the_guard(
+        monkeypatch, tmp_path):
+    """Chaos seed 11 step 75: PostgreSQL was killed on the resync's source after the verify;
+    every resume's attach step refused it ("nothing accepts connections") and never started
+    it. Now it is started first; pgpool.attach still compares it (a refusal still stops)."""
+    from hatasks import backends, pg, pgpool
+    from hatasks.errors import HaError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    c = backends.pgpool_cluster(ctx, None)
+    src, tgt = c.hosts[0], c.hosts[1]
+    did = []
+    running = {src.name: False, tgt.name: True}
+    monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name: {"backends": [
+        {"node_id": src.pgpool_node_id, "host": src.name, "status": "down"},
+        {"node_id": tgt.pgpool_node_id, "host": tgt.name, "status": "up"}]})
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": running[h.name]})
+    monkeypatch.setattr(pg, "start", lambda ctx, h, port: did.append(("pg.start", h.name)))
+    monkeypatch.setattr(pgpool, "attach", lambda ctx, h, nid: did.append(("attach", h.name)))
+    p = {"cluster": None, "source": src.name, "target": tgt.name}
+    assert syncsteps.attach_backends(ctx, p, {}) == {"attached": [src.name]}
+    assert did == [("pg.start", src.name), ("attach", src.name)]
+    # running already: not started again; a refused attach (contents differ) still raises
+    did.clear()
+    running[src.name] = True
+
+    def refuse(ctx, h, nid):
+        did.append(("attach", h.name))
+        raise HaError("refusing to attach: contents differ", HaError.REFUSED)
+
+    monkeypatch.setattr(pgpool, "attach", refuse)
+    with pytest.raises(HaError):
+        syncsteps.attach_backends(ctx, p, {})
+    assert did == [("attach", src.name)]

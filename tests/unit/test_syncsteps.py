@@ -439,3 +439,35 @@ def test_attach_starts_a_backend_whose_postgres_is_down_then_attaches_behind_the
     with pytest.raises(HaError):
         syncsteps.attach_backends(ctx, p, {})
     assert did == [("attach", src.name)]
+
+
+def test_online_recovery_step_repairs_pgpool_serving_nobody_and_nothing_else(monkeypatch, tmp_path):
+    """The step's first SHOW pool_nodes: "not accepting any new connections" -> the source is
+    served alone first (then read again); any other failure to read pgpool still stops it."""
+    from hatasks import backends
+    from hatasks.errors import UnreachableError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    did = []
+    monkeypatch.setattr(syncsteps, "kept_list", lambda ctx, t, d: [])
+    monkeypatch.setattr(syncsteps, "wait_recovery_ended", lambda ctx, c, t, timeout: False)
+    monkeypatch.setattr(syncsteps, "stop_standby_copy", lambda ctx, p, t: did.append("standby"))
+
+    class Served(Exception):
+        pass
+
+    def serve(ctx, p, c):
+        did.append("serve")
+        raise Served()
+
+    monkeypatch.setattr(syncsteps, "serve_source_alone", serve)
+    for error, want in (("ERROR:  pgpool is not accepting any new connections", Served),
+                        ("connection refused", UnreachableError)):
+        did.clear()
+        monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name, e=error: (_ for _ in ()).throw(
+            UnreachableError(f"pgpool does not answer on 10.0.0.10:9999 ({e})")))
+        with pytest.raises(want):
+            syncsteps.recover_online(ctx, {"cluster": None, "source": "db01", "target": "db02",
+                                           "pgdata": "/d"}, {})
+        assert did == (["standby", "serve"] if want is Served else ["standby"])

@@ -84,8 +84,9 @@ def serve_source_alone(ctx, p, c):
         say(f"{t.name} is not writable (stopped, or a standby copy): it took no write pgpool "
             f"did not send {s.name}")
     host = pool_host(ctx, c)
-    say(f"pgpool on {host} runs but accepts no connection (every backend down in its view): "
-        f"restarting it with {s.name} up and {t.name} down, so the recovery can run")
+    say((f"pgpool on {host} runs but accepts no connection (every backend down in its view)"
+         if host else "pgpool runs nowhere") +
+        f": starting it with {s.name} up and {t.name} down, so the recovery can run")
     if host:
         pgpool.stop(ctx, host, reason="sync.resync online: pgpool serving nobody")
     order = sorted(c.hosts, key=lambda h: int(h.pgpool_node_id))

@@ -731,8 +731,8 @@ def recover_online(ctx, p, st):
     try:
         data = backends.read_pool_nodes(ctx, c.name)
     except HaError as exc:
-        if remote.is_dry(ctx) or NOT_ACCEPTING not in exc.message:
-            raise
+        if remote.is_dry(ctx) or (NOT_ACCEPTING not in exc.message and pool_host(ctx, c)):
+            raise  # pgpool runs and fails otherwise; serving nobody, or stopped: served again
         serve_source_alone(ctx, p, c)
         data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]

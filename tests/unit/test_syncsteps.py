@@ -442,8 +442,9 @@ def test_attach_starts_a_backend_whose_postgres_is_down_then_attaches_behind_the
 
 
 def test_online_recovery_step_repairs_pgpool_serving_nobody_and_nothing_else(monkeypatch, tmp_path):
-    """The step's first SHOW pool_nodes: "not accepting any new connections" -> the source is
-    served alone first (then read again); any other failure to read pgpool still stops it."""
+    """The step's first SHOW pool_nodes: "not accepting any new connections", or pgpool running
+    nowhere (stopped, e.g. a cut attempt of this repair) -> the source is served alone first
+    (then read again); a pgpool that runs and fails otherwise still stops the step."""
     from hatasks import backends
     from hatasks.errors import UnreachableError
 
@@ -462,9 +463,11 @@ def test_online_recovery_step_repairs_pgpool_serving_nobody_and_nothing_else(mon
         raise Served()
 
     monkeypatch.setattr(syncsteps, "serve_source_alone", serve)
-    for error, want in (("ERROR:  pgpool is not accepting any new connections", Served),
-                        ("connection refused", UnreachableError)):
+    for error, runs, want in (("ERROR:  pgpool is not accepting any new connections", "db02", Served),
+                              ("connection refused", None, Served),   # stopped: started again
+                              ("connection refused", "db02", UnreachableError)):
         did.clear()
+        monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c, r=runs: r)
         monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name, e=error: (_ for _ in ()).throw(
             UnreachableError(f"pgpool does not answer on 10.0.0.10:9999 ({e})")))
         with pytest.raises(want):

@@ -557,6 +557,7 @@ def test_resync_attach_step_proves_the_contents_first(ctx, fake):
     said healthy. The attach step now proves equality; different contents: refused."""
     from hatasks import syncsteps
     use_pool(fake, DB01_DOWN)
+    fake.on("status >/dev/null", (0, "rc=0\n"))   # db01's PostgreSQL runs: not started
     dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"), (2, "b"))})
     p = {"cluster": "db", "source": "db02", "target": "db01"}
     with pytest.raises(HaError) as exc:

@@ -396,6 +396,13 @@ def resume(ctx, yes=False, cluster=None):
     return result
 
 
+def detached_from_source(pool_now, src, t):
+    """pgpool answers, serving the source with the target detached (e.g. by a failed verify)."""
+    seen = {str(b.get("node_id")): b.get("status") for b in (pool_now or {}).get("backends", [])}
+    return bool(pool_now) and seen.get(str(src.pgpool_node_id)) == "up" \
+        and seen.get(str(t.pgpool_node_id)) != "up"
+
+
 def rollback(ctx, yes=False, cluster=None):
     """Put the target's old data dir back and the cluster as before the latest resync."""
     c, s = state(ctx, cluster)
@@ -414,10 +421,12 @@ def rollback(ctx, yes=False, cluster=None):
         new = kept_list(ctx, t, p["pgdata"])[int(p["kept_list_len"]):]
         kept = new[0] if new else None
     copy = None
-    if kept and p["method"] == "online" and promoted_copy(ctx, t, p["pgdata"]):
+    if kept and p["method"] == "online" and promoted_copy(ctx, t, p["pgdata"]) \
+            and not detached_from_source(read_pool(ctx, c), src, t):
         # the recovery's 2nd stage promoted the copy and pgpool may have served it since,
         # maybe alone (its source lost power): putting the old directory back would take
         # those writes out of the cluster. The copy stays; the old directory stays kept.
+        # (A copy pgpool has detached while it serves the source is rolled back as before.)
         copy, kept = kept, None
         say(f"{t.name}: {p['pgdata']} is the recovery's finished (promoted) copy, which may "
             f"hold client writes: it stays in place, the old data directory stays kept as {copy}")

@@ -146,6 +146,17 @@ def test_rollback_keeps_a_promoted_online_copy_in_place(monkeypatch, tmp_path):
     monkeypatch.setattr(sync, "promoted_copy", lambda ctx, t, pgdata: True)
     assert sync.rollback(ctx, yes=True) == {"restored": None, "kept_copy": "/d/data.own"}
     assert not [d for d in did if d[0] == "run"]   # nothing moved
+    # served alone by pgpool (the source down in its view): kept too
+    src, tgt = (next(h for h in c.hosts if h.name == n) for n in ("db02", "db01"))
+    view = {"backends": [{"node_id": src.pgpool_node_id, "host": src.name, "status": "down"},
+                         {"node_id": tgt.pgpool_node_id, "host": tgt.name, "status": "up"}]}
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: view)
+    assert sync.rollback(ctx, yes=True)["kept_copy"] == "/d/data.own"
+    # detached while pgpool serves the source (a failed verify): rolled back as before
+    view["backends"][0]["status"], view["backends"][1]["status"] = "up", "down"
+    did.clear()
+    assert sync.rollback(ctx, yes=True) == {"restored": "/d/data.own", "kept_copy": None}
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: None)
     did.clear()
     monkeypatch.setattr(sync, "promoted_copy", lambda ctx, t, pgdata: False)
     assert sync.rollback(ctx, yes=True) == {"restored": "/d/data.own", "kept_copy": None}

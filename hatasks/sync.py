@@ -44,8 +44,9 @@ from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
                               summary, target_alone)
-from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
-                               kept_list, normal_port, pool_host, probe, read_pool, run, say)
+from hatasks.syncrescue import promoted_copy
+from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
+from hatasks.syncsteps import STEPS, idle_limit_in_recovery, install_recovery, kept_list, read_pool
 
 
 # =========================================================================== preflight
@@ -288,7 +289,6 @@ def run_steps(ctx, op, p, done, st):
         say(f"resume: redoing {', '.join(redo)} ({why})")
         op.checkpoint("redo", steps=redo)
     plan = {i["step"]: i for i in make_plan(dict(p, kept=st.get("kept") or p.get("kept")))}
-    total = len(plan)
     todo = list(todo)
     while todo:
         step = todo.pop(0)
@@ -450,6 +450,13 @@ def resume(ctx, yes=False, cluster=None):
     return result
 
 
+def detached_from_source(pool_now, src, t):
+    """pgpool answers, serving the source with the target detached (e.g. by a failed verify)."""
+    seen = {str(b.get("node_id")): b.get("status") for b in (pool_now or {}).get("backends", [])}
+    return bool(pool_now) and seen.get(str(src.pgpool_node_id)) == "up" \
+        and seen.get(str(t.pgpool_node_id)) != "up"
+
+
 def rollback(ctx, yes=False, cluster=None):
     """Put the target's old data dir back and the cluster as before the latest resync."""
     c, s = state(ctx, cluster)
@@ -467,6 +474,16 @@ def rollback(ctx, yes=False, cluster=None):
         # the online recovery failed after its 1st stage moved the data dir: the scripts listed it
         new = kept_list(ctx, t, p["pgdata"])[int(p["kept_list_len"]):]
         kept = new[0] if new else None
+    copy = None
+    if kept and p["method"] == "online" and promoted_copy(ctx, t, p["pgdata"]) \
+            and not detached_from_source(read_pool(ctx, c), src, t):
+        # the recovery's 2nd stage promoted the copy and pgpool may have served it since,
+        # maybe alone (its source lost power): putting the old directory back would take
+        # those writes out of the cluster. The copy stays; the old directory stays kept.
+        # (A copy pgpool has detached while it serves the source is rolled back as before.)
+        copy, kept = kept, None
+        say(f"{t.name}: {p['pgdata']} is the recovery's finished (promoted) copy, which may "
+            f"hold client writes: it stays in place, the old data directory stays kept as {copy}")
     say(f"rollback of resync {s['op']} ({p['method']} {p['source']} -> {p['target']}); done steps: "
         f"{', '.join(s['done']) or 'none'}")
     if remote.is_dry(ctx):
@@ -516,8 +533,8 @@ def rollback(ctx, yes=False, cluster=None):
         pool_now = read_pool(ctx, c)
         if pool_now:
             say("pgpool: " + ", ".join(f"{b['host']} {b['status']}" for b in pool_now["backends"]))
-        op.note("rollback summary", restored=restored)
-    return {"restored": restored}
+        op.note("rollback summary", restored=restored, kept_copy=copy)
+    return {"restored": restored, "kept_copy": copy}
 
 
 # ---- cleanup

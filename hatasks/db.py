@@ -162,12 +162,27 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     rs = facts["resync"]
     if rs and pool.get("reachable") and not facts["node_ids"]:
         rs["overtaken"] = syncplan.overtaken(rs.get("method"), rs.get("done"), rs.get("source"),
-                                             rs.get("target"), backends.statuses(c, pool))
+                                             rs.get("target"), backends.statuses(c, pool),
+                                             moved=_moved_by_recovery(ctx, rs))
     facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {
         k: held.get(k) for k in ("user", "pid", "host", "action", "since")}
     return facts
+
+
+def _moved_by_recovery(ctx, rs):
+    """An online resync's target: where the recovery scripts listed its own data since the
+    plan (the 1st stage moved it aside), False when they listed nothing, None when unread."""
+    if rs.get("method") != "online" or rs.get("kept_list_len") is None or not rs.get("pgdata"):
+        return None
+    from hatasks import syncsteps
+    try:
+        since = syncsteps.kept_list(ctx, pg.db_host(ctx, rs["target"]), rs["pgdata"])
+    except HaError:
+        return None
+    since = since[int(rs["kept_list_len"]):]
+    return since[0] if since else False
 
 
 def record(ctx, c, facts, result):

@@ -71,7 +71,8 @@ def resync_facts(state, records=()):
     return {"op": state.get("op"), "method": p.get("method"), "source": p.get("source"),
             "target": p.get("target"), "maint_port": p.get("maint_port"), "done": done,
             "last": done[-1] if done else None, "outcome": state.get("outcome") or "interrupted",
-            "message": state.get("message"), "resumable": bool(p)}
+            "message": state.get("message"), "resumable": bool(p),
+            "pgdata": p.get("pgdata"), "kept_list_len": p.get("kept_list_len")}
 
 
 def home_from_journal(records, cluster):

@@ -424,8 +424,12 @@ def resume(ctx, yes=False, cluster=None):
         raise StateError(f"resync {s['op']} stopped before its plan was journaled: start it again")
     pool_now = read_pool(ctx, c)
     if pool_now and not backends.id_disagreements(c, pool_now):
+        moved = None
+        if p["method"] == "online" and p.get("kept_list_len") is not None:
+            since = kept_list(ctx, pg.db_host(ctx, p["target"]), p["pgdata"])[int(p["kept_list_len"]):]
+            moved = since[0] if since else False
         why = overtaken(p["method"], s["done"], p["source"], p["target"],
-                        backends.statuses(c, pool_now))
+                        backends.statuses(c, pool_now), moved=moved)
         if why:
             raise StateError(f"refusing to resume resync {s['op']}: {why}. End it with "
                              f"inv sync.rollback (it leaves {p['target']}'s data as it is), "

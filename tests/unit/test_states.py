@@ -411,6 +411,26 @@ def test_overtaken_pure_rule():
     assert syncplan.overtaken("dump", [], "db01", "db02", {"db02": "up"}) is None
 
 
+def test_overtaken_words_say_which_data_the_target_serves():
+    """An online resync cut after its 1st stage moved the target's data aside (chaos seed 51,
+    the power cut a second later): the target serves the promoted copy, not its own data."""
+    from hatasks import syncplan
+
+    st = {"db01": "down", "db02": "up"}
+    own = syncplan.overtaken("dump", ["record_newest"], "db01", "db02", st)
+    assert "db02's data is still its own" in own
+    moved = syncplan.overtaken("online", ["record_newest", "install_recovery"], "db01", "db02", st,
+                               moved="/var/lib/pgsql/data.2026")
+    assert "still its own" not in moved
+    assert "recovery's copy" in moved and "/var/lib/pgsql/data.2026" in moved
+    # the scripts listed nothing since the plan: the 1st stage never moved it
+    assert "still its own" in syncplan.overtaken("online", ["record_newest"], "db01", "db02", st,
+                                                  moved=False)
+    # not read: neither claim
+    unread = syncplan.overtaken("online", ["record_newest"], "db01", "db02", st)
+    assert "still its own" not in unread and "either its own data or" in unread
+
+
 def test_target_alone_is_one_predicate_for_the_resync_and_its_resume():
     from hatasks import syncplan
 

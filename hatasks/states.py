@@ -374,6 +374,19 @@ def detect(facts):
 # =========================================================================== planning
 
 
+def proof_refused(facts, rs):
+    """The interrupted resync RS ended because its proof refused (split brain): (the salvage
+    file of its target's writes, True) when journaled, (words, False) when only the resync's
+    end message says so, else None."""
+    for rec in facts.get("salvage_pending") or []:
+        if not rec.get("rebuilt") and {rec.get("backend"), rec.get("source")} == \
+                {rs.get("source"), rs.get("target")}:
+            return rec.get("local"), True
+    if (rs.get("message") or "").startswith("split brain: refusing"):
+        return "named in the resync's output; not journaled", False
+    return None
+
+
 def steps_for(facts, pattern, host):
     """The steps of one new-state PATTERN on HOST."""
     out = []
@@ -426,7 +439,25 @@ def steps_for(facts, pattern, host):
                         conditional=False))
     elif pattern == "resync-interrupted":
         rs = facts.get("resync") or {}
-        if rs.get("resumable"):
+        refused = proof_refused(facts, rs)
+        if rs.get("resumable") and refused:
+            # the resync's proof found writes on the target its source lacks (exit 3, salvage
+            # file written): a resume proves again and refuses again until the operator chooses
+            src, tgt = rs.get("source"), rs.get("target")
+            # with a journaled salvage file, split-brain plans the sync.resync step that
+            # db.recover --source runs; without one, the operator runs the resync directly
+            how = (f"inv db.recover --source {src} (rebuild {tgt} from {src}) or --source {tgt} "
+                   f"(rebuild {src} from {tgt}), or sync.resync --source ..." if refused[1] else
+                   f"inv sync.resync --source {src} --target {tgt} --force, or --source {tgt} "
+                   f"--target {src} --force")
+            out.append(manual(f"the {rs.get('method')} resync {src} -> {tgt} was refused by its "
+                              f"proof: {tgt} holds writes {src} lacks (salvage file "
+                              f"{refused[0]}); sync.resume would refuse again. Choose the "
+                              f"winner: {how}; then re-apply the loser's writes: inv "
+                              f"sync.salvage --file FILE --yes (the loser's salvage file)"))
+            alt = step("sync.rollback", f"instead: end the resync as it is ({tgt}'s data "
+                                        f"stays as it was) and choose later", conditional=True)
+        elif rs.get("resumable"):
             out.append(step("sync.resume", f"continue the {rs.get('method')} resync of "
                                            f"{rs.get('target')} from {rs.get('source')} after "
                                            f"its last completed step "

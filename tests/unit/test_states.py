@@ -377,6 +377,36 @@ def test_a_pending_salvage_is_a_split_brain_whose_resync_waits_for_the_operators
     assert "sync.salvage --file /var/lib/hatasks/salvage-db02.sql" in rs["why"]
 
 
+def test_a_resync_its_proof_refused_is_not_planned_as_a_resume():
+    """The resync's proof found writes on its target the source lacks (exit 3, salvage file
+    written): sync.resume would prove again and refuse again. The plan names the choice."""
+    rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
+           "ts": "2026-11-30T20:00:00Z", "proof": {}, "rebuilt": False}
+    rs = dict(RESYNC, done=["plan", "record_newest"], last="record_newest", outcome="failed",
+              message="split brain: refusing to rebuild db02 from db01: ...")
+    d = states.diagnose_db(facts(resync=rs, salvage_pending=[rec]))
+    tasks = [s["task"] for s in d["steps"]]
+    assert "sync.resume" not in tasks
+    # split-brain's resync is the step db.recover --source runs; the interrupted resync's own
+    # step is the operator's choice, with the salvage file
+    assert tasks[0] == "sync.resync" and d["steps"][0]["hidden"] == {"salvage": rec["local"]}
+    man = next(s for s in d["steps"] if s["task"] == "manual")
+    assert "db.recover --source db01" in man["text"] and "--source db02" in man["text"]
+    assert rec["local"] in man["text"] and "sync.resume would refuse again" in man["text"]
+    assert next(s for s in d["steps"] if s["task"] == "sync.rollback").get("conditional")
+
+    # a salvage record of another pair, or one already rebuilt, is not this resync's refusal
+    other = dict(rec, backend="db03")
+    d = states.diagnose_db(facts(resync=dict(RESYNC), salvage_pending=[other]))
+    assert "sync.resume" in [s["task"] for s in d["steps"]]
+
+    # no local salvage record, only the refusal in the end message: the resync itself is named
+    d = states.diagnose_db(facts(resync=rs))
+    man = next(s for s in d["steps"] if s["task"] == "manual")
+    assert "sync.resume" not in [s["task"] for s in d["steps"]]
+    assert "inv sync.resync --source db01 --target db02 --force" in man["text"]
+
+
 def test_a_salvage_left_after_the_rebuild_is_noted_not_a_fault():
     rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
            "ts": "2026-11-30T20:00:00Z", "proof": {}, "rebuilt": True}

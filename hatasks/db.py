@@ -115,7 +115,7 @@ def fencing_facts(ctx, c, hosts):
 
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
-    from hatasks import states, syncplan
+    from hatasks import states, syncplan, syncrescue
 
     order = c.host_names
     jobs = {f"host:{n}": (lambda n=n: _probe_db_host(ctx, c, n)) for n in order}
@@ -163,26 +163,14 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     if rs and pool.get("reachable") and not facts["node_ids"]:
         rs["overtaken"] = syncplan.overtaken(rs.get("method"), rs.get("done"), rs.get("source"),
                                              rs.get("target"), backends.statuses(c, pool),
-                                             moved=_moved_by_recovery(ctx, rs))
+                                             moved=syncrescue.moved_by_recovery(
+                                                 ctx, rs.get("method"), rs.get("target"),
+                                                 rs.get("pgdata"), rs.get("kept_list_len")))
     facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {
         k: held.get(k) for k in ("user", "pid", "host", "action", "since")}
     return facts
-
-
-def _moved_by_recovery(ctx, rs):
-    """An online resync's target: where the recovery scripts listed its own data since the
-    plan (the 1st stage moved it aside), False when they listed nothing, None when unread."""
-    if rs.get("method") != "online" or rs.get("kept_list_len") is None or not rs.get("pgdata"):
-        return None
-    from hatasks import syncsteps
-    try:
-        since = syncsteps.kept_list(ctx, pg.db_host(ctx, rs["target"]), rs["pgdata"])
-    except HaError:
-        return None
-    since = since[int(rs["kept_list_len"]):]
-    return since[0] if since else False
 
 
 def record(ctx, c, facts, result):

@@ -44,7 +44,7 @@ from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
                               summary, target_alone)
-from hatasks.syncrescue import promoted_copy
+from hatasks.syncrescue import moved_by_recovery, promoted_copy
 from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
 from hatasks.syncsteps import STEPS, idle_limit_in_recovery, install_recovery, kept_list, read_pool
 
@@ -401,7 +401,7 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
     say(f"resync done in {result['seconds']}s: {p['target']} rebuilt from {p['source']} ({method}); "
-        f"old data dir kept: {result['kept_datadir']}")
+        f"old data dir kept: {result['kept_datadir']}" + left_words(result))
     return result
 
 
@@ -424,10 +424,7 @@ def resume(ctx, yes=False, cluster=None):
         raise StateError(f"resync {s['op']} stopped before its plan was journaled: start it again")
     pool_now = read_pool(ctx, c)
     if pool_now and not backends.id_disagreements(c, pool_now):
-        moved = None
-        if p["method"] == "online" and p.get("kept_list_len") is not None:
-            since = kept_list(ctx, pg.db_host(ctx, p["target"]), p["pgdata"])[int(p["kept_list_len"]):]
-            moved = since[0] if since else False
+        moved = moved_by_recovery(ctx, p["method"], p["target"], p["pgdata"], p.get("kept_list_len"))
         why = overtaken(p["method"], s["done"], p["source"], p["target"],
                         backends.statuses(c, pool_now), moved=moved)
         if why:
@@ -450,8 +447,16 @@ def resume(ctx, yes=False, cluster=None):
             run_steps(ctx, op, p, list(s["done"]), st)
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
-    say(f"resync resumed and done: {p['target']} rebuilt from {p['source']}")
+    say(f"resync resumed and done: {p['target']} rebuilt from {p['source']}" + left_words(result))
     return result
+
+
+def left_words(result):
+    """The end line's words for a source the attach step left detached (else nothing)."""
+    if not result.get("left_detached"):
+        return ""
+    return (f"; {result['left_detached']} LEFT DETACHED (pgpool degenerated, not in sync: "
+            f"{result['target']} holds the newest data; run db.recover)")
 
 
 def detached_from_source(pool_now, src, t):

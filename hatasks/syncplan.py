@@ -257,7 +257,9 @@ def summary(p, st, t_total):
     """What a finished resync reports (journal note and return value)."""
     return {"method": p["method"], "source": p["source"], "target": p["target"],
             "kept_datadir": st.get("kept"), "dump": st.get("dump"), "safety_dump": st.get("safety_dump"),
-            "verified_tables": st.get("verified_tables"), "seconds": round(t_total, 1)}
+            "verified_tables": st.get("verified_tables"), "seconds": round(t_total, 1),
+            **({"left_detached": st["left_detached"], "left_why": st.get("left_why")}
+               if st.get("left_detached") else {})}
 
 
 # =========================================================================== pure: journal state

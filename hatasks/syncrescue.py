@@ -1,10 +1,13 @@
 """Repairs an online resync's resume makes before its pcp_recovery_node, for the states an
 interrupted attempt leaves behind (chaos seed 51 step 44): pgpool serving nobody, the target
-left running as the recovery's standby copy, the recovery's promoted copy in place."""
+left running as the recovery's standby copy, the recovery's promoted copy in place; and what a
+dump or basebackup resync's attach step does with a source pgpool wrote past
+(leave_source_detached)."""
 
 import time
 
 from hatasks import pg, pgpool, remote, salvage
+from hatasks.errors import HaError
 from hatasks.shell import q
 from hatasks.syncio import ensure_running, normal_port, pool_host, probe, say
 from hatasks.syncplan import SLOT
@@ -94,3 +97,36 @@ def stop_standby_copy(ctx, p, t):
     return True
 
 
+def up_in(data, name):
+    """NAME (a host) is up in SHOW pool_nodes DATA."""
+    return any(b.get("host") == name and b.get("status") == "up" for b in data.get("backends", []))
+
+
+def leave_source_detached(p, why):
+    """The attach refused the resync's source (its PostgreSQL was killed after the verify;
+    pgpool started with it down and clients wrote to the target alone): the target is the
+    verified copy of the source at copy time plus every acknowledged write since, so it holds
+    the newest data. The resync ends with the source detached (checkpointed, and in the
+    resync summary); the next diagnosis sees pgpool degenerated with the target newest and
+    rebuilds the source from it, after proving the source holds no write the target lacks."""
+    say(f"{p['source']} is not attached: {why}")
+    say(f"{p['target']} is the verified copy and pgpool has sent every write since to it "
+        f"alone: it holds the newest data. The resync ends with {p['source']} left detached "
+        f"(its data untouched); the next db.recover rebuilds it from {p['target']} after "
+        f"proving it holds no write {p['target']} lacks")
+    return {"left_detached": p["source"], "left_why": why}
+
+
+def moved_by_recovery(ctx, method, target, pgdata, kept_list_len):
+    """An online resync's TARGET: where the recovery scripts listed its own data since the
+    plan (the 1st stage moved it aside), False when they listed nothing, None when unread."""
+    if method != "online" or kept_list_len is None or not pgdata:
+        return None
+    try:
+        res = probe(ctx, pg.db_host(ctx, target), f"cat {q(pgdata + '.hatasks-kept')} 2>/dev/null || true")
+    except HaError:  # unreachable: not read
+        return None
+    if res.exited != 0:
+        return None
+    since = [ln.strip() for ln in res.stdout.splitlines() if ln.strip()][int(kept_list_len):]
+    return since[0] if since else False

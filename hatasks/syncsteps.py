@@ -14,7 +14,8 @@ import time
 
 from hatasks import backends, compare, newest, output, pg, pgpool, remote, salvage
 from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
-from hatasks.syncrescue import serve_source_alone, start_if_down, stop_standby_copy
+from hatasks.syncrescue import (leave_source_detached, serve_source_alone, start_if_down,
+                                stop_standby_copy, up_in)
 from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
@@ -540,6 +541,10 @@ def attach_backends(ctx, p, st):
                 # by someone else, or it marked the backend down after its start)
                 pgpool.attach(ctx, h, h.pgpool_node_id)
             except HaError as exc:
+                if exc.code == HaError.REFUSED and name == p["source"] and up_in(data, p["target"]):
+                    # never attached stale; but the resync's own work is done (the target is
+                    # the verified copy) and pgpool has written to the target alone since
+                    return {"attached": attached, **leave_source_detached(p, exc.message)}
                 if exc.code == HaError.REFUSED:  # its contents differ: never attached stale
                     raise
                 # pgpool restarts its children on failback: SHOW pool_nodes may fail for a moment;
@@ -550,14 +555,22 @@ def attach_backends(ctx, p, st):
 
 
 def verify_pool(ctx, p, st):
-    """Wait (30 s) until pgpool shows every backend up and none degenerated."""
+    """Wait (30 s) until pgpool shows every backend up and none degenerated; with the source
+    left detached by the attach step (leave_source_detached), until it shows the target up
+    and the source not (said as degenerated, never as in sync)."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
+    left = st.get("left_detached")
     deadline = time.monotonic() + 30
     while True:
         try:
             data = backends.read_pool_nodes(ctx, c.name)
             seen = ", ".join(f"{b['host']} {b['status']}" for b in data["backends"])
-            if not data.get("degenerated") and all(b.get("status") == "up" for b in data["backends"]):
+            if left and up_in(data, p["target"]) and not up_in(data, left):
+                say(f"pgpool: {seen}; degenerated: {left} left detached, not in sync (the "
+                    f"next db.recover rebuilds it from {p['target']})")
+                return {"degenerated": True}
+            if not left and not data.get("degenerated") and \
+                    all(b.get("status") == "up" for b in data["backends"]):
                 break
         except HaError as exc:
             seen = exc.message

@@ -534,3 +534,17 @@ def test_pgpool_stopped_is_started_where_the_vip_runs_when_its_own_node_is_gone(
     stopped = [p for p in d["problems"] if p[0] == "pgpool-stopped"]
     assert stopped == [["pgpool-stopped", "db02"]]
     assert "inv pgpool.start --host db02" in d["plan"]
+
+
+def test_after_a_resync_that_left_its_source_detached_the_next_plan_rebuilds_it_from_the_target():
+    """syncsteps.leave_source_detached: the resync ended done with its source detached; the
+    next diagnosis sees pgpool degenerated with the target newest and rebuilds the old source
+    from it (sync.resync proves first that the old source holds no write the target lacks)."""
+    pool = {"reachable": True, "error": None, "degenerated": True, "newest": "db02", "via": "db01",
+            "backends": [{"node_id": 0, "host": "db01", "status": "down"},
+                         {"node_id": 1, "host": "db02", "status": "up"}]}
+    d = states.diagnose_db(facts(view(), pool))
+    assert d["problems"] == [["degenerated", "db01"]] and d["pattern"] != "healthy"
+    rs = [s for s in d["steps"] if s["task"] == "sync.resync"]
+    assert rs and (rs[0]["args"]["source"], rs[0]["args"]["target"]) == ("db02", "db01")
+    assert not rs[0]["args"].get("force")  # the proof is not skipped

@@ -512,7 +512,8 @@ def test_attach_starts_a_backend_whose_postgres_is_down_then_attaches_behind_the
     p = {"cluster": None, "source": src.name, "target": tgt.name}
     assert syncsteps.attach_backends(ctx, p, {}) == {"attached": [src.name]}
     assert did == [("pg.start", src.name), ("attach", src.name)]
-    # running already: not started again; a refused attach (contents differ) still raises
+    # running already: not started again; a refused attach is never forced (what follows a
+    # refusal: test_attach_refused_source_is_left_detached_when_pgpool_wrote_to_the_target)
     did.clear()
     running[src.name] = True
 
@@ -521,9 +522,59 @@ def test_attach_starts_a_backend_whose_postgres_is_down_then_attaches_behind_the
         raise HaError("refusing to attach: contents differ", HaError.REFUSED)
 
     monkeypatch.setattr(pgpool, "attach", refuse)
+    out = syncsteps.attach_backends(ctx, p, {})
+    assert did == [("attach", src.name)] and out["left_detached"] == src.name
+
+
+def test_attach_refused_source_is_left_detached_when_pgpool_wrote_to_the_target(
+        monkeypatch, tmp_path):
+    """Chaos wave 5 (open): the source's PostgreSQL killed after the verify, pgpool started
+    with the target up and the source down, clients wrote to the target alone: the attach's
+    comparison refuses the source (right) and every resume refused it again. The target is the
+    verified copy plus every write since: the resync ends with the source left detached (never
+    attached, its data untouched), verify_pool says degenerated, the summary names it."""
+    from hatasks import backends, pg, pgpool, syncplan
+    from hatasks.errors import HaError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    c = backends.pgpool_cluster(ctx, None)
+    src, tgt = c.hosts[0], c.hosts[1]
+    view = {src.name: "down", tgt.name: "up"}
+    monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name: {
+        "degenerated": "down" in view.values(), "backends": [
+            {"node_id": h.pgpool_node_id, "host": h.name, "status": view[h.name]}
+            for h in (src, tgt)]})
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": True})
+    tried = []
+
+    def refuse(ctx, h, nid):
+        tried.append(h.name)
+        raise HaError(f"refusing to attach {h.name}: contents differ", HaError.REFUSED)
+
+    monkeypatch.setattr(pgpool, "attach", refuse)
+    p = {"cluster": None, "source": src.name, "target": tgt.name, "method": "dump"}
+    st = syncsteps.attach_backends(ctx, p, {})
+    assert tried == [src.name]
+    assert st == {"attached": [], "left_detached": src.name,
+                  "left_why": f"refusing to attach {src.name}: contents differ"}
+    # verify_pool: the target up, the source not: degenerated, said so, not a wait for "all up"
+    assert syncsteps.verify_pool(ctx, p, st) == {"degenerated": True}
+    summary = syncplan.summary(dict(p, method="dump"), st, 1.0)
+    assert summary["left_detached"] == src.name
+
+    # the refused backend is the target (the copy), or the target is not up: still refused
+    view.update({src.name: "up", tgt.name: "down"})
     with pytest.raises(HaError):
         syncsteps.attach_backends(ctx, p, {})
-    assert did == [("attach", src.name)]
+    view.update({src.name: "down", tgt.name: "down"})
+    with pytest.raises(HaError):
+        syncsteps.attach_backends(ctx, p, {})
+    # any other error than a refusal is not a reason to leave the source out
+    view.update({src.name: "down", tgt.name: "up"})
+    monkeypatch.setattr(pgpool, "attach", lambda ctx, h, nid: (_ for _ in ()).throw(
+        HaError("pcp timeout", HaError.NOT_CONVERGED)))
+    assert "left_detached" not in syncsteps.attach_backends(ctx, p, {})
 
 
 def test_online_recovery_step_repairs_pgpool_serving_nobody_and_nothing_else(monkeypatch, tmp_path):

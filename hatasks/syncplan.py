@@ -174,8 +174,8 @@ def overtaken(method, done, source, target, status, moved=None):
     if method != "online" or moved is False:
         what = f"{target}'s data is still its own"
     elif moved:
-        what = (f"{target} serves the online recovery's copy (its own data was moved aside to "
-                f"{moved}; the copy was promoted)")
+        what = (f"{target} serves the online recovery's copy, not its own data (moved aside "
+                f"to {moved} by the recovery's 1st stage)")
     else:
         what = (f"{target} serves either its own data or the online recovery's promoted copy "
                 f"(not read)")

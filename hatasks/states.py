@@ -617,7 +617,17 @@ def impact(facts, steps):
                        f"{est}; `--method online` keeps pgpool serving while "
                        f"{s['args'].get('target')} is rebuilt")
         elif s["task"] == "sync.resume":
-            out.append("sync.resume: pgpool stays stopped (clients refused) until the resync ends")
+            rs = facts.get("resync") or {}
+            done = rs.get("done") or []
+            if rs.get("method") == "online" or "start_pgpool" in done or "stop_pgpool" not in done:
+                # pgpool is not held stopped by this resync (online, started again, or not
+                # stopped yet: the resume stops it only for a copy still to make)
+                if rs.get("method") != "online" and "stop_pgpool" not in done:
+                    out.append("sync.resume: pgpool STOPS and clients are refused until the "
+                               "resync's copy is made")
+            else:
+                out.append("sync.resume: pgpool stays stopped (clients refused) until the "
+                           "resync ends")
         elif s["task"] == "pg.stop":
             out.append(f"pg.stop: {s['args'].get('host')}'s PostgreSQL stops (it is not serving "
                        f"through pgpool now)")

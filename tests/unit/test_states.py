@@ -257,11 +257,20 @@ def test_impact_says_pgpool_stops_with_an_estimate_and_names_the_online_method()
     f["hosts"]["db01"]["pg"]["bytes"] = 200 * 1048576
     steps = [{"task": "sync.resync", "args": {"method": "dump", "target": "db02"}, "why": ""},
              {"task": "sync.resume", "args": {}, "why": ""}]
+    f["resync"] = dict(RESYNC)  # stop_pgpool done, start_pgpool not
     lines = states.impact(f, steps)
     assert lines[0] == ("dump resync: pgpool STOPS and clients are refused for about 10 s "
                         "(200 MB of data at ~20 MB/s); `--method online` keeps pgpool serving "
                         "while db02 is rebuilt")
     assert lines[1].startswith("sync.resume: pgpool stays stopped")
+    # the resync started pgpool again (cut at its attach step): the resume does not stop it
+    f["resync"] = dict(RESYNC, done=RESYNC["done"] + ["start_pgpool"])
+    assert states.impact(f, steps[1:]) == []
+    # cut before its stop: the resume stops it for the copy
+    f["resync"] = dict(RESYNC, done=["plan", "record_newest"])
+    assert states.impact(f, steps[1:])[0].startswith("sync.resume: pgpool STOPS")
+    f["resync"] = dict(RESYNC, method="online", done=["plan", "record_newest"])
+    assert states.impact(f, steps[1:]) == []
     online = [{"task": "sync.resync", "args": {"method": "online", "target": "db02"}, "why": ""}]
     assert states.impact(f, online) == []
 

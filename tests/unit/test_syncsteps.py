@@ -610,3 +610,28 @@ def test_online_recovery_step_repairs_pgpool_serving_nobody_and_nothing_else(mon
             syncsteps.recover_online(ctx, {"cluster": None, "source": "db01", "target": "db02",
                                            "pgdata": "/d"}, {})
         assert did == (["standby", "serve"] if want is Served else ["standby"])
+
+
+def test_moved_by_recovery_reads_the_kept_list_since_the_plan(monkeypatch, tmp_path):
+    """The resync-overtaken words: where the online recovery's 1st stage moved the target's
+    own data (the first dir the scripts listed since the plan), False when none, None when the
+    method is not online or the plan has no list length."""
+    from hatasks.errors import UnreachableError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    listed = {"out": "/d/data.1\n/d/data.2\n/d/data.3\n"}
+    sent = []
+    monkeypatch.setattr(syncrescue, "probe", lambda ctx, h, cmd, user="postgres": sent.append(cmd)
+                        or Result(stdout=listed["out"], exited=0))
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", 1) == "/d/data.2"
+    assert sent == ["cat /d/data.hatasks-kept 2>/dev/null || true"]
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", 3) is False
+    assert syncrescue.moved_by_recovery(ctx, "dump", "db02", "/d/data", 1) is None
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", None) is None
+
+    def down(ctx, h, cmd, user="postgres"):
+        raise UnreachableError("ssh: no route")
+
+    monkeypatch.setattr(syncrescue, "probe", down)
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", 1) is None

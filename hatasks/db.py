@@ -115,7 +115,7 @@ def fencing_facts(ctx, c, hosts):
 
 def collect_db(ctx, c, failback_to=None, method="dump"):
     """Every fact db.diagnose decides on, read in parallel (read-only, runs under --dry)."""
-    from hatasks import states, syncplan
+    from hatasks import states, syncplan, syncrescue
 
     order = c.host_names
     jobs = {f"host:{n}": (lambda n=n: _probe_db_host(ctx, c, n)) for n in order}
@@ -162,7 +162,10 @@ def collect_db(ctx, c, failback_to=None, method="dump"):
     rs = facts["resync"]
     if rs and pool.get("reachable") and not facts["node_ids"]:
         rs["overtaken"] = syncplan.overtaken(rs.get("method"), rs.get("done"), rs.get("source"),
-                                             rs.get("target"), backends.statuses(c, pool))
+                                             rs.get("target"), backends.statuses(c, pool),
+                                             moved=syncrescue.moved_by_recovery(
+                                                 ctx, rs.get("method"), rs.get("target"),
+                                                 rs.get("pgdata"), rs.get("kept_list_len")))
     facts["contents"] = _contents_if_suspect(ctx, c, facts)
     held = journal.lock_held(ctx, c.name)
     facts["lock"] = None if held is None or held.get("self") else {

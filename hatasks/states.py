@@ -71,7 +71,8 @@ def resync_facts(state, records=()):
     return {"op": state.get("op"), "method": p.get("method"), "source": p.get("source"),
             "target": p.get("target"), "maint_port": p.get("maint_port"), "done": done,
             "last": done[-1] if done else None, "outcome": state.get("outcome") or "interrupted",
-            "message": state.get("message"), "resumable": bool(p)}
+            "message": state.get("message"), "resumable": bool(p),
+            "pgdata": p.get("pgdata"), "kept_list_len": p.get("kept_list_len")}
 
 
 def home_from_journal(records, cluster):
@@ -373,6 +374,19 @@ def detect(facts):
 # =========================================================================== planning
 
 
+def proof_refused(facts, rs):
+    """The interrupted resync RS ended because its proof refused (split brain): (the salvage
+    file of its target's writes, True) when journaled, (words, False) when only the resync's
+    end message says so, else None."""
+    for rec in facts.get("salvage_pending") or []:
+        if not rec.get("rebuilt") and {rec.get("backend"), rec.get("source")} == \
+                {rs.get("source"), rs.get("target")}:
+            return rec.get("local"), True
+    if (rs.get("message") or "").startswith("split brain: refusing"):
+        return "named in the resync's output; not journaled", False
+    return None
+
+
 def steps_for(facts, pattern, host):
     """The steps of one new-state PATTERN on HOST."""
     out = []
@@ -425,7 +439,25 @@ def steps_for(facts, pattern, host):
                         conditional=False))
     elif pattern == "resync-interrupted":
         rs = facts.get("resync") or {}
-        if rs.get("resumable"):
+        refused = proof_refused(facts, rs)
+        if rs.get("resumable") and refused:
+            # the resync's proof found writes on the target its source lacks (exit 3, salvage
+            # file written): a resume proves again and refuses again until the operator chooses
+            src, tgt = rs.get("source"), rs.get("target")
+            # with a journaled salvage file, split-brain plans the sync.resync step that
+            # db.recover --source runs; without one, the operator runs the resync directly
+            how = (f"inv db.recover --source {src} (rebuild {tgt} from {src}) or --source {tgt} "
+                   f"(rebuild {src} from {tgt}), or sync.resync --source ..." if refused[1] else
+                   f"inv sync.resync --source {src} --target {tgt} --force, or --source {tgt} "
+                   f"--target {src} --force")
+            out.append(manual(f"the {rs.get('method')} resync {src} -> {tgt} was refused by its "
+                              f"proof: {tgt} holds writes {src} lacks (salvage file "
+                              f"{refused[0]}); sync.resume would refuse again. Choose the "
+                              f"winner: {how}; then re-apply the loser's writes: inv "
+                              f"sync.salvage --file FILE --yes (the loser's salvage file)"))
+            alt = step("sync.rollback", f"instead: end the resync as it is ({tgt}'s data "
+                                        f"stays as it was) and choose later", conditional=True)
+        elif rs.get("resumable"):
             out.append(step("sync.resume", f"continue the {rs.get('method')} resync of "
                                            f"{rs.get('target')} from {rs.get('source')} after "
                                            f"its last completed step "
@@ -585,7 +617,17 @@ def impact(facts, steps):
                        f"{est}; `--method online` keeps pgpool serving while "
                        f"{s['args'].get('target')} is rebuilt")
         elif s["task"] == "sync.resume":
-            out.append("sync.resume: pgpool stays stopped (clients refused) until the resync ends")
+            rs = facts.get("resync") or {}
+            done = rs.get("done") or []
+            if rs.get("method") == "online" or "start_pgpool" in done or "stop_pgpool" not in done:
+                # pgpool is not held stopped by this resync (online, started again, or not
+                # stopped yet: the resume stops it only for a copy still to make)
+                if rs.get("method") != "online" and "stop_pgpool" not in done:
+                    out.append("sync.resume: pgpool STOPS and clients are refused until the "
+                               "resync's copy is made")
+            else:
+                out.append("sync.resume: pgpool stays stopped (clients refused) until the "
+                           "resync ends")
         elif s["task"] == "pg.stop":
             out.append(f"pg.stop: {s['args'].get('host')}'s PostgreSQL stops (it is not serving "
                        f"through pgpool now)")

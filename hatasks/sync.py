@@ -44,8 +44,9 @@ from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_
                               check_fit, check_method, choose_source, disk_needs, first_diff, gb,
                               make_plan, overtaken, plan_lines, resume_state, steps_to_run,
                               summary, target_alone)
-from hatasks.syncsteps import (STEPS, ensure_running, idle_limit_in_recovery, install_recovery,
-                               kept_list, normal_port, pool_host, probe, read_pool, run, say)
+from hatasks.syncrescue import moved_by_recovery, promoted_copy
+from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
+from hatasks.syncsteps import STEPS, idle_limit_in_recovery, install_recovery, kept_list, read_pool
 
 
 # =========================================================================== preflight
@@ -288,7 +289,6 @@ def run_steps(ctx, op, p, done, st):
         say(f"resume: redoing {', '.join(redo)} ({why})")
         op.checkpoint("redo", steps=redo)
     plan = {i["step"]: i for i in make_plan(dict(p, kept=st.get("kept") or p.get("kept")))}
-    total = len(plan)
     todo = list(todo)
     while todo:
         step = todo.pop(0)
@@ -401,7 +401,7 @@ def resync(ctx, source=None, target=None, method="dump", vacuum=False, force=Fal
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
     say(f"resync done in {result['seconds']}s: {p['target']} rebuilt from {p['source']} ({method}); "
-        f"old data dir kept: {result['kept_datadir']}")
+        f"old data dir kept: {result['kept_datadir']}" + left_words(result))
     return result
 
 
@@ -424,8 +424,9 @@ def resume(ctx, yes=False, cluster=None):
         raise StateError(f"resync {s['op']} stopped before its plan was journaled: start it again")
     pool_now = read_pool(ctx, c)
     if pool_now and not backends.id_disagreements(c, pool_now):
+        moved = moved_by_recovery(ctx, p["method"], p["target"], p["pgdata"], p.get("kept_list_len"))
         why = overtaken(p["method"], s["done"], p["source"], p["target"],
-                        backends.statuses(c, pool_now))
+                        backends.statuses(c, pool_now), moved=moved)
         if why:
             raise StateError(f"refusing to resume resync {s['op']}: {why}. End it with "
                              f"inv sync.rollback (it leaves {p['target']}'s data as it is), "
@@ -446,8 +447,23 @@ def resume(ctx, yes=False, cluster=None):
             run_steps(ctx, op, p, list(s["done"]), st)
         result = summary(p, st, time.monotonic() - t0)
         op.note("resync summary", **result)
-    say(f"resync resumed and done: {p['target']} rebuilt from {p['source']}")
+    say(f"resync resumed and done: {p['target']} rebuilt from {p['source']}" + left_words(result))
     return result
+
+
+def left_words(result):
+    """The end line's words for a source the attach step left detached (else nothing)."""
+    if not result.get("left_detached"):
+        return ""
+    return (f"; {result['left_detached']} LEFT DETACHED (pgpool degenerated, not in sync: "
+            f"{result['target']} holds the newest data; run db.recover)")
+
+
+def detached_from_source(pool_now, src, t):
+    """pgpool answers, serving the source with the target detached (e.g. by a failed verify)."""
+    seen = {str(b.get("node_id")): b.get("status") for b in (pool_now or {}).get("backends", [])}
+    return bool(pool_now) and seen.get(str(src.pgpool_node_id)) == "up" \
+        and seen.get(str(t.pgpool_node_id)) != "up"
 
 
 def rollback(ctx, yes=False, cluster=None):
@@ -467,6 +483,16 @@ def rollback(ctx, yes=False, cluster=None):
         # the online recovery failed after its 1st stage moved the data dir: the scripts listed it
         new = kept_list(ctx, t, p["pgdata"])[int(p["kept_list_len"]):]
         kept = new[0] if new else None
+    copy = None
+    if kept and p["method"] == "online" and promoted_copy(ctx, t, p["pgdata"]) \
+            and not detached_from_source(read_pool(ctx, c), src, t):
+        # the recovery's 2nd stage promoted the copy and pgpool may have served it since,
+        # maybe alone (its source lost power): putting the old directory back would take
+        # those writes out of the cluster. The copy stays; the old directory stays kept.
+        # (A copy pgpool has detached while it serves the source is rolled back as before.)
+        copy, kept = kept, None
+        say(f"{t.name}: {p['pgdata']} is the recovery's finished (promoted) copy, which may "
+            f"hold client writes: it stays in place, the old data directory stays kept as {copy}")
     say(f"rollback of resync {s['op']} ({p['method']} {p['source']} -> {p['target']}); done steps: "
         f"{', '.join(s['done']) or 'none'}")
     if remote.is_dry(ctx):
@@ -516,8 +542,8 @@ def rollback(ctx, yes=False, cluster=None):
         pool_now = read_pool(ctx, c)
         if pool_now:
             say("pgpool: " + ", ".join(f"{b['host']} {b['status']}" for b in pool_now["backends"]))
-        op.note("rollback summary", restored=restored)
-    return {"restored": restored}
+        op.note("rollback summary", restored=restored, kept_copy=copy)
+    return {"restored": restored, "kept_copy": copy}
 
 
 # ---- cleanup

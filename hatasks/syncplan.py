@@ -158,20 +158,31 @@ def target_alone(status, source, target, unlisted_source=True):
     return status.get(target) == "up" and status.get(source) != "up"
 
 
-def overtaken(method, done, source, target, status):
+def overtaken(method, done, source, target, status, moved=None):
     """Pure: why resuming this resync would throw writes away, or None. STATUS: {host: its
     status in SHOW pool_nodes} read now. pgpool serving from the target while the source is
     down, before the target's data was moved aside, means clients have written to the target
     alone since the resync began (its source went down, Pacemaker moved pgpool): rebuilding
-    the target from the source would drop those writes from the cluster."""
+    the target from the source would drop those writes from the cluster. MOVED (online only:
+    the recovery's 1st stage moves the target's own data aside before its step is done): where
+    the recovery scripts listed the target's own data since the plan, False when they listed
+    nothing, None when not read; the words say which data the target serves."""
     if TARGET_REPLACED.get(method) in (done or []):
         return None
-    if target_alone(status, source, target, unlisted_source=False):
-        return (f"pgpool serves from {target} alone ({source} is {status.get(source)} in SHOW "
-                f"pool_nodes) and {target}'s data is still its own: clients have written to "
-                f"{target} since the resync {source} -> {target} began; resuming it would "
-                f"rebuild {target} from {source} and drop those writes")
-    return None
+    if not target_alone(status, source, target, unlisted_source=False):
+        return None
+    if method != "online" or moved is False:
+        what = f"{target}'s data is still its own"
+    elif moved:
+        what = (f"{target} serves the online recovery's copy, not its own data (moved aside "
+                f"to {moved} by the recovery's 1st stage)")
+    else:
+        what = (f"{target} serves either its own data or the online recovery's promoted copy "
+                f"(not read)")
+    return (f"pgpool serves from {target} alone ({source} is {status.get(source)} in SHOW "
+            f"pool_nodes) and {what}: clients have written to {target} since the resync "
+            f"{source} -> {target} began; resuming it would rebuild {target} from {source} "
+            f"and drop those writes")
 
 
 def steps_for(method, vacuum=False):
@@ -246,7 +257,9 @@ def summary(p, st, t_total):
     """What a finished resync reports (journal note and return value)."""
     return {"method": p["method"], "source": p["source"], "target": p["target"],
             "kept_datadir": st.get("kept"), "dump": st.get("dump"), "safety_dump": st.get("safety_dump"),
-            "verified_tables": st.get("verified_tables"), "seconds": round(t_total, 1)}
+            "verified_tables": st.get("verified_tables"), "seconds": round(t_total, 1),
+            **({"left_detached": st["left_detached"], "left_why": st.get("left_why")}
+               if st.get("left_detached") else {})}
 
 
 # =========================================================================== pure: journal state

@@ -13,6 +13,9 @@ import re
 import time
 
 from hatasks import backends, compare, newest, output, pg, pgpool, remote, salvage
+from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
+from hatasks.syncrescue import (leave_source_detached, serve_source_alone, start_if_down,
+                                stop_standby_copy, up_in)
 from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
@@ -24,13 +27,6 @@ from hatasks.syncplan import (BASEBACKUP_STREAMED, BULK_LOAD, MARKER, RECOVERY_L
                               read_position_command, run_dir, verifybackup_command)
 
 RECOVERY_DIR = pathlib.Path(__file__).resolve().parent / "recovery"
-
-
-def say(*lines):
-    """Progress lines, flushed at once: a resync runs for minutes and may be interrupted."""
-    output.clear_progress()
-    for line in lines:
-        print(line, flush=True)
 
 
 def remote_int(ctx, h, cmd, user="postgres"):
@@ -62,21 +58,6 @@ def bindir(h):
     return h.vars["pg_bindir"].rstrip("/")
 
 
-def normal_port(h):
-    """The port H's PostgreSQL serves on outside a resync."""
-    return int(h.vars.get("pg_port") or 5432)
-
-
-def run(ctx, h, cmd, user="postgres", **kw):
-    """A command on H as postgres unless told (under --dry printed, not sent)."""
-    return remote.run(ctx, h, cmd, user=user, **kw)
-
-
-def probe(ctx, h, cmd, user="postgres"):
-    """A read-only command on H that runs under --dry too and never raises on a non-zero exit."""
-    return remote.run(ctx, h, cmd, user=user, probe=True, warn=True)
-
-
 def local_ok(ctx, h, port):
     """SELECT 1 through the server's own Unix socket as postgres (peer): works on a fresh
     cluster whose superuser has no password yet."""
@@ -106,33 +87,12 @@ def start_local(ctx, h, port, timeout=60):
     say(f"{h.name}: PostgreSQL accepts local connections on port {port}")
 
 
-def ensure_running(ctx, h, port):
-    """PostgreSQL on H listening on PORT (restart it there when it runs on another port)."""
-    st = pg.server_state(ctx, h)
-    if st["running"] and st["port"] == port and pg.connectable(ctx, h, port):
-        return
-    if st["running"] and st["port"] and st["port"] != port and not remote.is_dry(ctx):
-        return pg.move(ctx, h, st, port, None if port == normal_port(h) else port)
-    if st["running"]:
-        pg.stop(ctx, h, "fast")
-    pg.start(ctx, h, None if port == normal_port(h) else port)
-
-
 def read_pool(ctx, c):
     """SHOW pool_nodes of cluster C, or None when pgpool does not answer."""
     try:
         return backends.read_pool_nodes(ctx, c.name)
     except HaError:
         return None
-
-
-def pool_host(ctx, c):
-    """The node running pgpool (resource state, else the process), or None."""
-    rs = pgpool.resource_state(ctx, c)
-    if rs and rs.get("node"):
-        return rs["node"]
-    where = pgpool.running_on(ctx, c)
-    return where[0] if where else None
 
 
 # =========================================================================== the steps
@@ -574,11 +534,17 @@ def attach_backends(ctx, p, st):
         h = pg.db_host(ctx, name)
         b = [x for x in data["backends"] if str(x.get("node_id")) == str(h.pgpool_node_id)]
         if b and b[0].get("status") != "up":
+            if not remote.is_dry(ctx):  # killed after the verify (chaos seed 11 step 75)
+                start_if_down(ctx, h)
             try:
                 # not proven by the verify step: pgpool may have served writes since (started
                 # by someone else, or it marked the backend down after its start)
                 pgpool.attach(ctx, h, h.pgpool_node_id)
             except HaError as exc:
+                if exc.code == HaError.REFUSED and name == p["source"] and up_in(data, p["target"]):
+                    # never attached stale; but the resync's own work is done (the target is
+                    # the verified copy) and pgpool has written to the target alone since
+                    return {"attached": attached, **leave_source_detached(p, exc.message)}
                 if exc.code == HaError.REFUSED:  # its contents differ: never attached stale
                     raise
                 # pgpool restarts its children on failback: SHOW pool_nodes may fail for a moment;
@@ -589,14 +555,22 @@ def attach_backends(ctx, p, st):
 
 
 def verify_pool(ctx, p, st):
-    """Wait (30 s) until pgpool shows every backend up and none degenerated."""
+    """Wait (30 s) until pgpool shows every backend up and none degenerated; with the source
+    left detached by the attach step (leave_source_detached), until it shows the target up
+    and the source not (said as degenerated, never as in sync)."""
     c = backends.pgpool_cluster(ctx, p["cluster"])
+    left = st.get("left_detached")
     deadline = time.monotonic() + 30
     while True:
         try:
             data = backends.read_pool_nodes(ctx, c.name)
             seen = ", ".join(f"{b['host']} {b['status']}" for b in data["backends"])
-            if not data.get("degenerated") and all(b.get("status") == "up" for b in data["backends"]):
+            if left and up_in(data, p["target"]) and not up_in(data, left):
+                say(f"pgpool: {seen}; degenerated: {left} left detached, not in sync (the "
+                    f"next db.recover rebuilds it from {p['target']})")
+                return {"degenerated": True}
+            if not left and not data.get("degenerated") and \
+                    all(b.get("status") == "up" for b in data["backends"]):
                 break
         except HaError as exc:
             seen = exc.message
@@ -735,7 +709,14 @@ def recover_online(ctx, p, st):
         after = kept_list(ctx, t, p["pgdata"])
         say(f"{t.name}: attached by the earlier attempt's online recovery; not run again")
         return {"kept": after[-1] if after else None, "recovery_seconds": None}
-    data = backends.read_pool_nodes(ctx, c.name)
+    stop_standby_copy(ctx, p, t) if not remote.is_dry(ctx) else None
+    try:
+        data = backends.read_pool_nodes(ctx, c.name)
+    except HaError as exc:
+        if remote.is_dry(ctx) or (NOT_ACCEPTING not in exc.message and pool_host(ctx, c)):
+            raise  # pgpool runs and fails otherwise; serving nobody, or stopped: served again
+        serve_source_alone(ctx, p, c)
+        data = backends.read_pool_nodes(ctx, c.name)
     me = [b for b in data["backends"] if str(b.get("node_id")) == str(t.pgpool_node_id)]
     if me and me[0].get("status") == "up":
         pgpool.detach(ctx, t, t.pgpool_node_id, reason="sync.resync online", position=False)
@@ -761,6 +742,10 @@ def recover_online(ctx, p, st):
     after = kept_list(ctx, t, p["pgdata"])
     new = after[len(before):] if after[:len(before)] == before else after[-1:]
     kept = new[0] if new else None
+    if p.get("kept_list_len") is not None:
+        # the first one listed since the plan is the target's own data (earlier attempts)
+        since = after[int(p["kept_list_len"]):]
+        kept = since[0] if since else kept
     figures = prog.finish(remote_int(ctx, t, du_command(p["pgdata"]), user="root") or prog.done)
     say(f"{t.name}: online recovery done in {took:.1f}s ({figures_text(figures)} copied); "
         f"old data directory kept as {kept}")

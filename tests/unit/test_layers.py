@@ -21,7 +21,7 @@ LAYERS = {
     # 2: tools
     "hb": 2, "pgpool": 2, "pg": 2, "web": 2, "notify": 2,
     # 3: scenarios and the tasks above the tools
-    "engine": 3, "syncsteps": 3, "sync": 3, "db": 3, "lb": 3, "status": 3, "core_tasks": 3,
+    "engine": 3, "syncio": 3, "syncsteps": 3, "syncrescue": 3, "sync": 3, "db": 3, "lb": 3, "status": 3, "core_tasks": 3,
     "inventory_tasks": 3, "lock_tasks": 3,
     # 4: entry
     "namespace": 4, "program": 4,

@@ -485,6 +485,7 @@ def test_online_resync_waits_for_an_earlier_attempts_recovery_instead_of_startin
     fake.on("pcp_recovery_node", (0, "pcp_recovery_node -- Command Successful\n"))
     fake.sql("pg_replication_slots", [{"n": 0}])
     fake.on("du -sB1", (0, "1048576\n"))   # the copy's size, for the journal's figures
+    fake.on("standby.signal", (1, ""))      # no standby copy left by an earlier attempt
     use_pool(fake, DB02_DOWN, BOTH_UP)
     syncsteps.recover_online(ctx, p, {})
     sent = [c.command for c in fake.calls]
@@ -557,6 +558,7 @@ def test_resync_attach_step_proves_the_contents_first(ctx, fake):
     said healthy. The attach step now proves equality; different contents: refused."""
     from hatasks import syncsteps
     use_pool(fake, DB01_DOWN)
+    fake.on("status >/dev/null", (0, "rc=0\n"))   # db01's PostgreSQL runs: not started
     dbsim.serve(fake, {"db01": dbsim.same((1, "a")), "db02": dbsim.same((1, "a"), (2, "b"))})
     p = {"cluster": "db", "source": "db02", "target": "db01"}
     with pytest.raises(HaError) as exc:

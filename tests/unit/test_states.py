@@ -257,11 +257,20 @@ def test_impact_says_pgpool_stops_with_an_estimate_and_names_the_online_method()
     f["hosts"]["db01"]["pg"]["bytes"] = 200 * 1048576
     steps = [{"task": "sync.resync", "args": {"method": "dump", "target": "db02"}, "why": ""},
              {"task": "sync.resume", "args": {}, "why": ""}]
+    f["resync"] = dict(RESYNC)  # stop_pgpool done, start_pgpool not
     lines = states.impact(f, steps)
     assert lines[0] == ("dump resync: pgpool STOPS and clients are refused for about 10 s "
                         "(200 MB of data at ~20 MB/s); `--method online` keeps pgpool serving "
                         "while db02 is rebuilt")
     assert lines[1].startswith("sync.resume: pgpool stays stopped")
+    # the resync started pgpool again (cut at its attach step): the resume does not stop it
+    f["resync"] = dict(RESYNC, done=RESYNC["done"] + ["start_pgpool"])
+    assert states.impact(f, steps[1:]) == []
+    # cut before its stop: the resume stops it for the copy
+    f["resync"] = dict(RESYNC, done=["plan", "record_newest"])
+    assert states.impact(f, steps[1:])[0].startswith("sync.resume: pgpool STOPS")
+    f["resync"] = dict(RESYNC, method="online", done=["plan", "record_newest"])
+    assert states.impact(f, steps[1:]) == []
     online = [{"task": "sync.resync", "args": {"method": "online", "target": "db02"}, "why": ""}]
     assert states.impact(f, online) == []
 
@@ -377,6 +386,36 @@ def test_a_pending_salvage_is_a_split_brain_whose_resync_waits_for_the_operators
     assert "sync.salvage --file /var/lib/hatasks/salvage-db02.sql" in rs["why"]
 
 
+def test_a_resync_its_proof_refused_is_not_planned_as_a_resume():
+    """The resync's proof found writes on its target the source lacks (exit 3, salvage file
+    written): sync.resume would prove again and refuse again. The plan names the choice."""
+    rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
+           "ts": "2026-11-30T20:00:00Z", "proof": {}, "rebuilt": False}
+    rs = dict(RESYNC, done=["plan", "record_newest"], last="record_newest", outcome="failed",
+              message="split brain: refusing to rebuild db02 from db01: ...")
+    d = states.diagnose_db(facts(resync=rs, salvage_pending=[rec]))
+    tasks = [s["task"] for s in d["steps"]]
+    assert "sync.resume" not in tasks
+    # split-brain's resync is the step db.recover --source runs; the interrupted resync's own
+    # step is the operator's choice, with the salvage file
+    assert tasks[0] == "sync.resync" and d["steps"][0]["hidden"] == {"salvage": rec["local"]}
+    man = next(s for s in d["steps"] if s["task"] == "manual")
+    assert "db.recover --source db01" in man["text"] and "--source db02" in man["text"]
+    assert rec["local"] in man["text"] and "sync.resume would refuse again" in man["text"]
+    assert next(s for s in d["steps"] if s["task"] == "sync.rollback").get("conditional")
+
+    # a salvage record of another pair, or one already rebuilt, is not this resync's refusal
+    other = dict(rec, backend="db03")
+    d = states.diagnose_db(facts(resync=dict(RESYNC), salvage_pending=[other]))
+    assert "sync.resume" in [s["task"] for s in d["steps"]]
+
+    # no local salvage record, only the refusal in the end message: the resync itself is named
+    d = states.diagnose_db(facts(resync=rs))
+    man = next(s for s in d["steps"] if s["task"] == "manual")
+    assert "sync.resume" not in [s["task"] for s in d["steps"]]
+    assert "inv sync.resync --source db01 --target db02 --force" in man["text"]
+
+
 def test_a_salvage_left_after_the_rebuild_is_noted_not_a_fault():
     rec = {"backend": "db02", "source": "db01", "local": "/var/lib/hatasks/salvage-db02.sql",
            "ts": "2026-11-30T20:00:00Z", "proof": {}, "rebuilt": True}
@@ -409,6 +448,26 @@ def test_overtaken_pure_rule():
 
     # a source pgpool does not list is no evidence of writes to the target during a resync
     assert syncplan.overtaken("dump", [], "db01", "db02", {"db02": "up"}) is None
+
+
+def test_overtaken_words_say_which_data_the_target_serves():
+    """An online resync cut after its 1st stage moved the target's data aside (chaos seed 51,
+    the power cut a second later): the target serves the promoted copy, not its own data."""
+    from hatasks import syncplan
+
+    st = {"db01": "down", "db02": "up"}
+    own = syncplan.overtaken("dump", ["record_newest"], "db01", "db02", st)
+    assert "db02's data is still its own" in own
+    moved = syncplan.overtaken("online", ["record_newest", "install_recovery"], "db01", "db02", st,
+                               moved="/var/lib/pgsql/data.2026")
+    assert "still its own" not in moved
+    assert "recovery's copy" in moved and "/var/lib/pgsql/data.2026" in moved
+    # the scripts listed nothing since the plan: the 1st stage never moved it
+    assert "still its own" in syncplan.overtaken("online", ["record_newest"], "db01", "db02", st,
+                                                  moved=False)
+    # not read: neither claim
+    unread = syncplan.overtaken("online", ["record_newest"], "db01", "db02", st)
+    assert "still its own" not in unread and "either its own data or" in unread
 
 
 def test_target_alone_is_one_predicate_for_the_resync_and_its_resume():
@@ -484,3 +543,17 @@ def test_pgpool_stopped_is_started_where_the_vip_runs_when_its_own_node_is_gone(
     stopped = [p for p in d["problems"] if p[0] == "pgpool-stopped"]
     assert stopped == [["pgpool-stopped", "db02"]]
     assert "inv pgpool.start --host db02" in d["plan"]
+
+
+def test_after_a_resync_that_left_its_source_detached_the_next_plan_rebuilds_it_from_the_target():
+    """syncsteps.leave_source_detached: the resync ended done with its source detached; the
+    next diagnosis sees pgpool degenerated with the target newest and rebuilds the old source
+    from it (sync.resync proves first that the old source holds no write the target lacks)."""
+    pool = {"reachable": True, "error": None, "degenerated": True, "newest": "db02", "via": "db01",
+            "backends": [{"node_id": 0, "host": "db01", "status": "down"},
+                         {"node_id": 1, "host": "db02", "status": "up"}]}
+    d = states.diagnose_db(facts(view(), pool))
+    assert d["problems"] == [["degenerated", "db01"]] and d["pattern"] != "healthy"
+    rs = [s for s in d["steps"] if s["task"] == "sync.resync"]
+    assert rs and (rs[0]["args"]["source"], rs[0]["args"]["target"]) == ("db02", "db01")
+    assert not rs[0]["args"].get("force")  # the proof is not skipped

@@ -174,3 +174,59 @@ def test_the_newest_record_of_the_plan_is_not_written_again_by_the_step(ctx, cap
     assert out == {"newest_recorded": "db02"}
     assert journal.newest(ctx, "db") is None
     assert "newest data: db02 (recorded with the plan)" in capsys.readouterr().out
+
+
+def test_rollback_keeps_a_promoted_online_copy_in_place(monkeypatch, tmp_path):
+    """An online resync's source lost power after the 2nd stage promoted the target's copy;
+    pgpool restarted on the target's node and served the copy alone (resync-overtaken). The
+    rollback used to put the old data directory back and move the copy, with the writes
+    clients made since, out of the cluster. The promoted copy stays; the old one stays kept.
+    A copy not promoted (a standby, or a partial one) is rolled back as before."""
+    import contextlib
+    from conftest import make_ctx
+    from hatasks import backends, journal, pg
+
+    ctx = make_ctx(tmp_path)
+    c = backends.pgpool_cluster(ctx, None)
+    s = {"op": "r1", "finished": False, "rolled_back": False, "done": ["record_newest", "install_recovery"],
+         "outcome": "failed", "message": "x", "data": {},
+         "params": dict(params("online"), kept_list_len=1)}
+    monkeypatch.setattr(sync, "state", lambda ctx, cluster=None: (c, s))
+    monkeypatch.setattr(sync, "kept_list", lambda ctx, t, d: ["/d/data.old", "/d/data.own"])
+    did = []
+    monkeypatch.setattr(sync, "probe", lambda ctx, h, cmd, user="postgres": did.append(("probe", cmd))
+                        or type("R", (), {"exited": 0, "stdout": ""})())
+    monkeypatch.setattr(sync, "run", lambda ctx, h, cmd, user="postgres", **kw: did.append(("run", cmd))
+                        or type("R", (), {"exited": 0, "stdout": "moved\n"})())
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": False})
+    monkeypatch.setattr(sync, "ensure_running", lambda ctx, h, port: None)
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: None)
+    monkeypatch.setattr(sync.remote, "sql_rows", lambda *a, **kw: [{"n": 0}])
+
+    class Op:
+        def checkpoint(self, *a, **kw):
+            did.append(("checkpoint", a[0]))
+
+        def note(self, *a, **kw):
+            pass
+
+    monkeypatch.setattr(journal, "operation", lambda *a, **kw: contextlib.nullcontext(Op()))
+    monkeypatch.setattr(sync, "promoted_copy", lambda ctx, t, pgdata: True)
+    assert sync.rollback(ctx, yes=True) == {"restored": None, "kept_copy": "/d/data.own"}
+    assert not [d for d in did if d[0] == "run"]   # nothing moved
+    # served alone by pgpool (the source down in its view): kept too
+    src, tgt = (next(h for h in c.hosts if h.name == n) for n in ("db02", "db01"))
+    view = {"backends": [{"node_id": src.pgpool_node_id, "host": src.name, "status": "down"},
+                         {"node_id": tgt.pgpool_node_id, "host": tgt.name, "status": "up"}]}
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: view)
+    assert sync.rollback(ctx, yes=True)["kept_copy"] == "/d/data.own"
+    # detached while pgpool serves the source (a failed verify): rolled back as before
+    view["backends"][0]["status"], view["backends"][1]["status"] = "up", "down"
+    did.clear()
+    assert sync.rollback(ctx, yes=True) == {"restored": "/d/data.own", "kept_copy": None}
+    monkeypatch.setattr(sync, "read_pool", lambda ctx, c: None)
+    did.clear()
+    monkeypatch.setattr(sync, "promoted_copy", lambda ctx, t, pgdata: False)
+    assert sync.rollback(ctx, yes=True) == {"restored": "/d/data.own", "kept_copy": None}
+    moves = [d[1] for d in did if d[0] == "run"]
+    assert len(moves) == 1 and "mv -T -- /d/data.own /d/data" in moves[0]

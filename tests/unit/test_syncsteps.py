@@ -8,10 +8,9 @@ import shlex
 import subprocess
 
 import pytest
-
 from invoke import Config, MockContext, Result
 
-from hatasks import remote, syncplan, syncsteps
+from hatasks import remote, syncio, syncplan, syncrescue, syncsteps
 from hatasks.errors import HaError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -323,7 +322,7 @@ def test_a_move_to_the_maintenance_port_is_one_round_trip_then_both_ports_checke
     fake.on("-m fast -w -t 60 stop && mkdir -p", restart)
     fake.sql("SELECT 1", _answers(listening))
     h = remote.host(ctx, "db01")
-    syncsteps.ensure_running(ctx, h, 1234)
+    syncio.ensure_running(ctx, h, 1234)
     pg_ctl = [c for c in fake.sent("db01") if "pg_ctl" in c and "status" not in c]
     assert len(pg_ctl) == 1 and "stop && mkdir -p /var/log/postgresql && " in pg_ctl[0]
     assert "-o '-p 1234'" in pg_ctl[0] and pg_ctl[0].endswith("-w -t 60 start")
@@ -338,7 +337,7 @@ def test_a_move_whose_old_port_still_answers_is_not_converged(ctx, fake):
     fake.on("-m fast -w -t 60 stop && mkdir -p", (0, ""))
     fake.sql("SELECT 1", _answers(listening))
     with pytest.raises(HaError) as exc:
-        syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
+        syncio.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
     assert exc.value.code == HaError.NOT_CONVERGED and "port 5432 still accepts" in exc.value.message
 
 
@@ -347,7 +346,7 @@ def test_a_move_whose_stop_failed_says_so(ctx, fake):
     fake.on("-m fast -w -t 60 stop && mkdir -p", (1, "", "pg_ctl: server does not shut down"))
     fake.sql("SELECT 1", _answers({5432}))
     with pytest.raises(HaError) as exc:
-        syncsteps.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
+        syncio.ensure_running(ctx, remote.host(ctx, "db01"), 1234)
     assert "still running on port 5432 after pg_ctl -m fast stop" in exc.value.message
 
 
@@ -376,3 +375,263 @@ def test_basebackup_reads_size_marks_verifies_and_reads_the_end_in_one_round_tri
     c = after[0]
     assert c.index("> /var/lib/postgresql/15/data/.hatasks-resync &&") < c.index("pg_verifybackup")
     assert "[ $rc = 0 ] && echo \"end=" in c and c.endswith("exit $rc")
+
+
+def _online_ctx(monkeypatch, tmp_path, did, target_running=True, target_connects=False,
+                promoted=False):
+    from hatasks import pg, pgpool
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    monkeypatch.setattr(syncrescue, "ensure_running",
+                        lambda ctx, h, port: did.append(("ensure_running", h.name)))
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": target_running, "port": 5432})
+    monkeypatch.setattr(pg, "connectable", lambda ctx, h, port: target_connects)
+    monkeypatch.setattr(syncrescue, "promoted_copy", lambda ctx, t, pgdata: promoted)
+    monkeypatch.setattr(syncrescue, "pool_host", lambda ctx, c: "db02")
+    monkeypatch.setattr(pgpool, "stop", lambda ctx, h, **kw: did.append(("stop", h)))
+    monkeypatch.setattr(pgpool, "start", lambda ctx, h, **kw: did.append(("start", h)))
+    monkeypatch.setattr(pgpool, "vip_node", lambda ctx, c: "db01")
+    monkeypatch.setattr(pgpool, "wait_backend",
+                        lambda ctx, c, nid, want, t: did.append(("wait", str(nid), want)))
+    monkeypatch.setattr(pgpool, "write_status_file",
+                        lambda ctx, c, h, words: did.append(("status", h, tuple(words))))
+    return ctx
+
+
+def test_online_resync_restarts_a_pgpool_serving_nobody_with_the_source_alone(monkeypatch, tmp_path):
+    """Chaos seed 51 step 44: the online resync's source lost power while the target was
+    detached (its copy a standby); Pacemaker restarted pgpool, which saw both backends down and
+    accepted no connection; every resume failed at its first SHOW pool_nodes. The recovery step
+    restarts pgpool where the VIP is with the source up and the target down; the target, a
+    standby copy that cannot have been written, needs no proof."""
+    from hatasks import backends, salvage
+
+    did = []
+    ctx = _online_ctx(monkeypatch, tmp_path, did, target_running=True, target_connects=False)
+    monkeypatch.setattr(salvage, "prove_clean", lambda *a, **kw: did.append(("prove",)))
+    c = backends.pgpool_cluster(ctx, None)
+    src = next(h for h in c.hosts if h.name == "db01")
+    p = {"cluster": None, "source": "db01", "target": "db02", "pgdata": "/d", "force": False}
+    assert syncrescue.serve_source_alone(ctx, p, c) == "db01"
+    order = sorted(c.hosts, key=lambda h: int(h.pgpool_node_id))
+    words = tuple("up" if h.name == "db01" else "down" for h in order)
+    assert did == [("ensure_running", "db01"), ("stop", "db02"),
+                   ("status", "db01", words), ("status", "db02", words),
+                   ("start", "db01"), ("wait", str(src.pgpool_node_id), "up")]
+
+
+def test_online_resync_proves_a_writable_target_before_pgpool_serves_the_source_alone(
+        monkeypatch, tmp_path):
+    """A target that accepts connections (or holds the recovery's promoted copy) may have
+    taken writes pgpool sent it alone: proved first; a refused proof leaves pgpool as it is."""
+    from hatasks import backends, salvage
+    from hatasks.errors import StateError
+
+    for connects, promoted in ((True, False), (False, True)):
+        did = []
+        ctx = _online_ctx(monkeypatch, tmp_path, did, target_running=connects,
+                          target_connects=connects, promoted=promoted)
+
+        def refuse(ctx, cluster, target, source, force, chosen=False, what=""):
+            did.append(("prove", target, source, force))
+            raise StateError(f"split brain: refusing {what}")
+
+        monkeypatch.setattr(salvage, "prove_clean", refuse)
+        c = backends.pgpool_cluster(ctx, None)
+        p = {"cluster": None, "source": "db01", "target": "db02", "pgdata": "/d", "force": False}
+        with pytest.raises(StateError):
+            syncrescue.serve_source_alone(ctx, p, c)
+        assert did == [("ensure_running", "db01"), ("ensure_running", "db02"),
+                       ("prove", "db02", "db01", False)]
+
+
+def test_online_resume_stops_the_standby_copy_an_earlier_attempt_left(monkeypatch, tmp_path):
+    """The earlier attempt's 1st stage left the target a running standby of the source: it
+    keeps the slot active and the next 1st stage failed ("replication slot already exists").
+    It is stopped and the freed slot dropped; a target that is no standby is left alone."""
+    from hatasks import pg
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    did = []
+    standby = {"v": True}
+    monkeypatch.setattr(syncrescue, "probe", lambda ctx, h, cmd, user="postgres": Result(
+        exited=0 if standby["v"] and "standby.signal" in cmd else 1))
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": True, "port": 5432})
+    monkeypatch.setattr(pg, "stop", lambda ctx, h, mode: did.append(("pg.stop", h.name, mode)))
+
+    def sql(ctx, h, query, args=(), port=None):
+        did.append(("sql", h.name, query.split()[1]))
+        return [{"n": 1}] if "NOT active" in query else []
+
+    monkeypatch.setattr(remote, "sql_rows", sql)
+    p = {"source": "db01", "target": "db02", "pgdata": "/d"}
+    t = remote.host(ctx, "db02")
+    assert syncrescue.stop_standby_copy(ctx, p, t) is True
+    assert did == [("pg.stop", "db02", "fast"), ("sql", "db01", "count(*)"),
+                   ("sql", "db01", "pg_drop_replication_slot(%s)")]
+    did.clear()
+    standby["v"] = False
+    assert syncrescue.stop_standby_copy(ctx, p, t) is False and did == []
+
+
+def test_promoted_copy_reads_the_recovery_files_of_the_data_directory(monkeypatch, tmp_path):
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    sent = []
+    monkeypatch.setattr(syncrescue, "probe", lambda ctx, h, cmd, user="postgres": sent.append(cmd)
+                        or Result(stdout="promoted\n" if len(sent) == 1 else "", exited=0))
+    t = remote.host(ctx, "db02")
+    assert syncrescue.promoted_copy(ctx, t, "/d/data") is True
+    assert syncrescue.promoted_copy(ctx, t, "/d/data") is False
+    assert sent[0] == ("test -f /d/data/PG_VERSION && test ! -e /d/data/standby.signal && "
+                       "test ! -e /d/data/backup_label && echo promoted || true")
+
+
+def test_attach_starts_a_backend_whose_postgres_is_down_then_attaches_behind_the_guard(
+        monkeypatch, tmp_path):
+    """Chaos seed 11 step 75: PostgreSQL was killed on the resync's source after the verify;
+    every resume's attach step refused it ("nothing accepts connections") and never started
+    it. Now it is started first; pgpool.attach still compares it (a refusal still stops)."""
+    from hatasks import backends, pg, pgpool
+    from hatasks.errors import HaError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    c = backends.pgpool_cluster(ctx, None)
+    src, tgt = c.hosts[0], c.hosts[1]
+    did = []
+    running = {src.name: False, tgt.name: True}
+    monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name: {"backends": [
+        {"node_id": src.pgpool_node_id, "host": src.name, "status": "down"},
+        {"node_id": tgt.pgpool_node_id, "host": tgt.name, "status": "up"}]})
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": running[h.name]})
+    monkeypatch.setattr(pg, "start", lambda ctx, h, port: did.append(("pg.start", h.name)))
+    monkeypatch.setattr(pgpool, "attach", lambda ctx, h, nid: did.append(("attach", h.name)))
+    p = {"cluster": None, "source": src.name, "target": tgt.name}
+    assert syncsteps.attach_backends(ctx, p, {}) == {"attached": [src.name]}
+    assert did == [("pg.start", src.name), ("attach", src.name)]
+    # running already: not started again; a refused attach is never forced (what follows a
+    # refusal: test_attach_refused_source_is_left_detached_when_pgpool_wrote_to_the_target)
+    did.clear()
+    running[src.name] = True
+
+    def refuse(ctx, h, nid):
+        did.append(("attach", h.name))
+        raise HaError("refusing to attach: contents differ", HaError.REFUSED)
+
+    monkeypatch.setattr(pgpool, "attach", refuse)
+    out = syncsteps.attach_backends(ctx, p, {})
+    assert did == [("attach", src.name)] and out["left_detached"] == src.name
+
+
+def test_attach_refused_source_is_left_detached_when_pgpool_wrote_to_the_target(
+        monkeypatch, tmp_path):
+    """Chaos wave 5 (open): the source's PostgreSQL killed after the verify, pgpool started
+    with the target up and the source down, clients wrote to the target alone: the attach's
+    comparison refuses the source (right) and every resume refused it again. The target is the
+    verified copy plus every write since: the resync ends with the source left detached (never
+    attached, its data untouched), verify_pool says degenerated, the summary names it."""
+    from hatasks import backends, pg, pgpool, syncplan
+    from hatasks.errors import HaError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    c = backends.pgpool_cluster(ctx, None)
+    src, tgt = c.hosts[0], c.hosts[1]
+    view = {src.name: "down", tgt.name: "up"}
+    monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name: {
+        "degenerated": "down" in view.values(), "backends": [
+            {"node_id": h.pgpool_node_id, "host": h.name, "status": view[h.name]}
+            for h in (src, tgt)]})
+    monkeypatch.setattr(pg, "server_state", lambda ctx, h: {"running": True})
+    tried = []
+
+    def refuse(ctx, h, nid):
+        tried.append(h.name)
+        raise HaError(f"refusing to attach {h.name}: contents differ", HaError.REFUSED)
+
+    monkeypatch.setattr(pgpool, "attach", refuse)
+    p = {"cluster": None, "source": src.name, "target": tgt.name, "method": "dump"}
+    st = syncsteps.attach_backends(ctx, p, {})
+    assert tried == [src.name]
+    assert st == {"attached": [], "left_detached": src.name,
+                  "left_why": f"refusing to attach {src.name}: contents differ"}
+    # verify_pool: the target up, the source not: degenerated, said so, not a wait for "all up"
+    assert syncsteps.verify_pool(ctx, p, st) == {"degenerated": True}
+    summary = syncplan.summary(dict(p, method="dump"), st, 1.0)
+    assert summary["left_detached"] == src.name
+
+    # the refused backend is the target (the copy), or the target is not up: still refused
+    view.update({src.name: "up", tgt.name: "down"})
+    with pytest.raises(HaError):
+        syncsteps.attach_backends(ctx, p, {})
+    view.update({src.name: "down", tgt.name: "down"})
+    with pytest.raises(HaError):
+        syncsteps.attach_backends(ctx, p, {})
+    # any other error than a refusal is not a reason to leave the source out
+    view.update({src.name: "down", tgt.name: "up"})
+    monkeypatch.setattr(pgpool, "attach", lambda ctx, h, nid: (_ for _ in ()).throw(
+        HaError("pcp timeout", HaError.NOT_CONVERGED)))
+    assert "left_detached" not in syncsteps.attach_backends(ctx, p, {})
+
+
+def test_online_recovery_step_repairs_pgpool_serving_nobody_and_nothing_else(monkeypatch, tmp_path):
+    """The step's first SHOW pool_nodes: "not accepting any new connections", or pgpool running
+    nowhere (stopped, e.g. a cut attempt of this repair) -> the source is served alone first
+    (then read again); a pgpool that runs and fails otherwise still stops the step."""
+    from hatasks import backends
+    from hatasks.errors import UnreachableError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    did = []
+    monkeypatch.setattr(syncsteps, "kept_list", lambda ctx, t, d: [])
+    monkeypatch.setattr(syncsteps, "wait_recovery_ended", lambda ctx, c, t, timeout: False)
+    monkeypatch.setattr(syncsteps, "stop_standby_copy", lambda ctx, p, t: did.append("standby"))
+
+    class Served(Exception):
+        pass
+
+    def serve(ctx, p, c):
+        did.append("serve")
+        raise Served()
+
+    monkeypatch.setattr(syncsteps, "serve_source_alone", serve)
+    for error, runs, want in (("ERROR:  pgpool is not accepting any new connections", "db02", Served),
+                              ("connection refused", None, Served),   # stopped: started again
+                              ("connection refused", "db02", UnreachableError)):
+        did.clear()
+        monkeypatch.setattr(syncsteps, "pool_host", lambda ctx, c, r=runs: r)
+        monkeypatch.setattr(backends, "read_pool_nodes", lambda ctx, name, e=error: (_ for _ in ()).throw(
+            UnreachableError(f"pgpool does not answer on 10.0.0.10:9999 ({e})")))
+        with pytest.raises(want):
+            syncsteps.recover_online(ctx, {"cluster": None, "source": "db01", "target": "db02",
+                                           "pgdata": "/d"}, {})
+        assert did == (["standby", "serve"] if want is Served else ["standby"])
+
+
+def test_moved_by_recovery_reads_the_kept_list_since_the_plan(monkeypatch, tmp_path):
+    """The resync-overtaken words: where the online recovery's 1st stage moved the target's
+    own data (the first dir the scripts listed since the plan), False when none, None when the
+    method is not online or the plan has no list length."""
+    from hatasks.errors import UnreachableError
+
+    ctx = MockContext(config=Config(overrides={"hatasks": {
+        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
+    listed = {"out": "/d/data.1\n/d/data.2\n/d/data.3\n"}
+    sent = []
+    monkeypatch.setattr(syncrescue, "probe", lambda ctx, h, cmd, user="postgres": sent.append(cmd)
+                        or Result(stdout=listed["out"], exited=0))
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", 1) == "/d/data.2"
+    assert sent == ["cat /d/data.hatasks-kept 2>/dev/null || true"]
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", 3) is False
+    assert syncrescue.moved_by_recovery(ctx, "dump", "db02", "/d/data", 1) is None
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", None) is None
+
+    def down(ctx, h, cmd, user="postgres"):
+        raise UnreachableError("ssh: no route")
+
+    monkeypatch.setattr(syncrescue, "probe", down)
+    assert syncrescue.moved_by_recovery(ctx, "online", "db02", "/d/data", 1) is None

@@ -134,28 +134,34 @@ def test_physical_proof_gives_way_to_the_table_scan(monkeypatch, tmp_path):
     assert syncsteps.physical_proof(ctx, p, {"manifest_verified": True}, s, t) is None  # no end LSN
 
 
-def test_basebackup_marks_the_copy_ours_then_refuses_one_the_manifest_rejects(monkeypatch, tmp_path):
-    import pytest
-
-    from hatasks.errors import StateError
-
+def _basebackup_run(monkeypatch, tmp_path, verify, kept):
+    """The basebackup step on a fake remote.run: every command answers exit 0, the one running
+    pg_verifybackup answers VERIFY. Returns (ctx, the commands sent, the plan params)."""
     ctx = MockContext(config=Config(overrides={"hatasks": {
         "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
     calls = []
 
     def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
         calls.append(command)
-        if "pg_verifybackup" in command:
-            return Result(stdout="", stderr='pg_verifybackup: error: "base/5/16390" has size 0 '
-                          "on disk but size 8192 in the manifest", exited=1)
-        return Result(stdout="", exited=0)
+        return verify if "pg_verifybackup" in command else Result(stdout="", exited=0)
 
     monkeypatch.setattr(remote, "run", fake_run)
     monkeypatch.setattr(syncsteps, "ensure_running", lambda *a: None)
     monkeypatch.setattr(syncsteps, "_clear_new_datadir", lambda *a: None)
     p = {"target": "db02", "source": "db01", "maint_port": 1234, "op": "op-1",
-         "pgdata": "/var/lib/postgresql/15/data", "kept": "/var/lib/postgresql/15/data.2026-11-30-214101",
-         "settings": {"superuser": "postgres"}}
+         "pgdata": "/var/lib/postgresql/15/data", "kept": kept, "settings": {"superuser": "postgres"}}
+    return ctx, calls, p
+
+
+def test_basebackup_marks_the_copy_ours_then_refuses_one_the_manifest_rejects(monkeypatch, tmp_path):
+    import pytest
+
+    from hatasks.errors import StateError
+
+    verify = Result(stdout="", stderr='pg_verifybackup: error: "base/5/16390" has size 0 '
+                    "on disk but size 8192 in the manifest", exited=1)
+    ctx, calls, p = _basebackup_run(monkeypatch, tmp_path, verify,
+                                    "/var/lib/postgresql/15/data.2026-11-30-214101")
     with pytest.raises(StateError) as exc:
         syncsteps.basebackup_target(ctx, p, {})
     assert "pg_verifybackup rejects the copy" in exc.value.message
@@ -351,22 +357,9 @@ def test_a_move_whose_stop_failed_says_so(ctx, fake):
 
 
 def test_basebackup_reads_size_marks_verifies_and_reads_the_end_in_one_round_trip(monkeypatch, tmp_path):
-    ctx = MockContext(config=Config(overrides={"hatasks": {
-        "inventory": str(ROOT / "hosts.ini"), "state_dir": str(tmp_path / "state")}}))
-    calls = []
-
-    def fake_run(ctx, host, command, *, user="root", probe=False, **kw):
-        calls.append(command)
-        if "pg_verifybackup" in command:   # the watchdog's newlines around the two figures
-            return Result(stdout="size=52428800\n\n\nend=0/E000100\n", exited=0)
-        return Result(stdout="", exited=0)
-
-    monkeypatch.setattr(remote, "run", fake_run)
-    monkeypatch.setattr(syncsteps, "ensure_running", lambda *a: None)
-    monkeypatch.setattr(syncsteps, "_clear_new_datadir", lambda *a: None)
-    p = {"target": "db02", "source": "db01", "maint_port": 1234, "op": "op-1",
-         "pgdata": "/var/lib/postgresql/15/data", "kept": "/var/lib/postgresql/15/data.k",
-         "settings": {"superuser": "postgres"}}
+    # the watchdog's newlines around the two figures
+    verify = Result(stdout="size=52428800\n\n\nend=0/E000100\n", exited=0)
+    ctx, calls, p = _basebackup_run(monkeypatch, tmp_path, verify, "/var/lib/postgresql/15/data.k")
     out = syncsteps.basebackup_target(ctx, p, {})
     assert out["manifest_verified"] is True and out["backup_end_lsn"] == "0/E000100"
     assert out["basebackup_figures"]["bytes"] == 52428800

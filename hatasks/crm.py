@@ -105,14 +105,11 @@ def summary(state):
     return "\n".join(lines)
 
 
-#: the CIB's constraints section (read_constraints)
-CONSTRAINTS = "cibadmin --query --scope constraints"
-
-
 def read_constraints(ctx, host):
     """The move/ban constraints left in the CIB, read on HOST (crmmon.cli_constraints);
     None when the CIB cannot be read there."""
-    res = remote.run(ctx, host, CONSTRAINTS, probe=True, warn=True, timeout=30)
+    res = remote.run(ctx, host, "cibadmin --query --scope constraints", probe=True, warn=True,
+                     timeout=30)
     if res.exited != 0:
         return None
     try:

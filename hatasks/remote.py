@@ -391,63 +391,8 @@ def dry_print(host, command, user="root"):
     print(f"[dry] {host} (as {user}): {command}", flush=True)
 
 
-class _Ahead:
-    """A read announced by read_ahead: filled once it is read (or voided)."""
-
-    def __init__(self):
-        self.done = threading.Event()
-        self.results = None
-
-
-#: reads made ahead (status): {(inventory, host, user, command): _Ahead}; each is served once,
-#: to the first probe asking for exactly that command, and any command that is not a probe
-#: voids them all (a change may make them stale)
-_ahead = {}
-
-
-def read_ahead(ctx, host, commands, user="root"):
-    """Announce that COMMANDS are being read on HOST (``run(..., ahead=False)``); returns
-    ``fill(command, result)``, to be called once for each whatever happens (result None: not
-    read; an UnreachableError: the host did not answer, its asker gets that error too). Until
-    then a probe of one of those commands waits for that read instead of asking the host again;
-    a command not read is read by its asker as usual."""
-    path, h = os.path.abspath(inventory(ctx).path), _resolve(ctx, host)
-    slots = {command: _Ahead() for command in commands}
-    with _cache_lock:
-        for command, slot in slots.items():
-            _ahead[(path, h.name, user, command)] = slot
-
-    def fill(command, result):
-        slot = slots[command]
-        if slot.results is None:
-            slot.results = {} if result is None else {command: result}
-        slot.done.set()
-    return fill
-
-
-def drop_ahead():
-    """Void every read made ahead (waiting probes, and the next ones, ask their host)."""
-    with _cache_lock:
-        slots = set(_ahead.values())
-        _ahead.clear()
-    for slot in slots:
-        slot.results = {}
-        slot.done.set()
-
-
-def _take_ahead(ctx, h, command, user):
-    if not _ahead:
-        return None
-    with _cache_lock:
-        slot = _ahead.pop((os.path.abspath(inventory(ctx).path), h.name, user, command), None)
-    if slot is None:
-        return None
-    slot.done.wait()
-    return (slot.results or {}).pop(command, None)
-
-
 def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, timeout=None,
-        ahead=True, **kwargs):
+        **kwargs):
     """Run shell ``command`` on inventory ``host`` as ``user`` ("root" or "postgres").
 
     ``probe=True``: read-only, runs even under ``inv --dry``. Otherwise, under --dry the
@@ -456,21 +401,9 @@ def run(ctx, host, command, *, user="root", probe=False, hide=True, warn=False, 
     ``timeout``: seconds for the command; exceeded -> UnreachableError naming the host. A probe
     without one gets ``hatasks.probe_timeout`` (300 s): a host whose network is cut while a
     command runs never answers, and a read must not hang the task.
-    ``ahead=False``: ask the host even when the command was announced by read_ahead (the
-    read that serves it).
     Build ``command`` with ``q`` for every value.
     """
     h = _resolve(ctx, host)
-    if not probe:
-        drop_ahead()
-    elif ahead:
-        got = _take_ahead(ctx, h, command, user)
-        if isinstance(got, UnreachableError):  # the same answer as asking now would get
-            raise UnreachableError(got.message)
-        if got is not None:
-            if got.exited != 0 and not warn:
-                raise CommandFailed(h.name, command, got)
-            return got
     if timeout is None and probe:
         timeout = _probe_timeout(ctx)
     if not probe and is_dry(ctx):

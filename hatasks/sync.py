@@ -459,11 +459,10 @@ def left_words(result):
             f"{result['target']} holds the newest data; run db.recover)")
 
 
-def detached_from_source(pool_now, src, t):
+def detached_from_source(c, pool_now, src, t):
     """pgpool answers, serving the source with the target detached (e.g. by a failed verify)."""
-    seen = {str(b.get("node_id")): b.get("status") for b in (pool_now or {}).get("backends", [])}
-    return bool(pool_now) and seen.get(str(src.pgpool_node_id)) == "up" \
-        and seen.get(str(t.pgpool_node_id)) != "up"
+    seen = backends.statuses(c, pool_now)
+    return bool(pool_now) and seen.get(src.name) == "up" and seen.get(t.name) != "up"
 
 
 def rollback(ctx, yes=False, cluster=None):
@@ -485,7 +484,7 @@ def rollback(ctx, yes=False, cluster=None):
         kept = new[0] if new else None
     copy = None
     if kept and p["method"] == "online" and promoted_copy(ctx, t, p["pgdata"]) \
-            and not detached_from_source(read_pool(ctx, c), src, t):
+            and not detached_from_source(c, read_pool(ctx, c), src, t):
         # the recovery's 2nd stage promoted the copy and pgpool may have served it since,
         # maybe alone (its source lost power): putting the old directory back would take
         # those writes out of the cluster. The copy stays; the old directory stays kept.

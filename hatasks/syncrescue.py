@@ -97,11 +97,6 @@ def stop_standby_copy(ctx, p, t):
     return True
 
 
-def up_in(data, name):
-    """NAME (a host) is up in SHOW pool_nodes DATA."""
-    return any(b.get("host") == name and b.get("status") == "up" for b in data.get("backends", []))
-
-
 def leave_source_detached(p, why):
     """The attach refused the resync's source (its PostgreSQL was killed after the verify;
     pgpool started with it down and clients wrote to the target alone): the target is the

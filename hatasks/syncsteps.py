@@ -15,7 +15,7 @@ import time
 from hatasks import backends, compare, newest, output, pg, pgpool, remote, salvage
 from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
 from hatasks.syncrescue import (leave_source_detached, serve_source_alone, start_if_down,
-                                stop_standby_copy, up_in)
+                                stop_standby_copy)
 from hatasks.divergence import compare_digests, position
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError
@@ -541,7 +541,8 @@ def attach_backends(ctx, p, st):
                 # by someone else, or it marked the backend down after its start)
                 pgpool.attach(ctx, h, h.pgpool_node_id)
             except HaError as exc:
-                if exc.code == HaError.REFUSED and name == p["source"] and up_in(data, p["target"]):
+                if exc.code == HaError.REFUSED and name == p["source"] and \
+                        backends.statuses(c, data).get(p["target"]) == "up":
                     # never attached stale; but the resync's own work is done (the target is
                     # the verified copy) and pgpool has written to the target alone since
                     return {"attached": attached, **leave_source_detached(p, exc.message)}
@@ -565,7 +566,8 @@ def verify_pool(ctx, p, st):
         try:
             data = backends.read_pool_nodes(ctx, c.name)
             seen = ", ".join(f"{b['host']} {b['status']}" for b in data["backends"])
-            if left and up_in(data, p["target"]) and not up_in(data, left):
+            now = backends.statuses(c, data)
+            if left and now.get(p["target"]) == "up" and now.get(left) != "up":
                 say(f"pgpool: {seen}; degenerated: {left} left detached, not in sync (the "
                     f"next db.recover rebuilds it from {p['target']})")
                 return {"degenerated": True}

@@ -11,6 +11,7 @@ returns plain data:
 - ``parse_vacuumdb_log(text)``: errors and warnings in the stderr of ``vacuumdb -v``.
 """
 
+import datetime
 import re
 
 # --------------------------------------------------------------------------- pgpool -n
@@ -199,6 +200,29 @@ def parse_pg_log(text):
     return entries
 
 
+def _pg_seconds(stamp):
+    """Seconds since the epoch of a log line's time ("2026-12-01 06:29:46.970 UTC"), the zone
+    ignored (both lines compared come from one server); None if it does not parse."""
+    m = re.match(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?", stamp or "")
+    if not m:
+        return None
+    try:
+        when = datetime.datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return when.replace(tzinfo=datetime.timezone.utc).timestamp() + float(m.group(3) or 0)
+
+
+def _close_in_time(a, b):
+    """Two log times within one second of each other (a server that fails on its
+    configuration writes the LOG line naming the parameter a millisecond or two before the
+    FATAL, sometimes across a second's edge), or equal when they do not parse."""
+    sa, sb = _pg_seconds(a), _pg_seconds(b)
+    if sa is None or sb is None:
+        return a == b
+    return abs(sb - sa) < 1.0
+
+
 def parse_pg_log_errors(text, limit=10, levels=("ERROR", "FATAL", "PANIC")):
     """The last ``limit`` ERROR/FATAL/PANIC entries of a PostgreSQL log (all with limit=None).
 
@@ -213,7 +237,7 @@ def parse_pg_log_errors(text, limit=10, levels=("ERROR", "FATAL", "PANIC")):
         prev = entries[i - 1] if i > 0 else None
         if e["level"] == "FATAL" and "configuration file" in e["message"] and prev \
                 and prev["level"] == "LOG" and prev["pid"] == e["pid"] \
-                and prev["time"] == e["time"]:
+                and _close_in_time(prev["time"], e["time"]):
             e = dict(e, cause=prev["message"])
         out.append(e)
     if limit is not None:

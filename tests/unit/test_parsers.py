@@ -371,3 +371,18 @@ def test_ha_log_reads_pacemakerd_lines_with_a_padded_daemon_name():
     assert found[0]["pid"] == 67
     assert found[0]["level"] == "error"
     assert found[0]["message"].startswith("pacemaker-controld[71] exited")
+
+
+def test_pg_log_startup_failure_cause_across_a_second_edge():
+    # measured in CI: the LOG line naming the parameter and the FATAL one millisecond apart
+    log = ('2026-12-01 06:29:46.999 UTC [550] LOG:  invalid value for parameter '
+           '"shared_buffers": "lots"\n'
+           '2026-12-01 06:29:47.000 UTC [550] FATAL:  configuration file '
+           '"/var/lib/postgresql/15/data/postgresql.auto.conf" contains errors\n')
+    [e] = parsers.parse_pg_log_errors(log)
+    assert e["cause"] == 'invalid value for parameter "shared_buffers": "lots"'
+    # another process's line, or one written seconds before, is not the cause
+    other = log.replace("[550] LOG", "[549] LOG")
+    assert "cause" not in parsers.parse_pg_log_errors(other)[0]
+    earlier = log.replace("06:29:46.999", "06:29:44.999")
+    assert "cause" not in parsers.parse_pg_log_errors(earlier)[0]

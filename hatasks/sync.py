@@ -40,10 +40,9 @@ from hatasks.divergence import compare_digests
 from hatasks.shell import q
 from hatasks.errors import HaError, StateError, UsageError
 from hatasks.syncplan import (ACTION, DEFAULT_MAINT_PORT, DEFAULT_WORKDIR, KEPT_RE, SLOT, SSH_OPTS,
-                              alongside,
-                              check_fit, check_method, choose_source, disk_needs, first_diff, gb,
-                              make_plan, overtaken, plan_lines, resume_state, steps_to_run,
-                              summary, target_alone)
+                              alongside, check_fit, check_method, choose_source, describe,
+                              disk_needs, first_diff, gb, make_plan, overtaken, plan_lines,
+                              resume_state, steps_to_run, summary, target_alone)
 from hatasks.syncrescue import moved_by_recovery, promoted_copy
 from hatasks.syncio import ensure_running, normal_port, pool_host, probe, run, say
 from hatasks.syncsteps import STEPS, idle_limit_in_recovery, install_recovery, kept_list, read_pool
@@ -303,7 +302,11 @@ def run_steps(ctx, op, p, done, st):
 
 def _run_one(ctx, op, p, st, plan, step, note=""):
     item = plan[step]
-    say(f"[{item['n']}/{len(plan)}] {step} [{item['host']}]: {item['what']}{note}")
+    what = item["what"]
+    if st.get("left_detached"):  # an earlier step left the source out: say so, not the plan's words
+        what = describe(step, dict(p, left_detached=st["left_detached"],
+                                   kept=st.get("kept") or p.get("kept")))[1]
+    say(f"[{item['n']}/{len(plan)}] {step} [{item['host']}]: {what}{note}")
     t0 = time.monotonic()
     op.step(step)
     data = STEPS[step](ctx, dict(p, kept=st.get("kept") or p.get("kept")), st) or {}

@@ -231,6 +231,9 @@ def describe(step, p):
         return (f"{s}+{t}", f"the physical copy: pg_verifybackup passed, same system and databases, "
                             f"nothing written on {s} since the copy ended (its WAL); else every table: "
                             "exact row count and content checksum equal")
+    if step == "verify_pool" and p.get("left_detached"):
+        return ("-", f"SHOW pool_nodes: {t} up, {p['left_detached']} left detached "
+                     "(degenerated, not in sync; the next db.recover rebuilds it)")
     if p["method"] == "online" and step == "verify":
         return (f"{s}+{t}", "every table: exact row count and content checksum equal (retried while writes land)")
     return table[step]

@@ -82,6 +82,27 @@ def test_run_steps_stops_at_a_failing_step_without_checkpointing_it(calls, monke
     assert op.begun == steps[:steps.index("import") + 1]
 
 
+def test_verify_pool_header_says_degenerated_once_the_attach_left_the_source_out(
+        calls, monkeypatch, capsys):
+    """The plan says "both backends up, not degenerated" for verify_pool; after the attach
+    left the source detached, the line printed as the step begins says what it now checks."""
+    def leave_out(ctx, p, st):
+        return {"left_detached": p["source"], "left_why": "contents differ"}
+
+    monkeypatch.setitem(syncsteps.STEPS, "attach", leave_out)
+    sync.run_steps(None, Op(), params(), ["record_newest", "stop_pgpool", "source_maint",
+                                          "dump_source", "stop_target", "keep_datadir",
+                                          "initdb_target", "copy_config", "start_target_maint",
+                                          "import", "verify", "restart_normal", "start_pgpool"],
+                   {"kept": "/d/data.kept"})
+    out = capsys.readouterr().out.splitlines()
+    [attach] = [ln for ln in out if "] attach [" in ln]
+    [header] = [ln for ln in out if "] verify_pool [" in ln]
+    assert "pcp_attach_node for db01" in attach
+    assert "not degenerated" not in header
+    assert "db01 up, db02 left detached (degenerated, not in sync" in header
+
+
 def test_resume_refuses_a_resync_whose_target_took_writes_since_it_began(calls, monkeypatch, tmp_path):
     """pgpool serves from the target alone (the source down) before the target's data was
     moved aside: the resume refuses, naming sync.rollback, and runs no step."""

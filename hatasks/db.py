@@ -13,7 +13,6 @@ runbook's failure pattern, the evidence and the recovery plan, run by the scenar
 
 import contextlib
 import sys
-import threading
 import time
 
 from hatasks import (backends, checks, crm, crmmon, engine, hb, journal, newest, notify, output, pg,
@@ -244,30 +243,6 @@ def _pgpool_answers(ctx, c, timeout):
         time.sleep(0.2)
 
 
-def in_background(fn, *args):
-    """Start FN(*ARGS) in a thread; return a callable that waits for it and gives its result
-    (or raises its error; one never awaited is dropped). Used to overlap a read or a record
-    with reading the state."""
-    box = {}
-
-    def work():
-        try:
-            box["value"] = fn(*args)
-        except Exception as exc:  # noqa: BLE001 - raised where the result is awaited
-            box["err"] = exc
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-
-    def result():
-        t.join()
-        if "err" in box:
-            raise box["err"]
-        return box.get("value")
-
-    return result
-
-
 def _record_async(ctx, c, reason, pool_read=None):
     """Start recording the newest-data backend in a thread (it must be done before pgpool
     moves; it runs while the state is read). POOL_READ: a read_pool_async already started,
@@ -285,7 +260,7 @@ def _record_async(ctx, c, reason, pool_read=None):
                 data = None
         return newest.record_newest(ctx, c.name, reason, data=data)
 
-    return in_background(record)
+    return engine.in_background(record)
 
 
 def carry_pool_view(ctx, c, dst, data):
@@ -319,8 +294,9 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
         steps("record the newest-data backend (before pgpool moves)")
         # under the lock, at once: the state the standby starts from is read again, and DST's
         # pgpool_status is written, while the record finishes; all three before pgpool moves
-        state = in_background(crm.crm_status, ctx, c.name)
-        carried = in_background(carry_pool_view, ctx, c, dst, pool) if c.kind == "db" else None
+        state = engine.in_background(crm.crm_status, ctx, c.name)
+        carried = (engine.in_background(carry_pool_view, ctx, c, dst, pool)
+                   if c.kind == "db" else None)
         rec = recorded()
         if rec and rec.get("recorded"):
             op.note(f"newest data before the move: {rec.get('newest')}")
@@ -332,7 +308,8 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
             print(f"[dry] would bring {src} online again and verify {group} stays on {dst}")
             return None, None
         # pgpool now runs on DST: its answer is awaited while SRC comes back online
-        pool_check = in_background(_pgpool_answers, ctx, c, timeout) if c.kind == "db" else None
+        pool_check = (engine.in_background(_pgpool_answers, ctx, c, timeout)
+                      if c.kind == "db" else None)
         steps(f"{src} online again: {group} must stay on {dst}")
         after = hb.online(ctx, src, timeout=timeout, yes=True, state=moved_state)
 
@@ -360,7 +337,7 @@ def move_group(ctx, c, src, dst, timeout, action, yes, recorded=None, record_rea
 def read_pool_async(ctx, c):
     """Start reading SHOW pool_nodes in a thread (while crm_mon is read); a callable gives
     the data or raises its HaError."""
-    return in_background(backends.read_pool_nodes, ctx, c.name)
+    return engine.in_background(backends.read_pool_nodes, ctx, c.name)
 
 
 def pool_before(ctx, c, force, what, pending=None):

@@ -56,6 +56,30 @@ def warm_connections(ctx, c):
         threading.Thread(target=connect, args=(name,), daemon=True).start()
 
 
+def in_background(fn, *args):
+    """Start FN(*ARGS) in a thread; return a callable that waits for it and gives its result
+    (or raises its error; one never awaited is dropped). Used to overlap a read or a record
+    with reading the state."""
+    box = {}
+
+    def work():
+        try:
+            box["value"] = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - raised where the result is awaited
+            box["err"] = exc
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "err" in box:
+            raise box["err"]
+        return box.get("value")
+
+    return result
+
+
 class EarlyLock:
     """Take CLUSTER's operation lock in a thread while the state is read (the lock's round
     trips overlap the connection set-up and the reads instead of following them). The
@@ -65,27 +89,22 @@ class EarlyLock:
 
     def __init__(self, ctx, cluster, action):
         self.ctx, self.cluster = ctx, cluster
-        self.held = False
-        self._thread = None
+        self._taken = None
         if remote.is_dry(ctx):
             return
 
         def take():
             try:
                 journal.acquire(ctx, cluster, action)
-                self.held = True
+                return True
             except Exception:  # noqa: BLE001 - the operation's own acquire reports it
-                pass
+                return False
 
-        self._thread = threading.Thread(target=take, daemon=True)
-        self._thread.start()
+        self._taken = in_background(take)
 
     def release(self):
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self.held:
-            self.held = False
+        taken, self._taken = self._taken, None
+        if taken is not None and taken():
             journal.release(self.ctx, self.cluster)
 
 

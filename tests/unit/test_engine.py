@@ -235,3 +235,42 @@ def test_show_diagnosis_of_a_healthy_cluster_with_facts(capsys):
     assert engine.show_diagnosis(d, "json", True, "db.recover") is d
     shown = json.loads(capsys.readouterr().out)
     assert shown["pattern"] == "healthy" and shown["facts"]["order"] == ["db01", "db02"]
+
+
+def test_early_lock_gives_back_only_a_hold_it_took(ctx, monkeypatch):
+    """EarlyLock takes the lock in a thread; release() waits for that take and releases it
+    once, and releases nothing when the take failed (the operation's own acquire reports
+    why) or under --dry (no take at all)."""
+    calls = []
+    refuse = {"now": False}
+
+    def acquire(ctx, cluster, action):
+        calls.append(("acquire", cluster, action))
+        if refuse["now"]:
+            raise HaError("locked by someone else", HaError.LOCKED)
+
+    monkeypatch.setattr(journal, "acquire", acquire)
+    monkeypatch.setattr(journal, "release", lambda ctx, cluster: calls.append(("release", cluster)))
+    lock = engine.EarlyLock(ctx, "db", "db.failover")
+    lock.release()
+    lock.release()
+    assert calls == [("acquire", "db", "db.failover"), ("release", "db")]
+    calls.clear()
+    refuse["now"] = True
+    engine.EarlyLock(ctx, "db", "db.failover").release()
+    assert calls == [("acquire", "db", "db.failover")]
+    calls.clear()
+    ctx.config.run.dry = True
+    engine.EarlyLock(ctx, "db", "db.failover").release()
+    assert calls == []
+
+
+def test_in_background_gives_the_result_or_raises_the_error_where_awaited():
+    assert engine.in_background(lambda a, b: a + b, 2, 3)() == 5
+
+    def fail():
+        raise StateError("no answer")
+
+    waiting = engine.in_background(fail)
+    with pytest.raises(StateError, match="no answer"):
+        waiting()

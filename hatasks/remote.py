@@ -30,7 +30,6 @@ import select
 import shlex
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import invoke
 
@@ -465,9 +464,27 @@ def probe_many(ctx, hosts, fn, max_workers=16):
                 return HaError(f"{name}: {_pg_message(exc)}", HaError.STATE)
             raise
 
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(names))) as pool:
-        futures = [pool.submit(one, n) for n in names]
-        results = [f.result() for f in futures]
+    # daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's threads
+    # at exit, so a read that a caller gave up on (status past its deadline, a host whose
+    # connect hangs) held the process open after its output until the connect timed out
+    slots = threading.BoundedSemaphore(max(1, min(max_workers, len(names))))
+    results, bugs = [None] * len(names), {}
+
+    def work(i, name):
+        with slots:
+            try:
+                results[i] = one(name)
+            except BaseException as exc:  # a bug: raised again in the caller's thread
+                bugs[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i, n), daemon=True, name=f"hatasks-{n}")
+               for i, n in enumerate(names)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if bugs:
+        raise bugs[min(bugs)]
     return dict(zip(names, results))
 
 

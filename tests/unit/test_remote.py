@@ -6,6 +6,7 @@ import pathlib
 import shlex
 import socket
 import threading
+import time
 
 import invoke
 import paramiko
@@ -192,6 +193,27 @@ def test_probe_many_collects_results_and_errors_in_order(ctx):
 def test_probe_many_lets_bugs_through(ctx):
     with pytest.raises(KeyError):
         remote.probe_many(ctx, ["db01"], lambda n: {}[n])
+
+
+def test_probe_many_reads_in_daemon_threads_at_most_max_workers_at_once(ctx):
+    """A read status gave up on must not hold the process at exit: the interpreter joins a
+    ThreadPoolExecutor's threads when it ends (a connect to a dead host then kept `status`
+    alive seconds after its output), never daemon threads."""
+    lock, now, seen = threading.Lock(), [0], []
+
+    def fn(name):
+        with lock:
+            now[0] += 1
+            seen.append((threading.current_thread().daemon, now[0]))
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+        return name
+
+    names = [f"h{i}" for i in range(6)]
+    assert list(remote.probe_many(ctx, names, fn, max_workers=2)) == names
+    assert all(daemon for daemon, _ in seen) and len(seen) == 6
+    assert max(at_once for _, at_once in seen) <= 2
 
 
 def test_probe_many_empty(ctx):

@@ -4,6 +4,7 @@ No I/O here. Each function takes the text a command printed (or a log file's con
 returns plain data:
 
 - ``parse_pgpool_check(output)``: ``pgpool -n`` foreground start (the manual's config check).
+- ``parse_pgpool_check_script(text)``: the same wrapped by ``pgpool.check``'s script.
 - ``parse_apachectl(output)``: ``apachectl -t`` / ``apachectl start``.
 - ``parse_pg_log_errors(text, limit=10)``: ERROR/FATAL/PANIC entries of a PostgreSQL log.
 - ``parse_ha_log(text)``: ERROR/FATAL/CRIT lines of Heartbeat's ha-log or pacemaker.log.
@@ -385,3 +386,34 @@ def parse_vacuumdb_log(text):
     tables = len(re.findall(r'^INFO:\s+vacuuming "', t, re.M))
     return {"ok": not errors, "errors": errors, "warnings": warnings, "databases": databases,
             "tables": tables}
+
+
+def _pgpool_n_errors(text):
+    """ERROR/FATAL lines of pgpool -n output."""
+    return [e for e in parse_pgpool_check(text)["errors"]
+            if not e.startswith("pgpool did not print")]
+
+
+def parse_pgpool_check_script(text):
+    """The output of pgpool.check's script (pgpool -n with "@@result", "@@rc" and "@@port"
+    lines) -> {"ok", "result", "rc", "errors", "output"}."""
+    result, rc, lines = None, None, []
+    for line in (text or "").splitlines():
+        if line.startswith("@@result "):
+            result = line.split(None, 1)[1].strip()
+        elif line.startswith("@@rc "):
+            rc = line.split(None, 1)[1].strip()
+        elif line.startswith("@@port "):
+            continue
+        else:
+            lines.append(line)
+    errors = _pgpool_n_errors("\n".join(lines))
+    if result == "missing":
+        errors = errors or ["configuration file missing"]
+    ok = result == "started" and not errors
+    if result == "timeout" and not errors:
+        errors = ["pgpool neither started nor failed within the wait"]
+    if result == "exited" and not errors:
+        tail = [ln.strip() for ln in lines if ln.strip()]
+        errors = [tail[-1] if tail else f"pgpool exited with status {rc}"]
+    return {"ok": ok, "result": result, "rc": rc, "errors": errors, "output": "\n".join(lines)}

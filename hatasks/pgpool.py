@@ -10,6 +10,7 @@ pcp commands run as postgres on a DB host with its ~/.pcppass (`-w`): no passwor
 ever on a command line.
 """
 
+import re
 import sys
 import time
 
@@ -152,6 +153,19 @@ def listening(ctx, host, port):
     return bool(res.stdout.strip())
 
 
+def listeners(ctx, host, port):
+    """Who holds TCP PORT on HOST, for an error: "still listening: pgpool pid 17194, 17241,
+    ... (21 in all)" (ss -ltnp, probe; the lowest pids, pgpool's main among them, first)."""
+    res = remote.run(ctx, host, f"ss -Hltnp {shell.q(f'sport = :{int(port)}')}", probe=True,
+                     warn=True)
+    found = sorted({(int(p), n) for n, p in re.findall(r'\("([^"]+)",pid=(\d+)', res.stdout or "")})
+    pids, names = [str(p) for p, _ in found], "/".join(sorted({n for _, n in found}))
+    more = f", ... ({len(pids)} in all)" if len(pids) > 4 else ""
+    if not found:
+        return "ss names no process"
+    return f"still listening: {names} pid {', '.join(pids[:4])}{more}"
+
+
 def resource_state(ctx, c):
     """The pgpool resource in crm_mon: {"node", "role", "managed", "maintenance"} or None
     when the cluster has no pgpool_resource var. Node None = not running."""
@@ -248,34 +262,8 @@ def check_script(c, wait=15):
                                pcp_port=test_pcp, pgpool=shell.q(c.vars.get("pgpool_bin") or PGPOOL))
 
 
-def _pgpool_errors(text):
-    """ERROR/FATAL lines of pgpool -n output."""
-    return [e for e in parsers.parse_pgpool_check(text)["errors"]
-            if not e.startswith("pgpool did not print")]
-
-
-def parse_check(text):
-    """Pure: the check script's output -> {"ok", "result", "rc", "errors", "output"}."""
-    result, rc, lines = None, None, []
-    for line in (text or "").splitlines():
-        if line.startswith("@@result "):
-            result = line.split(None, 1)[1].strip()
-        elif line.startswith("@@rc "):
-            rc = line.split(None, 1)[1].strip()
-        elif line.startswith("@@port "):
-            continue
-        else:
-            lines.append(line)
-    errors = _pgpool_errors("\n".join(lines))
-    if result == "missing":
-        errors = errors or ["configuration file missing"]
-    ok = result == "started" and not errors
-    if result == "timeout" and not errors:
-        errors = ["pgpool neither started nor failed within the wait"]
-    if result == "exited" and not errors:
-        tail = [ln.strip() for ln in lines if ln.strip()]
-        errors = [tail[-1] if tail else f"pgpool exited with status {rc}"]
-    return {"ok": ok, "result": result, "rc": rc, "errors": errors, "output": "\n".join(lines)}
+#: Pure: the check script's output -> {"ok", "result", "rc", "errors", "output"}.
+parse_check = parsers.parse_pgpool_check_script
 
 
 def check(ctx, host, wait=15):
@@ -387,7 +375,10 @@ def stop(ctx, host, mode="fast", timeout=60, reason="pgpool.stop"):
     if res.exited != 0:
         print(f"{h.name}: pgpool -m {mode} stop: {(res.stderr or res.stdout).strip()}",
               file=sys.stderr, flush=True)
-    wait_listening(ctx, h, port, False, timeout)
+    try:
+        wait_listening(ctx, h, port, False, timeout)
+    except HaError as exc:
+        raise HaError(f"{exc.message}: {listeners(ctx, h, port)}", exc.code) from None
     tail = f"; resource {rid} left in maintenance until pgpool.start --host {h.name}" if rid else ""
     print(f"{h.name}: pgpool stopped{tail}", flush=True)
     return {"host": h.name, "stopped": True, "maintenance": bool(rid)}
@@ -400,10 +391,13 @@ def stop_command(pgpool_bin, conf, mode):
     return (f"conf={shell.q(conf)}; "
             "pf=$(sed -n \"s/^[[:space:]]*pid_file_name[[:space:]]*=[[:space:]]*'\\(.*\\)'.*/\\1/p\" "
             "\"$conf\" | tail -n 1); pid=$(head -n 1 \"${pf:-/nonexistent}\" 2>/dev/null); "
+            # only a pid that is alive before the stop is watched: with a stale pid file the
+            # stop command's own answer (its error) is what counts
+            "case $pid in ''|*[!0-9]*) pid=;; *) [ -d /proc/$pid ] || pid=;; esac; "
             f"{shell.q(pgpool_bin)} -f \"$conf\" -m {shell.q(mode)} stop & sp=$!; "
             "while kill -0 $sp 2>/dev/null; do "
-            "case $pid in ''|*[!0-9]*) ;; *) if [ ! -d /proc/$pid ]; then "
-            "kill $sp 2>/dev/null; wait $sp 2>/dev/null; exit 0; fi;; esac; "
+            "if [ -n \"$pid\" ] && [ ! -d /proc/$pid ]; then "
+            "kill $sp 2>/dev/null; wait $sp 2>/dev/null; exit 0; fi; "
             "sleep 0.05; done; wait $sp")
 
 

@@ -321,6 +321,29 @@ def test_stop_of_a_stray_copy_leaves_the_resource_alone(ctx, rec, monkeypatch):
     assert rec.commands == [pgpool.stop_command("/usr/sbin/pgpool", "/etc/pgpool2/pgpool.conf", "fast")]
 
 
+def test_stop_that_leaves_pgpool_listening_names_who_listens(ctx, rec, monkeypatch):
+    """pgpool still on its port after the stop (CI saw it once, 60 s long): the error says
+    which processes hold the port, from ss -ltnp, for the operator to look at."""
+    use_pool(rec, BOTH_UP)
+    monkeypatch.setattr(pgpool, "listening", lambda ctx, host, port: True)
+    monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
+        "id": "pgpool", "node": "db02", "role": "Started", "managed": True})
+
+    def still(ctx, host, port, want, timeout):
+        raise HaError(f"{host.name}: expected pgpool not listening on port {port} within "
+                      f"{timeout}s; it is listening", HaError.NOT_CONVERGED)
+
+    monkeypatch.setattr(pgpool, "wait_listening", still)
+    users = ",".join(f'("pgpool",pid={p},fd=4)' for p in (17260, 17194, 17241, 17242, 17243))
+    rec.on(lambda host, cmd: cmd.startswith("ss -Hltnp"),
+           (0, f"LISTEN 0 32 0.0.0.0:9999 0.0.0.0:* users:({users})\n"))
+    with pytest.raises(HaError) as exc:
+        pgpool.stop(ctx, "db02")
+    assert exc.value.code == HaError.NOT_CONVERGED
+    assert exc.value.message.endswith("it is listening: still listening: pgpool pid 17194, "
+                                      "17241, 17242, 17243, ... (5 in all)")
+
+
 def test_start_refuses_second_copy(ctx, rec, monkeypatch):
     monkeypatch.setattr(pgpool, "resource_state", lambda ctx, c: {
         "node": "db01", "role": "Started", "managed": True})
@@ -572,6 +595,55 @@ def test_stop_command_sends_pgpools_own_stop_and_returns_when_its_process_is_gon
     process instead, and ends the stop command only once pgpool has exited."""
     cmd = pgpool.stop_command("/usr/sbin/pgpool", "/etc/pgpool2/pgpool.conf", "fast")
     assert '/usr/sbin/pgpool -f "$conf" -m fast stop & sp=$!' in cmd
-    assert "pid_file_name" in cmd and "if [ ! -d /proc/$pid ]; then kill $sp" in cmd
+    assert "pid_file_name" in cmd and '[ ! -d /proc/$pid ]; then kill $sp' in cmd
     # no pid read: the stop command itself is waited for, its exit status returned
     assert cmd.endswith("done; wait $sp")
+
+
+FAKE_PGPOOL = """#!/bin/bash
+# pgpool -f CONF -m MODE stop, as pgpool does it: signal the pid file's process, then check
+# it now and then (here: it lingers 20 s more); a pid file whose process is gone is an
+# error (exit 3)
+pf=$(sed -n "s/^pid_file_name = '\\(.*\\)'/\\1/p" "$2")
+pid=$(head -n 1 "$pf")
+kill -0 "$pid" 2>/dev/null || { echo "pgpool: pid $pid in $pf is not running" >&2; exit 3; }
+kill "$pid"
+while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+sleep 20
+"""
+
+
+@pytest.mark.parametrize("alive", [True, False])
+def test_stop_command_run_against_a_fake_pgpool(tmp_path, alive):
+    """The script run here by bash: with a live pid it returns once that process is gone,
+    not when the stop command ends (exit 0, the process gone); with a stale pid file it
+    returns the stop command's own error, never a success that stopped nothing."""
+    import subprocess
+    import threading
+
+    fake = tmp_path / "pgpool"
+    fake.write_text(FAKE_PGPOOL)
+    fake.chmod(0o755)
+    pidfile, conf = tmp_path / "pgpool.pid", tmp_path / "pgpool.conf"
+    conf.write_text(f"port = 9999\npid_file_name = '{pidfile}'\n")
+    server = subprocess.Popen(["sleep", "60"])
+    # reaped as soon as it ends, as init reaps pgpool (a zombie would look alive)
+    threading.Thread(target=server.wait, daemon=True).start()
+    try:
+        if not alive:
+            server.kill()
+            server.wait()
+        pidfile.write_text(f"{server.pid}\n")
+        # within 10 s: the fake's stop command itself lingers 20 s after the process is gone
+        res = subprocess.run(["bash", "-c", pgpool.stop_command(str(fake), str(conf), "fast")],
+                             capture_output=True, text=True, timeout=10)
+        if alive:
+            assert res.returncode == 0, res.stderr
+            assert server.wait(timeout=5) is not None   # signalled and gone
+        else:
+            assert res.returncode == 3
+            assert f"pid {server.pid}" in res.stderr and "is not running" in res.stderr
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

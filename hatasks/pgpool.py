@@ -159,10 +159,10 @@ def listeners(ctx, host, port):
     res = remote.run(ctx, host, f"ss -Hltnp {shell.q(f'sport = :{int(port)}')}", probe=True,
                      warn=True)
     found = sorted({(int(p), n) for n, p in re.findall(r'\("([^"]+)",pid=(\d+)', res.stdout or "")})
-    pids, names = [str(p) for p, _ in found], "/".join(sorted({n for _, n in found}))
-    more = f", ... ({len(pids)} in all)" if len(pids) > 4 else ""
     if not found:
         return "ss names no process"
+    pids, names = [str(p) for p, _ in found], "/".join(sorted({n for _, n in found}))
+    more = f", ... ({len(pids)} in all)" if len(pids) > 4 else ""
     return f"still listening: {names} pid {', '.join(pids[:4])}{more}"
 
 
